@@ -1,0 +1,37 @@
+# avatar_nb developer commands. Each target creates or reuses .venv and installs the
+# package (compiling avatar_nb._pcm) with its test extra when the sources changed.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.avatar_nb-installed
+
+.PHONY: demo test install build proto bench browser-check clean
+
+demo: $(STAMP)
+	$(VENV)/bin/avatar-nb demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py src/avatar_nb/_pcm.pyx
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[test]'
+	touch $(STAMP)
+
+# recompile _pcm in place after editing it (the editable install picks it up)
+build: $(STAMP)
+	$(PY) setup.py build_ext --inplace
+
+# regenerate src/avatar_nb/proto/message_pb2.py(+.pyi) from proto/message.proto
+proto: $(STAMP)
+	$(PY) tools/gen_proto.py
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf build src/avatar_nb/_pcm.c src/avatar_nb/_pcm*.so

@@ -1,0 +1,74 @@
+"""avatar_nb: stream speech to an avatar service, get FLAME animation back, study it in a notebook.
+
+The public API is re-exported here; see the README for a tour.
+"""
+
+from __future__ import annotations
+
+try:
+    from . import _pcm
+except ImportError as exc:  # pragma: no cover - only on a broken install
+    raise ImportError(
+        "avatar_nb's compiled core avatar_nb._pcm is missing or does not load "
+        f"({exc}). Build it with `pip install .` (or `pip install -e .` in a checkout, "
+        "or `python setup.py build_ext --inplace`); it needs a C compiler, Cython 3 and numpy."
+    ) from exc
+
+from ._pcm import (
+    DecodedMessage,
+    decode_animation,
+    decode_animation_batch,
+    decode_message,
+    encode_animation,
+    encode_animation_message,
+    encode_audio_messages,
+    frame_features,
+    from_s16le,
+    peak_envelope,
+    to_s16le,
+)
+from .config import (
+    AgoraEgressConfig,
+    AudioFormat,
+    LiveKitEgressConfig,
+    SessionConfig,
+    SessionConfigBuilder,
+)
+from .errors import (
+    AvatarSDKError,
+    AvatarSDKErrorCode,
+    CloseCode,
+    InvalidStateError,
+    SessionTokenError,
+)
+from .logid import generate_log_id
+from .protocol import DEFAULT_FPS, SUPPORTED_SAMPLE_RATES
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AgoraEgressConfig",
+    "AudioFormat",
+    "AvatarSDKError",
+    "AvatarSDKErrorCode",
+    "CloseCode",
+    "DEFAULT_FPS",
+    "DecodedMessage",
+    "InvalidStateError",
+    "LiveKitEgressConfig",
+    "SUPPORTED_SAMPLE_RATES",
+    "SessionConfig",
+    "SessionConfigBuilder",
+    "SessionTokenError",
+    "decode_animation",
+    "decode_animation_batch",
+    "decode_message",
+    "encode_animation",
+    "encode_animation_message",
+    "encode_audio_messages",
+    "frame_features",
+    "from_s16le",
+    "generate_log_id",
+    "peak_envelope",
+    "to_s16le",
+]

@@ -1,0 +1,840 @@
+"""The driven-ingress v2 protocol without I/O: messages, URLs, and both ends' state machines.
+
+Nothing here touches a socket. :class:`ClientConnection` and :class:`ServerConnection`
+take the bytes of received WebSocket messages and return events; they build the bytes
+to send. The asyncio client (:mod:`avatar_nb.session`) and the embedded service
+(:mod:`avatar_nb.server`) are thin adapters around them, so the two ends agree by
+construction and the protocol is tested without sockets (the model is the
+``websockets`` and ``h11`` libraries' protocol objects).
+
+State machines raise :class:`~avatar_nb.errors.InvalidStateError` on an illegal
+transition (a caller bug) and :class:`~avatar_nb.errors.AvatarSDKError` for what the
+peer did wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum, IntEnum
+from typing import Any, Union
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import numpy as np
+
+from . import _pcm
+from .errors import (
+    AvatarSDKError,
+    AvatarSDKErrorCode,
+    InvalidStateError,
+    SessionTokenError,
+    classify_error,
+)
+from .logid import generate_log_id
+from .proto import message_pb2 as pb
+
+__all__ = [
+    "SUPPORTED_SAMPLE_RATES",
+    "DEFAULT_FPS",
+    "MessageType",
+    "PlaybackState",
+    "ClientConnection",
+    "ClientState",
+    "ServerConnection",
+    "ServerState",
+    "SessionConfirmed",
+    "AnimationReceived",
+    "ServerErrorReceived",
+    "PlaybackStateReceived",
+    "UnknownMessage",
+    "SessionConfigured",
+    "AudioReceived",
+    "InterruptRequested",
+    "PlaybackControlRequested",
+    "ProtocolViolation",
+    "build_configure_session",
+    "build_confirm_session",
+    "build_server_error",
+    "build_interrupt",
+    "build_audio",
+    "build_playback_state",
+    "session_token_url",
+    "websocket_target",
+    "parse_token_response",
+    "upgrade_refusal_error",
+    "server_error_to_exception",
+    "validate_pcm_chunk",
+    "fps_from_capabilities",
+]
+
+SUPPORTED_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+"""Sample rates (Hz) that the service accepts for mono s16le audio."""
+
+DEFAULT_FPS = 25.0
+"""Keyframe rate assumed when the server declares no ``fps:<n>`` capability."""
+
+SESSION_TOKEN_PATH = "/session-tokens"
+WEBSOCKET_PATH = "/websocket"
+
+
+class MessageType(IntEnum):
+    """``Message.type`` values (PROTOCOL.md section 3)."""
+
+    UNSPECIFIED = 0
+    CLIENT_CONFIGURE_SESSION = 1
+    SERVER_CONFIRM_SESSION = 2
+    CLIENT_AUDIO_INPUT = 3
+    SERVER_ERROR = 4
+    SERVER_RESPONSE_ANIMATION = 5
+    CLIENT_INTERRUPT = 7
+    CLIENT_PAUSE = 8
+    CLIENT_RESUME = 9
+    SERVER_PLAYBACK_STATE = 10
+
+
+class PlaybackState(IntEnum):
+    UNSPECIFIED = 0
+    PLAYING = 1
+    PAUSED = 2
+    ENDED = 3
+    INTERRUPTED = 4
+
+
+# oneof field number carried by each message type
+_DATA_FIELD = {
+    MessageType.CLIENT_CONFIGURE_SESSION: 2,
+    MessageType.SERVER_CONFIRM_SESSION: 3,
+    MessageType.CLIENT_AUDIO_INPUT: 4,
+    MessageType.SERVER_ERROR: 5,
+    MessageType.SERVER_RESPONSE_ANIMATION: 6,
+    MessageType.CLIENT_INTERRUPT: 8,
+    MessageType.CLIENT_PAUSE: 9,
+    MessageType.CLIENT_RESUME: 10,
+    MessageType.SERVER_PLAYBACK_STATE: 11,
+}
+
+# --------------------------------------------------------------------------- builders
+
+
+def build_configure_session(
+    sample_rate: int,
+    bitrate: int = 0,
+    *,
+    audio_format: int = pb.AUDIO_FORMAT_PCM_S16LE,
+    livekit_egress: Any | None = None,
+    agora_egress: Any | None = None,
+) -> bytes:
+    """``Message{type=1, client_configure_session{...}}`` with transport_compression NONE."""
+    msg = pb.Message(type=pb.MESSAGE_CLIENT_CONFIGURE_SESSION)
+    cfg = msg.client_configure_session
+    cfg.sample_rate = int(sample_rate)
+    cfg.bitrate = int(bitrate)
+    cfg.audio_format = int(audio_format)
+    cfg.transport_compression = pb.TRANSPORT_COMPRESSION_NONE
+    if livekit_egress is not None:
+        cfg.egress_type = pb.EGRESS_TYPE_LIVEKIT
+        lk = cfg.livekit_egress
+        lk.url = livekit_egress.url
+        lk.api_key = livekit_egress.api_key
+        lk.api_secret = livekit_egress.api_secret
+        lk.api_token = livekit_egress.api_token
+        lk.room_name = livekit_egress.room_name
+        lk.publisher_id = livekit_egress.publisher_id
+        lk.extra_attributes.update(livekit_egress.extra_attributes)
+        lk.idle_timeout = int(livekit_egress.idle_timeout)
+    elif agora_egress is not None:
+        cfg.egress_type = pb.EGRESS_TYPE_AGORA
+        ag = cfg.agora_egress
+        ag.channel_name = agora_egress.channel_name
+        ag.token = agora_egress.token
+        ag.uid = int(agora_egress.uid)
+        ag.publisher_id = agora_egress.publisher_id
+    return msg.SerializeToString()
+
+
+def build_confirm_session(connection_id: str, capabilities: Iterable[str] = ()) -> bytes:
+    """``Message{type=2, server_confirm_session{connection_id, capabilities}}``."""
+    if not connection_id:
+        raise ValueError("connection_id must not be empty")
+    msg = pb.Message(type=pb.MESSAGE_SERVER_CONFIRM_SESSION)
+    msg.server_confirm_session.connection_id = connection_id
+    msg.server_confirm_session.capabilities.extend(capabilities)
+    return msg.SerializeToString()
+
+
+def build_server_error(code: int, message: str, *, connection_id: str = "", req_id: str = "") -> bytes:
+    """``Message{type=4, server_error{connection_id, req_id, code, message}}``."""
+    msg = pb.Message(type=pb.MESSAGE_SERVER_ERROR)
+    err = msg.server_error
+    err.connection_id = connection_id
+    err.req_id = req_id
+    err.code = int(code)
+    err.message = message
+    return msg.SerializeToString()
+
+
+def build_interrupt(req_id: str) -> bytes:
+    """``Message{type=7, client_interrupt{req_id}}``."""
+    msg = pb.Message(type=pb.MESSAGE_CLIENT_INTERRUPT)
+    msg.client_interrupt.req_id = req_id
+    return msg.SerializeToString()
+
+
+def build_playback_control(kind: MessageType, req_id: str) -> bytes:
+    """``Message{type=8 or 9, client_pause|client_resume{req_id}}``."""
+    msg = pb.Message(type=int(kind))
+    if kind == MessageType.CLIENT_PAUSE:
+        msg.client_pause.req_id = req_id
+    elif kind == MessageType.CLIENT_RESUME:
+        msg.client_resume.req_id = req_id
+    else:
+        raise ValueError(f"not a playback control message type: {kind!r}")
+    return msg.SerializeToString()
+
+
+def build_playback_state(
+    state: PlaybackState, *, connection_id: str = "", req_id: str = "", played_ms: int = 0, reason: str = ""
+) -> bytes:
+    """``Message{type=10, server_playback_state{...}}``."""
+    msg = pb.Message(type=pb.MESSAGE_SERVER_PLAYBACK_STATE)
+    ps = msg.server_playback_state
+    ps.connection_id = connection_id
+    ps.req_id = req_id
+    ps.state = int(state)
+    ps.played_ms = int(played_ms)
+    ps.reason = reason
+    return msg.SerializeToString()
+
+
+def build_audio(req_id: str, audio: bytes, end: bool) -> bytes:
+    """One ``Message{type=3, client_audio_input{req_id, end, audio}}`` (serialized by ``_pcm``)."""
+    if audio or end:
+        return _pcm.encode_audio_messages(audio, req_id, max(len(audio), 2), end=end)[0]
+    # an empty, non-final chunk: _pcm makes no message for it, the protobuf library does
+    msg = pb.Message(type=pb.MESSAGE_CLIENT_AUDIO_INPUT)
+    msg.client_audio_input.req_id = req_id
+    return msg.SerializeToString()
+
+
+# --------------------------------------------------------------------------- validation
+
+
+BytesLike = Union[bytes, bytearray, memoryview]
+
+
+def validate_pcm_chunk(audio: Any) -> bytes:
+    """Check one chunk of s16le PCM and return it as ``bytes``.
+
+    Raises ``TypeError`` for anything that is not bytes-like (naming the type; a numpy
+    array must be converted with :func:`avatar_nb.to_s16le` first, so that its dtype is
+    interpreted on purpose) and ``ValueError`` for an odd number of bytes.
+    """
+    if isinstance(audio, np.ndarray):
+        raise TypeError(
+            f"send_audio() takes s16le PCM bytes, got a numpy array of dtype {audio.dtype}; "
+            "convert it with avatar_nb.to_s16le(samples) first"
+        )
+    if isinstance(audio, str) or not isinstance(audio, (bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"audio must be bytes-like s16le PCM (bytes, bytearray or memoryview), got {type(audio).__name__}"
+        )
+    data = bytes(audio)
+    if len(data) % 2:
+        raise ValueError(
+            f"audio has {len(data)} bytes, an odd number; mono s16le PCM has 2 bytes per sample"
+        )
+    return data
+
+
+def fps_from_capabilities(capabilities: Iterable[str], default: float = DEFAULT_FPS) -> float:
+    """The keyframe rate a server declared with an ``fps:<n>`` capability, else ``default``."""
+    for cap in capabilities:
+        if cap.startswith("fps:"):
+            try:
+                value = float(cap[4:])
+            except ValueError:
+                continue
+            if value > 0 and np.isfinite(value):
+                return value
+    return default
+
+
+# --------------------------------------------------------------------------- URLs and HTTP
+
+
+def session_token_url(console_endpoint_url: str) -> str:
+    """``{console}/session-tokens`` (the console URL's trailing ``/`` removed first)."""
+    _check_http_url(console_endpoint_url, "console_endpoint_url", ("http", "https"))
+    return console_endpoint_url.rstrip("/") + SESSION_TOKEN_PATH
+
+
+def _check_http_url(url: str, name: str, schemes: Sequence[str]) -> str:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if not scheme or "://" not in url:
+        raise ValueError(f"{name} {url!r} has no scheme; use one of {', '.join(schemes)}")
+    if scheme not in schemes:
+        raise ValueError(f"{name} {url!r} has scheme {scheme!r}; accepted: {', '.join(schemes)}")
+    if not parts.netloc:
+        raise ValueError(f"{name} {url!r} has no host")
+    return scheme
+
+
+def websocket_target(
+    ingress_endpoint_url: str,
+    avatar_id: str,
+    *,
+    app_id: str,
+    session_token: str,
+    use_query_auth: bool = False,
+) -> tuple[str, dict[str, str]]:
+    """The WebSocket URL and headers for ``start()`` (PROTOCOL.md section 2).
+
+    ``http``/``https`` become ``ws``/``wss``; ``ws``/``wss`` are kept; anything else is a
+    ``ValueError``. Existing query parameters are kept; ``id`` is set to the avatar id,
+    and with ``use_query_auth`` also ``appId`` and ``sessionKey``, otherwise the
+    ``X-App-ID`` and ``X-Session-Key`` headers carry them.
+    """
+    scheme = _check_http_url(ingress_endpoint_url, "ingress_endpoint_url", ("http", "https", "ws", "wss"))
+    ws_scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme)
+    parts = urlsplit(ingress_endpoint_url)
+    path = parts.path.rstrip("/") + WEBSOCKET_PATH
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "id"]
+    query.append(("id", avatar_id))
+    headers: dict[str, str] = {}
+    if use_query_auth:
+        query = [(k, v) for k, v in query if k not in ("appId", "sessionKey")]
+        query += [("appId", app_id), ("sessionKey", session_token)]
+    else:
+        headers = {"X-App-ID": app_id, "X-Session-Key": session_token}
+    url = urlunsplit((ws_scheme, parts.netloc, path, urlencode(query), ""))
+    return url, headers
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the value of a ``sessionKey`` query parameter replaced, for messages."""
+    return re.sub(r"(sessionKey=)[^&#]*", r"\1<redacted>", url)
+
+
+def _json_or_none(body: str | bytes | None) -> Any:
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, TypeError):
+        return None
+
+
+def error_details(body: str | bytes | None) -> dict[str, str | None]:
+    """The first error of the JSON error shape, or the plain text, as a dict.
+
+    Keys: ``status``, ``code`` (``code`` or ``id``), ``title``, ``detail`` (``detail``
+    or ``message``).
+    """
+    data = _json_or_none(body)
+    if data is None:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+        text = text.strip()
+        return {"status": None, "code": None, "title": None, "detail": text[:500] or None}
+    if isinstance(data, dict):
+        errors = data.get("errors")
+        first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else data
+
+        def s(value: Any) -> str | None:
+            return None if value is None else str(value)
+
+        return {
+            "status": s(first.get("status")),
+            "code": s(first.get("code") or first.get("id") or first.get("error")),
+            "title": s(first.get("title")),
+            "detail": s(first.get("detail") or first.get("message")),
+        }
+    return {"status": None, "code": None, "title": None, "detail": None}
+
+
+def parse_token_response(status: int, body: str) -> str:
+    """The session token from the console's answer, or a :class:`SessionTokenError`.
+
+    Accepts ``sessionToken`` and ``session_token``. A non-200 status, a 200 with a
+    non-empty ``errors`` list, a body that is not JSON, or an empty token are errors;
+    the JSON error shape's code, title and detail are carried on the exception.
+    """
+    data = _json_or_none(body)
+    has_errors = isinstance(data, dict) and bool(data.get("errors"))
+    if status != 200 or has_errors:
+        details = error_details(body)
+        effective = status
+        if status == 200 and details["status"] and details["status"].isdigit():
+            effective = int(details["status"])
+        text = " - ".join(p for p in (details["title"], details["detail"]) if p) or details["code"] or ""
+        message = f"session token request failed (HTTP {effective})"
+        if text:
+            message += f": {text}"
+        return _raise(
+            SessionTokenError(
+                message,
+                code=classify_error(
+                    phase="session_token",
+                    http_status=effective,
+                    server_code=details["code"],
+                    title=details["title"],
+                    detail=details["detail"],
+                ),
+                http_status=effective,
+                server_code=details["code"],
+                server_title=details["title"],
+                server_detail=details["detail"],
+                raw_body=body[:2000] if body else None,
+            )
+        )
+    if not isinstance(data, dict):
+        raise SessionTokenError(
+            "session token response is not a JSON object",
+            code=AvatarSDKErrorCode.protocolError,
+            http_status=status,
+            raw_body=body[:2000] if body else None,
+        )
+    token = data.get("sessionToken") or data.get("session_token")
+    if not token or not isinstance(token, str):
+        raise SessionTokenError(
+            "session token response has an empty or missing sessionToken",
+            code=AvatarSDKErrorCode.protocolError,
+            http_status=status,
+        )
+    return token
+
+
+def _raise(exc: Exception) -> Any:
+    raise exc
+
+
+def upgrade_refusal_error(status: int, body: str | bytes | None) -> AvatarSDKError:
+    """The error for a WebSocket upgrade refused with HTTP ``status`` and ``body``."""
+    details = error_details(body)
+    code = classify_error(
+        phase="websocket_connect",
+        http_status=status,
+        server_code=details["code"],
+        title=details["title"],
+        detail=details["detail"],
+    )
+    text = " - ".join(p for p in (details["title"], details["detail"]) if p) or details["code"] or ""
+    message = f"WebSocket upgrade refused (HTTP {status})" + (f": {text}" if text else "")
+    raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    return AvatarSDKError(
+        code,
+        message,
+        phase="websocket_connect",
+        http_status=status,
+        server_code=details["code"],
+        server_title=details["title"],
+        server_detail=details["detail"],
+        raw_body=raw[:2000] if raw else None,
+    )
+
+
+def server_error_to_exception(msg: _pcm.DecodedMessage, phase: str) -> AvatarSDKError:
+    """An :class:`AvatarSDKError` for a received ``ServerError`` message."""
+    code = classify_error(phase=phase, server_code=str(msg.error_code), detail=msg.error_message)
+    text = msg.error_message or "(no message)"
+    where = "handshake refused by server" if phase == "websocket_handshake" else "server error"
+    return AvatarSDKError(
+        code,
+        f"{where}: {text} (server code {msg.error_code})",
+        phase=phase,
+        server_code=str(msg.error_code),
+        server_detail=msg.error_message or None,
+        connection_id=msg.connection_id or None,
+        req_id=msg.req_id or None,
+    )
+
+
+# --------------------------------------------------------------------------- client side
+
+
+@dataclass(frozen=True)
+class SessionConfirmed:
+    connection_id: str
+    capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AnimationReceived:
+    """One ``ServerResponseAnimation``. ``keyframes`` is (n, 20 + E) float32."""
+
+    req_id: str
+    end: bool
+    keyframes: np.ndarray
+    raw: bytes
+    connection_id: str = ""
+    avatar_id: str = ""
+    animation_error: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerErrorReceived:
+    error: AvatarSDKError
+
+
+@dataclass(frozen=True)
+class PlaybackStateReceived:
+    req_id: str
+    state: PlaybackState
+    played_ms: int
+    reason: str
+    connection_id: str = ""
+
+
+@dataclass(frozen=True)
+class UnknownMessage:
+    """A message type this client does not handle; ignored for forward compatibility."""
+
+    type: int
+    raw: bytes
+
+
+ClientEvent = Union[SessionConfirmed, AnimationReceived, ServerErrorReceived, PlaybackStateReceived, UnknownMessage]
+
+
+class ClientState(Enum):
+    IDLE = "idle"
+    AWAITING_CONFIRM = "awaiting_confirm"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class ClientConnection:
+    """The client end of a session, without I/O.
+
+    ``configure()`` → bytes to send; ``receive(data)`` → an event for each received
+    message; ``audio()``/``interrupt()`` → request id and bytes to send. The request id
+    of an utterance is made at its first chunk and kept until a chunk with ``end=True``.
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 16000,
+        bitrate: int = 0,
+        audio_format: int = pb.AUDIO_FORMAT_PCM_S16LE,
+        livekit_egress: Any | None = None,
+        agora_egress: Any | None = None,
+    ) -> None:
+        if sample_rate not in SUPPORTED_SAMPLE_RATES:
+            raise ValueError(
+                f"unsupported sample_rate {sample_rate}; accepted: "
+                f"{', '.join(map(str, SUPPORTED_SAMPLE_RATES))} Hz"
+            )
+        self.sample_rate = sample_rate
+        self.bitrate = bitrate
+        self.audio_format = audio_format
+        self._livekit = livekit_egress
+        self._agora = agora_egress
+        self.state = ClientState.IDLE
+        self.connection_id: str | None = None
+        self.capabilities: tuple[str, ...] = ()
+        self.current_req_id: str | None = None
+        self.last_req_id: str | None = None
+
+    def _require(self, *states: ClientState, action: str) -> None:
+        if self.state not in states:
+            allowed = " or ".join(s.value for s in states)
+            raise InvalidStateError(f"cannot {action} in state {self.state.value} (needs {allowed})")
+
+    def configure(self) -> bytes:
+        """The ClientConfigureSession message; moves to AWAITING_CONFIRM."""
+        self._require(ClientState.IDLE, action="configure the session")
+        data = build_configure_session(
+            self.sample_rate,
+            self.bitrate,
+            audio_format=self.audio_format,
+            livekit_egress=self._livekit,
+            agora_egress=self._agora,
+        )
+        self.state = ClientState.AWAITING_CONFIRM
+        return data
+
+    def receive(self, data: Any) -> ClientEvent:
+        """Interpret one received WebSocket message.
+
+        In AWAITING_CONFIRM, a confirm moves to OPEN and a ServerError raises the
+        classified :class:`AvatarSDKError` (the handshake failed); anything else raises a
+        protocolError. In OPEN, every message becomes an event; bytes that are not a
+        valid Message raise a protocolError (the connection stays usable).
+        """
+        self._require(ClientState.AWAITING_CONFIRM, ClientState.OPEN, action="receive messages")
+        phase = "websocket_handshake" if self.state is ClientState.AWAITING_CONFIRM else "websocket_runtime"
+        if isinstance(data, str):
+            raise AvatarSDKError(
+                AvatarSDKErrorCode.protocolError,
+                "received a text frame; the protocol sends one binary protobuf Message per frame",
+                phase=phase,
+            )
+        try:
+            msg = _pcm.decode_message(data)
+        except ValueError as exc:
+            raise AvatarSDKError(
+                AvatarSDKErrorCode.protocolError, f"invalid protobuf message: {exc}", phase=phase
+            ) from None
+
+        if self.state is ClientState.AWAITING_CONFIRM:
+            if msg.type == MessageType.SERVER_CONFIRM_SESSION:
+                if not msg.connection_id:
+                    raise AvatarSDKError(
+                        AvatarSDKErrorCode.protocolError,
+                        "server confirmed the session with an empty connection_id",
+                        phase=phase,
+                    )
+                self.connection_id = msg.connection_id
+                self.capabilities = msg.capabilities
+                self.state = ClientState.OPEN
+                return SessionConfirmed(msg.connection_id, msg.capabilities)
+            if msg.type == MessageType.SERVER_ERROR:
+                raise server_error_to_exception(msg, phase)
+            raise AvatarSDKError(
+                AvatarSDKErrorCode.protocolError,
+                f"unexpected message type {msg.type} during the handshake (expected 2 or 4)",
+                phase=phase,
+            )
+
+        if msg.type == MessageType.SERVER_RESPONSE_ANIMATION:
+            return AnimationReceived(
+                req_id=msg.req_id,
+                end=msg.end,
+                keyframes=msg.keyframes,
+                raw=bytes(data),
+                connection_id=msg.connection_id,
+                avatar_id=msg.avatar_id,
+                animation_error=msg.animation_error,
+            )
+        if msg.type == MessageType.SERVER_ERROR:
+            return ServerErrorReceived(server_error_to_exception(msg, phase))
+        if msg.type == MessageType.SERVER_PLAYBACK_STATE:
+            try:
+                state = PlaybackState(msg.playback_state)
+            except ValueError:
+                state = PlaybackState.UNSPECIFIED
+            return PlaybackStateReceived(msg.req_id, state, msg.played_ms, msg.reason, msg.connection_id)
+        return UnknownMessage(msg.type, bytes(data))
+
+    def _req_id_for_chunk(self) -> str:
+        if self.current_req_id is None:
+            self.current_req_id = generate_log_id()
+            self.last_req_id = self.current_req_id
+        return self.current_req_id
+
+    def audio(self, audio: Any, end: bool = False) -> tuple[str, bytes]:
+        """Request id and bytes of one audio chunk (validated first, nothing changes on error)."""
+        self._require(ClientState.OPEN, action="send audio")
+        data = validate_pcm_chunk(audio)
+        req_id = self._req_id_for_chunk()
+        message = build_audio(req_id, data, bool(end))
+        if end:
+            self.current_req_id = None
+        return req_id, message
+
+    def audio_messages(self, pcm: Any, chunk_bytes: int, *, end: bool = True) -> tuple[str, list[bytes]]:
+        """Request id and the messages of a whole stretch of PCM, cut into ``chunk_bytes``."""
+        self._require(ClientState.OPEN, action="send audio")
+        data = validate_pcm_chunk(pcm)
+        if not isinstance(chunk_bytes, int) or chunk_bytes <= 0 or chunk_bytes % 2:
+            raise ValueError(f"chunk_bytes must be a positive even number, got {chunk_bytes!r}")
+        req_id = self._req_id_for_chunk()
+        messages = _pcm.encode_audio_messages(data, req_id, chunk_bytes, end=bool(end))
+        if end:
+            self.current_req_id = None
+        return req_id, messages
+
+    def interrupt(self) -> tuple[str, bytes]:
+        """Request id and bytes of a ClientInterrupt for the latest request."""
+        self._require(ClientState.OPEN, action="interrupt")
+        if not self.last_req_id:
+            raise InvalidStateError("cannot interrupt: no audio has been sent yet")
+        req_id = self.last_req_id
+        self.current_req_id = None
+        return req_id, build_interrupt(req_id)
+
+    def playback_control(self, kind: MessageType) -> tuple[str, bytes]:
+        """Request id and bytes of a ClientPause or ClientResume for the latest request."""
+        self._require(ClientState.OPEN, action="pause or resume")
+        if not self.last_req_id:
+            raise InvalidStateError("cannot pause or resume: no audio has been sent yet")
+        return self.last_req_id, build_playback_control(kind, self.last_req_id)
+
+    def close(self) -> None:
+        """Move to CLOSED (idempotent)."""
+        self.state = ClientState.CLOSED
+
+
+# --------------------------------------------------------------------------- server side
+
+
+@dataclass(frozen=True)
+class SessionConfigured:
+    sample_rate: int
+    bitrate: int
+    audio_format: int
+    egress_type: int
+
+
+@dataclass(frozen=True)
+class AudioReceived:
+    """An audio chunk. ``new_utterance`` on the first chunk of a req_id;
+    ``preempted`` names an open request that this new one implicitly ended."""
+
+    req_id: str
+    audio: bytes
+    end: bool
+    new_utterance: bool
+    preempted: str | None = None
+
+
+@dataclass(frozen=True)
+class InterruptRequested:
+    req_id: str
+
+
+@dataclass(frozen=True)
+class PlaybackControlRequested:
+    kind: MessageType
+    req_id: str
+
+
+@dataclass(frozen=True)
+class ProtocolViolation:
+    """The client did something wrong; send ``reply`` and close when ``close`` is set."""
+
+    reply: bytes
+    message: str
+    close: bool
+
+
+ServerEvent = Union[SessionConfigured, AudioReceived, InterruptRequested, PlaybackControlRequested, ProtocolViolation]
+
+
+class ServerState(Enum):
+    AWAITING_CONFIGURE = "awaiting_configure"
+    STREAMING = "streaming"
+    CLOSED = "closed"
+
+
+class ServerConnection:
+    """The service end of a session, without I/O.
+
+    ``receive(data)`` returns one event. Handshake violations (a first message that is
+    not ClientConfigureSession, an unsupported sample rate or audio format, an egress
+    the service cannot serve) give a :class:`ProtocolViolation` with ``close=True``;
+    later mistakes (odd-length audio, text frames, unparseable bytes, audio for a
+    finished request) give one with ``close=False`` and leave the session usable.
+    Error wording follows PROTOCOL.md section 6 so that clients classify it.
+    """
+
+    def __init__(
+        self,
+        connection_id: str,
+        *,
+        capabilities: Sequence[str] = (),
+        supported_sample_rates: Sequence[int] = SUPPORTED_SAMPLE_RATES,
+        supported_audio_formats: Sequence[int] = (pb.AUDIO_FORMAT_PCM_S16LE,),
+        supports_egress: bool = False,
+    ) -> None:
+        self.connection_id = connection_id
+        self.capabilities = tuple(capabilities)
+        self.supported_sample_rates = tuple(supported_sample_rates)
+        self.supported_audio_formats = tuple(supported_audio_formats)
+        self.supports_egress = supports_egress
+        self.state = ServerState.AWAITING_CONFIGURE
+        self.sample_rate: int | None = None
+        self.current_req_id: str | None = None
+        self.ended_req_ids: set[str] = set()
+        self.last_req_id: str | None = None
+
+    def error(self, code: int, message: str, *, req_id: str = "") -> bytes:
+        return build_server_error(code, message, connection_id=self.connection_id, req_id=req_id)
+
+    def _violation(self, code: int, message: str, *, close: bool, req_id: str = "") -> ProtocolViolation:
+        if close:
+            self.state = ServerState.CLOSED
+        return ProtocolViolation(self.error(code, message, req_id=req_id), message, close)
+
+    def confirm(self) -> bytes:
+        """The ServerConfirmSession message (after a :class:`SessionConfigured` event)."""
+        if self.state is not ServerState.STREAMING:
+            raise InvalidStateError(f"cannot confirm a session in state {self.state.value}")
+        return build_confirm_session(self.connection_id, self.capabilities)
+
+    def receive(self, data: Any) -> ServerEvent:
+        if self.state is ServerState.CLOSED:
+            raise InvalidStateError("cannot receive on a closed session")
+        handshake = self.state is ServerState.AWAITING_CONFIGURE
+        if isinstance(data, str):
+            return self._violation(
+                0 if handshake else 3,
+                "unexpected message type: text frame; send one binary protobuf Message per frame",
+                close=handshake,
+            )
+        try:
+            msg = _pcm.decode_message(data)
+        except ValueError as exc:
+            return self._violation(
+                0 if handshake else 3, f"failed to unmarshal message: {exc}", close=handshake
+            )
+
+        if handshake:
+            if msg.type != MessageType.CLIENT_CONFIGURE_SESSION or msg.data_field != 2:
+                return self._violation(
+                    0,
+                    f"expected ClientConfigureSession message, got message type {msg.type}",
+                    close=True,
+                )
+            if msg.sample_rate not in self.supported_sample_rates:
+                return self._violation(0, f"unsupported sample rate: {msg.sample_rate}", close=True)
+            if msg.audio_format not in self.supported_audio_formats:
+                name = pb.AudioFormat.Name(msg.audio_format) if msg.audio_format in pb.AudioFormat.values() else str(msg.audio_format)
+                return self._violation(0, f"unsupported audio format: {name}", close=True)
+            if msg.egress_type != pb.EGRESS_TYPE_UNSPECIFIED and not self.supports_egress:
+                return self._violation(14, "egress client is not configured on server", close=True)
+            self.sample_rate = msg.sample_rate
+            self.state = ServerState.STREAMING
+            return SessionConfigured(msg.sample_rate, msg.bitrate, msg.audio_format, msg.egress_type)
+
+        if msg.type == MessageType.CLIENT_AUDIO_INPUT and msg.data_field in (0, 4):
+            req_id = msg.req_id
+            if not req_id:
+                return self._violation(3, "audio input without req_id", close=False)
+            if len(msg.audio) % 2:
+                return self._violation(
+                    3,
+                    f"audio chunk has {len(msg.audio)} bytes, an odd number; s16le needs 2 bytes per sample",
+                    close=False,
+                    req_id=req_id,
+                )
+            if req_id in self.ended_req_ids:
+                return self._violation(
+                    3, f"req_id {req_id} already ended; start a new request id", close=False, req_id=req_id
+                )
+            new = req_id != self.current_req_id
+            preempted = self.current_req_id if new else None
+            if preempted is not None:
+                self.ended_req_ids.add(preempted)
+            self.current_req_id = req_id
+            self.last_req_id = req_id
+            if msg.end:
+                self.ended_req_ids.add(req_id)
+                self.current_req_id = None
+            return AudioReceived(req_id, msg.audio, msg.end, new, preempted)
+        if msg.type == MessageType.CLIENT_INTERRUPT:
+            req_id = msg.req_id or self.last_req_id or ""
+            if req_id and req_id == self.current_req_id:
+                self.current_req_id = None
+            if req_id:
+                self.ended_req_ids.add(req_id)
+            return InterruptRequested(req_id)
+        if msg.type in (MessageType.CLIENT_PAUSE, MessageType.CLIENT_RESUME):
+            return PlaybackControlRequested(MessageType(msg.type), msg.req_id)
+        return self._violation(0, f"unexpected message type {msg.type}", close=False)
+
+    def close(self) -> None:
+        self.state = ServerState.CLOSED
