@@ -1,0 +1,192 @@
+"""Timeline: data model, metrics, channels, files."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from avatar_nb.timeline import Timeline
+
+
+def _kf(n: int, e: int = 50, start: float = 0.0) -> np.ndarray:
+    out = np.zeros((n, 20 + e), dtype=np.float32)
+    out[:, 9] = np.linspace(start, start + 1, n, dtype=np.float32)  # jaw_open
+    out[:, 3:6] = np.arange(n * 3, dtype=np.float32).reshape(n, 3)  # rotation
+    out[:, 18] = 0.25
+    out[:, 19] = 0.75
+    out[:, 20:] = np.arange(e, dtype=np.float32)
+    return out
+
+
+def make_run(realtime: bool = True) -> Timeline:
+    """Two utterances, 1 s and 0.5 s of 16 kHz audio in 40 ms chunks, keyframes 2 per message."""
+    tl = Timeline(25, sample_rate=16000, audio=np.zeros(24000, dtype=np.int16))
+    t = 0.0
+    for req, seconds in (("r1", 1.0), ("r2", 0.5)):
+        n_chunks = round(seconds / 0.04)
+        for i in range(n_chunks):
+            tl.add_audio_chunk(req, t, 640)
+            t += 0.04 if realtime else 0.001
+    # keyframes arrive 100 ms after their audio in the realtime case
+    arrival = 0.1
+    for req, n in (("r1", 25), ("r2", 13)):
+        for i in range(0, n, 2):
+            k = min(2, n - i)
+            tl.add_animation(_kf(k), req_id=req, arrival=arrival, end=i + k >= n)
+            arrival += 0.08
+    return tl
+
+
+def test_counts_and_arrays():
+    tl = make_run()
+    assert tl.n_keyframes == 38 == len(tl) == tl.keyframes.shape[0]
+    assert tl.keyframes.shape == (38, 70)
+    assert tl.n_expression == 50
+    assert tl.req_ids == ["r1", "r2"]
+    assert tl.message_keyframes.sum() == 38
+    assert tl.arrival.shape == (38,)
+    assert list(np.bincount(tl.keyframe_req)) == [25, 13]
+    assert tl.complete
+    assert tl.audio_duration == pytest.approx(1.5)
+
+
+def test_media_time_follows_utterance_audio():
+    tl = make_run()
+    np.testing.assert_allclose(tl.utterance_start, [0.0, 1.0])
+    mt = tl.media_time
+    np.testing.assert_allclose(mt[:25], np.arange(25) / 25)
+    np.testing.assert_allclose(mt[25:], 1.0 + np.arange(13) / 25)
+
+
+def test_metrics():
+    tl = make_run()
+    assert tl.first_frame_latency == pytest.approx(0.1)
+    np.testing.assert_allclose(tl.inter_arrival, 0.08)
+    assert tl.jitter == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(tl.lateness, tl.arrival - tl.media_time)
+    assert tl.real_time_factor == pytest.approx(tl.arrival[-1] / 1.5)
+    s = tl.summary()
+    assert s["keyframes"] == 38 and s["requests"] == 2 and s["complete"] is True
+
+
+def test_jitter_is_std_of_gaps():
+    tl = Timeline(25)
+    for t in (0.0, 0.1, 0.3, 0.35):
+        tl.add_animation(_kf(1), req_id="r", arrival=t, end=False)
+    assert tl.jitter == pytest.approx(np.std([0.1, 0.2, 0.05]))
+    assert not tl.complete
+
+
+def test_empty_timeline_metrics_are_nan():
+    tl = Timeline(30)
+    assert tl.n_keyframes == 0
+    assert tl.keyframes.shape == (0, 20)
+    assert math.isnan(tl.first_frame_latency)
+    assert math.isnan(tl.jitter)
+    assert math.isnan(tl.real_time_factor)
+    assert not tl.complete
+    assert "0 keyframes" in repr(tl)
+
+
+def test_channels_by_name():
+    tl = make_run()
+    np.testing.assert_array_equal(tl.jaw_open, tl.keyframes[:, 9])
+    np.testing.assert_array_equal(tl["jaw_pose"], tl.keyframes[:, 9:12])
+    np.testing.assert_array_equal(tl.channel("expression"), tl.keyframes[:, 20:])
+    assert np.all(tl.eyelid_left == 0.25) and np.all(tl.eyelid_right == 0.75)
+    np.testing.assert_array_equal(tl.head_yaw, tl.keyframes[:, 4])
+    with pytest.raises(KeyError, match="unknown channel 'mouth'.*jaw_open"):
+        tl.channel("mouth")
+    with pytest.raises(AttributeError):
+        tl.no_such_thing  # noqa: B018
+
+
+def test_arrays_are_read_only_and_cached_until_next_append():
+    tl = make_run()
+    kf = tl.keyframes
+    assert not kf.flags.writeable
+    assert tl.keyframes is kf
+    v = tl.version
+    tl.add_animation(_kf(3), req_id="r3", arrival=9.0, end=True)
+    assert tl.version > v
+    assert tl.keyframes.shape[0] == 41
+
+
+def test_differing_expression_width_is_rejected_without_change():
+    tl = make_run()
+    before = tl.n_keyframes
+    with pytest.raises(ValueError, match="100 expression coefficients, earlier ones have 50"):
+        tl.add_animation(_kf(2, e=100), req_id="r1", arrival=5.0, end=False)
+    assert tl.n_keyframes == before
+
+
+def test_bad_keyframe_shape():
+    with pytest.raises(ValueError, match="shape"):
+        Timeline().add_animation(np.zeros((3, 5)), req_id="r", arrival=0, end=False)
+
+
+@pytest.mark.parametrize("fps", [0, -1, float("nan"), "25"])
+def test_bad_fps(fps):
+    with pytest.raises(ValueError, match="fps"):
+        Timeline(fps)
+
+
+def test_save_load_round_trip_exact(tmp_path):
+    tl = make_run()
+    tl.meta["service"] = "local"
+    tl.add_error("connectionClosed: dropped (code 1006)")
+    path = tl.save(tmp_path / "run")
+    assert path.suffix == ".npz"
+    back = Timeline.load(path)
+    np.testing.assert_array_equal(back.keyframes, tl.keyframes)
+    assert back.keyframes.dtype == np.float32
+    for name in (
+        "message_arrival",
+        "message_keyframes",
+        "message_req",
+        "message_end",
+        "chunk_sent_at",
+        "chunk_samples",
+        "chunk_req",
+        "media_time",
+        "arrival",
+        "lateness",
+    ):
+        np.testing.assert_array_equal(getattr(back, name), getattr(tl, name), err_msg=name)
+    np.testing.assert_array_equal(back.audio, tl.audio)
+    assert back.req_ids == tl.req_ids
+    assert back.errors == tl.errors
+    assert back.meta == {"service": "local"}
+    assert back.fps == tl.fps and back.sample_rate == tl.sample_rate
+    assert back.complete == tl.complete
+    assert back.summary() == tl.summary()
+    # a loaded timeline keeps growing like a fresh one
+    back.add_animation(_kf(1), req_id="r9", arrival=10.0, end=True)
+    assert back.n_keyframes == tl.n_keyframes + 1
+
+
+def test_load_rejects_foreign_npz(tmp_path):
+    p = tmp_path / "x.npz"
+    np.savez(p, a=np.zeros(3))
+    with pytest.raises(ValueError, match="not an avatar_nb timeline"):
+        Timeline.load(p)
+
+
+def test_repr_and_html():
+    tl = make_run()
+    text = repr(tl)
+    assert "38 keyframes" in text and "E=50" in text and "first frame 100.0 ms" in text
+    page = tl._repr_html_()
+    assert "<table>" in page and "first-frame latency" in page and "100.0 ms" in page
+
+
+def test_audio_validation():
+    with pytest.raises(ValueError, match="odd number"):
+        Timeline(audio=b"\x00\x01\x02")
+    with pytest.raises(ValueError, match="int16"):
+        Timeline(audio=np.zeros(4, dtype=np.float32))
+    tl = Timeline(sample_rate=8000, audio=b"\x00\x40" * 8000)
+    assert tl.audio_duration == pytest.approx(1.0)
+    np.testing.assert_allclose(tl.audio_samples(), 0.5)
