@@ -27,6 +27,7 @@ from ._pcm import (
     peak_envelope,
     to_s16le,
 )
+from .audio import AudioFormatError, load_wav, prepare_audio, speech_like, write_wav
 from .config import (
     AgoraEgressConfig,
     AudioFormat,
@@ -43,12 +44,14 @@ from .errors import (
 )
 from .logid import generate_log_id
 from .protocol import DEFAULT_FPS, SUPPORTED_SAMPLE_RATES
+from .timeline import Timeline
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AgoraEgressConfig",
     "AudioFormat",
+    "AudioFormatError",
     "AvatarSDKError",
     "AvatarSDKErrorCode",
     "CloseCode",
@@ -60,6 +63,7 @@ __all__ = [
     "SessionConfig",
     "SessionConfigBuilder",
     "SessionTokenError",
+    "Timeline",
     "decode_animation",
     "decode_animation_batch",
     "decode_message",
@@ -69,6 +73,10 @@ __all__ = [
     "frame_features",
     "from_s16le",
     "generate_log_id",
+    "load_wav",
     "peak_envelope",
+    "prepare_audio",
+    "speech_like",
     "to_s16le",
+    "write_wav",
 ]

@@ -794,9 +794,10 @@ def to_s16le(samples, *, bint clip=True):
                     f"sample {i} is {acc:g}, outside [-1, 1]; pass clip=True to clip it"
                 )
             acc = 1.0 if acc > 0 else -1.0
-        # floats: round to nearest (half to even) on a 32767 scale; integers: floor on a
-        # 32768 scale, which keeps int16 input bit-exact and shifts int32 right by 16
-        x = rint(acc * 32767.0) if scale == 1.0 else floor(acc * 32768.0)
+        # full scale is 32768 for every input, so that from_s16le() followed by to_s16le()
+        # gives the same bytes back; floats round to nearest (half to even), integers
+        # floor, which keeps int16 bit-exact and shifts int32 right by 16
+        x = rint(acc * 32768.0) if scale == 1.0 else floor(acc * 32768.0)
         if x > 32767.0:
             x = 32767.0
         elif x < -32768.0:
