@@ -44,6 +44,7 @@ from .errors import (
 )
 from .logid import generate_log_id
 from .protocol import DEFAULT_FPS, SUPPORTED_SAMPLE_RATES
+from .server import LocalService
 from .timeline import Timeline
 
 __version__ = "0.1.0"
@@ -59,6 +60,7 @@ __all__ = [
     "DecodedMessage",
     "InvalidStateError",
     "LiveKitEgressConfig",
+    "LocalService",
     "SUPPORTED_SAMPLE_RATES",
     "SessionConfig",
     "SessionConfigBuilder",

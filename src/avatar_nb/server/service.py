@@ -1,0 +1,324 @@
+"""LocalService: the embedded avatar service, on loopback, in a thread or on your loop.
+
+One aiohttp application serves the console routes and the ingress WebSocket on one
+port. By default the service runs in a background thread with its own event loop, so
+it can be used from plain notebook cells and scripts (``with LocalService() as svc``
+or ``svc = LocalService().start()``); ``async with LocalService() as svc`` runs it on the
+caller's loop instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+import threading
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import InvalidStateError
+from .console import token_handler
+from .ingress import ingress_handler
+from .state import ServiceState
+
+__all__ = ["LocalService", "serve_forever"]
+
+CONSOLE_PATH = "/v1/console"
+INGRESS_PATH = "/v2/driveningress"
+
+
+def _positive(name: str, value: Any, *, allow_zero: bool = False, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        need = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a number {need}{' or None' if allow_none else ''}, got {value!r}")
+
+
+class LocalService:
+    """A real avatar service on loopback that speaks the driven-ingress v2 protocol.
+
+    Credentials are generated per instance unless given: ``api_key`` (for the console),
+    ``app_id``, and ``avatar_ids`` (``avatar_id`` is the first). ``other_app_ids`` are
+    further known apps (their tokens are refused on this app's sessions with ``app id
+    mismatch``). Animation: ``fps`` keyframes a second with ``n_expression`` expression
+    coefficients. Timing: ``realtime=True`` sends each keyframe ``latency_ms`` (plus up
+    to ``jitter_ms`` of seeded jitter) after its audio arrived; ``realtime=False`` as fast
+    as it can. Limits: ``idle_timeout`` seconds without audio end a session with
+    ``no audio input for <n>s``; ``session_time_limit`` (and the token's expiry) close it
+    with 4002; ``max_sessions`` refuses more concurrent sessions; ``credits_seconds``
+    of audio, once used up, close sessions with 4001. ``compression`` accepts
+    permessage-deflate when a client offers it, as the hosted service does.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        api_key: str | None = None,
+        app_id: str | None = None,
+        avatar_ids: list[str] | tuple[str, ...] | None = None,
+        other_app_ids: tuple[str, ...] = (),
+        fps: float = 25.0,
+        realtime: bool = True,
+        latency_ms: float = 80.0,
+        jitter_ms: float = 0.0,
+        n_expression: int = 50,
+        session_time_limit: float | None = None,
+        idle_timeout: float | None = 30.0,
+        compression: bool = True,
+        seed: int = 0,
+        max_sessions: int | None = None,
+        credits_seconds: float | None = None,
+    ) -> None:
+        _positive("fps", fps)
+        _positive("latency_ms", latency_ms, allow_zero=True)
+        _positive("jitter_ms", jitter_ms, allow_zero=True)
+        _positive("session_time_limit", session_time_limit, allow_none=True)
+        _positive("idle_timeout", idle_timeout, allow_none=True)
+        _positive("credits_seconds", credits_seconds, allow_zero=True, allow_none=True)
+        if not isinstance(n_expression, int) or n_expression < 0:
+            raise ValueError(f"n_expression must be an int >= 0, got {n_expression!r}")
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an int in 0..65535 (0 picks a free one), got {port!r}")
+        avatars = tuple(avatar_ids) if avatar_ids else (f"avatar-{secrets.token_hex(4)}",)
+        self.host = host
+        self._requested_port = port
+        self.state = ServiceState(
+            api_key=api_key or f"sk-local-{secrets.token_hex(16)}",
+            app_id=app_id or f"app-{secrets.token_hex(4)}",
+            avatar_ids=avatars,
+            other_app_ids=tuple(other_app_ids),
+            fps=float(fps),
+            realtime=bool(realtime),
+            latency_ms=float(latency_ms),
+            jitter_ms=float(jitter_ms),
+            n_expression=n_expression,
+            session_time_limit=session_time_limit,
+            idle_timeout=idle_timeout,
+            compression=bool(compression),
+            seed=int(seed),
+            max_sessions=max_sessions,
+            credits_seconds=credits_seconds,
+        )
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ identity
+
+    def __repr__(self) -> str:
+        where = self.base_url if self._port else "not started"
+        return f"<LocalService {where} app_id={self.app_id!r} avatar_id={self.avatar_id!r}>"
+
+    @property
+    def running(self) -> bool:
+        return self._runner is not None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise InvalidStateError("the service is not running: call start() or use it as a context manager")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def console_url(self) -> str:
+        return self.base_url + CONSOLE_PATH
+
+    @property
+    def ingress_url(self) -> str:
+        return self.base_url + INGRESS_PATH
+
+    @property
+    def api_key(self) -> str:
+        return self.state.api_key
+
+    @property
+    def app_id(self) -> str:
+        return self.state.app_id
+
+    @property
+    def avatar_id(self) -> str:
+        return self.state.avatar_ids[0]
+
+    @property
+    def avatar_ids(self) -> tuple[str, ...]:
+        return self.state.avatar_ids
+
+    @property
+    def fps(self) -> float:
+        return self.state.fps
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: sessions, tokens, refusals, messages and keyframes in and out."""
+        return self.state.stats.as_dict()
+
+    def session_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """Keyword arguments for :func:`avatar_nb.new_avatar_session` against this service."""
+        kwargs: dict[str, Any] = {
+            "api_key": self.api_key,
+            "app_id": self.app_id,
+            "avatar_id": self.avatar_id,
+            "console_endpoint_url": self.console_url,
+            "ingress_endpoint_url": self.ingress_url,
+        }
+        kwargs.update(overrides)
+        return kwargs
+
+    def issue_token(self, app_id: str | None = None, expire_at: float | None = None) -> str:
+        """A session token signed by this service (for tests of the upgrade checks)."""
+        import time
+
+        expires = int(expire_at if expire_at is not None else time.time() + 300)
+        return self.state.signer.issue(app_id or self.app_id, expires)
+
+    # ------------------------------------------------------------------ running on a loop
+
+    def _app(self) -> web.Application:
+        app = web.Application()
+        console = token_handler(self.state, "sessionToken")
+        auth = token_handler(self.state, "session_token")
+        app.router.add_post(CONSOLE_PATH + "/session-tokens", console)
+        app.router.add_post("/v1/auth/session-token", auth)
+        app.router.add_get(INGRESS_PATH + "/websocket", ingress_handler(self.state))
+        app.router.add_get("/healthz", self._health)
+        return app
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "sessions_active": self.state.stats.sessions_active})
+
+    async def _astart(self) -> None:
+        if self._runner is not None:
+            raise InvalidStateError("the service is already running")
+        runner = web.AppRunner(self._app(), handle_signals=False, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self._requested_port, backlog=1024)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        sockets = runner.addresses
+        self._port = int(sockets[0][1])
+        self._runner = runner
+
+    async def _astop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        for session in list(self.state.sessions):
+            await session.close(1001, "service stopping")
+        await runner.cleanup()
+
+    async def __aenter__(self) -> LocalService:
+        await self._astart()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._astop()
+
+    # ------------------------------------------------------------------ running in a thread
+
+    def start(self, timeout: float = 10.0) -> LocalService:
+        """Run the service in a background thread with its own loop; return self."""
+        if self._thread is not None or self._runner is not None:
+            raise InvalidStateError("the service is already running")
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._astart())
+            except BaseException as exc:  # reported to the caller of start()
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(self._astop())
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
+        thread = threading.Thread(target=main, name="avatar_nb-local-service", daemon=True)
+        self._thread = thread
+        thread.start()
+        if not ready.wait(timeout):
+            raise TimeoutError(f"the local service did not start within {timeout} s")
+        if failure:
+            self._thread = None
+            thread.join()
+            raise failure[0]
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop a service started with :meth:`start` (idempotent)."""
+        thread, loop = self._thread, self._loop
+        if thread is None or loop is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        self._thread = None
+        self._loop = None
+        self._port = None
+
+    def __enter__(self) -> LocalService:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def _serve(service: LocalService, ready: Any = None) -> None:
+    async with service:
+        if ready is not None:
+            ready(service)
+        await asyncio.Event().wait()  # until cancelled (Ctrl-C)
+
+
+def describe(service: LocalService) -> str:
+    """Human-readable URLs and credentials of a running service (for ``avatar-nb serve``)."""
+    return "\n".join(
+        [
+            f"avatar_nb local service listening on {service.base_url}",
+            f"  console_endpoint_url = {service.console_url}",
+            f"  ingress_endpoint_url = {service.ingress_url}",
+            f"  api_key              = {service.api_key}",
+            f"  app_id               = {service.app_id}",
+            f"  avatar_id            = {service.avatar_id}",
+            f"  fps = {service.fps:g}, realtime = {service.state.realtime}, latency = {service.state.latency_ms:g} ms",
+        ]
+    )
+
+
+def serve_forever(host: str = "127.0.0.1", port: int = 0, *, ready: Any = None, **kwargs: Any) -> None:
+    """Run a LocalService in this thread until interrupted (Ctrl-C returns cleanly).
+
+    ``ready(service)`` is called once it listens (default: print :func:`describe`).
+    """
+    service = LocalService(host, port, **kwargs)
+    if ready is None:
+
+        def ready(svc: LocalService) -> None:
+            print(describe(svc), flush=True)
+
+    try:
+        asyncio.run(_serve(service, ready))
+    except KeyboardInterrupt:
+        pass

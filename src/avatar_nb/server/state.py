@@ -1,0 +1,65 @@
+"""What the local service knows: credentials, animation and timing settings, counters."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from .tokens import TokenSigner
+
+__all__ = ["ServiceState", "Stats"]
+
+
+@dataclass
+class Stats:
+    """Counters of the service's work since it started (read by tests and benchmarks)."""
+
+    sessions_total: int = 0
+    sessions_active: int = 0
+    tokens_issued: int = 0
+    refusals: int = 0
+    messages_in: int = 0
+    messages_out: int = 0
+    keyframes_out: int = 0
+    protocol_errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ServiceState:
+    api_key: str
+    app_id: str
+    avatar_ids: tuple[str, ...]
+    other_app_ids: tuple[str, ...] = ()
+    fps: float = 25.0
+    realtime: bool = True
+    latency_ms: float = 80.0
+    jitter_ms: float = 0.0
+    n_expression: int = 50
+    session_time_limit: float | None = None
+    idle_timeout: float | None = 30.0
+    compression: bool = True
+    seed: int = 0
+    max_sessions: int | None = None
+    credits_seconds: float | None = None
+    max_token_lifetime: float = 24 * 3600.0
+    signer: TokenSigner = field(default_factory=TokenSigner)
+    stats: Stats = field(default_factory=Stats)
+    sessions: set[Any] = field(default_factory=set)
+    audio_seconds_used: float = 0.0
+
+    def __repr__(self) -> str:  # the API key stays out of logs
+        return f"ServiceState(app_id={self.app_id!r}, avatar_ids={self.avatar_ids!r}, fps={self.fps})"
+
+    @property
+    def app_ids(self) -> tuple[str, ...]:
+        return (self.app_id, *self.other_app_ids)
+
+    def capabilities(self) -> list[str]:
+        return [f"fps:{self.fps:g}", f"expression_dims:{self.n_expression}"]
+
+    def new_connection_id(self) -> str:
+        return "conn-" + secrets.token_hex(8)
