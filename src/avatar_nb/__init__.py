@@ -27,6 +27,7 @@ from ._pcm import (
     peak_envelope,
     to_s16le,
 )
+from .animate import AnimationTimeout, animate, animate_sync
 from .audio import AudioFormatError, load_wav, prepare_audio, speech_like, write_wav
 from .config import (
     AgoraEgressConfig,
@@ -45,11 +46,17 @@ from .errors import (
 from .logid import generate_log_id
 from .protocol import DEFAULT_FPS, SUPPORTED_SAMPLE_RATES
 from .server import LocalService
+from .session import AvatarSession, new_avatar_session
 from .timeline import Timeline
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnimationTimeout",
+    "AvatarSession",
+    "animate",
+    "animate_sync",
+    "new_avatar_session",
     "AgoraEgressConfig",
     "AudioFormat",
     "AudioFormatError",

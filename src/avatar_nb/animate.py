@@ -1,0 +1,135 @@
+"""animate(): audio in, Timeline out, in one call (the notebook's main entry point).
+
+The audio is prepared (:func:`avatar_nb.audio.prepare_audio`), a session is opened
+against, in this order of preference: the given ``service``; explicit endpoints and
+credentials in ``session_kwargs``; the ``AVATAR_NB_*`` environment variables; and
+otherwise an embedded :class:`~avatar_nb.server.LocalService` started for the call.
+The clip is streamed as one utterance, the call waits for its end frame, and the
+session's Timeline is returned, with the audio attached for the waveform views.
+
+``animate_sync`` is the same for code without an event loop; inside a running loop
+(a Jupyter kernel) it runs the coroutine on a private loop in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from .audio import prepare_audio
+from .errors import AvatarSDKError, AvatarSDKErrorCode
+from .server import LocalService
+from .config import config_from_kwargs
+from .session import AvatarSession
+from .timeline import Timeline
+
+__all__ = ["AnimationTimeout", "ENV_VARS", "animate", "animate_sync", "endpoints_from_env"]
+
+ENV_VARS = {
+    "console_endpoint_url": "AVATAR_NB_CONSOLE_URL",
+    "ingress_endpoint_url": "AVATAR_NB_INGRESS_URL",
+    "api_key": "AVATAR_NB_API_KEY",
+    "app_id": "AVATAR_NB_APP_ID",
+    "avatar_id": "AVATAR_NB_AVATAR_ID",
+}
+"""Session options that can come from the environment, and their variables."""
+
+
+class AnimationTimeout(AvatarSDKError):
+    """The end frame did not arrive in time; ``timeline`` holds what did arrive."""
+
+    def __init__(self, message: str, timeline: Timeline, req_id: str | None = None) -> None:
+        super().__init__(AvatarSDKErrorCode.unknown, message, phase="websocket_runtime", req_id=req_id)
+        self.timeline = timeline
+
+
+def endpoints_from_env(environ: Any = None) -> dict[str, str]:
+    """Session options found in ``AVATAR_NB_*`` environment variables (empty ones skipped)."""
+    environ = os.environ if environ is None else environ
+    return {key: environ[var] for key, var in ENV_VARS.items() if environ.get(var)}
+
+
+def _audio_pcm(audio: Any, sample_rate: int | None, target_rate: int) -> bytes:
+    if isinstance(audio, (bytes, bytearray, memoryview)) and sample_rate is None:
+        sample_rate = target_rate  # s16le bytes at the session rate
+    return prepare_audio(audio, sample_rate, target_rate=target_rate)
+
+
+async def animate(
+    audio: Any,
+    sample_rate: int | None = None,
+    *,
+    service: LocalService | None = None,
+    chunk_ms: float = 40.0,
+    realtime: bool = True,
+    timeout: float | None = None,
+    timeline: Timeline | None = None,
+    **session_kwargs: Any,
+) -> Timeline:
+    """Stream ``audio`` through an avatar session and return the resulting :class:`Timeline`.
+
+    ``audio`` is a WAV path, a numpy array (with ``sample_rate``) or s16le bytes (at
+    ``sample_rate``, default the session rate). ``session_kwargs`` are
+    :class:`~avatar_nb.SessionConfig` options (``sample_rate`` of the session is
+    ``session_kwargs['sample_rate']``, default 16000). ``timeout`` bounds the wait for the
+    end frame after the last chunk (default: 30 s plus the clip's duration); on expiry
+    :class:`AnimationTimeout` is raised carrying the partial Timeline. ``timeline`` lets a
+    live view watch the run: the session fills the given (empty) Timeline.
+    """
+    session_rate = int(session_kwargs.get("sample_rate", 16000))
+    pcm = _audio_pcm(audio, sample_rate, session_rate)
+    own_service: LocalService | None = None
+    if service is not None:
+        options = service.session_kwargs(**session_kwargs)
+    else:
+        options = {**endpoints_from_env(), **session_kwargs}
+        if not options.get("console_endpoint_url") and not options.get("ingress_endpoint_url"):
+            own_service = LocalService(realtime=realtime)
+            await own_service.__aenter__()
+            options = own_service.session_kwargs(**session_kwargs)
+    try:
+        session = AvatarSession(config_from_kwargs(options), timeline=timeline)
+        tl = session.timeline
+        tl.audio = np.frombuffer(pcm, dtype="<i2").copy()
+        tl.meta.update(
+            {
+                "chunk_ms": chunk_ms,
+                "realtime": realtime,
+                "sample_rate": session.config.sample_rate,
+                "service": "local" if (service or own_service) else options.get("ingress_endpoint_url", ""),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        )
+        async with session:
+            tl.meta["connection_id"] = session.connection_id
+            req_id = await session.stream(pcm, chunk_ms=chunk_ms, realtime=realtime)
+            wait = timeout if timeout is not None else 30.0 + len(pcm) / 2 / session_rate
+            try:
+                await session.wait_for_end(req_id, timeout=wait)
+            except asyncio.TimeoutError:
+                raise AnimationTimeout(
+                    f"no end frame for request {req_id} within {wait:g} s "
+                    f"({tl.n_keyframes} keyframes arrived; see .timeline)",
+                    tl,
+                    req_id,
+                ) from None
+        return tl
+    finally:
+        if own_service is not None:
+            await own_service.__aexit__(None, None, None)
+
+
+def animate_sync(audio: Any, sample_rate: int | None = None, **kwargs: Any) -> Timeline:
+    """:func:`animate` for code without a running event loop (scripts, plain notebook cells)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(animate(audio, sample_rate, **kwargs))
+    # a loop runs in this thread (Jupyter): run on a private loop in a worker thread
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="avatar_nb-animate") as pool:
+        return pool.submit(asyncio.run, animate(audio, sample_rate, **kwargs)).result()
