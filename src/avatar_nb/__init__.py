@@ -14,6 +14,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
         "or `python setup.py build_ext --inplace`); it needs a C compiler, Cython 3 and numpy."
     ) from exc
 
+from . import plots
 from ._pcm import (
     DecodedMessage,
     decode_animation,
@@ -52,6 +53,7 @@ from .timeline import Timeline
 __version__ = "0.1.0"
 
 __all__ = [
+    "plots",
     "AnimationTimeout",
     "AvatarSession",
     "animate",

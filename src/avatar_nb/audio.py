@@ -249,7 +249,7 @@ def speech_like(duration: float = 3.0, sample_rate: int = 16000, *, seed: int = 
             f0[t:end] = pitch * np.linspace(1.05, 0.92, span)
             formants[t:end] = _VOWELS[int(rng.integers(len(_VOWELS)))] * rng.uniform(0.95, 1.05)
             pitch *= rng.uniform(0.94, 1.0)
-            t = end + int(rng.uniform(0.0, 0.03) * sample_rate)
+            t = end + int(rng.uniform(0.03, 0.08) * sample_rate)
         t += int((rng.uniform(0.12, 0.3) if rng.random() < 0.8 else rng.uniform(0.45, 0.7)) * sample_rate)
 
     # smooth formant and pitch tracks so transitions glide like articulation does

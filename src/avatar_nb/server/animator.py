@@ -138,7 +138,7 @@ class Animator:
         j, d = self._jaw, self._nod
         for i in range(n):  # one-pole smoothing: fast to open, slower to close
             target = loud[i]
-            j += (0.65 if target > j else 0.35) * (target - j)
+            j += (0.7 if target > j else 0.5) * (target - j)
             d += 0.08 * (target - d)
             jaw[i] = j
             nod[i] = d
