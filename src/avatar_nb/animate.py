@@ -69,19 +69,27 @@ async def animate(
     realtime: bool = True,
     timeout: float | None = None,
     timeline: Timeline | None = None,
+    target_rate: int = 16000,
     **session_kwargs: Any,
 ) -> Timeline:
     """Stream ``audio`` through an avatar session and return the resulting :class:`Timeline`.
 
-    ``audio`` is a WAV path, a numpy array (with ``sample_rate``) or s16le bytes (at
-    ``sample_rate``, default the session rate). ``session_kwargs`` are
-    :class:`~avatar_nb.SessionConfig` options (``sample_rate`` of the session is
-    ``session_kwargs['sample_rate']``, default 16000). ``timeout`` bounds the wait for the
+    ``audio`` is a WAV path, a numpy array (with its ``sample_rate``) or s16le bytes (at
+    ``sample_rate``, default ``target_rate``). ``target_rate`` is the session's sample rate
+    (one of ``SUPPORTED_SAMPLE_RATES``); the audio is resampled to it when needed.
+    ``session_kwargs`` are further :class:`~avatar_nb.SessionConfig` options (endpoints,
+    credentials, ``fps``, callbacks ...). ``timeout`` bounds the wait for the
     end frame after the last chunk (default: 30 s plus the clip's duration); on expiry
     :class:`AnimationTimeout` is raised carrying the partial Timeline. ``timeline`` lets a
     live view watch the run: the session fills the given (empty) Timeline.
     """
-    session_rate = int(session_kwargs.get("sample_rate", 16000))
+    if "sample_rate" in session_kwargs:
+        raise TypeError(
+            "animate() takes the session's sample rate as target_rate=...; "
+            "sample_rate is the rate of the audio you pass"
+        )
+    session_rate = int(target_rate)
+    session_kwargs["sample_rate"] = session_rate
     pcm = _audio_pcm(audio, sample_rate, session_rate)
     own_service: LocalService | None = None
     if service is not None:
