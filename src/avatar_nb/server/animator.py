@@ -47,7 +47,7 @@ class Animator:
         rng = np.random.default_rng(seed)
         # expression basis: 3 audio features -> E coefficients, variance falling with index
         falloff = 1.0 / np.sqrt(1.0 + np.arange(self.n_expression))
-        self._basis = (rng.standard_normal((3, self.n_expression)) * falloff * 0.6).astype(np.float32)
+        self._basis = rng.standard_normal((3, self.n_expression)) * falloff * 0.6
         self._drift_freq = rng.uniform(0.03, 0.12, self.n_expression)
         self._drift_phase = rng.uniform(0, 2 * np.pi, self.n_expression)
         self._head_freq = rng.uniform(0.05, 0.2, 3)
@@ -179,8 +179,10 @@ class Animator:
         out[:, 19] = lids
         # expression: spectral shape on a fixed basis, scaled by loudness, plus a slow mood drift
         if self.n_expression:
-            feats = np.stack([loud, bright * loud, zcr * loud], axis=1).astype(np.float32)
-            expr = feats @ self._basis
+            # elementwise rather than a matrix product: BLAS sums in an order that depends
+            # on the batch size, and the result must not depend on how audio was chunked
+            b = self._basis
+            expr = loud[:, None] * b[0] + (bright * loud)[:, None] * b[1] + (zcr * loud)[:, None] * b[2]
             expr += 0.05 * np.sin(2 * np.pi * self._drift_freq[None, :] * t[:, None] + self._drift_phase[None, :])
             out[:, _FIXED:] = expr
         self._frame += n
