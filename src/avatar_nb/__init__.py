@@ -28,7 +28,7 @@ from ._pcm import (
     peak_envelope,
     to_s16le,
 )
-from .animate import AnimationTimeout, animate, animate_sync
+from .pipeline import AnimationTimeout, animate, animate_sync
 from .audio import AudioFormatError, load_wav, prepare_audio, speech_like, write_wav
 from .config import (
     AgoraEgressConfig,

@@ -171,7 +171,7 @@ def _names(paths: list[Path]) -> list[str]:
 
 
 def _endpoint_options(args: argparse.Namespace) -> dict[str, str]:
-    from .animate import endpoints_from_env
+    from .pipeline import endpoints_from_env
 
     options = endpoints_from_env()
     for key, value in (
@@ -222,7 +222,7 @@ async def run_batch(
     """Animate every clip with at most ``concurrency`` sessions at once; never stop on a failure."""
     from tqdm.auto import tqdm
 
-    from .animate import animate
+    from .pipeline import animate
     from .server import LocalService
 
     out_dir.mkdir(parents=True, exist_ok=True)

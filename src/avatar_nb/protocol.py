@@ -313,9 +313,18 @@ def websocket_target(
     return url, headers
 
 
-def redact_url(url: str) -> str:
-    """``url`` with the value of a ``sessionKey`` query parameter replaced, for messages."""
-    return re.sub(r"(sessionKey=)[^&#]*", r"\1<redacted>", url)
+_SECRETS = (
+    re.compile(r"(sessionKey=)[^&#\s]*"),
+    re.compile(r"(?i)(x-session-key:\s*)\S+"),
+    re.compile(r"(?i)(x-api-key:\s*)\S+"),
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with session keys and API keys (URL query or header lines) replaced."""
+    for pattern in _SECRETS:
+        text = pattern.sub(r"\1<redacted>", text)
+    return text
 
 
 def _json_or_none(body: str | bytes | None) -> Any:
@@ -327,16 +336,24 @@ def _json_or_none(body: str | bytes | None) -> Any:
         return None
 
 
+def _text(body: str | bytes | bytearray | memoryview | None) -> str:
+    if body is None:
+        return ""
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body).decode("utf-8", "replace")
+    return body
+
+
 def error_details(body: str | bytes | None) -> dict[str, str | None]:
     """The first error of the JSON error shape, or the plain text, as a dict.
 
     Keys: ``status``, ``code`` (``code`` or ``id``), ``title``, ``detail`` (``detail``
     or ``message``).
     """
+    body = _text(body)
     data = _json_or_none(body)
     if data is None:
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
-        text = text.strip()
+        text = body.strip()
         return {"status": None, "code": None, "title": None, "detail": text[:500] or None}
     if isinstance(data, dict):
         errors = data.get("errors")
@@ -422,7 +439,7 @@ def upgrade_refusal_error(status: int, body: str | bytes | None) -> AvatarSDKErr
     )
     text = " - ".join(p for p in (details["title"], details["detail"]) if p) or details["code"] or ""
     message = f"WebSocket upgrade refused (HTTP {status})" + (f": {text}" if text else "")
-    raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    raw = _text(body)
     return AvatarSDKError(
         code,
         message,

@@ -43,6 +43,7 @@ from .protocol import (
     UnknownMessage,
     fps_from_capabilities,
     parse_token_response,
+    redact,
     session_token_url,
     upgrade_refusal_error,
     validate_pcm_chunk,
@@ -54,6 +55,19 @@ __all__ = ["AvatarSession", "new_avatar_session"]
 
 logger = logging.getLogger("avatar_nb.session")
 
+
+
+class _RedactingLogger(logging.LoggerAdapter):
+    """The websockets library logs the request line and headers at DEBUG level: this
+    adapter keeps the session key (query parameter or header) out of those records."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if self.isEnabledFor(level):
+            text = str(msg) % args if args else str(msg)
+            self.logger.log(level, "%s", redact(text), **kwargs)
+
+
+_WS_LOGGER = _RedactingLogger(logging.getLogger("websockets.client"), {})
 _DEFAULT_TOKEN_LIFETIME = timedelta(minutes=5)
 _MAX_MESSAGE = 64 * 1024 * 1024
 _AUDIO_FORMATS = {"pcm_s16le": 0, "ogg_opus": 1}
@@ -200,6 +214,7 @@ class AvatarSession:
                 compression=None,
                 max_size=_MAX_MESSAGE,
                 open_timeout=config.token_timeout,
+                logger=_WS_LOGGER,
             )
         except InvalidStatus as exc:
             response = exc.response

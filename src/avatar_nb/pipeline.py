@@ -83,11 +83,6 @@ async def animate(
     :class:`AnimationTimeout` is raised carrying the partial Timeline. ``timeline`` lets a
     live view watch the run: the session fills the given (empty) Timeline.
     """
-    if "sample_rate" in session_kwargs:
-        raise TypeError(
-            "animate() takes the session's sample rate as target_rate=...; "
-            "sample_rate is the rate of the audio you pass"
-        )
     session_rate = int(target_rate)
     session_kwargs["sample_rate"] = session_rate
     pcm = _audio_pcm(audio, sample_rate, session_rate)
