@@ -1,0 +1,378 @@
+"""The sans-I/O protocol: URLs, token answers, and both ends' state machines, without sockets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from avatar_nb import _pcm
+from avatar_nb.errors import AvatarSDKError, AvatarSDKErrorCode, InvalidStateError, SessionTokenError
+from avatar_nb.logid import LOG_ID_PATTERN
+from avatar_nb.proto import message_pb2 as pb
+from avatar_nb.protocol import (
+    AnimationReceived,
+    AudioReceived,
+    ClientConnection,
+    ClientState,
+    InterruptRequested,
+    PlaybackControlRequested,
+    PlaybackStateReceived,
+    ProtocolViolation,
+    ServerConnection,
+    ServerErrorReceived,
+    ServerState,
+    SessionConfigured,
+    UnknownMessage,
+    build_playback_state,
+    build_server_error,
+    fps_from_capabilities,
+    parse_token_response,
+    redact,
+    session_token_url,
+    upgrade_refusal_error,
+    validate_pcm_chunk,
+    websocket_target,
+    PlaybackState,
+    MessageType,
+)
+
+# ----------------------------------------------------------------------------- URLs
+
+
+@pytest.mark.parametrize(
+    "given,expected",
+    [
+        ("https://console.example.com/v1/console", "https://console.example.com/v1/console/session-tokens"),
+        ("https://console.example.com/v1/console/", "https://console.example.com/v1/console/session-tokens"),
+        ("http://127.0.0.1:8765/v1/console", "http://127.0.0.1:8765/v1/console/session-tokens"),
+    ],
+)
+def test_session_token_url(given, expected):
+    assert session_token_url(given) == expected
+
+
+@pytest.mark.parametrize(
+    "given,scheme",
+    [
+        ("http://h/v2/driveningress", "ws"),
+        ("https://h/v2/driveningress", "wss"),
+        ("ws://h/v2/driveningress", "ws"),
+        ("wss://h/v2/driveningress/", "wss"),
+        ("HTTPS://h/v2/driveningress", "wss"),
+    ],
+)
+def test_websocket_url_schemes(given, scheme):
+    url, headers = websocket_target(given, "av 1", app_id="app", session_token="tok")
+    assert url == f"{scheme}://h/v2/driveningress/websocket?id=av+1"
+    assert headers == {"X-App-ID": "app", "X-Session-Key": "tok"}
+
+
+def test_websocket_query_auth_keeps_existing_query():
+    url, headers = websocket_target(
+        "https://h/v2/driveningress?region=eu&id=old", "av", app_id="app", session_token="t/k=", use_query_auth=True
+    )
+    assert url == "wss://h/v2/driveningress/websocket?region=eu&id=av&appId=app&sessionKey=t%2Fk%3D"
+    assert headers == {}
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ("h/v2/driveningress", "has no scheme"),
+        ("ftp://h/x", "has scheme 'ftp'; accepted: http, https, ws, wss"),
+        ("http:///path", "has no host"),
+    ],
+)
+def test_websocket_url_errors(bad, match):
+    with pytest.raises(ValueError, match=match):
+        websocket_target(bad, "av", app_id="a", session_token="t")
+
+
+def test_redact():
+    text = "GET /ws?id=a&sessionKey=SECRET&x=1 HTTP/1.1\n> X-Session-Key: SECRET2\n> X-Api-Key: KEY"
+    out = redact(text)
+    assert "SECRET" not in out and "KEY" not in out.replace("X-Api-Key", "")
+    assert "sessionKey=<redacted>&x=1" in out
+
+
+# ----------------------------------------------------------------------------- token answers
+
+
+@pytest.mark.parametrize("key", ["sessionToken", "session_token"])
+def test_token_response_accepts_both_keys(key):
+    assert parse_token_response(200, json.dumps({key: "tok"})) == "tok"
+
+
+def _errors(status, code, title, detail):
+    return json.dumps({"errors": [{"id": "e1", "status": status, "code": code, "title": title, "detail": detail}]})
+
+
+@pytest.mark.parametrize(
+    "status,body,code",
+    [
+        (400, _errors(400, "INVALID_ARGUMENT", "Invalid Argument", "expire_at must be in the future"), "invalidRequest"),
+        (401, _errors(401, "INVALID_API_KEY", "Invalid API Key", "the X-Api-Key header is wrong"), "sessionTokenInvalid"),
+        (402, _errors(402, "BILLING", "Payment Required", "add a card"), "billingRequired"),
+        (403, "forbidden", "sessionTokenInvalid"),
+        (404, "", "appIDUnrecognized"),
+        (429, "", "concurrencyLimit"),
+        (500, "boom", "serverError"),
+        (503, "", "serverError"),
+        (200, _errors(402, "BILLING", "Payment Required", "session denied"), "billingRequired"),
+    ],
+)
+def test_token_refusals(status, body, code):
+    with pytest.raises(SessionTokenError) as info:
+        parse_token_response(status, body)
+    err = info.value
+    assert err.code.value == code
+    assert err.phase == "session_token"
+    if body.startswith("{"):
+        first = json.loads(body)["errors"][0]
+        assert err.server_code == first["code"] and err.server_detail == first["detail"]
+        assert first["detail"] in str(err)
+
+
+@pytest.mark.parametrize("body", ["", "not json", "[]", '{"sessionToken": ""}', '{"other": 1}'])
+def test_token_response_protocol_errors(body):
+    with pytest.raises(SessionTokenError) as info:
+        parse_token_response(200, body)
+    assert info.value.code is AvatarSDKErrorCode.protocolError
+
+
+@pytest.mark.parametrize(
+    "status,body,code",
+    [
+        (400, "Invalid session token", "sessionTokenInvalid"),
+        (400, b"app id mismatch", "appIDMismatch"),
+        (400, bytearray(b"something else"), "sessionTokenInvalid"),
+        (401, "token is expired", "sessionTokenExpired"),
+        (401, "", "sessionTokenExpired"),
+        (402, "", "billingRequired"),
+        (404, "app id unrecognized", "appIDUnrecognized"),
+        (404, "Avatar not found", "avatarNotFound"),
+        (404, _errors(404, "NOT_FOUND", "Not Found", "avatar not found"), "avatarNotFound"),
+        (429, "concurrency limit reached", "concurrencyLimit"),
+        (500, "", "serverError"),
+    ],
+)
+def test_upgrade_refusals(status, body, code):
+    err = upgrade_refusal_error(status, body)
+    assert err.code.value == code
+    assert err.http_status == status and err.phase == "websocket_connect"
+    assert f"HTTP {status}" in str(err)
+
+
+# ----------------------------------------------------------------------------- audio validation
+
+
+def test_validate_pcm_chunk():
+    assert validate_pcm_chunk(bytearray(b"\x00\x01")) == b"\x00\x01"
+    assert validate_pcm_chunk(memoryview(b"\x00\x01\x02\x03")) == b"\x00\x01\x02\x03"
+    with pytest.raises(ValueError, match="5 bytes, an odd number; mono s16le PCM has 2 bytes per sample"):
+        validate_pcm_chunk(b"\x00" * 5)
+    with pytest.raises(TypeError, match="to_s16le"):
+        validate_pcm_chunk(np.zeros(3, np.int16))
+    for bad in ("text", 12, None, [0, 1]):
+        with pytest.raises(TypeError, match="bytes-like"):
+            validate_pcm_chunk(bad)
+
+
+def test_fps_from_capabilities():
+    assert fps_from_capabilities(()) == 25.0
+    assert fps_from_capabilities(["playback_state", "fps:30"]) == 30.0
+    assert fps_from_capabilities(["fps:abc", "fps:-1", "fps:29.97"]) == 29.97
+    assert fps_from_capabilities(["fps:0"], default=60.0) == 60.0
+
+
+# ----------------------------------------------------------------------------- the two ends together
+
+
+def pair(**server_kwargs):
+    client = ClientConnection(sample_rate=16000)
+    server = ServerConnection("conn-1", capabilities=["fps:25"], **server_kwargs)
+    return client, server
+
+
+def test_handshake_and_audio_round_trip():
+    client, server = pair()
+    assert client.state is ClientState.IDLE and server.state is ServerState.AWAITING_CONFIGURE
+    event = server.receive(client.configure())
+    assert event == SessionConfigured(16000, 0, 0, 0)
+    assert client.state is ClientState.AWAITING_CONFIRM
+    confirmed = client.receive(server.confirm())
+    assert confirmed.connection_id == "conn-1" and confirmed.capabilities == ("fps:25",)
+    assert client.state is ClientState.OPEN and server.state is ServerState.STREAMING
+
+    req, message = client.audio(b"\x01\x00" * 320)
+    assert LOG_ID_PATTERN.match(req)
+    got = server.receive(message)
+    assert got == AudioReceived(req, b"\x01\x00" * 320, False, True, None)
+    req2, message = client.audio(b"\x02\x00" * 10, end=True)
+    assert req2 == req
+    assert server.receive(message) == AudioReceived(req, b"\x02\x00" * 10, True, False, None)
+    req3, messages = client.audio_messages(b"\x00\x00" * 1000, 640)
+    assert req3 != req and len(messages) == 4
+    events = [server.receive(m) for m in messages]
+    assert [e.new_utterance for e in events] == [True, False, False, False]
+    assert [e.end for e in events] == [False, False, False, True]
+    assert sum(len(e.audio) for e in events) == 2000
+
+
+def test_client_receives_every_kind_of_message():
+    client, server = pair()
+    server.receive(client.configure())
+    client.receive(server.confirm())
+    kf = np.arange(2 * 70, dtype=np.float32).reshape(2, 70)
+    anim = _pcm.encode_animation_message(kf, connection_id="conn-1", req_id="r", end=True, avatar_id="av")
+    event = client.receive(anim)
+    assert isinstance(event, AnimationReceived)
+    assert (event.req_id, event.end, event.avatar_id, event.raw) == ("r", True, "av", anim)
+    np.testing.assert_array_equal(event.keyframes, kf)
+    err = client.receive(build_server_error(0, "no audio input for 30s", connection_id="conn-1", req_id="r"))
+    assert isinstance(err, ServerErrorReceived)
+    assert err.error.code is AvatarSDKErrorCode.idleTimeout and err.error.req_id == "r"
+    ps = client.receive(build_playback_state(PlaybackState.INTERRUPTED, req_id="r", played_ms=1200, reason="explicit"))
+    assert ps == PlaybackStateReceived("r", PlaybackState.INTERRUPTED, 1200, "explicit", "")
+    unknown = client.receive(pb.Message(type=pb.MESSAGE_CLIENT_PAUSE).SerializeToString())
+    assert isinstance(unknown, UnknownMessage) and unknown.type == 8
+
+
+def test_client_protocol_errors():
+    client, server = pair()
+    server.receive(client.configure())
+    with pytest.raises(AvatarSDKError) as info:
+        client.receive("text")
+    assert info.value.code is AvatarSDKErrorCode.protocolError and info.value.phase == "websocket_handshake"
+    with pytest.raises(AvatarSDKError, match="empty connection_id"):
+        client.receive(pb.Message(type=2).SerializeToString())
+    with pytest.raises(AvatarSDKError, match="unexpected message type 5 during the handshake"):
+        client.receive(_pcm.encode_animation_message(np.zeros((0, 20), np.float32)))
+    with pytest.raises(AvatarSDKError) as info:
+        client.receive(build_server_error(0, "unsupported sample rate: 16000"))
+    assert info.value.code is AvatarSDKErrorCode.unsupportedSampleRate
+    assert client.state is ClientState.AWAITING_CONFIRM
+    client.receive(server.confirm())
+    with pytest.raises(AvatarSDKError, match="invalid protobuf message: length 5 runs past the end") as info:
+        client.receive(b"\x0a\x05ab")
+    assert info.value.phase == "websocket_runtime"
+    assert client.state is ClientState.OPEN  # still usable
+
+
+def test_client_illegal_transitions():
+    client = ClientConnection()
+    for action in (lambda: client.audio(b""), client.interrupt, lambda: client.receive(b"")):
+        with pytest.raises(InvalidStateError, match="state idle"):
+            action()
+    client.configure()
+    with pytest.raises(InvalidStateError, match="cannot configure the session in state awaiting_confirm"):
+        client.configure()
+    client.close()
+    with pytest.raises(InvalidStateError):
+        client.audio(b"\x00\x00")
+
+
+def test_client_rejects_bad_audio_without_changing_state():
+    client, server = pair()
+    server.receive(client.configure())
+    client.receive(server.confirm())
+    with pytest.raises(ValueError):
+        client.audio(b"\x00")
+    assert client.current_req_id is None and client.last_req_id is None
+    with pytest.raises(ValueError, match="chunk_bytes"):
+        client.audio_messages(b"\x00\x00", 3)
+    assert client.current_req_id is None
+
+
+def test_client_interrupt_and_playback_control():
+    client, server = pair()
+    server.receive(client.configure())
+    client.receive(server.confirm())
+    req, _ = client.audio(b"\x00\x00")
+    rid, message = client.interrupt()
+    assert rid == req and client.current_req_id is None
+    assert server.receive(message) == InterruptRequested(req)
+    rid, message = client.playback_control(MessageType.CLIENT_PAUSE)
+    assert server.receive(message) == PlaybackControlRequested(MessageType.CLIENT_PAUSE, req)
+
+
+def test_unsupported_client_sample_rate():
+    with pytest.raises(ValueError, match="unsupported sample_rate 12345; accepted: 8000, 16000"):
+        ClientConnection(sample_rate=12345)
+
+
+# ----------------------------------------------------------------------------- server violations
+
+
+def decode(reply: bytes) -> _pcm.DecodedMessage:
+    return _pcm.decode_message(reply)
+
+
+@pytest.mark.parametrize(
+    "first,message,code",
+    [
+        (pb.Message(type=3).SerializeToString(), "expected ClientConfigureSession message", 0),
+        ("hi", "unexpected message type: text frame", 0),
+        (b"\xff", "failed to unmarshal message", 0),
+    ],
+)
+def test_server_handshake_violations_close(first, message, code):
+    server = ServerConnection("c")
+    event = server.receive(first)
+    assert isinstance(event, ProtocolViolation) and event.close
+    err = decode(event.reply)
+    assert err.error_message.startswith(message) and err.error_code == code and err.connection_id == "c"
+    assert server.state is ServerState.CLOSED
+    with pytest.raises(InvalidStateError):
+        server.receive(first)
+
+
+def test_server_runtime_violations_keep_the_session():
+    client, server = pair()
+    server.receive(client.configure())
+    client.receive(server.confirm())
+    odd = pb.Message(type=3)
+    odd.client_audio_input.req_id = "r"
+    odd.client_audio_input.audio = b"\x00"
+    no_req = pb.Message(type=3)
+    no_req.client_audio_input.audio = b"\x00\x00"
+    for data, text, code in (
+        (odd.SerializeToString(), "odd number", 3),
+        (no_req.SerializeToString(), "without req_id", 3),
+        ("text", "text frame", 3),
+        (b"\x12\x01", "failed to unmarshal", 3),
+        (pb.Message(type=1).SerializeToString(), "unexpected message type 1", 0),
+    ):
+        event = server.receive(data)
+        assert isinstance(event, ProtocolViolation) and not event.close, text
+        err = decode(event.reply)
+        assert text in err.error_message and err.error_code == code
+    assert server.state is ServerState.STREAMING
+
+
+def test_server_preemption_and_finished_requests():
+    client, server = pair()
+    server.receive(client.configure())
+    client.receive(server.confirm())
+    a, m = client.audio(b"\x00\x00")
+    server.receive(m)
+    client.current_req_id = None  # the client starts a new request without ending the first
+    b, m = client.audio(b"\x00\x00")
+    assert server.receive(m) == AudioReceived(b, b"\x00\x00", False, True, a)
+    stale = pb.Message(type=3)
+    stale.client_audio_input.req_id = a
+    stale.client_audio_input.audio = b"\x00\x00"
+    event = server.receive(stale.SerializeToString())
+    assert isinstance(event, ProtocolViolation) and "already ended" in event.message
+
+
+@pytest.mark.parametrize("rate", [0, 11025, 96000])
+def test_server_refuses_unsupported_sample_rates_with_code_0(rate):
+    server = ServerConnection("c")
+    msg = pb.Message(type=1)
+    msg.client_configure_session.sample_rate = rate
+    event = server.receive(msg.SerializeToString())
+    err = decode(event.reply)
+    assert (err.error_code, err.error_message) == (0, f"unsupported sample rate: {rate}")
