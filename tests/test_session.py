@@ -494,3 +494,19 @@ def test_animate_sync_without_a_loop(service):
 
 def test_no_environment_leaks_into_other_tests():
     assert not any(os.environ.get(v) for v in ENV_VARS.values())
+
+
+async def test_interrupt_stops_a_running_stream(realtime_service):
+    pcm = _pcm.to_s16le(speech_like(4.0, 16000))
+    async with new_avatar_session(**realtime_service.session_kwargs()) as session:
+        cb_errors: list[Exception] = []
+        session.config.on_error = cb_errors.append
+        streaming = asyncio.ensure_future(session.stream(pcm, chunk_ms=40, realtime=True))
+        while session.timeline.n_keyframes < 10:
+            await asyncio.sleep(0.02)
+        req = await session.interrupt()
+        assert await streaming == req
+        await session.wait_for_end(req, timeout=10)
+        sent = int(session.timeline.chunk_samples.sum())
+    assert sent < len(pcm) // 2  # the rest of the clip was not sent
+    assert cb_errors == []  # and the server was not sent audio for a finished request

@@ -52,8 +52,17 @@ from .timeline import Timeline
 
 __version__ = "0.1.0"
 
+
+def show(timeline: Timeline, **kwargs: object) -> object:
+    """Everything about one Timeline in one widget (see :func:`avatar_nb.widgets.show`)."""
+    from .widgets import show as _show
+
+    return _show(timeline, **kwargs)
+
+
 __all__ = [
     "plots",
+    "show",
     "AnimationTimeout",
     "AvatarSession",
     "animate",

@@ -26,7 +26,9 @@ __all__ = [
     "compare_runs",
     "envelope",
     "face",
+    "face_svg",
     "frame_timing",
+    "live_svg",
     "report",
     "to_png",
     "waveform",
@@ -95,7 +97,8 @@ def _mark_utterances(ax: Axes, tl: Timeline) -> None:
         ax.axvline(start, color="0.4", linestyle=":", linewidth=0.8)
 
 
-def _draw_waveform(ax: Axes, samples: np.ndarray, sample_rate: int) -> None:
+def _draw_waveform(ax: Axes, samples: np.ndarray, sample_rate: int, t0: float = 0.0) -> None:
+    """Draw ``samples`` (starting ``t0`` seconds into the audio) as a min/max envelope."""
     n = samples.shape[0]
     bins = min(_pixel_width(ax), max(1, n))
     if n == 0:
@@ -103,9 +106,9 @@ def _draw_waveform(ax: Axes, samples: np.ndarray, sample_rate: int) -> None:
     else:
         mins, maxs = _pcm.peak_envelope(samples, bins)
         k = mins.shape[0]
-        t = (np.arange(k) + 0.5) * (n / k) / sample_rate
+        t = t0 + (np.arange(k) + 0.5) * (n / k) / sample_rate
         ax.fill_between(t, mins, maxs, color="C0", linewidth=0, step="mid")
-        ax.set_xlim(0, n / sample_rate)
+        ax.set_xlim(t0, t0 + n / sample_rate)
     ax.set_ylim(-1.05, 1.05)
     ax.set_ylabel("amplitude")
 
@@ -148,21 +151,23 @@ def waveform(audio: Any, sample_rate: int | None = None, *, title: str | None = 
     return fig
 
 
-def _draw_channels(axes: Sequence[Axes], tl: Timeline) -> None:
+def _draw_channels(axes: Sequence[Axes], tl: Timeline, span: tuple[int, int] | None = None) -> None:
+    """Jaw, eyelids, head rotation and expression of keyframes ``span`` (default: all)."""
     jaw_ax, lid_ax, head_ax, expr_ax = axes
-    t = tl.media_time
-    _draw_series(jaw_ax, t, tl.jaw_open.astype(np.float64), label="jaw open", color="C3")
+    sel = slice(*span) if span is not None else slice(None)
+    t = tl.media_time[sel]
+    _draw_series(jaw_ax, t, tl.jaw_open[sel].astype(np.float64), label="jaw open", color="C3")
     jaw_ax.set_ylabel("jaw (rad)")
-    _draw_series(lid_ax, t, tl.eyelid_left.astype(np.float64), label="left", color="C1")
-    _draw_series(lid_ax, t, tl.eyelid_right.astype(np.float64), label="right", color="C2", linestyle="--")
+    _draw_series(lid_ax, t, tl.eyelid_left[sel].astype(np.float64), label="left", color="C1")
+    _draw_series(lid_ax, t, tl.eyelid_right[sel].astype(np.float64), label="right", color="C2", linestyle="--")
     lid_ax.set_ylabel("eyelids")
     lid_ax.set_ylim(-0.05, 1.05)
     lid_ax.legend(loc="upper right", fontsize="small", ncols=2)
     for name, color in (("head_pitch", "C0"), ("head_yaw", "C4"), ("head_roll", "C5")):
-        _draw_series(head_ax, t, tl.channel(name).astype(np.float64), label=name.split("_")[1], color=color)
+        _draw_series(head_ax, t, tl.channel(name)[sel].astype(np.float64), label=name.split("_")[1], color=color)
     head_ax.set_ylabel("head (rad)")
     head_ax.legend(loc="upper right", fontsize="small", ncols=3)
-    expr = tl.channel("expression")
+    expr = tl.channel("expression")[sel]
     if expr.shape[0] and expr.shape[1]:
         bins = _pixel_width(expr_ax)
         if expr.shape[0] > bins:  # mean per pixel column keeps the heatmap honest and small
@@ -353,6 +358,105 @@ def face(keyframe: Any, index: int | None = None, *, ax: Axes | None = None, siz
     mouth_h = 0.04 + 1.6 * max(0.0, jaw)
     ax.add_patch(Ellipse(at(0, -0.52 - mouth_h / 4), 0.55, mouth_h, angle=angle, facecolor="#8b2d2d", edgecolor="0.2"))
     return fig
+
+
+# ----------------------------------------------------------------------------- SVG for live views
+#
+# Widgets that refresh many times a second (the live session panel, the face preview
+# while scrubbing) draw SVG strings instead of rasterising matplotlib figures: building
+# a few hundred points of markup costs well under a millisecond.
+
+
+def _face_parts(row: np.ndarray) -> dict[str, float]:
+    return {
+        "pitch": float(row[3]),
+        "yaw": float(row[4]),
+        "roll": float(row[5]),
+        "jaw": max(0.0, float(row[9])),
+        "lid_l": float(np.clip(row[18], 0.0, 1.0)),
+        "lid_r": float(np.clip(row[19], 0.0, 1.0)),
+        "gaze_x": float(row[13]),
+        "gaze_y": float(row[12]),
+        "brow": float(row[20]) if row.shape[0] > 20 else 0.0,
+    }
+
+
+def face_svg(keyframe: Any, size: int = 180) -> str:
+    """The face of :func:`face` as an SVG string (for widgets that redraw often)."""
+    row = np.asarray(keyframe, dtype=np.float64).ravel()
+    if row.shape[0] < _pcm.FLAME_FIXED_COLUMNS:
+        raise ValueError(f"a keyframe has at least {_pcm.FLAME_FIXED_COLUMNS} values, got {row.shape[0]}")
+    p = _face_parts(row)
+    cx, cy = 100 + 200 * p["yaw"], 105 + 200 * p["pitch"]
+    angle = math.degrees(p["roll"]) * 3.0
+    parts = [
+        f'<g transform="translate({cx:.1f},{cy:.1f}) rotate({angle:.1f})">',
+        '<ellipse rx="72" ry="92" fill="#f2d3b1" stroke="#333" stroke-width="2"/>',
+    ]
+    for side, lid in ((-1, p["lid_l"]), (1, p["lid_r"])):
+        ex = 32 * side
+        open_h = max(1.0, 11 * (1 - lid))
+        parts.append(f'<ellipse cx="{ex}" cy="-22" rx="14" ry="{open_h:.1f}" fill="white" stroke="#333"/>')
+        if open_h > 3:
+            px, py = ex + 40 * p["gaze_x"], -22 - 40 * p["gaze_y"]
+            parts.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{min(4.5, open_h * 0.8):.1f}" fill="#222"/>')
+        by = -44 - 12 * p["brow"]
+        parts.append(
+            f'<line x1="{ex - 14}" y1="{by:.1f}" x2="{ex + 14}" y2="{by + 3 * side * p["brow"]:.1f}" '
+            'stroke="#444" stroke-width="4" stroke-linecap="round"/>'
+        )
+    mouth_h = 3 + 130 * p["jaw"]
+    parts.append(f'<ellipse cx="0" cy="{44 + mouth_h / 4:.1f}" rx="23" ry="{mouth_h / 2:.1f}" fill="#8b2d2d" stroke="#333"/>')
+    parts.append("</g>")
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" viewBox="0 0 200 210">'
+        + "".join(parts)
+        + "</svg>"
+    )
+
+
+def _polyline(x: np.ndarray, y: np.ndarray, x0: float, x1: float, y0: float, y1: float, w: int, h: int, color: str) -> str:
+    if x.size == 0:
+        return ""
+    px = (x - x0) / max(x1 - x0, 1e-9) * w
+    py = h - (np.clip(y, y0, y1) - y0) / max(y1 - y0, 1e-9) * h
+    points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px, py))
+    return f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="1.5"/>'
+
+
+def live_svg(timeline: Timeline, *, window: float = 8.0, width: int = 640, height: int = 220) -> str:
+    """The last ``window`` seconds of a run as SVG: jaw opening and eyelids over media time
+    (top), and per-keyframe lateness in ms (bottom), with the real-time frame budget."""
+    n = timeline.n_keyframes
+    top_h, bottom_h, gap = int(height * 0.55), int(height * 0.35), int(height * 0.1)
+    body: list[str] = [f'<rect width="{width}" height="{height}" fill="white"/>']
+    if n:
+        mt = timeline.media_time
+        t1 = float(mt[-1]) + 1.0 / timeline.fps
+        t0 = max(0.0, t1 - window)
+        sel = mt >= t0
+        # at most one point per two pixels keeps the markup small for long windows
+        step = max(1, int(np.count_nonzero(sel) / (width / 2)))
+        idx = np.flatnonzero(sel)[::step]
+        x = mt[idx]
+        kf = timeline.keyframes
+        body.append(_polyline(x, kf[idx, 9], t0, t0 + window, 0.0, 0.35, width, top_h, "#c0392b"))
+        body.append(_polyline(x, kf[idx, 18] * 0.35, t0, t0 + window, 0.0, 0.35, width, top_h, "#e67e22"))
+        late = timeline.lateness[idx] * 1000.0
+        hi = max(200.0, float(late.max()) * 1.1 if late.size else 200.0)
+        lo = min(0.0, float(late.min()) * 1.1 if late.size else 0.0)
+        body.append(f'<g transform="translate(0,{top_h + gap})">')
+        budget = bottom_h - (1000.0 / timeline.fps - lo) / (hi - lo) * bottom_h
+        body.append(f'<line x1="0" x2="{width}" y1="{budget:.1f}" y2="{budget:.1f}" stroke="#999" stroke-dasharray="4 3"/>')
+        body.append(_polyline(x, late, t0, t0 + window, lo, hi, width, bottom_h, "#2c3e50"))
+        body.append(
+            f'<text x="4" y="12" font-size="11" fill="#2c3e50">lateness {late[-1]:.0f} ms '
+            f"(dashed: one frame, {1000.0 / timeline.fps:.0f} ms)</text></g>"
+        )
+        body.append(f'<text x="4" y="12" font-size="11" fill="#c0392b">jaw opening / eyelid, last {window:g} s</text>')
+    else:
+        body.append(f'<text x="{width / 2}" y="{height / 2}" font-size="13" text-anchor="middle" fill="#777">waiting for keyframes</text>')
+    return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">' + "".join(body) + "</svg>"
 
 
 def _register_ipython_png() -> None:

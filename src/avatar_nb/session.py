@@ -103,6 +103,7 @@ class AvatarSession:
         self._t0: float | None = None
         self._started_at: float | None = None
         self._ended: set[str] = set()
+        self._interrupted: set[str] = set()
         self._end_waiters: dict[str, list[asyncio.Future[None]]] = {}
         if timeline is None:
             timeline = Timeline(config.fps or 25.0, sample_rate=config.sample_rate)
@@ -323,6 +324,7 @@ class AvatarSession:
         With ``realtime`` the chunks leave at the pace of the audio, scheduled against the
         monotonic clock from the first chunk (no drift builds up); otherwise as fast as
         the connection takes them. ``on_chunk(index, total)`` is called after each chunk.
+        An ``interrupt()`` while this runs stops it: the remaining chunks are not sent.
         """
         data = validate_pcm_chunk(pcm)
         if not (isinstance(chunk_ms, (int, float)) and chunk_ms > 0):
@@ -338,6 +340,8 @@ class AvatarSession:
                 delay = loop_start + index * chunk_bytes / 2 / rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+            if req_id in self._interrupted:
+                break  # interrupted while streaming: the rest of the utterance is dropped
             ws = self._require_open("send audio")
             samples = min(chunk_bytes, len(data) - index * chunk_bytes) // 2
             sent_at = self._now()
@@ -351,6 +355,7 @@ class AvatarSession:
         """Stop generation for the latest request; return its request id."""
         ws = self._require_open("interrupt")
         req_id, message = self._protocol.interrupt()
+        self._interrupted.add(req_id)
         await self._send(ws, message, action="send interrupt", req_id=req_id)
         return req_id
 

@@ -1,0 +1,169 @@
+"""Figures checked for what they show, on synthetic timelines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.collections import PolyCollection
+from matplotlib.image import AxesImage
+from matplotlib.patches import Ellipse
+
+from avatar_nb import plots
+from avatar_nb.timeline import Timeline
+
+
+def synthetic(n_per_req=(50, 30), fps=25.0, e=10, rate=16000, latency=0.08, with_audio=True) -> Timeline:
+    total = sum(n_per_req)
+    audio = (0.5 * np.sin(np.arange(int(total / fps * rate)) * 0.05) * 32767).astype(np.int16) if with_audio else None
+    tl = Timeline(fps, sample_rate=rate, audio=audio)
+    t = 0.0
+    k = 0
+    for r, n in enumerate(n_per_req):
+        for i in range(n):
+            tl.add_audio_chunk(f"r{r}", t, int(rate / fps))
+            kf = np.zeros((1, 20 + e), np.float32)
+            kf[0, 9] = 0.3 * abs(np.sin(k / 5))
+            kf[0, 18:20] = 1.0 if k % 40 == 0 else 0.05
+            kf[0, 3:6] = 0.01 * k / total
+            kf[0, 20:] = np.linspace(-1, 1, e) * np.sin(k / 7)
+            tl.add_animation(kf, req_id=f"r{r}", arrival=t + latency, end=i == n - 1)
+            t += 1 / fps
+            k += 1
+    return tl
+
+
+def test_envelope_matches_a_naive_min_max():
+    x = np.random.default_rng(0).standard_normal(10007)
+    centers, mins, maxs = plots.envelope(x, 100)
+    edges = (np.arange(101) * x.size) // 100
+    for i in range(100):
+        seg = x[edges[i] : edges[i + 1]]
+        assert mins[i] == seg.min() and maxs[i] == seg.max()
+    assert centers.shape == (100,)
+    same = plots.envelope(x[:50], 100)
+    np.testing.assert_array_equal(same[1], x[:50])
+
+
+def test_waveform_content():
+    tl = synthetic()
+    fig = plots.waveform(tl)
+    (ax,) = fig.axes
+    assert ax.get_xlim() == pytest.approx((0, tl.audio.shape[0] / 16000))
+    (poly,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    ys = poly.get_paths()[0].vertices[:, 1]
+    assert ys.max() == pytest.approx(0.5, abs=0.01) and ys.min() == pytest.approx(-0.5, abs=0.01)
+    assert "waveform (3.20 s @ 16000 Hz)" in ax.get_title()
+    with pytest.raises(ValueError, match="sample_rate"):
+        plots.waveform(np.zeros(10, np.float32))
+
+
+def test_waveform_of_an_hour_is_reduced_to_pixels():
+    hour = np.zeros(16000 * 3600, dtype=np.int16)
+    hour[::7] = 1000
+    fig = plots.waveform(hour, 16000)
+    poly = [c for c in fig.axes[0].collections if isinstance(c, PolyCollection)][0]
+    assert len(poly.get_paths()[0].vertices) < 4 * 1000  # one min/max per pixel column, not 57.6 M points
+    assert fig.axes[0].get_xlim()[1] == pytest.approx(3600.0)
+
+
+def test_animation_timeline_content():
+    tl = synthetic()
+    fig = plots.animation_timeline(tl)
+    axes = fig.axes
+    assert len(axes) == 5
+    assert [a.get_ylabel() for a in axes] == ["amplitude", "jaw (rad)", "eyelids", "head (rad)", "expression"]
+    jaw_line = axes[1].get_lines()[0]
+    np.testing.assert_allclose(jaw_line.get_xdata(), tl.media_time)
+    np.testing.assert_allclose(jaw_line.get_ydata(), tl.jaw_open, rtol=1e-6)
+    (image,) = [c for c in axes[4].get_children() if isinstance(c, AxesImage)]
+    assert image.get_array().shape == (10, 80)
+    # the second utterance starts at 2.0 s: a dotted boundary on every panel
+    for ax in axes:
+        boundaries = [l for l in ax.get_lines() if l.get_linestyle() == ":"]
+        assert [b.get_xdata()[0] for b in boundaries] == [pytest.approx(2.0)]
+    assert "80 keyframes @ 25 fps" in fig._suptitle.get_text()
+    assert len(plots.animation_timeline(synthetic(with_audio=False)).axes) == 4
+
+
+def test_long_timelines_are_decimated():
+    tl = synthetic((90000,), e=100, with_audio=False)
+    fig = plots.animation_timeline(tl)
+    jaw_ax = fig.axes[0]
+    line = jaw_ax.get_lines()[0]
+    assert len(line.get_xdata()) <= 2000  # a point per pixel column
+    band = [c for c in jaw_ax.collections if isinstance(c, PolyCollection)]
+    assert band  # the min/max band keeps peaks visible
+    ys = band[0].get_paths()[0].vertices[:, 1]
+    assert ys.max() == pytest.approx(tl.jaw_open.max(), abs=1e-6)
+    image = [c for c in fig.axes[3].get_children() if isinstance(c, AxesImage)][0]
+    assert image.get_array().shape[1] <= 2000
+
+
+def test_frame_timing_content():
+    tl = synthetic()
+    fig = plots.frame_timing(tl)
+    arr_ax, late_ax, hist_ax = fig.axes
+    arrival_line, ideal = arr_ax.get_lines()[:2]
+    np.testing.assert_allclose(arrival_line.get_ydata(), tl.arrival)
+    assert ideal.get_label() == "real time"
+    np.testing.assert_allclose(late_ax.get_lines()[0].get_ydata(), tl.lateness * 1000)
+    assert sum(p.get_height() for p in hist_ax.patches) == tl.inter_arrival.size
+    title = fig._suptitle.get_text()
+    assert "first-frame latency 80.0 ms" in title and "real-time factor" in title
+    assert hist_ax.get_xlabel() == "inter-arrival (ms)"
+
+
+def test_report_has_both_halves():
+    fig = plots.report(synthetic())
+    labels = [a.get_ylabel() for a in fig.axes]
+    assert "jaw (rad)" in labels and "lateness (ms)" in labels and "arrival (s)" in labels
+    assert plots.to_png(fig)[:4] == b"\x89PNG"
+
+
+def test_compare_runs():
+    a, b = synthetic(latency=0.05), synthetic(latency=0.2)
+    fig = plots.compare_runs([a, b], ["fast", "slow"])
+    lat_ax = fig.axes[0]
+    heights = [p.get_height() for p in lat_ax.patches]
+    assert heights == pytest.approx([50.0, 200.0])
+    assert [t.get_text() for t in lat_ax.get_xticklabels()] == ["fast", "slow"]
+    with pytest.raises(ValueError, match="2 labels for 1 timelines"):
+        plots.compare_runs([a], ["x", "y"])
+    with pytest.raises(ValueError, match="at least one"):
+        plots.compare_runs([])
+
+
+def _mouth_and_eyes(fig):
+    ellipses = [p for p in fig.axes[0].patches if isinstance(p, Ellipse)]
+    mouth = ellipses[-1]
+    eyes = [e for e in ellipses if e.get_facecolor()[:3] == (1.0, 1.0, 1.0)]
+    return mouth, eyes
+
+
+def test_face_follows_the_keyframe():
+    row = np.zeros(70, np.float32)
+    closed_mouth, open_eyes = _mouth_and_eyes(plots.face(row))
+    row[9] = 0.3
+    row[18:20] = 1.0
+    open_mouth, shut_eyes = _mouth_and_eyes(plots.face(row))
+    assert open_mouth.height > 5 * closed_mouth.height
+    assert all(s.height < 0.1 * o.height for s, o in zip(shut_eyes, open_eyes))
+    tl = synthetic()
+    assert plots.face(tl, 3).axes
+    with pytest.raises(ValueError, match="which keyframe"):
+        plots.face(tl)
+    with pytest.raises(IndexError, match="out of range"):
+        plots.face(tl, 999)
+    with pytest.raises(ValueError, match="at least 20 values"):
+        plots.face(np.zeros(5))
+
+
+def test_svg_views():
+    row = np.zeros(30, np.float32)
+    row[9] = 0.3
+    svg = plots.face_svg(row)
+    assert svg.startswith("<svg") and svg.count("<ellipse") == 4 and 'ry="21.' in svg  # mouth 3 + 130*0.3 high / 2
+    tl = synthetic()
+    live = plots.live_svg(tl, window=2.0)
+    assert live.count("<polyline") == 3 and "lateness 80 ms" in live
+    assert "waiting for keyframes" in plots.live_svg(Timeline())

@@ -1,0 +1,140 @@
+"""Widgets instantiated and driven from Python: trait changes update the views."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import wave
+
+import numpy as np
+import pytest
+
+from avatar_nb import LocalService, plots, speech_like, widgets
+from avatar_nb.widgets._util import Throttle
+
+from .test_plots import synthetic
+
+
+def test_waveform_view_window_zoom_and_playhead():
+    tl = synthetic()
+    view = widgets.WaveformView(tl)
+    assert view.window == (0.0, pytest.approx(3.2))
+    first = view.image.value
+    assert first[:4] == b"\x89PNG"
+    view.window = (1.0, 1.5)
+    assert view.slider.value == (1.0, 1.5)  # the slider follows
+    assert view.image.value != first
+    assert view._ax.get_xlim() == pytest.approx((1.0, 1.5), abs=1e-3)
+    view.zoom(0.5)
+    assert view.window == pytest.approx((1.125, 1.375))
+    view.zoom(100)
+    assert view.window == pytest.approx((0.0, 3.2))
+    renders = view.renders
+    view.playhead = 2.0
+    assert view.renders == renders + 1
+    assert view._line.get_xdata()[0] == 2.0
+    view.window = (5.0, 2.0)  # clipped into the audio, start <= end
+    assert 0 <= view.window[0] <= view.window[1] <= 3.2
+
+
+def test_timeline_view_scrubbing_updates_face_readout_playhead_and_player():
+    tl = synthetic()
+    view = widgets.TimelineView(tl)
+    face0 = view.face.value
+    view.slider.value = 25
+    assert view.index == 25
+    assert view.face.value != face0 and view.face.value == plots.face_svg(tl.keyframes[25])
+    assert "keyframe 25" in view.readout.value and "media time 1.00 s" in view.readout.value
+    assert view.waveform.playhead == pytest.approx(1.0)
+    assert view.player.seek == pytest.approx(1.0)  # scrubbing seeks the audio
+    assert view._lines[0].get_xdata()[0] == pytest.approx(1.0)
+    # the audio player drives the keyframe while it plays, without seeking back
+    view.player.seek = -1.0
+    view.player.time = 2.52
+    assert view.index == 63 and view.player.seek == -1.0
+    # window shared with the waveform
+    view.waveform.window = (0.5, 1.5)
+    assert view.window == (0.5, 1.5)
+    assert view._axes[-1].get_xlim() == pytest.approx((0.5, 1.5))
+
+
+def test_timeline_view_play_widget_is_linked_and_paced():
+    tl = synthetic()
+    view = widgets.TimelineView(tl)
+    assert view.play.interval == 40 and view.play.max == tl.n_keyframes - 1
+    # linked in the browser, so Play advances the slider even while the kernel is busy
+    assert view.play_link.source == (view.play, "value") and view.play_link.target == (view.slider, "value")
+
+
+def test_player_carries_the_audio_as_wav():
+    tl = synthetic()
+    view = widgets.TimelineView(tl)
+    header, data = view.player.src.split(",", 1)
+    assert header == "data:audio/wav;base64"
+    with wave.open(io.BytesIO(base64.b64decode(data))) as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getnframes()) == (16000, 1, tl.audio.shape[0])
+
+
+def test_timeline_view_without_audio():
+    view = widgets.TimelineView(synthetic(with_audio=False))
+    assert view.waveform is None and view.player is None
+    view.index = 5
+    assert "keyframe 5" in view.readout.value
+
+
+def test_show_composes_summary_views_and_timing():
+    tl = synthetic()
+    box = widgets.show(tl)
+    summary, tabs = box.children
+    assert "Timeline" in summary.value and tabs.titles == ("animation", "frame timing")
+    assert isinstance(tabs.children[0], widgets.TimelineView)
+    assert tabs.children[1].value[:4] == b"\x89PNG"
+    with pytest.raises(TypeError, match="takes a Timeline"):
+        widgets.show("not a timeline")
+    with pytest.raises(ValueError, match="needs a Timeline with keyframes"):
+        widgets.TimelineView(synthetic(n_per_req=(0,)))
+
+
+async def test_throttle_defers_inside_a_loop_and_runs_the_last_request():
+    calls = []
+    throttle = Throttle(lambda: calls.append(1), 0.05)
+    throttle()
+    throttle()
+    throttle()
+    assert len(calls) == 1  # the first ran, the others wait for the interval
+    while len(calls) < 2:
+        await asyncio.sleep(0.01)
+    assert len(calls) == 2 and throttle.pending is None
+
+
+async def test_session_panel_runs_refreshes_and_interrupts():
+    async with LocalService(latency_ms=40) as svc:
+        panel = widgets.SessionPanel(speech_like(6.0, 16000), 16000, service=svc, refresh_hz=20)
+        assert panel.start_button.description == "Start" and panel.stop_button.disabled
+        task = panel.start()
+        with pytest.raises(RuntimeError, match="already running"):
+            panel.start()
+        while panel.timeline.n_keyframes < 25:
+            await asyncio.sleep(0.02)
+        assert panel.start_button.disabled and not panel.stop_button.disabled
+        assert "frames received" in panel.stats.value
+        assert "<polyline" in panel.live.value
+        req = await panel.interrupt()
+        tl = await panel.wait()
+        assert task.done() and tl is panel.timeline
+        assert tl.complete and tl.n_keyframes < 150 and tl.req_ids == [req]
+        assert panel.refreshes > 5 and panel.refresh_rate > 5  # it kept redrawing while streaming
+        assert "done" in panel.status.value
+        assert panel.stop_button.disabled and not panel.start_button.disabled
+        # a second run starts a fresh timeline
+        second = await panel.start()
+        assert second is not tl and second.complete and second.n_keyframes == 150
+
+
+async def test_session_panel_reports_errors_in_its_status():
+    async with LocalService(realtime=False, avatar_ids=["someone"]) as svc:
+        panel = widgets.SessionPanel(speech_like(0.5), 16000, service=svc, avatar_id="nobody")
+        tl = await panel.start()
+        assert "error: avatarNotFound" in panel.status.value
+        assert tl.errors and tl.n_keyframes == 0
