@@ -10,8 +10,9 @@ memory and raise ``ValueError`` naming the byte offset otherwise. Nothing else i
 module dereferences an input pointer.
 """
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.math cimport fabs, floor, isfinite, rint, sqrt
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.math cimport ceil, fabs, floor, isfinite, signbit, sqrt
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
@@ -147,12 +148,13 @@ cdef str _utf8(const Reader* r, Py_ssize_t start, Py_ssize_t length):
         raise ValueError(f"invalid UTF-8 in string field at byte offset {r.base + start}") from None
 
 
-cdef int _expect(const Reader* r, uint32_t wire_type, uint32_t expected, str name) except -1:
-    if wire_type != expected:
-        return _fail(r, f"field {name} has wire type {wire_type}, expected {expected}")
-    return 0
-
 # ----------------------------------------------------------------------------- FLAME decode
+#
+# A FlameAnimation is decoded in two passes over its bytes: the first validates the
+# structure and counts keyframes and expression coefficients (so the output can be
+# allocated once, at its final size), the second copies the floats. Fields with an
+# unexpected wire type are skipped as unknown fields, as protobuf parsers do; the
+# length checks then catch a Flame that lost values that way.
 
 cdef int _flame_counts(Reader* r, Py_ssize_t* counts) except -1:
     """Count the floats of each field (1..7) in one Flame message; validate structure."""
@@ -163,46 +165,114 @@ cdef int _flame_counts(Reader* r, Py_ssize_t* counts) except -1:
         counts[i] = 0
     while r.pos < r.end:
         _read_tag(r, &field, &wt)
-        if 1 <= field <= 7:
-            if wt == WT_LEN:
-                _read_len(r, &s, &n)
-                if n % 4:
-                    r.pos = s - 1
-                    return _fail(r, f"packed float field {field} has length {n}, not a multiple of 4")
-                counts[field] += n // 4
-            elif wt == WT_I32:
-                if r.end - r.pos < 4:
-                    return _fail(r, "truncated float")
-                r.pos += 4
-                counts[field] += 1
-            else:
-                return _fail(r, f"Flame field {field} has wire type {wt}, expected 2 or 5")
+        if 1 <= field <= 7 and wt == WT_LEN:
+            _read_len(r, &s, &n)
+            if n % 4:
+                r.pos = s
+                return _fail(r, f"packed float field {field} has length {n}, not a multiple of 4")
+            counts[field] += n // 4
+        elif 1 <= field <= 7 and wt == WT_I32:
+            if r.end - r.pos < 4:
+                return _fail(r, "truncated float")
+            r.pos += 4
+            counts[field] += 1
         else:
             _skip_field(r, wt)
     return 0
 
 
-cdef int _flame_fill(Reader* r, float* row, Py_ssize_t n_expr) except -1:
-    """Copy the floats of one (already validated) Flame message into ``row``."""
+cdef int _check_counts(const Py_ssize_t* counts, Py_ssize_t frame, Py_ssize_t offset, Py_ssize_t* n_expr) except -1:
+    cdef int i
+    for i in range(1, 7):
+        if counts[i] != _FLAME_LEN[i]:
+            raise ValueError(
+                f"keyframe {frame} at byte offset {offset}: field "
+                f"{FLAME_FIELDS[i - 1][0]} has {counts[i]} values, expected {_FLAME_LEN[i]}"
+            )
+    if n_expr[0] < 0:
+        n_expr[0] = counts[7]
+    elif counts[7] != n_expr[0]:
+        raise ValueError(
+            f"keyframe {frame} at byte offset {offset} has {counts[7]} expression "
+            f"coefficients, earlier keyframes have {n_expr[0]}"
+        )
+    return 0
+
+
+cdef int _scan_flames(Reader* r, Py_ssize_t* n_frames, Py_ssize_t* n_expr) except -1:
+    """Pass 1 over a FlameAnimation: validate, count keyframes, check every E is ``n_expr``
+    (``n_expr`` < 0 on entry: take the first keyframe's)."""
     cdef uint32_t field, wt
     cdef Py_ssize_t s, n
+    cdef Py_ssize_t counts[8]
+    cdef Reader sub
+    n_frames[0] = 0
+    while r.pos < r.end:
+        _read_tag(r, &field, &wt)
+        if field == 1 and wt == WT_LEN:
+            _read_len(r, &s, &n)
+            sub = _sub(r, s, n)
+            _flame_counts(&sub, counts)
+            _check_counts(counts, n_frames[0], r.base + s, n_expr)
+            n_frames[0] += 1
+        else:
+            _skip_field(r, wt)
+    return 0
+
+
+cdef int _flame_fill(Reader* r, float* row, Py_ssize_t width) except -1:
+    """Copy the floats of one Flame message (validated by pass 1) into ``row``.
+
+    The destination bounds are checked again here, so that the copy can never write
+    outside ``row`` even if pass 1 and pass 2 disagreed.
+    """
+    cdef uint32_t field, wt
+    cdef Py_ssize_t s, n, off, limit, k
     cdef Py_ssize_t filled[8]
-    cdef Py_ssize_t off
     cdef int i
     for i in range(8):
         filled[i] = 0
     while r.pos < r.end:
         _read_tag(r, &field, &wt)
-        if 1 <= field <= 7:
-            off = _FLAME_OFFSET[field] if field <= 6 else N_FIXED
+        if 1 <= field <= 7 and (wt == WT_LEN or wt == WT_I32):
+            if field <= 6:
+                off = _FLAME_OFFSET[field]
+                limit = _FLAME_LEN[field]
+            else:
+                off = N_FIXED
+                limit = width - N_FIXED
             if wt == WT_LEN:
                 _read_len(r, &s, &n)
-                memcpy(row + off + filled[field], r.buf + s, n)
-                filled[field] += n // 4
+                k = n // 4
+                if filled[field] + k > limit:
+                    return _fail(r, "keyframe changed between passes")
+                memcpy(row + off + filled[field], r.buf + s, k * 4)
             else:
+                if r.end - r.pos < 4 or filled[field] + 1 > limit:
+                    return _fail(r, "truncated float")
                 memcpy(row + off + filled[field], r.buf + r.pos, 4)
                 r.pos += 4
-                filled[field] += 1
+                k = 1
+            filled[field] += k
+        else:
+            _skip_field(r, wt)
+    return 0
+
+
+cdef int _fill_flames(Reader* r, float* out, Py_ssize_t width, Py_ssize_t n_frames) except -1:
+    """Pass 2 over a FlameAnimation: copy ``n_frames`` keyframes into rows of ``out``."""
+    cdef uint32_t field, wt
+    cdef Py_ssize_t s, n, k = 0
+    cdef Reader sub
+    while r.pos < r.end:
+        _read_tag(r, &field, &wt)
+        if field == 1 and wt == WT_LEN:
+            _read_len(r, &s, &n)
+            if k >= n_frames:
+                return _fail(r, "more keyframes than counted")
+            sub = _sub(r, s, n)
+            _flame_fill(&sub, out + k * width, width)
+            k += 1
         else:
             _skip_field(r, wt)
     return 0
@@ -210,50 +280,15 @@ cdef int _flame_fill(Reader* r, float* row, Py_ssize_t n_expr) except -1:
 
 cdef object _decode_flame_payload(Reader* r):
     """Decode a FlameAnimation (the whole of ``r``) into an (n, 20 + E) float32 array."""
-    cdef uint32_t field, wt
-    cdef Py_ssize_t s, n, n_frames = 0, n_expr = -1, i
-    cdef Py_ssize_t counts[8]
+    cdef Py_ssize_t n_frames = 0, n_expr = -1
     cdef Py_ssize_t start = r.pos
-    cdef Reader sub
-    # pass 1: validate and size
-    while r.pos < r.end:
-        _read_tag(r, &field, &wt)
-        if field == 1:
-            _expect(r, wt, WT_LEN, "keyframes")
-            _read_len(r, &s, &n)
-            sub = _sub(r, s, n)
-            _flame_counts(&sub, counts)
-            for i in range(1, 7):
-                if counts[i] != _FLAME_LEN[i]:
-                    raise ValueError(
-                        f"keyframe {n_frames} at byte offset {r.base + s}: field "
-                        f"{FLAME_FIELDS[i - 1][0]} has {counts[i]} values, expected {_FLAME_LEN[i]}"
-                    )
-            if n_expr < 0:
-                n_expr = counts[7]
-            elif counts[7] != n_expr:
-                raise ValueError(
-                    f"keyframe {n_frames} at byte offset {r.base + s} has {counts[7]} expression "
-                    f"coefficients, earlier keyframes have {n_expr}"
-                )
-            n_frames += 1
-        else:
-            _skip_field(r, wt)
+    _scan_flames(r, &n_frames, &n_expr)
     if n_expr < 0:
         n_expr = 0
-    out = np.zeros((n_frames, FLAME_FIXED_COLUMNS + n_expr), dtype=np.float32)
-    cdef float[:, ::1] view = out
-    cdef Py_ssize_t k = 0
-    r.pos = start
-    while r.pos < r.end:
-        _read_tag(r, &field, &wt)
-        if field == 1:
-            _read_len(r, &s, &n)
-            sub = _sub(r, s, n)
-            _flame_fill(&sub, &view[k, 0], n_expr)
-            k += 1
-        else:
-            _skip_field(r, wt)
+    out = np.zeros((n_frames, N_FIXED + n_expr), dtype=np.float32)
+    if n_frames:
+        r.pos = start
+        _fill_flames(r, <float*>cnp.PyArray_DATA(out), N_FIXED + n_expr, n_frames)
     return out
 
 
@@ -402,7 +437,7 @@ cdef int _decode_inner(Reader* r, DecodedMessage msg, uint32_t which) except -1:
             if field == 2 and wt == WT_LEN:
                 _read_len(r, &s, &n)
                 if caps is None:
-                    caps = []
+                    caps = list(msg.capabilities)  # repeated fields append across merges
                 caps.append(_utf8(r, s, n))
                 continue
         elif which == 4:  # ClientAudioInput
@@ -536,32 +571,117 @@ def decode_message(data):
     return msg
 
 
+cdef int _find_animation(Reader* r, Py_ssize_t* start, Py_ssize_t* length) except -1:
+    """Walk a Message envelope; set the span of its animation payload (``start`` -1: none).
+
+    The whole envelope is walked, so a malformed message raises even when its animation
+    is fine. Protobuf's rules decide which payload counts: within
+    ``server_response_animation`` the last ``animation`` wins, and a later member of the
+    ``data`` oneof replaces the animation message entirely.
+    """
+    cdef uint32_t field, wt, inner_field, inner_wt
+    cdef Py_ssize_t s, n, s2, n2
+    cdef Reader sub
+    start[0] = -1
+    length[0] = 0
+    while r.pos < r.end:
+        _read_tag(r, &field, &wt)
+        if field == 6 and wt == WT_LEN:
+            _read_len(r, &s, &n)
+            sub = _sub(r, s, n)
+            while sub.pos < sub.end:
+                _read_tag(&sub, &inner_field, &inner_wt)
+                if inner_field == 4 and inner_wt == WT_LEN:
+                    _read_len(&sub, &s2, &n2)
+                    start[0] = s + s2
+                    length[0] = n2
+                else:
+                    _skip_field(&sub, inner_wt)
+        elif 2 <= field <= 11 and field != 7 and wt == WT_LEN:
+            _skip_field(r, wt)
+            start[0] = -1  # another oneof member replaces the animation
+            length[0] = 0
+        else:
+            _skip_field(r, wt)
+    return 0
+
+
 def decode_animation_batch(messages):
     """Decode the FLAME keyframes of many animation ``Message`` envelopes into one array.
 
-    Messages without an animation payload contribute no rows. Raises ``ValueError`` when
-    any envelope or payload is malformed, or when E differs between messages.
+    Returns float32 of shape (total keyframes, 20 + E), rows in message order. Messages
+    without an animation payload contribute no rows. Every envelope is checked for
+    structure (string fields are not decoded here: use :func:`decode_message` for those).
+    Raises ``ValueError`` naming the message index and byte offset when an envelope or a
+    payload is malformed, or when E differs between keyframes.
+
+    Two passes, no Python object per message or keyframe: the first finds and validates
+    every payload and counts keyframes, the output is allocated once, the second copies
+    the floats.
     """
-    parts = []
-    cdef Py_ssize_t width = -1
-    for i, data in enumerate(messages):
-        msg = decode_message(data)
-        if msg.animation_error is not None:
-            raise ValueError(f"message {i}: {msg.animation_error}")
-        kf = msg.keyframes
-        if kf.shape[0] == 0:
-            continue
-        if width < 0:
-            width = kf.shape[1]
-        elif kf.shape[1] != width:
-            raise ValueError(
-                f"message {i} has {kf.shape[1] - FLAME_FIXED_COLUMNS} expression coefficients, "
-                f"earlier messages have {width - FLAME_FIXED_COLUMNS}"
-            )
-        parts.append(kf)
-    if not parts:
-        return np.zeros((0, FLAME_FIXED_COLUMNS), dtype=np.float32)
-    return np.concatenate(parts, axis=0)
+    cdef list items = messages if type(messages) is list else list(messages)
+    cdef Py_ssize_t count = len(items), i, n_frames, total = 0, n_expr = -1, width
+    cdef Py_ssize_t payload_start, payload_len
+    cdef const uint8_t** bufs = NULL
+    cdef Py_ssize_t* spans = NULL
+    cdef list views = []
+    cdef const uint8_t[::1] mv
+    cdef Reader r, sub
+    cdef object obj
+    cdef float* out_ptr
+    if count == 0:
+        return np.zeros((0, N_FIXED), dtype=np.float32)
+    bufs = <const uint8_t**>PyMem_Malloc(count * sizeof(const uint8_t*))
+    spans = <Py_ssize_t*>PyMem_Malloc(count * 3 * sizeof(Py_ssize_t))
+    if bufs == NULL or spans == NULL:
+        PyMem_Free(bufs)
+        PyMem_Free(spans)
+        raise MemoryError()
+    try:
+        for i in range(count):
+            obj = items[i]
+            if type(obj) is bytes:
+                r.buf = <const uint8_t*>PyBytes_AS_STRING(obj)
+                r.end = PyBytes_GET_SIZE(obj)
+            else:
+                mv = _as_bytes_view(obj)
+                views.append(mv)  # keeps the buffer alive for pass 2
+                r.end = mv.shape[0]
+                r.buf = &mv[0] if r.end else <const uint8_t*>b""
+            r.pos = 0
+            r.base = 0
+            bufs[i] = r.buf
+            try:
+                _find_animation(&r, &payload_start, &payload_len)
+                n_frames = 0
+                if payload_start >= 0:
+                    sub = _sub(&r, payload_start, payload_len)
+                    _scan_flames(&sub, &n_frames, &n_expr)
+            except ValueError as exc:
+                raise ValueError(f"message {i}: {exc}") from None
+            spans[3 * i] = payload_start
+            spans[3 * i + 1] = payload_len
+            spans[3 * i + 2] = n_frames
+            total += n_frames
+        if n_expr < 0:
+            n_expr = 0
+        width = N_FIXED + n_expr
+        out = np.empty((total, width), dtype=np.float32)
+        out_ptr = <float*>cnp.PyArray_DATA(out)
+        for i in range(count):
+            n_frames = spans[3 * i + 2]
+            if n_frames == 0:
+                continue
+            sub.buf = bufs[i] + spans[3 * i]
+            sub.pos = 0
+            sub.end = spans[3 * i + 1]
+            sub.base = spans[3 * i]
+            _fill_flames(&sub, out_ptr, width, n_frames)
+            out_ptr += n_frames * width
+        return out
+    finally:
+        PyMem_Free(bufs)
+        PyMem_Free(spans)
 
 # ----------------------------------------------------------------------------- encode
 
@@ -736,8 +856,124 @@ def encode_animation_message(keyframes, *, str connection_id="", str req_id="",
     return buf
 
 # ----------------------------------------------------------------------------- PCM
+#
+# Sample conversion runs in C loops specialised per dtype (fused types), without the
+# GIL and without temporary arrays: one pass over the input writes the output bytes.
+# Full scale is 32768 for every dtype, so that from_s16le() followed by to_s16le()
+# gives the same bytes back. Floats are rounded to nearest (half away from zero) and
+# clipped to [-1, 1] first; integers are scaled exactly with integer arithmetic and
+# rounded down (floor), which keeps int16 bit-exact and shifts int32 right by 16.
+
+ctypedef fused sample_t:
+    float
+    double
+    int16_t
+    int32_t
+    uint8_t
 
 _ACCEPTED = "float32 or float64 in [-1, 1], int16, int32 or uint8 (offset binary)"
+
+cdef enum:
+    CONVERT_OK = 0
+    CONVERT_NOT_FINITE = 1
+    CONVERT_OUT_OF_RANGE = 2
+
+
+cdef inline int64_t _floordiv(int64_t a, int64_t b) noexcept nogil:
+    cdef int64_t q = a // b  # C division truncates (cdivision)
+    if (a % b != 0) and ((a < 0) != (b < 0)):
+        q -= 1
+    return q
+
+
+cdef inline int16_t _round_float(double v) noexcept nogil:
+    # v is within [-1, 1]: v * 32768 is within [-32768, 32768]
+    cdef double x = v * 32768.0
+    cdef int64_t q = <int64_t>(x + 0.5) if x >= 0 else -<int64_t>(0.5 - x)
+    if q > 32767:
+        q = 32767
+    return <int16_t>q
+
+
+cdef int _convert(const sample_t[:, :] x, char* out, bint clip, Py_ssize_t* bad_index,
+                  Py_ssize_t* bad_channel, double* bad_value) noexcept nogil:
+    """Downmix (frames, channels) to s16le bytes in ``out``; report the first bad sample."""
+    cdef Py_ssize_t n = x.shape[0], ch = x.shape[1], i, c
+    cdef double acc, v
+    cdef int64_t iacc
+    cdef int16_t q
+    for i in range(n):
+        if sample_t is float or sample_t is double:
+            acc = 0.0
+            for c in range(ch):
+                v = x[i, c]
+                if not isfinite(v):
+                    bad_index[0], bad_channel[0], bad_value[0] = i, c, v
+                    return CONVERT_NOT_FINITE
+                if v > 1.0 or v < -1.0:
+                    if not clip:
+                        bad_index[0], bad_channel[0], bad_value[0] = i, c, v
+                        return CONVERT_OUT_OF_RANGE
+                    v = 1.0 if v > 0 else -1.0
+                acc += v
+            q = _round_float(acc / ch if ch > 1 else acc)
+        else:
+            iacc = 0
+            for c in range(ch):
+                iacc += x[i, c]
+            if sample_t is int16_t:
+                q = <int16_t>_floordiv(iacc, ch) if ch > 1 else <int16_t>iacc
+            elif sample_t is int32_t:
+                q = <int16_t>_floordiv(iacc, ch * 65536)
+            else:
+                q = <int16_t>_floordiv((iacc - 128 * ch) * 256, ch)
+        out[2 * i] = <char>(q & 0xFF)
+        out[2 * i + 1] = <char>((q >> 8) & 0xFF)
+    return CONVERT_OK
+
+
+cdef int _convert_mono(const sample_t[::1] x, char* out, bint clip, Py_ssize_t* bad_index,
+                       double* bad_value) noexcept nogil:
+    """The common case, contiguous mono: the same arithmetic as :func:`_convert`."""
+    cdef Py_ssize_t n = x.shape[0], i
+    cdef double v
+    cdef int16_t q
+    for i in range(n):
+        if sample_t is float or sample_t is double:
+            v = x[i]
+            if not isfinite(v):
+                bad_index[0], bad_value[0] = i, v
+                return CONVERT_NOT_FINITE
+            if v > 1.0 or v < -1.0:
+                if not clip:
+                    bad_index[0], bad_value[0] = i, v
+                    return CONVERT_OUT_OF_RANGE
+                v = 1.0 if v > 0 else -1.0
+            q = _round_float(v)
+        elif sample_t is int16_t:
+            q = x[i]
+        elif sample_t is int32_t:
+            q = <int16_t>(x[i] >> 16)  # arithmetic shift: floor
+        else:
+            q = <int16_t>((<int32_t>x[i] - 128) * 256)
+        out[2 * i] = <char>(q & 0xFF)
+        out[2 * i + 1] = <char>((q >> 8) & 0xFF)
+    return CONVERT_OK
+
+
+cdef object _samples_array(object samples):
+    if isinstance(samples, (bytes, bytearray, memoryview, str)):
+        raise TypeError(
+            f"to_s16le() takes a numpy array of samples, got {type(samples).__name__}; "
+            f"accepted dtypes: {_ACCEPTED}"
+        )
+    arr = np.asarray(samples)
+    if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and not _LITTLE_ENDIAN):
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    return arr
+
+
+_LITTLE_ENDIAN = np.little_endian
 
 
 def to_s16le(samples, *, bint clip=True):
@@ -747,139 +983,268 @@ def to_s16le(samples, *, bint clip=True):
     downmixed by averaging the channels, of dtype float32/float64 (full scale [-1, 1]),
     int16, int32 (full scale 2**31) or uint8 (offset binary, 128 = silence). Floats
     outside [-1, 1] are clipped, or rejected with ``ValueError`` when ``clip=False``;
-    NaN and infinity are always rejected, naming the first bad index.
+    NaN and infinity are always rejected, naming the first bad index. Any other dtype
+    or shape is a ``TypeError``/``ValueError`` saying what is accepted.
     """
-    arr = np.asarray(samples)
-    if arr.ndim == 1:
-        arr2 = arr.reshape(-1, 1)
-    elif arr.ndim == 2:
-        arr2 = arr
-    else:
-        raise ValueError(
-            f"samples must be 1-D (mono) or 2-D (frames, channels), got shape {arr.shape}"
-        )
-    if arr2.shape[1] == 0:
+    arr = _samples_array(samples)
+    if arr.ndim not in (1, 2):
+        raise ValueError(f"samples must be 1-D (mono) or 2-D (frames, channels), got shape {arr.shape}")
+    if arr.ndim == 2 and arr.shape[1] == 0:
         raise ValueError(f"samples have no channels: shape {arr.shape}")
-    kind = arr2.dtype
-    cdef Py_ssize_t n = arr2.shape[0], ch = arr2.shape[1], i, c
-    cdef double acc, scale, x
-    out = np.empty(n, dtype="<i2")
-    cdef int16_t[::1] o = out
-    cdef double[:, :] d
-    if kind in (np.float32, np.float64, np.int16, np.int32, np.uint8):
-        d = arr2.astype(np.float64)
+    dtype = arr.dtype
+    if dtype not in (np.float32, np.float64, np.int16, np.int32, np.uint8):
+        raise TypeError(f"unsupported sample dtype {dtype}; accepted: {_ACCEPTED}")
+    cdef Py_ssize_t n = arr.shape[0]
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, n * 2)
+    cdef char* dst = PyBytes_AS_STRING(out)
+    cdef Py_ssize_t bad_index = -1, bad_channel = 0
+    cdef double bad_value = 0.0
+    cdef int status = CONVERT_OK
+    cdef const float[::1] f32
+    cdef const double[::1] f64
+    cdef const int16_t[::1] i16
+    cdef const int32_t[::1] i32
+    cdef const uint8_t[::1] u8
+    cdef const float[:, :] f32_2
+    cdef const double[:, :] f64_2
+    cdef const int16_t[:, :] i16_2
+    cdef const int32_t[:, :] i32_2
+    cdef const uint8_t[:, :] u8_2
+    if n == 0:
+        return b""
+    if arr.ndim == 1 and arr.flags.c_contiguous:
+        if dtype == np.float32:
+            f32 = arr
+            with nogil:
+                status = _convert_mono(f32, dst, clip, &bad_index, &bad_value)
+        elif dtype == np.float64:
+            f64 = arr
+            with nogil:
+                status = _convert_mono(f64, dst, clip, &bad_index, &bad_value)
+        elif dtype == np.int16:
+            i16 = arr
+            with nogil:
+                status = _convert_mono(i16, dst, clip, &bad_index, &bad_value)
+        elif dtype == np.int32:
+            i32 = arr
+            with nogil:
+                status = _convert_mono(i32, dst, clip, &bad_index, &bad_value)
+        else:
+            u8 = arr
+            with nogil:
+                status = _convert_mono(u8, dst, clip, &bad_index, &bad_value)
     else:
-        raise TypeError(f"unsupported sample dtype {kind}; accepted: {_ACCEPTED}")
-    if kind == np.int16:
-        scale = 1.0 / 32768.0
-    elif kind == np.int32:
-        scale = 1.0 / 2147483648.0
-    elif kind == np.uint8:
-        scale = 1.0 / 128.0
-    else:
-        scale = 1.0
-    for i in range(n):
-        acc = 0.0
-        for c in range(ch):
-            x = d[i, c]
-            if kind == np.uint8:
-                x -= 128.0
-            if not isfinite(x):
-                raise ValueError(f"sample {i} (channel {c}) is {x}; NaN and infinity are not audio")
-            acc += x
-        acc = acc * scale / ch
-        if acc > 1.0 or acc < -1.0:
-            if not clip:
-                raise ValueError(
-                    f"sample {i} is {acc:g}, outside [-1, 1]; pass clip=True to clip it"
-                )
-            acc = 1.0 if acc > 0 else -1.0
-        # full scale is 32768 for every input, so that from_s16le() followed by to_s16le()
-        # gives the same bytes back; floats round to nearest (half to even), integers
-        # floor, which keeps int16 bit-exact and shifts int32 right by 16
-        x = rint(acc * 32768.0) if scale == 1.0 else floor(acc * 32768.0)
-        if x > 32767.0:
-            x = 32767.0
-        elif x < -32768.0:
-            x = -32768.0
-        o[i] = <int16_t>x
-    return out.tobytes()
+        arr2 = arr.reshape(-1, 1) if arr.ndim == 1 else arr
+        if dtype == np.float32:
+            f32_2 = arr2
+            with nogil:
+                status = _convert(f32_2, dst, clip, &bad_index, &bad_channel, &bad_value)
+        elif dtype == np.float64:
+            f64_2 = arr2
+            with nogil:
+                status = _convert(f64_2, dst, clip, &bad_index, &bad_channel, &bad_value)
+        elif dtype == np.int16:
+            i16_2 = arr2
+            with nogil:
+                status = _convert(i16_2, dst, clip, &bad_index, &bad_channel, &bad_value)
+        elif dtype == np.int32:
+            i32_2 = arr2
+            with nogil:
+                status = _convert(i32_2, dst, clip, &bad_index, &bad_channel, &bad_value)
+        else:
+            u8_2 = arr2
+            with nogil:
+                status = _convert(u8_2, dst, clip, &bad_index, &bad_channel, &bad_value)
+    where = f"sample {bad_index}" + (f" (channel {bad_channel})" if arr.ndim == 2 else "")
+    if status == CONVERT_NOT_FINITE:
+        raise ValueError(f"{where} is {bad_value}; NaN and infinity are not audio")
+    if status == CONVERT_OUT_OF_RANGE:
+        raise ValueError(f"{where} is {bad_value:g}, outside [-1, 1]; pass clip=True to clip it")
+    return out
 
 
 def from_s16le(data):
-    """Decode s16le PCM bytes into float32 samples in [-1, 1) (divided by 32768)."""
+    """Decode s16le PCM bytes (any bytes-like object) into float32 samples in [-1, 1)."""
     cdef const uint8_t[::1] mv = _as_bytes_view(data)
-    if mv.shape[0] % 2:
-        raise ValueError(f"s16le PCM must have an even number of bytes, got {mv.shape[0]}")
-    return np.frombuffer(mv, dtype="<i2").astype(np.float32) / np.float32(32768.0)
+    cdef Py_ssize_t n_bytes = mv.shape[0], i, n
+    if n_bytes % 2:
+        raise ValueError(f"s16le PCM must have an even number of bytes, got {n_bytes}")
+    n = n_bytes // 2
+    out = np.empty(n, dtype=np.float32)
+    if n == 0:
+        return out
+    cdef float* dst = <float*>cnp.PyArray_DATA(out)
+    cdef const uint8_t* src = &mv[0]
+    with nogil:
+        for i in range(n):
+            dst[i] = <int16_t>(src[2 * i] | (src[2 * i + 1] << 8)) * (1.0 / 32768.0)
+    return out
 
 
-def _as_float_samples(x):
-    if isinstance(x, (bytes, bytearray, memoryview)):
-        return from_s16le(x)
-    arr = np.asarray(x)
+ctypedef fused envelope_t:
+    float
+    double
+    int16_t
+
+
+cdef void _envelope(const envelope_t[::1] x, Py_ssize_t bins, float scale, float* mins, float* maxs) noexcept nogil:
+    cdef Py_ssize_t n = x.shape[0], b, i, a, e
+    cdef envelope_t lo, hi, v
+    for b in range(bins):
+        a = b * n // bins
+        e = (b + 1) * n // bins
+        lo = x[a]
+        hi = x[a]
+        for i in range(a + 1, e):
+            v = x[i]
+            if v < lo:
+                lo = v
+            if v > hi:
+                hi = v
+        mins[b] = <float>lo * scale
+        maxs[b] = <float>hi * scale
+
+
+cdef object _mono_samples(object samples, str what):
+    """A contiguous 1-D float32, float64 or int16 array for the feature functions."""
+    if isinstance(samples, (bytes, bytearray, memoryview)):
+        mv = _as_bytes_view(samples)
+        if mv.shape[0] % 2:
+            raise ValueError(f"s16le PCM must have an even number of bytes, got {mv.shape[0]}")
+        return np.frombuffer(mv, dtype="<i2")
+    arr = np.asarray(samples)
     if arr.ndim != 1:
-        raise ValueError(f"samples must be 1-D, got shape {arr.shape}")
-    if arr.dtype == np.int16:
-        return arr.astype(np.float32) / np.float32(32768.0)
-    if arr.dtype in (np.float32, np.float64):
-        return arr.astype(np.float32)
-    raise TypeError(f"unsupported sample dtype {arr.dtype}; accepted: s16le bytes, int16, float32, float64")
+        raise ValueError(f"{what} takes 1-D samples or s16le bytes, got shape {arr.shape}")
+    if arr.dtype not in (np.float32, np.float64, np.int16):
+        raise TypeError(f"unsupported sample dtype {arr.dtype}; accepted: s16le bytes, int16, float32, float64")
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    return np.ascontiguousarray(arr)
 
 
 def peak_envelope(samples, Py_ssize_t n_bins):
     """Min and max of each of ``n_bins`` equal spans of ``samples`` (for waveform drawing).
 
-    Bin ``i`` covers samples ``[i * n // n_bins, (i + 1) * n // n_bins)``; when there are
-    fewer samples than bins, there is one bin per sample. int16 input is scaled to
-    [-1, 1); float input is used as it is. Returns two float32 arrays.
+    ``samples``: 1-D int16, float32 or float64, or s16le bytes. Bin ``i`` covers samples
+    ``[i * n // n_bins, (i + 1) * n // n_bins)``; when there are fewer samples than bins,
+    there is one bin per sample. int16 values are scaled to [-1, 1) (divided by 32768);
+    floats are used as they are. Returns two float32 arrays; one pass, no GIL held.
     """
     if n_bins <= 0:
         raise ValueError(f"n_bins must be positive, got {n_bins}")
-    x = _as_float_samples(samples)
-    n = x.shape[0]
-    bins = min(n_bins, n)
+    x = _mono_samples(samples, "peak_envelope()")
+    cdef Py_ssize_t n = x.shape[0]
+    cdef Py_ssize_t bins = min(n_bins, n)
     mins = np.empty(bins, dtype=np.float32)
     maxs = np.empty(bins, dtype=np.float32)
-    for i in range(bins):
-        seg = x[i * n // bins:(i + 1) * n // bins]
-        mins[i] = seg.min()
-        maxs[i] = seg.max()
+    if bins == 0:
+        return mins, maxs
+    cdef float* lo = <float*>cnp.PyArray_DATA(mins)
+    cdef float* hi = <float*>cnp.PyArray_DATA(maxs)
+    cdef const float[::1] f32
+    cdef const double[::1] f64
+    cdef const int16_t[::1] i16
+    if x.dtype == np.float32:
+        f32 = x
+        with nogil:
+            _envelope(f32, bins, 1.0, lo, hi)
+    elif x.dtype == np.float64:
+        f64 = x
+        with nogil:
+            _envelope(f64, bins, 1.0, lo, hi)
+    else:
+        i16 = x
+        with nogil:
+            _envelope(i16, bins, 1.0 / 32768.0, lo, hi)
     return mins, maxs
+
+
+cdef void _features(const envelope_t[::1] x, double scale, double sample_rate, double fps, Py_ssize_t n_frames,
+                    float* rms, float* peak, float* zcr, float* bright) noexcept nogil:
+    cdef Py_ssize_t n = x.shape[0], k, i, a, b, length
+    cdef double v, prev, sq, dsq, pk, r, crossings
+    for k in range(n_frames):
+        # k * sample_rate is exact in a double, so this is the same boundary as Python's
+        # math.floor(k * sample_rate / fps)
+        a = <Py_ssize_t>floor(<double>k * sample_rate / fps)
+        b = <Py_ssize_t>floor(<double>(k + 1) * sample_rate / fps)
+        if b > n:
+            b = n
+        length = b - a
+        rms[k] = peak[k] = zcr[k] = bright[k] = 0.0
+        if length <= 0:
+            continue
+        sq = 0.0
+        dsq = 0.0
+        pk = 0.0
+        crossings = 0.0
+        prev = x[a] * scale
+        for i in range(a, b):
+            v = x[i] * scale
+            sq += v * v
+            if fabs(v) > pk:
+                pk = fabs(v)
+            if i > a:
+                dsq += (v - prev) * (v - prev)
+                if signbit(v) != signbit(prev):
+                    crossings += 1.0
+            prev = v
+        r = sqrt(sq / length)
+        rms[k] = <float>r
+        peak[k] = <float>pk
+        if length > 1:
+            zcr[k] = <float>(crossings / length)
+            bright[k] = <float>(sqrt(dsq / (length - 1)) / r) if r > 1e-9 else 0.0
+
+
+def frame_count(Py_ssize_t n_samples, int sample_rate, double fps):
+    """How many video frames ``n_samples`` of audio make (the last, partial one included)."""
+    if n_samples <= 0:
+        return 0
+    return int(ceil(<double>n_samples * fps / sample_rate - 1e-9))
 
 
 def frame_features(pcm_or_samples, int sample_rate, double fps):
     """Per-video-frame audio features: the animator's and the waveform views' input.
 
-    Frame ``i`` covers samples ``[floor(i * sr / fps), floor((i + 1) * sr / fps))``; the
-    last, partial frame is included, so there are ``ceil(n * fps / sr)`` frames.
-    Returns float32 arrays keyed ``rms`` (root mean square), ``peak`` (max |x|),
-    ``zcr`` (zero crossings per sample) and ``brightness`` (RMS of the first difference
-    over RMS: a cheap measure of spectral tilt, ~0 for low tones, up to 2 for noise).
+    ``pcm_or_samples``: s16le bytes, or 1-D int16 / float32 / float64 samples. Frame
+    ``k`` covers samples ``[floor(k * sr / fps), floor((k + 1) * sr / fps))``; the last,
+    partial frame is included, so there are :func:`frame_count` frames. Returns float32
+    arrays keyed ``rms`` (root mean square), ``peak`` (max |x|), ``zcr`` (sign changes
+    per sample) and ``brightness`` (RMS of the first difference over RMS: a cheap
+    measure of spectral tilt, about 0 for low tones and up to 2 for noise). One pass over
+    the samples, no GIL held.
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-    if not fps > 0:
-        raise ValueError(f"fps must be positive, got {fps}")
-    x = _as_float_samples(pcm_or_samples)
-    n = x.shape[0]
-    import math
-    n_frames = int(math.ceil(n * fps / sample_rate - 1e-9)) if n else 0
+    if not (fps > 0 and isfinite(fps)):
+        raise ValueError(f"fps must be a positive number, got {fps}")
+    x = _mono_samples(pcm_or_samples, "frame_features()")
+    cdef Py_ssize_t n_frames = frame_count(x.shape[0], sample_rate, fps)
     rms = np.zeros(n_frames, dtype=np.float32)
     peak = np.zeros(n_frames, dtype=np.float32)
     zcr = np.zeros(n_frames, dtype=np.float32)
     bright = np.zeros(n_frames, dtype=np.float32)
-    for i in range(n_frames):
-        a = int(math.floor(i * sample_rate / fps))
-        b = min(n, int(math.floor((i + 1) * sample_rate / fps)))
-        seg = x[a:b].astype(np.float64)
-        if seg.shape[0] == 0:
-            continue
-        r = math.sqrt(float(np.mean(seg * seg)))
-        rms[i] = r
-        peak[i] = float(np.max(np.abs(seg)))
-        if seg.shape[0] > 1:
-            zcr[i] = float(np.count_nonzero(np.signbit(seg[1:]) != np.signbit(seg[:-1]))) / seg.shape[0]
-            dr = math.sqrt(float(np.mean(np.diff(seg) ** 2)))
-            bright[i] = dr / r if r > 1e-9 else 0.0
-    return {"rms": rms, "peak": peak, "zcr": zcr, "brightness": bright}
+    result = {"rms": rms, "peak": peak, "zcr": zcr, "brightness": bright}
+    if n_frames == 0:
+        return result
+    cdef float* p_rms = <float*>cnp.PyArray_DATA(rms)
+    cdef float* p_peak = <float*>cnp.PyArray_DATA(peak)
+    cdef float* p_zcr = <float*>cnp.PyArray_DATA(zcr)
+    cdef float* p_bright = <float*>cnp.PyArray_DATA(bright)
+    cdef const float[::1] f32
+    cdef const double[::1] f64
+    cdef const int16_t[::1] i16
+    if x.dtype == np.float32:
+        f32 = x
+        with nogil:
+            _features(f32, 1.0, sample_rate, fps, n_frames, p_rms, p_peak, p_zcr, p_bright)
+    elif x.dtype == np.float64:
+        f64 = x
+        with nogil:
+            _features(f64, 1.0, sample_rate, fps, n_frames, p_rms, p_peak, p_zcr, p_bright)
+    else:
+        i16 = x
+        with nogil:
+            _features(i16, 1.0 / 32768.0, sample_rate, fps, n_frames, p_rms, p_peak, p_zcr, p_bright)
+    return result
