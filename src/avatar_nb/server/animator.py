@@ -17,6 +17,9 @@ last frame of an utterance.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
+from functools import lru_cache
 
 import numpy as np
 
@@ -26,7 +29,76 @@ __all__ = ["Animator"]
 
 _FIXED = _pcm.FLAME_FIXED_COLUMNS
 _JAW_MAX = 0.32  # radians of jaw opening at full loudness
-_BLINK = np.array([0.35, 0.8, 1.0, 0.85, 0.5, 0.2], dtype=np.float32)  # eyelid closure per frame at 25 fps
+_BLINK = (0.35, 0.8, 1.0, 0.85, 0.5, 0.2)  # eyelid closure per frame of a blink at 25 fps
+_BLOCK = 250  # frames of index-only motion computed at once
+_CACHED_BLOCKS = 32  # per motion model: the first 5 minutes of every stream at 25 fps
+
+
+class _MotionModel:
+    """What a seed fixes for every stream: the expression basis and the slow motion.
+
+    Shared by all animators with the same seed, rate and width (a service gives every
+    session the same seed), so the index-only motion of frame ``k`` is computed once,
+    not once per session: sessions that start together would otherwise all compute
+    the same block in the same frame period.
+    """
+
+    def __init__(self, seed: int, fps: float, n_expression: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.fps = fps
+        self.n_expression = n_expression
+        self.width = _FIXED + n_expression
+        # expression basis: 3 audio features -> E coefficients, variance falling with index
+        falloff = 1.0 / np.sqrt(1.0 + np.arange(n_expression))
+        self.basis = rng.standard_normal((3, n_expression)) * falloff * 0.6
+        self.drift_freq = rng.uniform(0.03, 0.12, n_expression)
+        self.drift_phase = rng.uniform(0, 2 * np.pi, n_expression)
+        self.head_freq = rng.uniform(0.05, 0.2, 3)
+        self.head_phase = rng.uniform(0, 2 * np.pi, 3)
+        self._blocks: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # services in several threads may share a model
+
+    def block(self, index: int) -> np.ndarray:
+        """Slow motion of frames ``index * _BLOCK`` onwards, (_BLOCK, width) float64, read-only.
+
+        Columns as in a keyframe: translation, head drift (the pitch gets the nod added
+        per frame) and the expression "mood" drift. Always computed for a whole block,
+        so a frame's value never depends on how many frames were asked for at once
+        (vectorised sin may round differently at array edges).
+        """
+        with self._lock:
+            rows = self._blocks.get(index)
+            if rows is not None:
+                self._blocks.move_to_end(index)
+                return rows
+        t = (index * _BLOCK + np.arange(_BLOCK)) / self.fps
+        rows = np.zeros((_BLOCK, self.width))
+        rows[:, 0] = 0.002 * np.sin(2 * np.pi * 0.07 * t)
+        rows[:, 1] = 0.0015 * np.sin(2 * np.pi * 0.05 * t + 1.0)
+        rows[:, 3:6] = 0.05 * np.sin(2 * np.pi * self.head_freq[None, :] * t[:, None] + self.head_phase[None, :])
+        if self.n_expression:
+            rows[:, _FIXED:] = 0.05 * np.sin(
+                2 * np.pi * self.drift_freq[None, :] * t[:, None] + self.drift_phase[None, :]
+            )
+        rows.flags.writeable = False
+        with self._lock:
+            self._blocks[index] = rows
+            while len(self._blocks) > _CACHED_BLOCKS:
+                self._blocks.popitem(last=False)
+        return rows
+
+    def rows(self, first: int, n: int) -> np.ndarray:
+        """A fresh (n, width) float64 array holding the slow motion of frames first..first+n-1."""
+        b0, b1 = first // _BLOCK, (first + n - 1) // _BLOCK
+        i = first - b0 * _BLOCK
+        if b0 == b1:
+            return self.block(b0)[i : i + n].copy()
+        return np.concatenate([self.block(b) for b in range(b0, b1 + 1)])[i : i + n]
+
+
+@lru_cache(maxsize=16)
+def _motion_model(seed: int, fps: float, n_expression: int) -> _MotionModel:
+    return _MotionModel(seed, fps, n_expression)
 
 
 class Animator:
@@ -44,19 +116,15 @@ class Animator:
         spf = self.sample_rate / self.fps
         self._integral_frames = abs(spf - round(spf)) < 1e-9
         self._spf = int(round(spf)) if self._integral_frames else spf
-        rng = np.random.default_rng(seed)
-        # expression basis: 3 audio features -> E coefficients, variance falling with index
-        falloff = 1.0 / np.sqrt(1.0 + np.arange(self.n_expression))
-        self._basis = rng.standard_normal((3, self.n_expression)) * falloff * 0.6
-        self._drift_freq = rng.uniform(0.03, 0.12, self.n_expression)
-        self._drift_phase = rng.uniform(0, 2 * np.pi, self.n_expression)
-        self._head_freq = rng.uniform(0.05, 0.2, 3)
-        self._head_phase = rng.uniform(0, 2 * np.pi, 3)
+        self._model = _motion_model(int(seed), self.fps, self.n_expression)
+        # blinks and saccades: this stream's own generator, from the same seed
+        rng = np.random.default_rng([int(seed), 1])
         self._rng = rng
         self._frame = 0  # frames produced in this stream, across utterances
         self._next_blink = self._blink_gap()
         self._blink_at = -100
-        self._gaze = np.zeros(2)
+        self._gaze = (0.0, 0.0)
+        self._blink_len = max(1, int(round(len(_BLINK) * self.fps / 25.0)))
         self._next_saccade = int(rng.uniform(1.0, 3.0) * self.fps)
         self._jaw = 0.0
         self._nod = 0.0
@@ -100,12 +168,15 @@ class Animator:
         base = self._span(k0)
         available = base + self._pending.shape[0]
         # complete frames: those whose span ends within the available audio
-        k1 = k0
-        while self._span(k1 + 1) <= available:
-            k1 += 1
+        if self._integral_frames:
+            k1 = available // self._spf
+        else:
+            k1 = k0
+            while self._span(k1 + 1) <= available:
+                k1 += 1
         if final and self._span(k1) < available:
             k1 += 1  # the partial last frame
-        if k1 == k0:
+        if k1 <= k0:
             return np.zeros((0, self.width), dtype=np.float32)
         used = min(self._span(k1), available) - base
         audio = self._pending[:used]
@@ -124,66 +195,64 @@ class Animator:
     # ------------------------------------------------------------------ motion
 
     def _keyframes(self, features: dict[str, np.ndarray]) -> np.ndarray:
-        rms = features["rms"].astype(np.float64)
-        n = rms.shape[0]
-        out = np.zeros((n, self.width), dtype=np.float32)
-        # loudness in [0, 1]: -50 dBFS is silence, -12 dBFS is full voice
-        loud = np.clip((20.0 * np.log10(rms + 1e-6) + 50.0) / 38.0, 0.0, 1.0)
-        bright = np.clip(features["brightness"].astype(np.float64) / 1.2, 0.0, 1.0)
-        zcr = np.clip(features["zcr"].astype(np.float64) * 4.0, 0.0, 1.0)
-        t = (self._frame + np.arange(n)) / self.fps
-
-        jaw = np.empty(n)
-        nod = np.empty(n)
+        # Per frame work is plain float arithmetic (a few microseconds), one row at a
+        # time: a service animates hundreds of streams a frame at a time, where numpy's
+        # per-call overhead on 1-element arrays would dominate.
+        rms = features["rms"].tolist()
+        brightness = features["brightness"].tolist()
+        zero_crossings = features["zcr"].tolist()
+        n = len(rms)
+        first = self._frame
+        out = self._model.rows(first, n)
+        slow = out[:, :_FIXED].tolist()
+        fixed = []
+        coef = []
         j, d = self._jaw, self._nod
-        for i in range(n):  # one-pole smoothing: fast to open, slower to close
-            target = loud[i]
-            j += (0.7 if target > j else 0.5) * (target - j)
-            d += 0.08 * (target - d)
-            jaw[i] = j
-            nod[i] = d
-        self._jaw, self._nod = j, d
-
-        # jaw: opening, small sideways motion on bright (fricative) sounds
-        out[:, 9] = _JAW_MAX * jaw
-        out[:, 10] = 0.02 * (bright - 0.5) * jaw
-        # head rotation (pitch, yaw, roll): slow drift plus a nod that follows speech energy
-        head = 0.05 * np.sin(2 * np.pi * self._head_freq[None, :] * t[:, None] + self._head_phase[None, :])
-        head[:, 0] += 0.06 * nod - 0.02
-        out[:, 3:6] = head
-        out[:, 6:9] = 0.4 * head  # the neck carries part of the motion
-        out[:, 0] = 0.002 * np.sin(2 * np.pi * 0.07 * t)
-        out[:, 1] = 0.0015 * np.sin(2 * np.pi * 0.05 * t + 1.0)
-        # eyes: saccades to a new target every 1-3 s, both eyes together
-        gaze = np.empty((n, 2))
+        blink_len = self._blink_len
         for i in range(n):
-            frame = self._frame + i
+            frame = first + i
+            # loudness in [0, 1]: -50 dBFS is silence, -12 dBFS is full voice
+            loud = min(1.0, max(0.0, (20.0 * math.log10(rms[i] + 1e-6) + 50.0) / 38.0))
+            bright = min(1.0, max(0.0, brightness[i] / 1.2))
+            zcr = min(1.0, max(0.0, zero_crossings[i] * 4.0))
+            # one-pole smoothing: fast to open, slower to close; the nod follows energy slowly
+            j += (0.7 if loud > j else 0.5) * (loud - j)
+            d += 0.08 * (loud - d)
+            row = slow[i]
+            # head (pitch, yaw, roll): slow drift plus a nod; the neck carries part of it
+            pitch = row[3] + 0.06 * d - 0.02
+            yaw, roll = row[4], row[5]
+            # eyes: saccades to a new target every 1-3 s, both eyes together
             if frame >= self._next_saccade:
-                self._gaze = self._rng.uniform(-0.12, 0.12, 2) * np.array([0.6, 1.0])
+                gx, gy = self._rng.uniform(-0.12, 0.12, 2).tolist()
+                self._gaze = (0.6 * gx, gy)
                 self._next_saccade = frame + int(self._rng.uniform(1.0, 3.0) * self.fps)
-            gaze[i] = self._gaze
-        out[:, 12] = out[:, 15] = gaze[:, 0]
-        out[:, 13] = out[:, 16] = gaze[:, 1]
-        # eyelids: open at rest, a blink every 2-5.5 s
-        lids = np.full(n, 0.06)
-        blink_len = max(1, int(round(len(_BLINK) * self.fps / 25.0)))
-        for i in range(n):
-            frame = self._frame + i
+            gx, gy = self._gaze
+            # eyelids: open at rest, a blink every 2-5.5 s
             if frame >= self._next_blink:
                 self._blink_at = frame
                 self._next_blink = frame + self._blink_gap()
             age = frame - self._blink_at
+            lid = 0.06
             if 0 <= age < blink_len:
-                lids[i] = max(lids[i], _BLINK[min(len(_BLINK) - 1, age * len(_BLINK) // blink_len)])
-        out[:, 18] = lids
-        out[:, 19] = lids
-        # expression: spectral shape on a fixed basis, scaled by loudness, plus a slow mood drift
+                lid = max(lid, _BLINK[min(len(_BLINK) - 1, age * len(_BLINK) // blink_len)])
+            fixed.append((
+                row[0], row[1], 0.0,
+                pitch, yaw, roll,
+                0.4 * pitch, 0.4 * yaw, 0.4 * roll,
+                _JAW_MAX * j, 0.02 * (bright - 0.5) * j, 0.0,  # jaw: opening, sideways on fricatives
+                gx, gy, 0.0, gx, gy, 0.0,
+                lid, lid,
+            ))
+            coef.append((loud, bright * loud, zcr * loud))
+        self._jaw, self._nod = j, d
+        out[:, :_FIXED] = fixed
+        # expression: spectral shape on a fixed basis, scaled by loudness, over the drift;
+        # elementwise, in a fixed order (a matrix product sums in a batch-size dependent
+        # order, and the result must not depend on how audio was chunked)
         if self.n_expression:
-            # elementwise rather than a matrix product: BLAS sums in an order that depends
-            # on the batch size, and the result must not depend on how audio was chunked
-            b = self._basis
-            expr = loud[:, None] * b[0] + (bright * loud)[:, None] * b[1] + (zcr * loud)[:, None] * b[2]
-            expr += 0.05 * np.sin(2 * np.pi * self._drift_freq[None, :] * t[:, None] + self._drift_phase[None, :])
-            out[:, _FIXED:] = expr
+            c = np.array(coef)
+            b = self._model.basis
+            out[:, _FIXED:] += c[:, 0:1] * b[0] + c[:, 1:2] * b[1] + c[:, 2:3] * b[2]
         self._frame += n
-        return out
+        return out.astype(np.float32)
