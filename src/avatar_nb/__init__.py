@@ -14,7 +14,6 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
         "or `python setup.py build_ext --inplace`); it needs a C compiler, Cython 3 and numpy."
     ) from exc
 
-from . import plots
 from ._pcm import (
     DecodedMessage,
     decode_animation,
@@ -53,6 +52,16 @@ from .timeline import Timeline
 __version__ = "0.1.0"
 
 
+def __getattr__(name: str) -> object:
+    # matplotlib and ipywidgets load on first use: a script that only streams audio,
+    # or the command line's --help, should not pay for them
+    if name in ("plots", "widgets"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'avatar_nb' has no attribute {name!r}")
+
+
 def show(timeline: Timeline, **kwargs: object) -> object:
     """Everything about one Timeline in one widget (see :func:`avatar_nb.widgets.show`)."""
     from .widgets import show as _show
@@ -63,6 +72,7 @@ def show(timeline: Timeline, **kwargs: object) -> object:
 __all__ = [
     "plots",
     "show",
+    "widgets",
     "AnimationTimeout",
     "AvatarSession",
     "animate",

@@ -18,6 +18,7 @@ from libc.string cimport memcpy
 
 import numpy as np
 
+cimport cython
 cimport numpy as cnp
 
 cnp.import_array()
@@ -879,8 +880,9 @@ cdef enum:
     CONVERT_OUT_OF_RANGE = 2
 
 
+@cython.cdivision(True)  # C division (truncating) here, whatever the build's directives
 cdef inline int64_t _floordiv(int64_t a, int64_t b) noexcept nogil:
-    cdef int64_t q = a // b  # C division truncates (cdivision)
+    cdef int64_t q = a // b
     if (a % b != 0) and ((a < 0) != (b < 0)):
         q -= 1
     return q
