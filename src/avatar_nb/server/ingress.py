@@ -34,6 +34,7 @@ from ..protocol import (
     SessionConfigured,
 )
 from .animator import Animator
+from .pacing import Pacer
 from .state import ServiceState
 from .tokens import InvalidToken
 
@@ -117,10 +118,11 @@ class IngressSession:
         self.wake = asyncio.Event()
         self.timer: asyncio.TimerHandle | None = None
         self.sender: asyncio.Task | None = None
-        self.last_due = 0.0
         self.last_audio = self.loop.time()
         self.closing = False
-        self.rng = np.random.default_rng(state.seed)
+        self.open_req_id: str | None = None  # the utterance the animator is in
+        self.finished: set[str] = set()  # requests whose end message went out
+        self.pacer = Pacer(state.latency_ms, state.jitter_ms, seed=(state.seed, state.stats.sessions_total))
         self._timers: list[asyncio.TimerHandle] = []
         limit = expires_at - time.time()
         if state.session_time_limit is not None:
@@ -232,6 +234,7 @@ class IngressSession:
         self.last_audio = now
         if event.preempted is not None:
             await self._emit(event.preempted, animator.finish(), True, now)
+        self.open_req_id = None if event.end else event.req_id
         if self.state.credits_seconds is not None:
             self.state.audio_seconds_used += len(event.audio) / 2 / self.sample_rate
             if self.state.audio_seconds_used > self.state.credits_seconds:
@@ -251,7 +254,11 @@ class IngressSession:
             await self._emit(event.req_id, keyframes, False, now)
 
     async def _on_interrupt(self, req_id: str) -> None:
-        if self.animator is not None:
+        # nothing to stop: no request yet, or its end already went out (clients such as
+        # avatarkit interrupt their latest request even after it ended)
+        if not req_id or req_id in self.finished:
+            return
+        if self.animator is not None and req_id == self.open_req_id:
             self.animator.reset_utterance()
         if not self.state.realtime:  # nothing is ever queued: everything went out already
             await self._send_animation(req_id, _EMPTY, True)
@@ -268,11 +275,7 @@ class IngressSession:
         if not self.state.realtime:
             await self._send_animation(req_id, keyframes, end)
             return
-        due = arrived + self.state.latency_ms / 1000.0
-        if self.state.jitter_ms > 0:
-            due += abs(self.rng.normal(0.0, self.state.jitter_ms / 1000.0))
-        due = max(due, self.last_due)  # keyframes leave in order
-        self.last_due = due
+        due = self.pacer.due(arrived)
         self.queue.append((due, req_id, keyframes, end))
         if len(self.queue) == 1:
             self._reschedule()
@@ -300,6 +303,8 @@ class IngressSession:
                 self.timer = loop.call_at(self.queue[0][0], self.wake.set)
 
     async def _send_animation(self, req_id: str, keyframes: np.ndarray, end: bool) -> None:
+        if end:
+            self.finished.add(req_id)
         data = _pcm.encode_animation_message(
             keyframes, connection_id=self.connection_id, req_id=req_id, end=end, avatar_id=self.avatar_id
         )

@@ -1,0 +1,47 @@
+"""The console API of the local service: both token routes and every refusal."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from .helpers import post_token
+
+
+@pytest.mark.parametrize("route,key", [("/v1/console/session-tokens", "sessionToken"), ("/v1/auth/session-token", "session_token")])
+async def test_token_routes(service, route, key):
+    status, body = await post_token(service.base_url + route, api_key=service.api_key, body={"expireAt": int(time.time()) + 60})
+    assert status == 200
+    token = json.loads(body)[key]
+    claims = service.state.signer.verify(token)
+    assert claims.app_id == service.app_id
+
+
+@pytest.mark.parametrize(
+    "api_key,body,status,code,detail",
+    [
+        (None, {"expireAt": 2**31}, 401, "INVALID_API_KEY", "header is missing"),
+        ("sk-wrong", {"expireAt": 2**31}, 401, "INVALID_API_KEY", "header is wrong"),
+        ("OK", {}, 400, "INVALID_ARGUMENT", "expireAt is required"),
+        ("OK", {"expireAt": "soon"}, 400, "INVALID_ARGUMENT", "integer number of unix seconds"),
+        ("OK", {"expireAt": True}, 400, "INVALID_ARGUMENT", "integer number of unix seconds"),
+        ("OK", {"expireAt": 1000}, 400, "INVALID_ARGUMENT", "expire_at must be in the future"),
+        ("OK", {"expireAt": 4102444800}, 400, "INVALID_ARGUMENT", "at most"),
+        ("OK", ["not", "an", "object"], 400, "INVALID_ARGUMENT", "JSON object"),
+    ],
+)
+async def test_token_refusals_use_the_json_error_shape(service, api_key, body, status, code, detail):
+    key = service.api_key if api_key == "OK" else api_key
+    got, text = await post_token(service.console_url + "/session-tokens", api_key=key, body=body)
+    assert got == status
+    error = json.loads(text)["errors"][0]
+    assert error["status"] == status and error["code"] == code and detail in error["detail"]
+    assert error["title"] and error["id"]
+    assert service.api_key not in text
+
+
+async def test_token_body_not_json(service):
+    status, text = await post_token(service.console_url + "/session-tokens", api_key=service.api_key, body=None, raw=b"{nope")
+    assert status == 400 and "JSON object" in text

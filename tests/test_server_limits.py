@@ -1,0 +1,89 @@
+"""Session limits over real sockets: idle timeout, session time limit, token expiry,
+credits, and the service stopping under its sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from avatar_nb import _pcm
+from avatar_nb.proto import message_pb2 as pb
+from avatar_nb.server import LocalService
+
+from .helpers import handshake, open_raw, receive, stream
+
+
+async def test_idle_session_is_told_and_closed():
+    async with LocalService(realtime=False, idle_timeout=0.2) as svc:
+        ws = await open_raw(svc)
+        await handshake(ws)
+        err = _pcm.decode_message(await asyncio.wait_for(ws.recv(), 10))
+        assert err.type == pb.MESSAGE_SERVER_ERROR and err.error_message == "no audio input for 0.2s"
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)
+
+
+async def test_session_time_limit_closes_with_4002():
+    async with LocalService(realtime=False, session_time_limit=0.2) as svc:
+        ws = await open_raw(svc)
+        await handshake(ws)
+        err = _pcm.decode_message(await asyncio.wait_for(ws.recv(), 10))
+        assert (err.error_code, err.error_message) == (4002, "session time limit reached")
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 4002
+
+
+async def test_credits_exhausted_closes_with_4001(speech_pcm):
+    async with LocalService(realtime=False, credits_seconds=0.5) as svc:
+        ws = await open_raw(svc)
+        await handshake(ws)
+        await stream(ws, speech_pcm, "c")
+        codes = []
+        with pytest.raises(ConnectionClosed):
+            while True:
+                msg = _pcm.decode_message(await asyncio.wait_for(ws.recv(), 10))
+                codes.append(msg.error_code if msg.type == pb.MESSAGE_SERVER_ERROR else None)
+        assert codes[-1] == 4001
+        assert ws.close_code == 4001
+
+
+async def test_token_expiry_ends_the_session_with_4002():
+    """A session lives no longer than its token: at expiry it is closed like a time limit."""
+    async with LocalService(realtime=False) as svc:
+        ws = await open_raw(svc, token=svc.issue_token(expire_at=math.ceil(time.time()) + 1))
+        await handshake(ws)
+        err = await receive(ws)
+        assert (err.type, err.error_code, err.error_message) == (pb.MESSAGE_SERVER_ERROR, 4002, "session time limit reached")
+        with pytest.raises(ConnectionClosed):
+            await receive(ws)
+        assert ws.close_code == 4002
+
+
+async def test_idle_timer_restarts_with_audio(speech_pcm):
+    """Audio keeps a session alive; the idle error names the configured time."""
+    async with LocalService(realtime=False, idle_timeout=0.3) as svc:
+        ws = await open_raw(svc)
+        await handshake(ws)
+        await stream(ws, speech_pcm[:1280], "a")
+        end = await receive(ws)
+        assert end.type == pb.MESSAGE_SERVER_RESPONSE_ANIMATION and end.end
+        err = await receive(ws)
+        assert err.error_message == "no audio input for 0.3s" and err.error_code == 0
+        with pytest.raises(ConnectionClosed):
+            await receive(ws)
+
+
+async def test_stop_closes_active_sessions_with_1001():
+    svc = LocalService(realtime=False)
+    await svc.__aenter__()
+    ws = await open_raw(svc)
+    await handshake(ws)
+    await svc.__aexit__(None, None, None)
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(ws.recv(), 10)
+    assert ws.close_code == 1001
