@@ -82,3 +82,45 @@ def test_bad_input():
         Animator(16000).feed(b"\x00\x00\x00")
     with pytest.raises(ValueError, match="positive"):
         Animator(0)
+
+
+def _audio_driven_expression(x: np.ndarray) -> np.ndarray:
+    """Expression minus the slow "mood" drift (what silence of the same length gives)."""
+    pcm = _pcm.to_s16le(x)
+    return animate_all(pcm)[:, 20:] - animate_all(bytes(len(pcm)))[:, 20:]
+
+
+def test_expression_follows_spectral_shape():
+    rate = 16000
+    t = np.arange(rate) / rate
+    tone = 0.3 * np.sin(2 * np.pi * 180 * t)  # voiced-like: dark, few zero crossings
+    noise = np.random.default_rng(0).standard_normal(rate)
+    noise *= np.sqrt(np.mean(tone**2) / np.mean(noise**2))  # fricative-like, same loudness
+    e_tone = _audio_driven_expression(tone.astype(np.float32))[2:-2]
+    e_noise = _audio_driven_expression(noise.astype(np.float32))[2:-2]
+    e_quiet = _audio_driven_expression((0.1 * tone).astype(np.float32))[2:-2]
+    # a different spectrum at the same loudness gives clearly different coefficients...
+    spread = np.linalg.norm(e_noise.mean(axis=0) - e_tone.mean(axis=0))
+    assert spread > 0.3 * np.linalg.norm(e_tone.mean(axis=0))
+    # ...while the same sound gives nearly the same coefficients frame after frame
+    assert np.linalg.norm(e_tone - e_tone.mean(axis=0), axis=1).max() < 0.1 * spread
+    assert np.linalg.norm(e_noise - e_noise.mean(axis=0), axis=1).max() < 0.1 * spread
+    # louder speech moves the face more; silence adds nothing to the drift
+    assert np.linalg.norm(e_quiet, axis=1).mean() < 0.7 * np.linalg.norm(e_tone, axis=1).mean()
+    np.testing.assert_array_equal(_audio_driven_expression(np.zeros(rate, np.float32)), 0.0)
+
+
+def test_utterances_continue_one_stream():
+    """A new utterance restarts frame counting (partial last frames per utterance) but
+    not the face: blinks, head and drift go on from where the previous one ended."""
+    a = _pcm.to_s16le(speech_like(1.01, 16000, seed=1))
+    b = _pcm.to_s16le(speech_like(0.5, 16000, seed=2))
+    animator = Animator(16000)
+    first = np.concatenate([animator.feed(a), animator.finish()])
+    second = np.concatenate([animator.feed(b), animator.finish()])
+    assert first.shape[0] == expected_frames(len(a) // 2) and second.shape[0] == expected_frames(len(b) // 2)
+    alone = animate_all(b)
+    # the head drift of the second utterance continues from the first, unlike a fresh stream
+    assert not np.allclose(second[:, 4], alone[:, 4])
+    step = np.abs(second[0, 3:6] - first[-1, 3:6]).max()
+    assert step < 0.02
