@@ -35,6 +35,14 @@ from .helpers import expected_frames
 CHUNK = 1280  # 40 ms at 16 kHz
 
 
+@pytest.fixture(autouse=True)
+def _no_network(loopback_only):
+    """Both URLs are always given, so no client may look anything up elsewhere
+    (spatialreal asks a config service when they are missing, and falls back silently)."""
+    yield
+    assert loopback_only == [], f"a client tried to reach {loopback_only}"
+
+
 def _expiry() -> datetime:
     return datetime.now(timezone.utc) + timedelta(minutes=5)
 
@@ -220,3 +228,12 @@ async def test_credits_exhausted_reaches_official_clients(speech_pcm):
         codes = [getattr(e, "code", None) for e in got.errors]
         assert avatarkit.AvatarSDKErrorCode.creditsExhausted in codes
         np.testing.assert_equal(got.closed >= 1, True)
+
+
+def test_the_network_guard_records_what_it_refuses(loopback_only):
+    import socket
+
+    with pytest.raises(socket.gaierror, match="only reach loopback"):
+        socket.getaddrinfo("config.example.invalid", 443)
+    assert loopback_only == ["config.example.invalid"]
+    loopback_only.clear()  # seen: the module's guard must not report it
