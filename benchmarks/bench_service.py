@@ -126,7 +126,7 @@ def service_process(conn, latency_ms: float, profile_path: str | None) -> None:
     from avatar_nb.server import LocalService
 
     async def main() -> None:
-        svc = LocalService(realtime=True, latency_ms=latency_ms, idle_timeout=None, compression=False)
+        svc = LocalService(realtime=True, latency_ms=latency_ms, idle_timeout=None)
         async with svc:
             gc.collect()  # as serve_forever does: startup objects never reach a full collection
             gc.freeze()
@@ -193,7 +193,8 @@ async def _run_sessions(target: dict, n: int, first_index: int, n_total: int, se
     sockets = []
     try:
         for _ in range(n):
-            ws = await http.ws_connect(url, headers=headers, compress=0, autoping=True, max_msg_size=0)
+            ws = await http.ws_connect(url, headers=headers, compress=15 if target['deflate'] else 0,
+                                       autoping=True, max_msg_size=0)
             await ws.send_bytes(build_configure_session(RATE))
             confirm = _pcm.decode_message(await ws.receive_bytes())
             if confirm.type != 2:
@@ -335,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="load generator processes (default 2)")
     parser.add_argument("--latency-ms", type=float, default=80.0, help="the service's processing latency")
     parser.add_argument("--keep-going", action="store_true", help="run every level, even after a miss")
+    parser.add_argument("--deflate", action="store_true",
+                        help="offer permessage-deflate, as the official clients do (avatar_nb's does not)")
     parser.add_argument("--dump", metavar="DIR", help="save each level's lateness and arrival times (.npz) in DIR")
     parser.add_argument("--profile", type=int, metavar="N", help="profile the service (cProfile) at N sessions only")
     args = parser.parse_args(argv)
@@ -347,10 +350,10 @@ def main(argv: list[str] | None = None) -> int:
     profile_path = f"/tmp/avatar_nb_service_{os.getpid()}.prof" if args.profile else None
     server = ctx.Process(target=service_process, args=(child, args.latency_ms, profile_path), daemon=True)
     server.start()
-    target = parent.recv()
+    target = dict(parent.recv(), deflate=args.deflate)
     print(f"LocalService pid {server.pid}, {os.cpu_count()} cores; {args.seconds:g} s of 16 kHz audio per session "
           f"in {CHUNK_MS} ms chunks at real-time pace; latency {args.latency_ms:g} ms; "
-          f"{args.workers} load generator processes")
+          f"{args.workers} load generator processes; permessage-deflate {'on' if args.deflate else 'off'}")
     print(f"lateness = arrival - (chunk completing the frame sent + latency); budget p99 < {budget * 1000:.0f} ms; "
           "times in ms; CPU as a share of one core")
     header = (f"{'N':>5} {'keyframes':>9} {'miss':>4} | {'p50':>6} {'p99':>6} {'max':>6} {'p99/base':>8} | "
