@@ -166,8 +166,9 @@ class WorkerResult:
     send_lag_p99: float  # how late the generator itself sent its chunks (s)
 
 
-async def _run_sessions(target: dict, n: int, first_index: int, n_total: int, seconds: float,
-                        latency_ms: float, start_at: float) -> WorkerResult:
+async def _run_sessions(conn, target: dict, n: int, first_index: int, n_total: int, seconds: float,
+                        latency_ms: float) -> WorkerResult:
+    """Open ``n`` sessions, tell the parent, stream from the start time it answers, measure."""
     import aiohttp
 
     from avatar_nb import _pcm
@@ -200,6 +201,13 @@ async def _run_sessions(target: dict, n: int, first_index: int, n_total: int, se
             if confirm.type != 2:
                 raise RuntimeError(f"handshake refused: {confirm.error_message}")
             sockets.append(ws)
+    except Exception as exc:
+        errors.append(f"connecting: {type(exc).__name__}: {exc}")
+    conn.send(len(sockets))  # ready
+    start_at = await loop.run_in_executor(None, conn.recv)  # one start time for every worker
+    try:
+        if len(sockets) < n:
+            raise RuntimeError(f"only {len(sockets)} of {n} sessions connected")
 
         async def receive(i: int, ws) -> None:
             mine = arrivals[i]
@@ -260,8 +268,7 @@ async def _run_sessions(target: dict, n: int, first_index: int, n_total: int, se
 def client_process(conn, target, n, first_index, n_total, seconds, latency_ms) -> None:
     _raise_fd_limit()
 
-    start_at = conn.recv()  # the parent picks one start time for every worker
-    conn.send(asyncio.run(_run_sessions(target, n, first_index, n_total, seconds, latency_ms, start_at)))
+    conn.send(asyncio.run(_run_sessions(conn, target, n, first_index, n_total, seconds, latency_ms)))
 
 
 # ----------------------------------------------------------------------------- one level
@@ -282,9 +289,12 @@ def run_level(ctx, target, service, n: int, workers: int, seconds: float, latenc
         proc.start()
         pipes.append(parent)
         procs.append(proc)
-    # connecting N sessions takes a moment; start streaming together once all can
-    setup = 2.0 + n * 0.01
-    start_at = time.monotonic() + setup
+    # streaming starts together once every worker has its sessions open
+    for pipe in pipes:
+        if not pipe.poll(60 + n * 0.05):
+            raise TimeoutError(f"a load generator did not connect its sessions in time at N={n}")
+        pipe.recv()
+    start_at = time.monotonic() + 0.2
     for pipe in pipes:
         pipe.send(start_at)
     while time.monotonic() < start_at:
