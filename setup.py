@@ -40,7 +40,8 @@ extensions = [
     Extension(
         "avatar_nb._pcm",
         ["src/avatar_nb/_pcm.pyx"],
-        include_dirs=[np.get_include()],
+        include_dirs=[np.get_include(), "src/avatar_nb"],
+        depends=["src/avatar_nb/_kernels.h"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
