@@ -125,12 +125,20 @@ def to_png(fig: Figure, dpi: int | None = None) -> bytes:
     return buf.getvalue()
 
 
-def _figure(width: float, height: float) -> Figure:
+def _figure(width: float, height: float, *, constrained: bool = True) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained" if constrained else None)
     FigureCanvasAgg(fig)
     return fig
+
+
+def _margins(fig: Figure, *, left: float = 0.85, right: float = 0.15, top: float = 0.45, bottom: float = 0.5,
+             hspace: float = 0.12) -> None:
+    """Fixed margins in inches. The figures of long data use these instead of the
+    constrained layout engine, whose text measuring would cost more than the data."""
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=bottom / h, hspace=hspace)
 
 
 # ----------------------------------------------------------------------------- public figures
@@ -143,7 +151,8 @@ def waveform(audio: Any, sample_rate: int | None = None, *, title: str | None = 
     if not sample_rate:
         raise ValueError("waveform() needs the sample_rate of the audio")
     samples = _audio_samples(audio)
-    fig = _figure(width, 2.6)
+    fig = _figure(width, 2.6, constrained=False)
+    _margins(fig, top=0.35)
     ax = fig.add_subplot()
     _draw_waveform(ax, samples, int(sample_rate))
     ax.set_xlabel("time (s)")
@@ -172,7 +181,7 @@ def _draw_channels(axes: Sequence[Axes], tl: Timeline, span: tuple[int, int] | N
         bins = _pixel_width(expr_ax)
         if expr.shape[0] > bins:  # mean per pixel column keeps the heatmap honest and small
             edges = (np.arange(bins + 1) * expr.shape[0]) // bins
-            expr = np.add.reduceat(expr.astype(np.float64), edges[:-1], axis=0) / np.diff(edges)[:, None]
+            expr = np.add.reduceat(expr, edges[:-1], axis=0) / np.diff(edges)[:, None].astype(np.float32)
         lim = float(np.max(np.abs(expr))) or 1.0
         t0, t1 = (float(t[0]), float(t[-1]) + 1.0 / tl.fps) if t.size else (0.0, 1.0)
         expr_ax.imshow(
@@ -197,7 +206,8 @@ def animation_timeline(timeline: Timeline, *, audio: bool = True, width: float =
     """
     with_audio = audio and timeline.audio is not None and bool(timeline.sample_rate)
     n = 5 if with_audio else 4
-    fig = _figure(width, 1.55 * n + 0.6)
+    fig = _figure(width, 1.55 * n + 0.6, constrained=False)
+    _margins(fig)
     ratios = [1.0] * (n - 1) + [1.6]
     axes = fig.subplots(n, 1, sharex=True, gridspec_kw={"height_ratios": ratios})
     if with_audio:
