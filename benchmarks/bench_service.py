@@ -116,13 +116,19 @@ class LoopProbe:
         return out
 
 
-def service_process(conn, latency_ms: float, profile_path: str | None) -> None:
+def _pin(cpu: int | None) -> None:
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu % os.cpu_count()})
+
+
+def service_process(conn, latency_ms: float, profile_path: str | None, cpu: int | None = None) -> None:
     """Run a LocalService until the parent says stop; send its address and a token first.
 
     Commands on ``conn``: ``"reset"`` clears the loop probe, ``"report"`` answers with
     its figures and the service's counters, ``"stop"`` ends the process.
     """
     _raise_fd_limit()
+    _pin(cpu)
     from avatar_nb.server import LocalService
 
     async def main() -> None:
@@ -265,8 +271,9 @@ async def _run_sessions(conn, target: dict, n: int, first_index: int, n_total: i
     )
 
 
-def client_process(conn, target, n, first_index, n_total, seconds, latency_ms) -> None:
+def client_process(conn, target, n, first_index, n_total, seconds, latency_ms, cpu=None) -> None:
     _raise_fd_limit()
+    _pin(cpu)
 
     conn.send(asyncio.run(_run_sessions(conn, target, n, first_index, n_total, seconds, latency_ms)))
 
@@ -275,7 +282,7 @@ def client_process(conn, target, n, first_index, n_total, seconds, latency_ms) -
 
 
 def run_level(ctx, target, service, n: int, workers: int, seconds: float, latency_ms: float,
-              dump: str | None = None) -> dict:
+              dump: str | None = None, pin: bool = False) -> dict:
     workers = max(1, min(workers, n))
     split = np.array_split(np.arange(n), workers)
     pipes, procs = [], []
@@ -283,7 +290,7 @@ def run_level(ctx, target, service, n: int, workers: int, seconds: float, latenc
         parent, child = ctx.Pipe()
         proc = ctx.Process(
             target=client_process,
-            args=(child, target, len(part), int(part[0]), n, seconds, latency_ms),
+            args=(child, target, len(part), int(part[0]), n, seconds, latency_ms, 1 if pin else None),
             daemon=True,
         )
         proc.start()
@@ -348,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-going", action="store_true", help="run every level, even after a miss")
     parser.add_argument("--deflate", action="store_true",
                         help="offer permessage-deflate, as the official clients do (avatar_nb's does not)")
+    parser.add_argument("--pin", action="store_true",
+                        help="pin the service to CPU 0 and the load generators to CPU 1")
     parser.add_argument("--dump", metavar="DIR", help="save each level's lateness and arrival times (.npz) in DIR")
     parser.add_argument("--profile", type=int, metavar="N", help="profile the service (cProfile) at N sessions only")
     args = parser.parse_args(argv)
@@ -358,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     profile_path = f"/tmp/avatar_nb_service_{os.getpid()}.prof" if args.profile else None
-    server = ctx.Process(target=service_process, args=(child, args.latency_ms, profile_path), daemon=True)
+    server = ctx.Process(target=service_process, args=(child, args.latency_ms, profile_path, 0 if args.pin else None),
+                         daemon=True)
     server.start()
     target = dict(parent.recv(), deflate=args.deflate)
     print(f"LocalService pid {server.pid}, {os.cpu_count()} cores; {args.seconds:g} s of 16 kHz audio per session "
@@ -374,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         for n in levels:
-            row = run_level(ctx, target, (server.pid, parent), n, args.workers, args.seconds, args.latency_ms, args.dump)
+            row = run_level(ctx, target, (server.pid, parent), n, args.workers, args.seconds, args.latency_ms, args.dump,
+                            args.pin)
             rows.append(row)
             if baseline is None:
                 baseline = max(row["p99"], 1e-4)
