@@ -42,6 +42,9 @@ def test_generated_credentials_differ_per_instance():
         (dict(port=70000), "port"),
         (dict(n_expression=-2), "n_expression"),
         (dict(idle_timeout=0), "idle_timeout"),
+        (dict(jitter_ms=float("inf")), "jitter_ms"),
+        (dict(session_time_limit=-5), "session_time_limit"),
+        (dict(max_sessions=0), "max_sessions"),
     ],
 )
 def test_bad_settings(kwargs, match):

@@ -84,6 +84,8 @@ class LocalService:
         _positive("credits_seconds", credits_seconds, allow_zero=True, allow_none=True)
         if not isinstance(n_expression, int) or n_expression < 0:
             raise ValueError(f"n_expression must be an int >= 0, got {n_expression!r}")
+        if max_sessions is not None and (not isinstance(max_sessions, int) or isinstance(max_sessions, bool) or max_sessions < 1):
+            raise ValueError(f"max_sessions must be an int >= 1 or None, got {max_sessions!r}")
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an int in 0..65535 (0 picks a free one), got {port!r}")
         avatars = tuple(avatar_ids) if avatar_ids else (f"avatar-{secrets.token_hex(4)}",)
