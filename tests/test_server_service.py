@@ -121,3 +121,33 @@ async def test_serve_forever_prints_credentials_and_stops_on_ctrl_c():
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_secrets_stay_out_of_logs_and_errors(caplog, speech_pcm):
+    """Query-style auth puts the session key in the URL: no log line of the service shows it."""
+    import logging
+
+    from .helpers import collect_until_end, refusal, stream
+
+    caplog.set_level(logging.DEBUG)
+    async with LocalService(realtime=False, api_key="sk-never-logged") as svc:
+        token = svc.issue_token()
+        ws = await open_raw(svc, token=token, query_auth=True)
+        await handshake(ws)
+        await stream(ws, speech_pcm[:6400], "s")
+        await collect_until_end(ws, "s")
+        await ws.send("not binary")
+        await ws.recv()
+        await ws.close()
+        forged = token[:-4] + "AAAA"
+        status, body = await refusal(svc, token=forged, query_auth=True)
+        assert status == 400 and forged not in body
+        status, body = await post_token(svc.console_url + "/session-tokens", api_key="sk-guess", body={"expireAt": 1})
+        assert status == 401 and "sk-guess" not in body and "sk-never-logged" not in body
+    # the raw test client (websockets) logs its own request line; the service's loggers
+    # (aiohttp.*, avatar_nb.*, asyncio) must not show what it received
+    service_lines = [r.getMessage() for r in caplog.records if not r.name.startswith("websockets")]
+    assert any(r.name.startswith("websockets") for r in caplog.records)  # DEBUG was really on
+    text = "\n".join(service_lines) + repr(svc) + repr(svc.state)
+    for secret in (token, forged, "sk-never-logged", "sk-guess"):
+        assert secret not in text
