@@ -9,13 +9,18 @@ its arrival at the client minus that promise (the time the chunk completing its
 frame was sent + ``latency_ms``). N rises step by step; the answer is the largest N
 whose 99th-percentile lateness stays under one frame (40 ms at 25 fps).
 
-Baseline (same run): N = 1, where the service and the machine are idle; each row
-prints its p99 against it, and the service's CPU (share of one core: Python runs the
-service on one core) per session. Lateness measured at the client includes the load
-generator's own delays, so the answer is a lower bound on what the service can do.
+Baseline (same run): N = 1, where the service is idle; each row prints its p99
+against it, and the service's CPU (share of one core: Python runs the service on one
+core) per session. Lateness measured at the client includes the load generator's own
+delays, so the answer is a lower bound on what the service can do. Each row also
+shows the service's event-loop lag (a 5 ms tick) and longest GC pause, and how busy
+the whole machine was: on a shared machine, other work shows up there, and a level
+that misses is run once more before it counts (``--tries``).
 
     python benchmarks/bench_service.py                 # default ladder, stops at the first miss
     python benchmarks/bench_service.py --levels 1,50,100 --seconds 4
+    python benchmarks/bench_service.py --pin           # service on CPU 0, load generators on CPU 1
+    python benchmarks/bench_service.py --deflate       # offer permessage-deflate, as official clients do
     python benchmarks/bench_service.py --profile 200   # cProfile of the service at N=200
 
 Every connection goes to 127.0.0.1 only; each level is bounded in time (it stops by
@@ -352,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=6.0, help="audio per session and level (default 6)")
     parser.add_argument("--workers", type=int, default=2, help="load generator processes (default 2)")
     parser.add_argument("--latency-ms", type=float, default=80.0, help="the service's processing latency")
+    parser.add_argument("--tries", type=int, default=2,
+                        help="runs of a level before it counts as a miss (the machine is shared; default 2)")
     parser.add_argument("--keep-going", action="store_true", help="run every level, even after a miss")
     parser.add_argument("--deflate", action="store_true",
                         help="offer permessage-deflate, as the official clients do (avatar_nb's does not)")
@@ -375,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
           f"in {CHUNK_MS} ms chunks at real-time pace; latency {args.latency_ms:g} ms; "
           f"{args.workers} load generator processes; permessage-deflate {'on' if args.deflate else 'off'}")
     print(f"lateness = arrival - (chunk completing the frame sent + latency); budget p99 < {budget * 1000:.0f} ms; "
-          "times in ms; CPU as a share of one core")
+          "times in ms; CPU as a share of one core; machine = busy share of all cores (others' work included)")
     header = (f"{'N':>5} {'keyframes':>9} {'miss':>4} | {'p50':>6} {'p99':>6} {'max':>6} {'p99/base':>8} | "
               f"{'svc CPU':>7} {'/sess':>6} {'loop lag p99/max':>16} {'GC max':>6} | {'gen CPU':>7} {'gen lag':>7} | {'machine':>7} | verdict")
     print(header)
@@ -384,22 +391,26 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         for n in levels:
-            row = run_level(ctx, target, (server.pid, parent), n, args.workers, args.seconds, args.latency_ms, args.dump,
-                            args.pin)
-            rows.append(row)
-            if baseline is None:
-                baseline = max(row["p99"], 1e-4)
-            ok = row["p99"] < budget and row["missing"] == 0 and not row["errors"] and row["early"] == 0
+            for attempt in range(1, args.tries + 1):
+                row = run_level(ctx, target, (server.pid, parent), n, args.workers, args.seconds,
+                                args.latency_ms, args.dump, args.pin)
+                rows.append(row)
+                if baseline is None:
+                    baseline = max(row["p99"], 1e-4)
+                ok = row["p99"] < budget and row["missing"] == 0 and not row["errors"] and row["early"] == 0
+                verdict = "ok" if ok else ("MISS" if attempt == args.tries else "miss, again")
+                ms = {k: row[k] * 1e3 for k in ("p50", "p99", "max", "loop_lag_p99", "loop_lag_max", "gc_max", "send_lag_p99")}
+                print(f"{n:>5} {row['keyframes']:>9} {row['missing']:>4} | {ms['p50']:>6.1f} {ms['p99']:>6.1f} {ms['max']:>6.1f} "
+                      f"{row['p99'] / baseline:>7.1f}x | {row['service_cpu']:>7.0%} {row['service_cpu'] / n:>6.2%} "
+                      f"{ms['loop_lag_p99']:>7.1f} /{ms['loop_lag_max']:>7.1f} {ms['gc_max']:>6.1f} | "
+                      f"{row['client_cpu']:>7.0%} {ms['send_lag_p99']:>7.1f} | {row['machine_busy']:>7.0%} | {verdict}", flush=True)
+                for error in row["errors"][:3]:
+                    print(f"      error: {error}")
+                if ok:
+                    break
             if ok:
                 best = max(best, n)
-            ms = {k: row[k] * 1e3 for k in ("p50", "p99", "max", "loop_lag_p99", "loop_lag_max", "gc_max", "send_lag_p99")}
-            print(f"{n:>5} {row['keyframes']:>9} {row['missing']:>4} | {ms['p50']:>6.1f} {ms['p99']:>6.1f} {ms['max']:>6.1f} "
-                  f"{row['p99'] / baseline:>7.1f}x | {row['service_cpu']:>7.0%} {row['service_cpu'] / n:>6.2%} "
-                  f"{ms['loop_lag_p99']:>7.1f} /{ms['loop_lag_max']:>7.1f} {ms['gc_max']:>6.1f} | "
-                  f"{row['client_cpu']:>7.0%} {ms['send_lag_p99']:>7.1f} | {row['machine_busy']:>7.0%} | {'ok' if ok else 'MISS'}", flush=True)
-            for error in row["errors"][:3]:
-                print(f"      error: {error}")
-            if not ok and not args.keep_going:
+            elif not args.keep_going:
                 break
     finally:
         parent.send("stop")
