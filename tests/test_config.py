@@ -93,11 +93,38 @@ def test_new_avatar_session_rejects_unknown_keywords():
         ("on_error", "print", TypeError, "on_error must be callable"),
         ("transport_frames", 3, TypeError, "transport_frames must be callable"),
         ("avatar_id", 5, TypeError, "avatar_id must be a str"),
+        ("app_id", None, TypeError, "app_id must be a str"),
+        ("on_close", object(), TypeError, "on_close must be callable"),
+        ("console_endpoint_url", 7, TypeError, "console_endpoint_url must be a str"),
+        ("console_endpoint_url", "console.example.com/v1", ValueError,
+         "console_endpoint_url 'console.example.com/v1' has no scheme; use one of http, https"),
+        ("console_endpoint_url", "wss://console.example.com", ValueError,
+         "console_endpoint_url .* has scheme 'wss'; accepted: http, https"),
+        ("ingress_endpoint_url", "ftp://api.example.com/x", ValueError,
+         "ingress_endpoint_url .* has scheme 'ftp'; accepted: http, https, ws, wss"),
+        ("ingress_endpoint_url", "https://", ValueError, "ingress_endpoint_url 'https://' has no host"),
+        ("token_timeout", "5", ValueError, "token_timeout must be a positive number"),
+        ("bitrate", 1.5, ValueError, "bitrate must be an int >= 0"),
+        ("fps", 29.97, None, None),
     ],
 )
 def test_values_are_checked_before_anything_is_sent(field, value, error, match):
+    if error is None:  # an accepted value, as a control
+        assert getattr(new_avatar_session(**{**FULL, field: value}).config, field) == value
+        return
     with pytest.raises(error, match=match):
         new_avatar_session(**{**FULL, field: value})
+
+
+@pytest.mark.parametrize("scheme", ["ws", "wss", "http", "https"])
+def test_every_ingress_scheme_is_accepted(scheme):
+    assert SessionConfig(**{**FULL, "ingress_endpoint_url": f"{scheme}://h/v2"}).ingress_endpoint_url
+
+
+def test_every_required_field_is_named_when_empty():
+    for name in FULL:
+        with pytest.raises(ValueError, match=f"missing {name} "):
+            new_avatar_session(**{**FULL, name: ""})
 
 
 def test_api_key_type_error_does_not_show_the_value():

@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from .protocol import SUPPORTED_SAMPLE_RATES
+from .protocol import SUPPORTED_SAMPLE_RATES, check_endpoint_url
 
 __all__ = [
     "AgoraEgressConfig",
@@ -115,6 +115,11 @@ class SessionConfig:
             if not isinstance(value, str):
                 shown = "<hidden>" if name == "api_key" else repr(value)
                 raise TypeError(f"{name} must be a str, got {type(value).__name__} {shown}")
+        # a URL is checked as soon as it is given (an empty one is reported by validate())
+        if self.console_endpoint_url:
+            check_endpoint_url(self.console_endpoint_url, "console_endpoint_url", ("http", "https"))
+        if self.ingress_endpoint_url:
+            check_endpoint_url(self.ingress_endpoint_url, "ingress_endpoint_url", ("http", "https", "ws", "wss"))
         if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int):
             raise TypeError(
                 f"sample_rate must be an int, got {self.sample_rate!r}; "

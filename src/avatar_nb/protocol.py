@@ -60,6 +60,7 @@ __all__ = [
     "build_interrupt",
     "build_audio",
     "build_playback_state",
+    "check_endpoint_url",
     "session_token_url",
     "websocket_target",
     "parse_token_response",
@@ -266,11 +267,13 @@ def fps_from_capabilities(capabilities: Iterable[str], default: float = DEFAULT_
 
 def session_token_url(console_endpoint_url: str) -> str:
     """``{console}/session-tokens`` (the console URL's trailing ``/`` removed first)."""
-    _check_http_url(console_endpoint_url, "console_endpoint_url", ("http", "https"))
+    check_endpoint_url(console_endpoint_url, "console_endpoint_url", ("http", "https"))
     return console_endpoint_url.rstrip("/") + SESSION_TOKEN_PATH
 
 
-def _check_http_url(url: str, name: str, schemes: Sequence[str]) -> str:
+def check_endpoint_url(url: str, name: str, schemes: Sequence[str]) -> str:
+    """Return the lower-cased scheme of ``url``; ``ValueError`` naming ``name`` when it has
+    no scheme, one not in ``schemes``, or no host."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if not scheme or "://" not in url:
@@ -297,7 +300,7 @@ def websocket_target(
     and with ``use_query_auth`` also ``appId`` and ``sessionKey``, otherwise the
     ``X-App-ID`` and ``X-Session-Key`` headers carry them.
     """
-    scheme = _check_http_url(ingress_endpoint_url, "ingress_endpoint_url", ("http", "https", "ws", "wss"))
+    scheme = check_endpoint_url(ingress_endpoint_url, "ingress_endpoint_url", ("http", "https", "ws", "wss"))
     ws_scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme)
     parts = urlsplit(ingress_endpoint_url)
     path = parts.path.rstrip("/") + WEBSOCKET_PATH
