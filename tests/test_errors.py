@@ -81,6 +81,22 @@ def test_http_statuses(phase, status, expected):
     assert classify_error(phase=phase, http_status=status) is expected
 
 
+@pytest.mark.parametrize(
+    "phase,status,code,detail,expected",
+    [
+        ("session_token", 401, "UNAUTHENTICATED", "key revoked", C.sessionTokenInvalid),
+        ("session_token", 400, "INVALID_ARGUMENT", "expire_at must be in the future", C.invalidRequest),
+        ("session_token", 503, "UNAVAILABLE", "", C.serverError),
+        ("websocket_connect", 400, "INVALID_ARGUMENT", "Invalid session token", C.sessionTokenInvalid),
+        ("websocket_connect", 503, "UNAVAILABLE", "", C.serverError),
+        ("websocket_connect", 401, "16", "", C.sessionTokenExpired),
+    ],
+)
+def test_grpc_labels_in_http_answers_do_not_mean_egress(phase, status, code, detail, expected):
+    """The JSON error shape's code is a label; 14/16 mean egress only inside a session."""
+    assert classify_error(phase=phase, http_status=status, server_code=code, detail=detail) is expected
+
+
 def test_phrase_beats_status():
     assert classify_error(phase="websocket_connect", http_status=404, detail="Avatar not found") is C.avatarNotFound
     assert classify_error(phase="websocket_connect", http_status=400, detail="app id mismatch") is C.appIDMismatch

@@ -240,19 +240,26 @@ def classify_error(
     The order follows the official clients: numeric ``ServerError`` codes first (3 is
     invalidRequest before any text is read, which is why the service sends phrase-
     classified errors with code 0), then the phrases of PROTOCOL.md section 6, then the
-    close code, then the HTTP status.
+    close code, then the HTTP status. Unlike avatarkit 0.1.7, the gRPC codes 3, 14 and
+    16 count only in the WebSocket phases, where ``ServerError`` carries them; in the
+    ``session_token`` and ``websocket_connect`` phases the HTTP status decides.
     """
     code = None if server_code is None else str(server_code)
     text = " | ".join(v.strip().lower() for v in (code, title, detail) if v and v.strip())
     egress_words = ("livekit", "agora", "egress")
 
-    if code in ("3", "INVALID_ARGUMENT"):
+    # The gRPC-style codes are ServerError.code values of the WebSocket session, where
+    # 16 and 14 come from the egress. In an HTTP answer (token request, upgrade refusal)
+    # the JSON error shape's code is only a label: "UNAUTHENTICATED" with a 401 from the
+    # console is a bad API key, not an egress problem, so phrases and status decide there.
+    in_session = phase in ("websocket_handshake", "websocket_runtime")
+    if in_session and code in ("3", "INVALID_ARGUMENT"):
         if any(w in text for w in egress_words):
             return AvatarSDKErrorCode.invalidEgressConfig
         return AvatarSDKErrorCode.invalidRequest
-    if code in ("16", "UNAUTHENTICATED"):
+    if in_session and code in ("16", "UNAUTHENTICATED"):
         return AvatarSDKErrorCode.invalidEgressConfig
-    if code in ("14", "UNAVAILABLE"):
+    if in_session and code in ("14", "UNAVAILABLE"):
         return AvatarSDKErrorCode.egressUnavailable
     if code is not None and code.isdigit() and 4000 <= int(code) < 5000:
         mapped = error_code_for_close_code(int(code))
