@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -13,20 +13,15 @@ from aiohttp import web
 
 import avatar_nb
 from avatar_nb import (
-    AnimationTimeout,
     AvatarSDKError,
     AvatarSDKErrorCode,
     InvalidStateError,
     LocalService,
     SessionTokenError,
-    Timeline,
-    animate,
-    animate_sync,
+    _pcm,
     new_avatar_session,
 )
-from avatar_nb import _pcm
 from avatar_nb.audio import speech_like
-from avatar_nb.pipeline import ENV_VARS
 from avatar_nb.protocol import build_confirm_session, build_server_error
 
 from .helpers import expected_frames
@@ -188,6 +183,76 @@ async def test_token_refused_with_json_error(service):
     assert err.http_status == 401 and err.server_code == "INVALID_API_KEY"
     assert "X-Api-Key header is wrong" in err.server_detail
     assert "sk-wrong-key-123" not in str(err) + repr(err)
+
+
+async def test_token_request_shape_and_default_expiry():
+    """Headers, JSON body and route of PROTOCOL.md section 1; the snake-case answer is accepted."""
+    seen: list[tuple[str, dict, dict]] = []
+
+    async def token(request):
+        seen.append((request.path, dict(request.headers), await request.json()))
+        return web.json_response({"session_token": "tok-snake"})
+
+    app = web.Application()
+    app.router.add_post("/v1/console/session-tokens", token)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        options = dict(api_key="sk-k", app_id="a", avatar_id="v", ingress_endpoint_url=base + "/x")
+        session = new_avatar_session(console_endpoint_url=base + "/v1/console/", **options)
+        before = time.time()
+        await session.init()
+        after = time.time()
+        path, headers, body = seen[0]
+        assert path == "/v1/console/session-tokens"  # the trailing / was stripped
+        assert headers["X-Api-Key"] == "sk-k" and headers["Content-Type"].startswith("application/json")
+        assert isinstance(body["expireAt"], int)
+        assert int(before) + 300 <= body["expireAt"] <= int(after) + 300  # five minutes by default
+        assert session._token == "tok-snake"
+        expire = datetime(2031, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+        await new_avatar_session(console_endpoint_url=base + "/v1/console", expire_at=expire, **options).init()
+        assert seen[1][2] == {"expireAt": int(expire.timestamp())}
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    "status,errors,code",
+    [
+        (400, [{"status": 400, "code": "INVALID_ARGUMENT", "title": "Invalid Argument",
+                "detail": "expire_at must be in the future"}], AvatarSDKErrorCode.invalidRequest),
+        (402, [{"id": "BILLING", "detail": "billing required"}], AvatarSDKErrorCode.billingRequired),
+        (200, [{"status": 401, "code": "UNAUTHENTICATED", "message": "key revoked"}],
+         AvatarSDKErrorCode.sessionTokenInvalid),
+    ],
+)
+async def test_token_endpoint_error_shapes(status, errors, code):
+    async def token(request):
+        return web.json_response({"errors": errors}, status=status)
+
+    app = web.Application()
+    app.router.add_post("/v1/console/session-tokens", token)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        session = new_avatar_session(
+            api_key="sk-never-shown", app_id="a", avatar_id="v",
+            console_endpoint_url=base + "/v1/console", ingress_endpoint_url=base + "/x",
+        )
+        with pytest.raises(SessionTokenError) as info:
+            await session.init()
+        err = info.value
+        first = errors[0]
+        assert err.code is code and err.http_status == first.get("status", status)
+        assert err.server_code == first.get("code", first.get("id"))
+        assert err.server_detail == first.get("detail", first.get("message"))
+        assert err.server_detail in str(err) and "sk-never-shown" not in str(err) + repr(err)
+    finally:
+        await runner.cleanup()
 
 
 async def test_token_request_times_out():
@@ -431,69 +496,6 @@ async def test_secrets_stay_out_of_repr_and_logs(service, speech_pcm, caplog):
     for text in texts:
         assert service.api_key not in text and token not in text
     assert "transport_frames callback raised" in caplog.text
-
-
-# ----------------------------------------------------------------------------- animate
-
-
-async def test_animate_with_a_service(service):
-    tl = await animate(speech_like(1.5, 22050), 22050, service=service, realtime=False)
-    assert isinstance(tl, Timeline) and tl.complete
-    assert tl.n_keyframes == expected_frames(24000)
-    assert tl.audio.shape[0] == 24000 and tl.sample_rate == 16000
-    assert tl.meta["service"] == "local" and tl.meta["connection_id"].startswith("conn-")
-
-
-async def test_animate_from_environment(service, monkeypatch):
-    for key, var in ENV_VARS.items():
-        monkeypatch.setenv(var, service.session_kwargs()[key])
-    before = service.stats["sessions_total"]
-    tl = await animate(_pcm.to_s16le(speech_like(0.5, 16000)), realtime=False)
-    assert tl.complete and service.stats["sessions_total"] == before + 1
-
-
-async def test_animate_embedded_service_by_default(monkeypatch):
-    for var in ENV_VARS.values():
-        monkeypatch.delenv(var, raising=False)
-    tl = await animate(speech_like(0.5, 8000), 8000, realtime=False, target_rate=8000)
-    assert tl.complete and tl.sample_rate == 8000 and tl.n_keyframes == 13
-
-
-async def test_animate_timeout_returns_partial_timeline():
-    async with LocalService(realtime=True, latency_ms=5000) as svc:
-        with pytest.raises(AnimationTimeout) as info:
-            await animate(speech_like(0.4), 16000, service=svc, realtime=False, timeout=0.2)
-        tl = info.value.timeline
-        assert tl.chunk_samples.sum() == 6400 and not tl.complete
-
-
-async def test_animate_fills_a_given_timeline(service):
-    watched = Timeline()
-    tl = await animate(speech_like(0.4), 16000, service=service, realtime=False, timeline=watched)
-    assert tl is watched and watched.n_keyframes == 10
-
-
-async def test_animate_argument_errors(service):
-    with pytest.raises(ValueError, match="unsupported target_rate 12345"):
-        await animate(speech_like(0.4), 16000, service=service, target_rate=12345)
-    with pytest.raises(TypeError, match="unknown session option 'sample_rat'"):
-        await animate(speech_like(0.4), 16000, service=service, sample_rat=8000)
-    with pytest.raises(ValueError, match="needs its sample_rate"):
-        await animate(speech_like(0.4), service=service)
-
-
-async def test_animate_sync_inside_a_running_loop(service):
-    tl = animate_sync(speech_like(0.4), 16000, service=service, realtime=False)
-    assert tl.complete and tl.n_keyframes == 10
-
-
-def test_animate_sync_without_a_loop(service):
-    tl = animate_sync(speech_like(0.4), 16000, service=service, realtime=False)
-    assert tl.complete
-
-
-def test_no_environment_leaks_into_other_tests():
-    assert not any(os.environ.get(v) for v in ENV_VARS.values())
 
 
 async def test_interrupt_stops_a_running_stream(realtime_service):

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from .audio import prepare_audio
+from .config import config_from_kwargs
 from .errors import AvatarSDKError, AvatarSDKErrorCode
 from .server import LocalService
-from .config import config_from_kwargs
 from .session import AvatarSession
 from .timeline import Timeline
 
@@ -87,16 +87,18 @@ async def animate(
     session_kwargs["sample_rate"] = session_rate
     pcm = _audio_pcm(audio, sample_rate, session_rate)
     own_service: LocalService | None = None
+    from_env: dict[str, str] = {}
     if service is not None:
         options = service.session_kwargs(**session_kwargs)
     else:
-        options = {**endpoints_from_env(), **session_kwargs}
+        from_env = endpoints_from_env()
+        options = {**from_env, **session_kwargs}
         if not options.get("console_endpoint_url") and not options.get("ingress_endpoint_url"):
             own_service = LocalService(realtime=realtime)
             await own_service.__aenter__()
             options = own_service.session_kwargs(**session_kwargs)
     try:
-        session = AvatarSession(config_from_kwargs(options), timeline=timeline)
+        session = AvatarSession(_config(options, from_env), timeline=timeline)
         tl = session.timeline
         tl.audio = np.frombuffer(pcm, dtype="<i2").copy()
         tl.meta.update(
@@ -108,31 +110,64 @@ async def animate(
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
         )
-        async with session:
-            tl.meta["connection_id"] = session.connection_id
-            req_id = await session.stream(pcm, chunk_ms=chunk_ms, realtime=realtime)
-            wait = timeout if timeout is not None else 30.0 + len(pcm) / 2 / session_rate
-            try:
-                await session.wait_for_end(req_id, timeout=wait)
-            except asyncio.TimeoutError:
-                raise AnimationTimeout(
-                    f"no end frame for request {req_id} within {wait:g} s "
-                    f"({tl.n_keyframes} keyframes arrived; see .timeline)",
-                    tl,
-                    req_id,
-                ) from None
+        try:
+            async with session:
+                tl.meta["connection_id"] = session.connection_id
+                req_id = await session.stream(pcm, chunk_ms=chunk_ms, realtime=realtime)
+                wait = timeout if timeout is not None else 30.0 + len(pcm) / 2 / session_rate
+                try:
+                    await session.wait_for_end(req_id, timeout=wait)
+                except asyncio.TimeoutError:
+                    raise AnimationTimeout(
+                        f"no end frame for request {req_id} within {wait:g} s "
+                        f"({tl.n_keyframes} keyframes arrived; see .timeline)",
+                        tl,
+                        req_id,
+                    ) from None
+        except AvatarSDKError as exc:
+            # a refused or dropped session still hands back what arrived before it ended
+            if getattr(exc, "timeline", None) is None:
+                exc.timeline = tl
+            raise
         return tl
     finally:
         if own_service is not None:
             await own_service.__aexit__(None, None, None)
 
 
+def _config(options: dict[str, Any], from_env: dict[str, str]) -> Any:
+    try:
+        return config_from_kwargs(options)
+    except ValueError as exc:
+        if not from_env:
+            raise
+        # say where the half-configured endpoint came from, and how to complete it
+        missing = [f"{ENV_VARS[k]} ({k})" for k in ENV_VARS if not options.get(k)]
+        hint = f"; set {', '.join(missing)}" if missing else ""
+        found = ", ".join(ENV_VARS[k] for k in from_env)
+        raise ValueError(f"{exc} (endpoints taken from the environment: {found}{hint})") from None
+
+
 def animate_sync(audio: Any, sample_rate: int | None = None, **kwargs: Any) -> Timeline:
-    """:func:`animate` for code without a running event loop (scripts, plain notebook cells)."""
+    """:func:`animate` for code without a running event loop (scripts, plain notebook cells).
+
+    Inside a running loop (a Jupyter kernel) the call blocks this thread while a worker
+    thread runs :func:`animate` on a private loop, so a ``service`` entered with
+    ``async with`` on this thread's loop cannot answer: that case raises ``RuntimeError``
+    (use ``await animate(...)``, or ``service.start()`` which runs it in its own thread).
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(animate(audio, sample_rate, **kwargs))
+    service = kwargs.get("service")
+    # a running service without a thread of its own is served by this thread's loop
+    if service is not None and service.running and getattr(service, "_thread", None) is None:
+        raise RuntimeError(
+            "animate_sync() would block the event loop that serves this LocalService "
+            "(it was entered with `async with`); use `await animate(...)` instead, "
+            "or start the service with service.start()"
+        )
     # a loop runs in this thread (Jupyter): run on a private loop in a worker thread
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="avatar_nb-animate") as pool:
         return pool.submit(asyncio.run, animate(audio, sample_rate, **kwargs)).result()

@@ -229,7 +229,8 @@ class AvatarSession:
         except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException) as exc:
             raise AvatarSDKError(
                 AvatarSDKErrorCode.connectionFailed,
-                f"could not open the WebSocket to {config.ingress_endpoint_url}: {exc or type(exc).__name__}",
+                # websockets' messages may quote the URL, whose query can hold the session key
+                f"could not open the WebSocket to {config.ingress_endpoint_url}: {redact(str(exc)) or type(exc).__name__}",
                 phase="websocket_connect",
             ) from exc
         self._ws = ws

@@ -1,0 +1,127 @@
+"""animate() and animate_sync(): audio in, Timeline out, against real services on loopback."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from avatar_nb import (
+    AnimationTimeout,
+    AvatarSDKError,
+    AvatarSDKErrorCode,
+    LocalService,
+    Timeline,
+    _pcm,
+    animate,
+    animate_sync,
+)
+from avatar_nb.audio import speech_like
+from avatar_nb.pipeline import ENV_VARS
+
+from .helpers import expected_frames
+
+
+@pytest.fixture
+def no_env(monkeypatch):
+    for var in ENV_VARS.values():
+        monkeypatch.delenv(var, raising=False)
+
+
+async def test_animate_with_a_service(service):
+    tl = await animate(speech_like(1.5, 22050), 22050, service=service, realtime=False)
+    assert isinstance(tl, Timeline) and tl.complete
+    assert tl.n_keyframes == expected_frames(24000)
+    assert tl.audio.shape[0] == 24000 and tl.sample_rate == 16000
+    assert tl.meta["service"] == "local" and tl.meta["connection_id"].startswith("conn-")
+
+
+async def test_animate_from_environment(service, monkeypatch):
+    for key, var in ENV_VARS.items():
+        monkeypatch.setenv(var, service.session_kwargs()[key])
+    before = service.stats["sessions_total"]
+    tl = await animate(_pcm.to_s16le(speech_like(0.5, 16000)), realtime=False)
+    assert tl.complete and service.stats["sessions_total"] == before + 1
+
+
+async def test_animate_embedded_service_by_default(monkeypatch):
+    for var in ENV_VARS.values():
+        monkeypatch.delenv(var, raising=False)
+    tl = await animate(speech_like(0.5, 8000), 8000, realtime=False, target_rate=8000)
+    assert tl.complete and tl.sample_rate == 8000 and tl.n_keyframes == 13
+
+
+async def test_animate_timeout_returns_partial_timeline():
+    async with LocalService(realtime=True, latency_ms=5000) as svc:
+        with pytest.raises(AnimationTimeout) as info:
+            await animate(speech_like(0.4), 16000, service=svc, realtime=False, timeout=0.2)
+        tl = info.value.timeline
+        assert tl.chunk_samples.sum() == 6400 and not tl.complete
+
+
+async def test_animate_fills_a_given_timeline(service):
+    watched = Timeline()
+    tl = await animate(speech_like(0.4), 16000, service=service, realtime=False, timeline=watched)
+    assert tl is watched and watched.n_keyframes == 10
+
+
+async def test_animate_argument_errors(service):
+    with pytest.raises(ValueError, match="unsupported target_rate 12345"):
+        await animate(speech_like(0.4), 16000, service=service, target_rate=12345)
+    with pytest.raises(TypeError, match="unknown session option 'sample_rat'"):
+        await animate(speech_like(0.4), 16000, service=service, sample_rat=8000)
+    with pytest.raises(ValueError, match="needs its sample_rate"):
+        await animate(speech_like(0.4), service=service)
+
+
+async def test_animate_sync_inside_a_running_loop(service):
+    tl = animate_sync(speech_like(0.4), 16000, service=service, realtime=False)
+    assert tl.complete and tl.n_keyframes == 10
+
+
+def test_animate_sync_without_a_loop(service):
+    tl = animate_sync(speech_like(0.4), 16000, service=service, realtime=False)
+    assert tl.complete
+
+
+def test_no_environment_leaks_into_other_tests():
+    assert not any(os.environ.get(v) for v in ENV_VARS.values())
+
+
+async def test_animate_paced_run_is_realtime(realtime_service):
+    tl = await animate(speech_like(0.6), 16000, service=realtime_service, realtime=True)
+    assert tl.complete and tl.meta["realtime"] is True
+    # chunks left on the audio clock, not in a burst: the last one 560 ms after the first
+    assert tl.chunk_sent_at[-1] >= 0.56 - 0.002
+    assert tl.first_frame_latency >= 0.08  # the service's processing latency
+
+
+async def test_dropped_session_hands_back_what_arrived():
+    """The service ends the session (4002) while the clip is still streaming."""
+    async with LocalService(realtime=True, latency_ms=10, session_time_limit=0.5) as svc:
+        with pytest.raises(AvatarSDKError) as info:
+            await animate(speech_like(3.0), 16000, service=svc, realtime=True)
+    err = info.value
+    assert err.code is AvatarSDKErrorCode.sessionDurationExceeded
+    tl = err.timeline
+    assert isinstance(tl, Timeline) and not tl.complete
+    assert 0 < tl.chunk_samples.sum() < 48000 and tl.n_keyframes > 0
+    assert tl.errors
+
+
+async def test_partial_environment_names_the_missing_variables(service, monkeypatch, no_env):
+    monkeypatch.setenv("AVATAR_NB_CONSOLE_URL", service.console_url)
+    monkeypatch.setenv("AVATAR_NB_INGRESS_URL", service.ingress_url)
+    before = service.stats["sessions_total"]
+    with pytest.raises(ValueError, match=r"missing avatar_id, api_key, app_id.*AVATAR_NB_API_KEY \(api_key\)"):
+        await animate(speech_like(0.2), 16000, realtime=False)
+    assert service.stats["sessions_total"] == before  # refused before connecting
+
+
+async def test_animate_sync_refuses_a_service_served_by_the_blocked_loop():
+    async with LocalService(realtime=False) as svc:
+        with pytest.raises(RuntimeError, match="use `await animate"):
+            animate_sync(speech_like(0.2), 16000, service=svc)
+        # and the asynchronous form works with the same service
+        tl = await animate(speech_like(0.2), 16000, service=svc, realtime=False)
+        assert tl.complete
