@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import os
 import re
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -15,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar_nb import Timeline, speech_like, write_wav
+from avatar_nb import Timeline, pipeline, speech_like, write_wav
+from avatar_nb import cli as cli_module
 
 SCRIPT = Path(sys.executable).with_name("avatar-nb")
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("AVATAR_NB_")}
@@ -24,6 +27,7 @@ ENV = {k: v for k, v in os.environ.items() if not k.startswith("AVATAR_NB_")}
 def cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "avatar_nb", *args],
+        check=False,
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -41,11 +45,23 @@ def wav_float_stereo(path: Path, seconds: float, rate: int) -> Path:
     return path
 
 
-def test_installed_script_and_help():
-    out = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, env=ENV, timeout=60)
+def test_installed_script_and_help(tmp_path):
+    out = subprocess.run([str(SCRIPT), "--help"], check=False, capture_output=True, text=True, env=ENV, timeout=60)
     assert out.returncode == 0
-    for command in ("run", "serve", "demo"):
+    for command in ("run", "serve", "demo", "bench"):
         assert command in out.stdout
+    write_wav(tmp_path / "x.wav", speech_like(0.4, 16000), 16000)
+    out = subprocess.run(
+        [str(SCRIPT), "run", str(tmp_path / "x.wav"), "--out", str(tmp_path / "o"), "--fast", "--quiet", "--no-plot"],
+        check=False, capture_output=True, text=True, env=ENV, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert Timeline.load(tmp_path / "o" / "x.npz").n_keyframes == 10
+
+
+def test_no_command_is_a_usage_error():
+    out = cli()
+    assert out.returncode == 2 and "usage: avatar-nb" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_demo_writes_timeline_and_figure(tmp_path):
@@ -67,7 +83,7 @@ def test_run_batch_folder_glob_json_and_summary(tmp_path):
     write_wav(clips / "sub" / "b.wav", speech_like(0.6, 8000), 8000)
     write_wav(tmp_path / "c.wav", speech_like(0.4, 16000), 16000)
     raw = tmp_path / "d.pcm"
-    raw.write_bytes(np.frombuffer(open(tmp_path / "c.wav", "rb").read()[44:], dtype="<i2").tobytes())
+    raw.write_bytes(np.frombuffer((tmp_path / "c.wav").read_bytes()[44:], dtype="<i2").tobytes())
     out_dir = tmp_path / "out"
     out = cli(
         "run", str(clips), str(tmp_path / "c*.wav"), str(raw), "--raw-rate", "16000",
@@ -98,8 +114,22 @@ def test_run_human_output_and_png(tmp_path):
     assert "1 of 1 clips animated" in out.stdout
 
 
+def _unreadable(path: Path) -> Path:
+    """A file whose bytes cannot be read: no read permission, or (as root, who ignores
+    permissions) a link to /proc/self/mem, whose first page is never mapped."""
+    if os.geteuid() != 0:
+        path.write_bytes(b"RIFF")
+        path.chmod(0)
+    else:
+        path.symlink_to("/proc/self/mem")
+    return path
+
+
 def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     (tmp_path / "garbage.wav").write_bytes(b"this is not audio")
+    fmt_cut = b"fmt " + struct.pack("<I", 16) + b"\x01\x00\x01\x00"
+    (tmp_path / "cut.wav").write_bytes(b"RIFF" + struct.pack("<I", 4 + len(fmt_cut)) + b"WAVE" + fmt_cut)
+    _unreadable(tmp_path / "locked.wav")
     fmt = struct.pack("<HHIIHH", 1, 1, 8000, 8000 * 2, 2, 12)
     body = b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", 4) + b"\x00" * 4
     (tmp_path / "w12.wav").write_bytes(b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WAVE" + body)
@@ -107,19 +137,29 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     (tmp_path / "nothing").mkdir()
     (tmp_path / "nothing" / "notes.txt").write_text("no audio here")
     (tmp_path / "x.pcm").write_bytes(b"\x00\x00" * 100)
+    (tmp_path / "odd.pcm").write_bytes(b"\x00\x01\x02")
+    (tmp_path / "none.pcm").write_bytes(b"")
     return {
         "missing": ([str(tmp_path / "missing.wav")], "missing.wav: no such file or directory"),
         "corrupt": ([str(tmp_path / "garbage.wav")], "garbage.wav: not a WAV file"),
+        "truncated": ([str(tmp_path / "cut.wav")], "cut.wav: chunk b'fmt ' claims 16 bytes but the file ends after 4"),
+        "unreadable": ([str(tmp_path / "locked.wav")], "locked.wav: cannot be read ("),
         "width": ([str(tmp_path / "w12.wav")], "w12.wav: unsupported sample format: 12-bit integer PCM"),
         "empty": ([str(tmp_path / "empty.wav")], "empty.wav: contains no audio samples"),
         "no audio dir": ([str(tmp_path / "nothing")], "nothing: directory contains no audio files"),
         "no glob match": ([str(tmp_path / "*.flac")], "*.flac: no files match this pattern"),
+        "odd raw": ([str(tmp_path / "odd.pcm"), "--raw-rate", "16000"], "odd.pcm: raw s16le has an odd number of bytes (3)"),
+        "empty raw": ([str(tmp_path / "none.pcm"), "--raw-rate", "16000"], "none.pcm: contains no audio samples"),
     }
 
 
-@pytest.mark.parametrize(
-    "case", ["missing", "corrupt", "width", "empty", "no audio dir", "no glob match"]
-)
+BAD_INPUTS = [
+    "missing", "corrupt", "truncated", "unreadable", "width", "empty", "no audio dir", "no glob match",
+    "odd raw", "empty raw",
+]
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
     args, message = _bad_inputs(tmp_path)[case]
     out = cli("run", *args, "--out", str(tmp_path / "o"), "--fast", "--quiet")
@@ -143,7 +183,8 @@ def test_a_bad_clip_does_not_stop_the_batch(tmp_path):
     assert out.returncode == 2
     assert "1 of 2 clips animated" in out.stdout
     assert (tmp_path / "o" / "good.npz").exists()
-    rows = {r["name"]: r for r in csv.DictReader(open(tmp_path / "o" / "summary.csv"))}
+    with open(tmp_path / "o" / "summary.csv") as fh:
+        rows = {r["name"]: r for r in csv.DictReader(fh)}
     assert rows["good"]["status"] == "ok" and rows["garbage"]["status"] == "failed"
     assert "not a WAV file" in rows["garbage"]["error"]
 
@@ -213,3 +254,152 @@ def test_serve_then_run_against_it_then_ctrl_c(tmp_path):
     rest = server.stdout.read()
     assert "stopped" in rest
     assert "Traceback" not in server.stderr.read()
+
+
+def test_out_must_be_a_folder(tmp_path):
+    write_wav(tmp_path / "x.wav", speech_like(0.2, 16000), 16000)
+    (tmp_path / "taken").write_text("a file")
+    out = cli("run", str(tmp_path / "x.wav"), "--out", str(tmp_path / "taken"), "--fast", "--quiet")
+    assert out.returncode == 2 and "taken: exists and is not a folder" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_progress_bar_counts_clips_and_audio_hours(tmp_path):
+    write_wav(tmp_path / "a.wav", speech_like(1.0, 16000), 16000)
+    write_wav(tmp_path / "b.wav", speech_like(0.6, 16000, seed=1), 16000)
+    out = cli("run", str(tmp_path), "--out", str(tmp_path / "o"), "--fast", "--no-plot")
+    assert out.returncode == 0, out.stderr
+    states = out.stderr.replace("\r", "\n").splitlines()
+    final = [s for s in states if "2/2" in s]
+    assert final, out.stderr
+    assert f"{1.6 / 3600:.4f} h audio" in final[-1]
+    # the per-clip lines stay on stdout, whole
+    assert sum(1 for line in out.stdout.splitlines() if " keyframes, first frame " in line) == 2
+
+
+def test_session_options_reach_the_timeline(tmp_path):
+    write_wav(tmp_path / "x.wav", speech_like(0.4, 16000), 16000)
+    out = cli("run", str(tmp_path / "x.wav"), "--out", str(tmp_path / "o"), "--fast", "--quiet", "--no-plot",
+              "--sample-rate", "24000", "--chunk-ms", "100")
+    assert out.returncode == 0, out.stderr
+    tl = Timeline.load(tmp_path / "o" / "x.npz")
+    assert tl.sample_rate == 24000 and tl.audio.shape[0] == 9600
+    assert tl.chunk_samples.tolist() == [2400, 2400, 2400, 2400]
+    assert not tl.meta["realtime"] and tl.meta["chunk_ms"] == 100
+    assert tl.n_keyframes == 10 and tl.complete
+
+
+def test_realtime_is_paced_and_fast_is_not(tmp_path):
+    write_wav(tmp_path / "x.wav", speech_like(0.4, 16000), 16000)
+    for mode in ("--realtime", "--fast"):
+        out = cli("run", str(tmp_path / "x.wav"), "--out", str(tmp_path / mode), mode, "--quiet", "--no-plot")
+        assert out.returncode == 0, out.stderr
+    paced = Timeline.load(tmp_path / "--realtime" / "x.npz")
+    fast = Timeline.load(tmp_path / "--fast" / "x.npz")
+    # paced: no keyframe arrives before its moment in the audio (the service adds its latency)
+    assert (paced.lateness > 0).all()
+    # unpaced: the whole clip is answered before its audio would have finished playing
+    assert fast.arrival[-1] < fast.audio_duration
+    assert paced.n_keyframes == fast.n_keyframes == 10
+
+
+def _remote_env(svc, **overrides) -> dict:
+    values = svc.session_kwargs()
+    env = dict(ENV)
+    for key, var in pipeline.ENV_VARS.items():
+        env[var] = overrides.get(key, values[key])
+    return env
+
+
+def test_environment_selects_the_service_and_keys_stay_hidden(tmp_path, service):
+    write_wav(tmp_path / "x.wav", speech_like(0.4, 16000), 16000)
+    write_wav(tmp_path / "y.wav", speech_like(0.4, 16000, seed=3), 16000)
+    out = cli("run", str(tmp_path / "x.wav"), "--out", str(tmp_path / "ok"), "--fast", "--quiet", "--no-plot",
+              "--json", env=_remote_env(service))
+    assert out.returncode == 0, out.stderr
+    assert service.api_key not in out.stdout + out.stderr
+    tl = Timeline.load(tmp_path / "ok" / "x.npz")
+    assert tl.complete and tl.meta["service"] == service.ingress_url
+
+    wrong = "sk-not-the-right-key-7731"
+    out = cli("run", str(tmp_path / "x.wav"), str(tmp_path / "y.wav"), "--out", str(tmp_path / "bad"), "--fast",
+              "--quiet", "--no-plot", "--json", env=_remote_env(service, api_key=wrong))
+    assert out.returncode == 1  # a failed run, not bad input
+    records = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["status"] for r in records] == ["failed", "failed"]
+    assert all("sessionTokenInvalid" in r["error"] for r in records)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("avatar-nb: error:")]
+    assert len(errors) == 2 and "Traceback" not in out.stderr
+    everything = out.stdout + out.stderr + (tmp_path / "bad" / "summary.csv").read_text()
+    assert wrong not in everything and service.api_key not in everything
+
+    # a flag wins over its variable
+    out = cli("run", str(tmp_path / "x.wav"), "--out", str(tmp_path / "flag"), "--fast", "--quiet", "--no-plot",
+              "--api-key", service.api_key, env=_remote_env(service, api_key=wrong))
+    assert out.returncode == 0, out.stderr
+    assert service.api_key not in out.stdout + out.stderr
+
+
+async def test_batch_runs_at_most_concurrency_sessions_over_one_service(tmp_path, monkeypatch):
+    paths = [write_wav(tmp_path / f"c{i}.wav", speech_like(0.3, 16000, seed=i), 16000) for i in range(5)]
+    real_animate = pipeline.animate
+    in_flight, peak, services = 0, 0, []
+    two_running = asyncio.Event()
+
+    async def counting_animate(*args, **kwargs):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        services.append(kwargs["service"])
+        if in_flight == 2:
+            two_running.set()
+        try:
+            # the first two clips wait for each other: proves two run at once
+            if len(services) <= 2:
+                await asyncio.wait_for(two_running.wait(), timeout=30)
+            return await real_animate(*args, **kwargs)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(pipeline, "animate", counting_animate)
+    finished = []
+    results = await cli_module.run_batch(
+        paths, tmp_path / "o", raw_rate=None, sample_rate=16000, chunk_ms=40.0, realtime=False,
+        concurrency=2, options={}, plot=False, progress=False, on_result=finished.append,
+    )
+    assert [r.status for r in results] == ["ok"] * 5
+    assert [r.name for r in results] == [f"c{i}" for i in range(5)]
+    assert sorted(r.name for r in finished) == [f"c{i}" for i in range(5)]
+    assert peak == 2
+    assert len(services) == 5 and services[0] is not None and all(s is services[0] for s in services)
+
+
+def test_serve_refuses_a_busy_port_and_a_bad_one():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = cli("serve", "--port", str(port))
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"avatar-nb: error: cannot listen on 127.0.0.1:{port}: address already in use"
+    out = cli("serve", "--port", "70000")
+    assert out.returncode == 2 and "port 70000 is out of range" in out.stderr
+
+
+def test_bench_lists_runs_and_refuses_unknown_names(tmp_path):
+    folder = tmp_path / "benchmarks"
+    folder.mkdir()
+    (folder / "bench_echo.py").write_text(
+        '"""Prints its arguments and exits with the first one."""\n'
+        "import sys\nprint('echo', *sys.argv[1:])\nsys.exit(int(sys.argv[1]))\n"
+    )
+    out = cli("bench", "--dir", str(folder))
+    assert out.returncode == 0
+    assert re.search(r"^\s+echo\s+Prints its arguments and exits with the first one\.$", out.stdout, re.MULTILINE)
+    out = cli("bench", "--dir", str(folder), "echo", "3", "--flag")
+    assert out.returncode == 3 and out.stdout.strip() == "echo 3 --flag"
+    out = cli("bench", "--dir", str(folder), "nope")
+    assert out.returncode == 2 and "no benchmark named 'nope'; accepted: echo" in out.stderr
+    out = cli("bench", "--dir", str(tmp_path / "nowhere"))
+    assert out.returncode == 2 and "no benchmark scripts (bench_*.py)" in out.stderr
+    assert "Traceback" not in out.stderr

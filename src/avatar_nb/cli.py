@@ -3,6 +3,7 @@
     avatar-nb demo [--out DIR]                  a generated speech clip through the embedded service
     avatar-nb run AUDIO [AUDIO ...] --out DIR   files, folders or globs; one .npz + .png per clip
     avatar-nb serve [--host H --port P]         the local service until Ctrl-C
+    avatar-nb bench [NAME [ARGS ...]]           list or run the benchmark scripts of a checkout
 
 Without endpoints (``--console-url`` ... or the ``AVATAR_NB_*`` variables) ``run`` and
 ``demo`` use an embedded LocalService. Bad input (a missing file, a folder without
@@ -13,15 +14,16 @@ problem and exit code 2; ``--debug`` shows tracebacks.
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import csv
 import glob
 import json
 import math
 import os
+import subprocess
 import sys
 import threading
-import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,7 +94,9 @@ def load_clip(path: Path, *, raw_rate: int | None, target_rate: int) -> bytes:
         return prepare_audio(path, target_rate=target_rate)
     except AudioFormatError as exc:
         raise BadInput(str(exc)) from exc
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from exc
+    except ValueError as exc:
         raise BadInput(f"{path}: {exc}") from exc
 
 
@@ -219,13 +223,18 @@ async def run_batch(
     progress: bool = True,
     on_result: Any = None,
 ) -> list[ClipResult]:
-    """Animate every clip with at most ``concurrency`` sessions at once; never stop on a failure."""
+    """Animate every clip with at most ``concurrency`` sessions at once; never stop on a failure.
+
+    All clips share this event loop and (without remote ``options``) one embedded
+    LocalService. ``on_result(result)`` is called as each clip finishes, in completion
+    order; the returned list is in input order.
+    """
     from tqdm.auto import tqdm
 
     from .pipeline import animate
     from .server import LocalService
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out_dir)
     results = [ClipResult(str(p), name) for p, name in zip(paths, _names(paths))]
     service = None if options else LocalService(realtime=realtime)
     semaphore = asyncio.Semaphore(concurrency)
@@ -261,7 +270,7 @@ async def run_batch(
                 result.status, result.error, result.bad_input = "failed", str(exc), True
                 if os.environ.get("AVATAR_NB_DEBUG"):
                     traceback.print_exc()
-            except Exception as exc:  # reported per clip; the batch goes on
+            except Exception as exc:  # noqa: BLE001 - reported per clip; the batch goes on
                 result.status, result.error = "failed", str(exc) or type(exc).__name__
                 result.summary = {}
                 if os.environ.get("AVATAR_NB_DEBUG"):
@@ -280,6 +289,16 @@ async def run_batch(
         if service is not None:
             await service.__aexit__(None, None, None)
     return results
+
+
+def make_out_dir(out_dir: Path) -> None:
+    """Create the output folder; a path that cannot be one is the user's to fix."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInput(f"--out {out_dir}: exists and is not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"--out {out_dir}: cannot create this folder ({exc.strerror or exc})") from exc
 
 
 def write_summary_csv(results: list[ClipResult], path: Path) -> Path:
@@ -301,10 +320,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
 
     def report(result: ClipResult) -> None:
+        from tqdm import tqdm
+
         if args.json:
             print(json.dumps(result.record()), flush=True)
         elif result.status == "ok":
-            print(result.line(), flush=True)
+            tqdm.write(result.line(), file=sys.stdout)  # above the bar, not through it
+            sys.stdout.flush()
 
     results = asyncio.run(
         run_batch(
@@ -337,7 +359,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .audio import speech_like, write_wav
 
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out_dir)
     clip = write_wav(out_dir / "demo.wav", speech_like(args.seconds, 16000, seed=args.seed), 16000)
     print(f"generated a {args.seconds:g} s speech-like clip: {clip}")
     print("streaming it through the embedded local avatar service" + (" in real time ..." if args.realtime else " ..."))
@@ -367,22 +389,77 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve_forever
 
-    kwargs: dict[str, Any] = dict(
-        fps=args.fps,
-        realtime=args.realtime,
-        latency_ms=args.latency_ms,
-        jitter_ms=args.jitter_ms,
-        n_expression=args.expression_dims,
-    )
+    kwargs: dict[str, Any] = {
+        "fps": args.fps,
+        "realtime": args.realtime,
+        "latency_ms": args.latency_ms,
+        "jitter_ms": args.jitter_ms,
+        "n_expression": args.expression_dims,
+    }
     for key in ("api_key", "app_id"):
         if getattr(args, key):
             kwargs[key] = getattr(args, key)
     if args.avatar_id:
         kwargs["avatar_ids"] = [args.avatar_id]
-    print("press Ctrl-C to stop", flush=True)
-    serve_forever(args.host, args.port, **kwargs)
+    from .pipeline import ENV_VARS
+    from .server.service import describe
+
+    def ready(svc: Any) -> None:
+        # printed only once the socket listens: a script may wait for these lines
+        values = svc.session_kwargs()
+        print(describe(svc), flush=True)
+        print("animate against it from another shell with:")
+        for key, var in ENV_VARS.items():
+            print(f"  export {var}={values[key]}")
+        print("  avatar-nb run AUDIO --out DIR")
+        print("press Ctrl-C to stop", flush=True)
+
+    try:
+        serve_forever(args.host, args.port, ready=ready, **kwargs)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if "address already in use" in str(exc).lower():
+            reason = "address already in use"
+        raise BadInput(f"cannot listen on {args.host}:{args.port}: {reason}") from exc
     print("stopped", flush=True)
     return EXIT_OK
+
+
+def find_benchmarks(folder: str | None) -> Path:
+    """The ``benchmarks/`` folder: the given one, else the current checkout's, else the package's."""
+    if folder is not None:
+        candidates = [Path(folder)]
+    else:
+        candidates = [Path.cwd() / "benchmarks", Path(__file__).resolve().parents[2] / "benchmarks"]
+    for path in candidates:
+        if path.is_dir() and any(path.glob("bench_*.py")):
+            return path
+    where = ", ".join(str(p) for p in candidates)
+    raise BadInput(f"no benchmark scripts (bench_*.py) in {where}; they ship with a source checkout")
+
+
+def _first_doc_line(script: Path) -> str:
+    try:
+        doc = ast.get_docstring(ast.parse(script.read_text()))
+    except (OSError, SyntaxError, ValueError):
+        doc = None
+    return (doc or "").strip().splitlines()[0] if doc else ""
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    folder = find_benchmarks(args.dir)
+    scripts = {p.stem.removeprefix("bench_"): p for p in sorted(folder.glob("bench_*.py"))}
+    if args.name is None:
+        width = max(len(n) for n in scripts)
+        print(f"benchmarks in {folder} (run one with: avatar-nb bench NAME [ARGS ...]):")
+        for name, script in scripts.items():
+            print(f"  {name:<{width}}  {_first_doc_line(script)}")
+        return EXIT_OK
+    script = scripts.get(args.name.removeprefix("bench_").removesuffix(".py"))
+    if script is None:
+        raise BadInput(f"no benchmark named {args.name!r}; accepted: {', '.join(scripts)}")
+    # the script's own arguments pass through; its exit code is ours
+    return subprocess.call([sys.executable, str(script), *args.args])
 
 
 # ----------------------------------------------------------------------------- parser
@@ -405,6 +482,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is out of range; accepted: 0 (any free port) to 65535")
     return value
 
 
@@ -464,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", parents=[common], help="run the local avatar service until Ctrl-C")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765, help="0 picks a free port (default 8765)")
+    serve.add_argument("--port", type=_port, default=8765, help="0 picks a free port (default 8765)")
     serve.add_argument("--fps", type=_positive_float, default=25.0)
     serve.add_argument("--latency-ms", type=float, default=80.0)
     serve.add_argument("--jitter-ms", type=float, default=0.0)
@@ -474,6 +561,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--avatar-id", default=None)
     _add_pacing(serve, default_realtime=True)
     serve.set_defaults(func=_cmd_serve)
+
+    bench = sub.add_parser("bench", parents=[common], help="list or run the benchmark scripts of a source checkout")
+    bench.add_argument("name", nargs="?", default=None, help="benchmark to run (without it: list them)")
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark script")
+    bench.add_argument("--dir", default=None, help="benchmarks folder (default: ./benchmarks or the checkout's)")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 
@@ -491,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any other failure is one line, exit 1
         if args.debug:
             traceback.print_exc()
         print(f"avatar-nb: error: {exc}", file=sys.stderr)
