@@ -54,7 +54,7 @@ def audio(minutes: float) -> bytes:
     return minute * whole + minute[:rest]
 
 
-async def run_avatar_nb(info: dict[str, str], pcm: bytes, chunk_ms: float) -> tuple[float, int]:
+async def run_avatar_nb(info: dict[str, str], pcm: bytes, chunk_ms: float) -> tuple[float, np.ndarray]:
     session = new_avatar_session(
         api_key=info["api_key"],
         app_id=info["app_id"],
@@ -67,12 +67,13 @@ async def run_avatar_nb(info: dict[str, str], pcm: bytes, chunk_ms: float) -> tu
     cpu = time.process_time()
     req = await session.stream(pcm, chunk_ms=chunk_ms, realtime=False)
     await session.wait_for_end(req, timeout=3600)
+    keyframes = session.timeline.keyframes  # the (n, 20 + E) array, built inside the timed part
     cpu = time.process_time() - cpu
     await session.close()
-    return cpu, session.timeline.n_keyframes
+    return cpu, keyframes
 
 
-async def run_avatarkit(info: dict[str, str], pcm: bytes, chunk_ms: float) -> tuple[float, int]:
+async def run_avatarkit(info: dict[str, str], pcm: bytes, chunk_ms: float) -> tuple[float, np.ndarray]:
     import avatarkit
 
     frames: list[bytes] = []
@@ -101,7 +102,7 @@ async def run_avatarkit(info: dict[str, str], pcm: bytes, chunk_ms: float) -> tu
     await asyncio.wait_for(done.wait(), 3600)
     cpu = time.process_time() - cpu
     await session.close()
-    keyframes = _pcm.decode_animation_batch(frames).shape[0]  # outside the timed part: a check only
+    keyframes = _pcm.decode_animation_batch(frames)  # outside the timed part: a check only
     return cpu, keyframes
 
 
@@ -114,13 +115,17 @@ def main() -> None:
     hours = len(pcm) / 2 / 16000 / 3600
     proc, info = start_service()
     try:
-        ours, n_ours = asyncio.run(run_avatar_nb(info, pcm, args.chunk_ms))
-        theirs, n_theirs = asyncio.run(run_avatarkit(info, pcm, args.chunk_ms))
+        ours, kf_ours = asyncio.run(run_avatar_nb(info, pcm, args.chunk_ms))
+        theirs, kf_theirs = asyncio.run(run_avatarkit(info, pcm, args.chunk_ms))
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
-    assert n_ours == n_theirs, (n_ours, n_theirs)
-    print(f"audio: {hours * 60:.1f} min at 16 kHz in {args.chunk_ms:g} ms chunks; {n_ours} keyframes back")
+    assert kf_ours.shape == kf_theirs.shape, (kf_ours.shape, kf_theirs.shape)
+    same = "identical" if np.array_equal(kf_ours, kf_theirs) else "same count"
+    print(
+        f"audio: {hours * 60:.1f} min at 16 kHz in {args.chunk_ms:g} ms chunks; "
+        f"{kf_ours.shape[0]} keyframes (E={kf_ours.shape[1] - 20}) back to each client ({same})"
+    )
     print(f"avatarkit 0.1.7 (raw bytes only)        {theirs / hours:7.2f} CPU s per audio hour")
     print(f"avatar_nb (every keyframe decoded)      {ours / hours:7.2f} CPU s per audio hour")
     print(f"ratio avatar_nb / avatarkit             {ours / theirs:7.2f}  (target <= 0.5)")
