@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -189,3 +191,48 @@ def test_audio_validation():
     tl = Timeline(sample_rate=8000, audio=b"\x00\x40" * 8000)
     assert tl.audio_duration == pytest.approx(1.0)
     np.testing.assert_allclose(tl.audio_samples(), 0.5)
+
+
+def test_changing_fps_or_sample_rate_recomputes_derived_arrays():
+    tl = make_run()
+    np.testing.assert_allclose(tl.media_time[:3], [0.0, 0.04, 0.08])
+    v = tl.version
+    tl.fps = 50
+    assert tl.version > v
+    np.testing.assert_allclose(tl.media_time[:3], [0.0, 0.02, 0.04])
+    tl.sample_rate = 8000  # the second utterance now starts 2 s in (16000 samples at 8 kHz)
+    np.testing.assert_allclose(tl.utterance_start, [0.0, 2.0])
+    with pytest.raises(ValueError, match="fps must be a positive number, got 0"):
+        tl.fps = 0
+    with pytest.raises(ValueError, match="sample_rate must be a positive int or None, got 16000.5"):
+        tl.sample_rate = 16000.5
+    assert tl.fps == 50.0
+
+
+def test_reading_while_another_thread_appends_loses_nothing():
+    """A view reading arrays while a session's thread appends: every keyframe stays, in order."""
+    tl = Timeline(25)
+    n_messages = 3000
+    done = threading.Event()
+
+    def writer() -> None:
+        for i in range(n_messages):
+            tl.add_animation(np.full((1, 70), i, dtype=np.float32), req_id="r", arrival=i * 0.04, end=False)
+        done.set()
+
+    # switch threads every microsecond so that reads land in the middle of appends
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        thread = threading.Thread(target=writer)
+        thread.start()
+        reads = 0
+        while not done.is_set() or reads == 0:
+            kf = tl.keyframes
+            assert np.array_equal(kf[:, 0], np.arange(kf.shape[0]))  # a prefix, in order, no gap
+            reads += 1
+        thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    np.testing.assert_array_equal(tl.keyframes[:, 0], np.arange(n_messages))
+    assert tl.arrival.shape == (n_messages,)

@@ -65,10 +65,10 @@ class Timeline:
         audio: bytes | np.ndarray | None = None,
         meta: dict[str, Any] | None = None,
     ) -> None:
-        if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
-            raise ValueError(f"fps must be a positive number, got {fps!r}")
-        self.fps = float(fps)
-        self.sample_rate = sample_rate
+        self.version = 0
+        self._cache: dict[str, Any] = {}
+        self._fps = _check_fps(fps)
+        self._sample_rate = _check_sample_rate(sample_rate)
         self.meta: dict[str, Any] = dict(meta or {})
         self.audio = None if audio is None else _as_int16(audio)
         self.errors: list[str] = []
@@ -85,8 +85,26 @@ class Timeline:
         self._chunk_req: list[int] = []
         self._width: int | None = None
         self._ended: set[int] = set()
-        self.version = 0
-        self._cache: dict[str, Any] = {}
+
+    @property
+    def fps(self) -> float:
+        """Keyframe rate used for media time (setting it recomputes the derived arrays)."""
+        return self._fps
+
+    @fps.setter
+    def fps(self, value: float) -> None:
+        self._fps = _check_fps(value)
+        self._changed()
+
+    @property
+    def sample_rate(self) -> int | None:
+        """Sample rate (Hz) of the audio sent, for utterance start times and durations."""
+        return self._sample_rate
+
+    @sample_rate.setter
+    def sample_rate(self, value: int | None) -> None:
+        self._sample_rate = _check_sample_rate(value)
+        self._changed()
 
     # ------------------------------------------------------------------ filling
 
@@ -142,24 +160,32 @@ class Timeline:
     # ------------------------------------------------------------------ arrays
 
     def _cached(self, key: str, build: Any) -> Any:
-        try:
-            return self._cache[key]
-        except KeyError:
-            value = self._cache[key] = build()
-            if isinstance(value, np.ndarray):
-                value.setflags(write=False)
-            return value
+        # Each entry remembers the version it was built from, so a value built while
+        # another thread appended (a session filling the timeline from animate_sync's
+        # worker while a view reads it) is never served as current afterwards.
+        entry = self._cache.get(key)
+        version = self.version
+        if entry is not None and entry[0] == version:
+            return entry[1]
+        value = build()
+        if isinstance(value, np.ndarray):
+            value.setflags(write=False)
+        self._cache[key] = (version, value)
+        return value
 
     @property
     def keyframes(self) -> np.ndarray:
         """(n, 20 + E) float32 keyframes in arrival order (read-only)."""
 
         def build() -> np.ndarray:
-            if not self._blocks:
+            blocks = self._blocks
+            count = len(blocks)
+            if not count:
                 return np.zeros((0, self._width or FLAME_FIXED_COLUMNS), dtype=np.float32)
-            if len(self._blocks) > 1:
-                self._blocks = [np.concatenate(self._blocks, axis=0)]
-            return self._blocks[0]
+            if count > 1:
+                # merge in place: a slice assignment keeps blocks appended meanwhile
+                blocks[:count] = [np.concatenate(blocks[:count], axis=0)]
+            return blocks[0]
 
         return self._cached("keyframes", build)
 
@@ -479,6 +505,20 @@ class Timeline:
             tl._chunk_req = data["chunk_req"].tolist()
         tl._changed()
         return tl
+
+
+def _check_fps(fps: Any) -> float:
+    if isinstance(fps, bool) or not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    return float(fps)
+
+
+def _check_sample_rate(sample_rate: Any) -> int | None:
+    if sample_rate is None:
+        return None
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive int or None, got {sample_rate!r}")
+    return int(sample_rate)
 
 
 def _as_int16(audio: bytes | np.ndarray) -> np.ndarray:
