@@ -79,8 +79,8 @@ def test_animation_timeline_content():
     assert image.get_array().shape == (10, 80)
     # the second utterance starts at 2.0 s: a dotted boundary on every panel
     for ax in axes:
-        boundaries = [l for l in ax.get_lines() if l.get_linestyle() == ":"]
-        assert [b.get_xdata()[0] for b in boundaries] == [pytest.approx(2.0)]
+        (boundaries,) = [c for c in ax.collections if c.get_label() == "utterance start"]
+        assert [seg[0, 0] for seg in boundaries.get_segments()] == [pytest.approx(2.0)]
     assert "80 keyframes @ 25 fps" in fig._suptitle.get_text()
     assert len(plots.animation_timeline(synthetic(with_audio=False)).axes) == 4
 

@@ -93,8 +93,12 @@ def _draw_series(ax: Axes, t: np.ndarray, y: np.ndarray, *, label: str | None = 
 
 
 def _mark_utterances(ax: Axes, tl: Timeline) -> None:
-    for start in tl.utterance_start[1:]:
-        ax.axvline(start, color="0.4", linestyle=":", linewidth=0.8)
+    """Dotted lines where each utterance after the first starts, as one collection:
+    an hour of short utterances would otherwise cost a Line2D (~0.4 ms) per boundary."""
+    starts = tl.utterance_start[1:]
+    if starts.size:
+        ax.vlines(starts, 0, 1, transform=ax.get_xaxis_transform(), colors="0.4", linestyles=":",
+                  linewidths=0.8, label="utterance start")
 
 
 def _draw_waveform(ax: Axes, samples: np.ndarray, sample_rate: int, t0: float = 0.0) -> None:
