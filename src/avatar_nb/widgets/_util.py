@@ -48,9 +48,22 @@ class Throttle:
         self.fn()
 
 
+# Pixel margins of the views' figures. Fixed (not the constrained layout) so that the
+# waveform and the channel panels of a TimelineView, drawn as separate images of the
+# same width, put their time axes at the same pixels.
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 82, 12, 8, 44
+
+
 def new_figure(width_px: int, height_px: int, dpi: int = 100) -> Figure:
-    fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi, layout="constrained")
+    fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
     FigureCanvasAgg(fig)
+    fig.subplots_adjust(
+        left=MARGIN_LEFT / width_px,
+        right=1 - MARGIN_RIGHT / width_px,
+        top=1 - MARGIN_TOP / height_px,
+        bottom=MARGIN_BOTTOM / height_px,
+        hspace=0.12,
+    )
     return fig
 
 

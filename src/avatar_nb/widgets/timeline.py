@@ -37,22 +37,24 @@ class TimelineView(w.VBox):
         self.media_time = np.asarray(timeline.media_time)
         n = timeline.n_keyframes
         end = float(self.media_time[-1]) + 1.0 / timeline.fps
+        side_width = 230
+        plot_width = width - side_width  # waveform and channels share this width and their time axis
         self.waveform = (
-            WaveformView(timeline, width=width, max_fps=max_fps)
+            WaveformView(timeline, width=plot_width, max_fps=max_fps)
             if timeline.audio is not None and timeline.sample_rate
             else None
         )
-        self.channels_image = w.Image(format="png", layout=w.Layout(width=f"{width}px"))
+        self.channels_image = w.Image(format="png", layout=w.Layout(width=f"{plot_width}px"))
         self.face = w.HTML(plots.face_svg(timeline.keyframes[0]))
         self.readout = w.HTML()
         self.play = w.Play(value=0, min=0, max=n - 1, step=1, interval=max(1, int(1000 / timeline.fps)))
         self.slider = w.IntSlider(value=0, min=0, max=n - 1, description="keyframe", continuous_update=True,
-                                  layout=w.Layout(width=f"{width - 260}px"))
+                                  layout=w.Layout(width=f"{plot_width - 140}px"))
         self.play_link = w.jslink((self.play, "value"), (self.slider, "value"))
         self.player = (
             AudioPlayer(timeline.audio, int(timeline.sample_rate)) if timeline.audio is not None and timeline.sample_rate else None
         )
-        self._fig = new_figure(width, 420)
+        self._fig = new_figure(plot_width, 420)
         self._axes = self._fig.subplots(4, 1, sharex=True, gridspec_kw={"height_ratios": [1, 1, 1, 1.5]})
         self._lines: list[Any] = []
         self._drawn_window: tuple[float, float] | None = None
@@ -61,10 +63,11 @@ class TimelineView(w.VBox):
         self._throttle = Throttle(self._render_channels, 1.0 / max_fps)
 
         controls = w.HBox([self.play, self.slider])
-        side = w.VBox([self.face, self.readout], layout=w.Layout(width="220px"))
-        rows: list[w.Widget] = [w.HBox([w.VBox([controls, self.channels_image]), side])]
+        side = w.VBox([self.face, self.readout], layout=w.Layout(width=f"{side_width}px", padding="0 0 0 10px"))
+        plots_column = [controls, self.channels_image]
         if self.waveform is not None:
-            rows.insert(0, self.waveform)
+            plots_column.insert(0, self.waveform)
+        rows: list[w.Widget] = [w.HBox([w.VBox(plots_column), side])]
         if self.player is not None:
             rows.append(self.player)
         super().__init__(rows, **kwargs)
@@ -99,8 +102,8 @@ class TimelineView(w.VBox):
         late = float(tl.lateness[i]) * 1000.0
         self.readout.value = (
             f"<b>keyframe {i}</b> of {tl.n_keyframes}<br>media time {t:.2f} s<br>"
-            f"jaw {row[9]:.3f} rad, eyelids {row[18]:.2f} / {row[19]:.2f}<br>"
-            f"arrived {tl.arrival[i] * 1000:.0f} ms, lateness {late:.0f} ms"
+            f"jaw {row[9]:.3f} rad<br>eyelids {row[18]:.2f} / {row[19]:.2f}<br>"
+            f"arrived at {tl.arrival[i] * 1000:.0f} ms<br>lateness {late:.0f} ms"
         )
         if self.waveform is not None:
             self.waveform.playhead = t
