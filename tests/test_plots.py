@@ -166,4 +166,7 @@ def test_svg_views():
     tl = synthetic()
     live = plots.live_svg(tl, window=2.0)
     assert live.count("<polyline") == 3 and "lateness 80 ms" in live
+    # the last 2 s of 3.2 s, labelled every half second; the one-frame budget labelled in ms
+    assert ">1.5 s<" in live and ">3 s<" in live and ">1 s<" not in live
+    assert ">40<" in live
     assert "waiting for keyframes" in plots.live_svg(Timeline())

@@ -438,38 +438,83 @@ def _polyline(x: np.ndarray, y: np.ndarray, x0: float, x1: float, y0: float, y1:
     return f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="1.5"/>'
 
 
+def _nice_step(span: float, target: int) -> float:
+    """A 1/2/5 x 10^k step giving about ``target`` ticks over ``span``."""
+    raw = span / max(target, 1)
+    base = 10.0 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
+    return next((m * base for m in (1, 2, 5, 10) if m * base >= raw), 10 * base)
+
+
 def live_svg(timeline: Timeline, *, window: float = 8.0, width: int = 640, height: int = 220) -> str:
-    """The last ``window`` seconds of a run as SVG: jaw opening and eyelids over media time
-    (top), and per-keyframe lateness in ms (bottom), with the real-time frame budget."""
+    """The last ``window`` seconds of a run as SVG: jaw opening and eyelid closure over media
+    time (top lane), per-keyframe lateness in ms with the one-frame budget dashed (bottom
+    lane), a shared time axis in seconds. Built as markup from the Timeline's arrays (about
+    a third of a millisecond), so a live view can redraw it many times a second."""
     n = timeline.n_keyframes
-    top_h, bottom_h, gap = int(height * 0.55), int(height * 0.35), int(height * 0.1)
+    left, right, top, axis_h, gap = 44, 16, 16, 18, 22
+    lane_w = width - left - right
+    top_h = int((height - top - gap - axis_h) * 0.6)
+    bottom_h = height - top - gap - axis_h - top_h
+    bottom_y = top + top_h + gap
+    text = 'font-size="10" fill="#555" font-family="sans-serif"'
     body: list[str] = [f'<rect width="{width}" height="{height}" fill="white"/>']
-    if n:
-        mt = timeline.media_time
-        t1 = float(mt[-1]) + 1.0 / timeline.fps
-        t0 = max(0.0, t1 - window)
-        sel = mt >= t0
-        # at most one point per two pixels keeps the markup small for long windows
-        step = max(1, int(np.count_nonzero(sel) / (width / 2)))
-        idx = np.flatnonzero(sel)[::step]
-        x = mt[idx]
-        kf = timeline.keyframes
-        body.append(_polyline(x, kf[idx, 9], t0, t0 + window, 0.0, 0.35, width, top_h, "#c0392b"))
-        body.append(_polyline(x, kf[idx, 18] * 0.35, t0, t0 + window, 0.0, 0.35, width, top_h, "#e67e22"))
-        late = timeline.lateness[idx] * 1000.0
-        hi = max(200.0, float(late.max()) * 1.1 if late.size else 200.0)
-        lo = min(0.0, float(late.min()) * 1.1 if late.size else 0.0)
-        body.append(f'<g transform="translate(0,{top_h + gap})">')
-        budget = bottom_h - (1000.0 / timeline.fps - lo) / (hi - lo) * bottom_h
-        body.append(f'<line x1="0" x2="{width}" y1="{budget:.1f}" y2="{budget:.1f}" stroke="#999" stroke-dasharray="4 3"/>')
-        body.append(_polyline(x, late, t0, t0 + window, lo, hi, width, bottom_h, "#2c3e50"))
-        body.append(
-            f'<text x="4" y="12" font-size="11" fill="#2c3e50">lateness {late[-1]:.0f} ms '
-            f"(dashed: one frame, {1000.0 / timeline.fps:.0f} ms)</text></g>"
-        )
-        body.append(f'<text x="4" y="12" font-size="11" fill="#c0392b">jaw opening / eyelid, last {window:g} s</text>')
-    else:
-        body.append(f'<text x="{width / 2}" y="{height / 2}" font-size="13" text-anchor="middle" fill="#777">waiting for keyframes</text>')
+    if not n:
+        body.append(f'<text x="{width / 2}" y="{height / 2}" font-size="13" text-anchor="middle" fill="#777" '
+                    'font-family="sans-serif">waiting for keyframes</text>')
+        return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">' + "".join(body) + "</svg>"
+
+    mt = timeline.media_time
+    t1 = float(mt[-1]) + 1.0 / timeline.fps
+    t0 = max(0.0, t1 - window)
+    sel = mt >= t0
+    # at most one point per two pixels keeps the markup small for long windows
+    step = max(1, int(np.count_nonzero(sel) / (lane_w / 2)))
+    idx = np.flatnonzero(sel)[::step]
+    x = mt[idx]
+    kf = timeline.keyframes
+    late = timeline.lateness[idx] * 1000.0
+    budget_ms = 1000.0 / timeline.fps
+    jaw_hi = max(0.35, float(kf[idx, 9].max()) * 1.05)
+    hi = max(2.0 * budget_ms, float(late.max()) * 1.2)
+    lo = min(0.0, float(late.min()) * 1.2)
+
+    def ypos(value: float, v0: float, v1: float, y: int, h: int) -> float:
+        return y + h - (min(max(value, v0), v1) - v0) / (v1 - v0) * h
+
+    # lane frames, time grid and time labels
+    for y, h in ((top, top_h), (bottom_y, bottom_h)):
+        body.append(f'<rect x="{left}" y="{y}" width="{lane_w}" height="{h}" fill="none" stroke="#bbb"/>')
+    tick = _nice_step(window, 8)
+    for k in range(math.ceil(t0 / tick), math.floor((t0 + window) / tick) + 1):
+        tx = left + (k * tick - t0) / window * lane_w
+        body.append(f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{top}" y2="{bottom_y + bottom_h}" stroke="#eee"/>')
+        body.append(f'<text x="{tx:.1f}" y="{height - 4}" text-anchor="middle" {text}>{k * tick:g} s</text>')
+    # top lane: jaw opening (rad) and eyelid closure (0..1, drawn on the jaw scale)
+    for value in (0.0, 0.1, 0.2, 0.3):
+        if value <= jaw_hi:
+            ty = ypos(value, 0.0, jaw_hi, top, top_h)
+            body.append(f'<text x="{left - 4}" y="{ty + 3:.1f}" text-anchor="end" {text}>{value:g}</text>')
+    body.append(f'<g transform="translate({left},{top})">')
+    body.append(_polyline(x, kf[idx, 9], t0, t0 + window, 0.0, jaw_hi, lane_w, top_h, "#c0392b"))
+    body.append(_polyline(x, kf[idx, 18] * jaw_hi, t0, t0 + window, 0.0, jaw_hi, lane_w, top_h, "#e67e22"))
+    body.append("</g>")
+    body.append(f'<text x="{left}" y="{top - 4}" font-size="11" font-family="sans-serif">'
+                f'<tspan fill="#c0392b">jaw opening (rad)</tspan> <tspan fill="#e67e22">eyelid closure</tspan>'
+                f'<tspan fill="#555">, last {window:g} s</tspan></text>')
+    # bottom lane: lateness (ms) against the one-frame budget
+    labelled: list[float] = []
+    for value in (budget_ms, hi, lo):  # the budget first; a label closer than 10 px to one drawn is left out
+        ty = ypos(value, lo, hi, bottom_y, bottom_h)
+        if all(abs(ty - other) >= 10 for other in labelled):
+            labelled.append(ty)
+            body.append(f'<text x="{left - 4}" y="{ty + 3:.1f}" text-anchor="end" {text}>{value:.0f}</text>')
+    by = ypos(budget_ms, lo, hi, bottom_y, bottom_h)
+    body.append(f'<line x1="{left}" x2="{left + lane_w}" y1="{by:.1f}" y2="{by:.1f}" stroke="#999" stroke-dasharray="4 3"/>')
+    body.append(f'<g transform="translate({left},{bottom_y})">')
+    body.append(_polyline(x, late, t0, t0 + window, lo, hi, lane_w, bottom_h, "#2c3e50"))
+    body.append("</g>")
+    body.append(f'<text x="{left}" y="{bottom_y - 4}" font-size="11" fill="#2c3e50" font-family="sans-serif">'
+                f"lateness {late[-1]:.0f} ms (dashed: one frame, {budget_ms:.0f} ms)</text>")
     return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">' + "".join(body) + "</svg>"
 
 
