@@ -112,6 +112,9 @@ async def test_session_panel_runs_refreshes_and_interrupts():
     async with LocalService(latency_ms=40) as svc:
         panel = widgets.SessionPanel(speech_like(6.0, 16000), 16000, service=svc, refresh_hz=20)
         assert panel.start_button.description == "Start" and panel.stop_button.disabled
+        # live redraws while frames still stream (not only the final one after the run)
+        while_streaming = []
+        panel.live.observe(lambda _: while_streaming.append(panel.timeline.complete is False), names="value")
         task = panel.start()
         with pytest.raises(RuntimeError, match="already running"):
             panel.start()
@@ -124,7 +127,7 @@ async def test_session_panel_runs_refreshes_and_interrupts():
         tl = await panel.wait()
         assert task.done() and tl is panel.timeline
         assert tl.complete and tl.n_keyframes < 150 and tl.req_ids == [req]
-        assert panel.refreshes > 5 and panel.refresh_rate > 5  # it kept redrawing while streaming
+        assert sum(while_streaming) >= 2 and panel.refresh_rate > 0  # it kept redrawing while streaming
         assert "done" in panel.status.value
         assert panel.stop_button.disabled and not panel.start_button.disabled
         # a second run starts a fresh timeline

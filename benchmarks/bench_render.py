@@ -1,0 +1,289 @@
+"""Rendering speed of avatar_nb.plots on hour-long data, and the live panel during a stream.
+
+    python benchmarks/bench_render.py [--quick] [--no-live]
+
+Static views (each figure drawn to an Agg canvas, draw time included, best of several
+repetitions because the machines are shared and noisy). Baseline, measured in the same
+run: the same figure layout with matplotlib plotting every sample or keyframe (path
+simplification on, as by default; ``agg.path.chunksize`` set so Agg accepts the long
+paths at all).
+- waveform: 1 hour of 16 kHz speech-like audio (57.6 M samples);
+- animation timeline: 1 hour at 25 fps (90,000 keyframes, E = 50): jaw, eyelids,
+  head rotation, expression heatmap;
+- frame timing: the same 90,000 keyframes' arrival, lateness and inter-arrival figure.
+Target: >= 10x.
+
+Live panel (in a real ipykernel driven by nbclient, so widget updates go through the
+kernel's comm channel as in Jupyter): a SessionPanel streaming speech at real-time pace
+(25 fps) against a LocalService in its own thread, alternated with the same stream
+through ``animate`` and no panel. Printed: redraws per second, time per redraw, and
+keyframe lateness (median, p99, and its growth over the run) with and without the panel.
+Reported, not a pass/fail threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from avatar_nb import plots, speech_like
+from avatar_nb.timeline import Timeline
+
+FPS = 25.0
+RATE = 16000
+
+
+def best(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def row(name: str, ours: float, base: float, target: float = 10.0) -> None:
+    ratio = base / ours
+    mark = "ok" if ratio >= target else "BELOW TARGET"
+    print(f"{name:28s} avatar_nb {ours * 1000:9.1f} ms   every point {base * 1000:10.1f} ms   "
+          f"ratio {ratio:7.1f}x  (target {target:g}x: {mark})")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def hour_of_audio(seconds: float) -> np.ndarray:
+    """Speech-like int16 audio: a 30 s generated clip repeated (generation is not measured)."""
+    clip = (speech_like(30.0, RATE, seed=7) * 32767).astype(np.int16)
+    reps = int(np.ceil(seconds * RATE / clip.size))
+    return np.tile(clip, reps)[: int(seconds * RATE)]
+
+
+def long_timeline(seconds: float, n_expression: int = 50) -> Timeline:
+    """``seconds`` of 25 fps keyframes in 1 s messages, 60 s utterances, jittery arrival."""
+    n = int(seconds * FPS)
+    rng = np.random.default_rng(3)
+    t = np.arange(n) / FPS
+    kf = np.zeros((n, 20 + n_expression), np.float32)
+    kf[:, 9] = np.clip(0.15 + 0.12 * np.sin(t * 7.0) * np.sin(t * 0.9), 0, None)  # jaw
+    blink = (np.sin(t * 1.3) > 0.995).astype(np.float32)
+    kf[:, 18] = kf[:, 19] = 0.05 + 0.95 * blink
+    kf[:, 3:6] = 0.05 * np.sin(t[:, None] * np.array([0.31, 0.17, 0.23]))
+    kf[:, 20:] = np.sin(t[:, None] * (0.5 + rng.random(n_expression)))
+    tl = Timeline(FPS)
+    per_msg, per_utt = int(FPS), int(60 * FPS)
+    for start in range(0, n, per_msg):
+        req = f"r{start // per_utt}"
+        end = min(n, start + per_msg)
+        if start % per_utt == 0:
+            tl.add_audio_chunk(req, start / FPS, RATE * 60)
+        arrival = end / FPS + 0.08 + 0.02 * rng.random()
+        tl.add_animation(kf[start:end], req_id=req, arrival=arrival, end=end % per_utt == 0 or end == n)
+    return tl
+
+
+# ----------------------------------------------------------------------------- drawing
+
+
+def draw(fig: Figure) -> None:
+    fig.canvas.draw()
+
+
+def baseline_figure(rows: int, cols: int = 1, *, width: float = 11.0, height: float = 8.0) -> tuple[Figure, np.ndarray]:
+    # fixed margins, as avatar_nb's long-data figures use: the comparison is about the data
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.95, bottom=0.07)
+    axes = fig.subplots(rows, cols, sharex=cols == 1, squeeze=False)
+    return fig, axes.ravel()
+
+
+def naive_waveform(samples: np.ndarray) -> None:
+    fig, (ax,) = baseline_figure(1, height=2.6, width=10.0)
+    ax.plot(np.arange(samples.size) / RATE, samples / 32768.0, linewidth=0.5)
+    ax.set_xlabel("time (s)")
+    draw(fig)
+
+
+def naive_timeline(tl: Timeline) -> None:
+    fig, (jaw, lids, head, expr) = baseline_figure(4, height=6.8)
+    t = tl.media_time
+    jaw.plot(t, tl.jaw_open)
+    lids.plot(t, tl.eyelid_left)
+    lids.plot(t, tl.eyelid_right)
+    for name in ("head_pitch", "head_yaw", "head_roll"):
+        head.plot(t, tl[name])
+    expr.imshow(tl.expression.T, aspect="auto", origin="lower", extent=(t[0], t[-1], 0, tl.n_expression),
+                cmap="RdBu_r", interpolation="nearest")
+    for ax in (jaw, lids, head, expr):  # utterance boundaries drawn as avatar_nb draws them
+        ax.vlines(tl.utterance_start[1:], 0, 1, transform=ax.get_xaxis_transform(), linestyles=":")
+    draw(fig)
+
+
+def naive_timing(tl: Timeline) -> None:
+    fig, (arr, late, hist) = baseline_figure(1, 3, height=3.6)
+    arr.plot(tl.media_time, tl.arrival)
+    arr.plot([0, tl.media_time[-1]], [0, tl.media_time[-1]], "--")
+    late.plot(tl.media_time, tl.lateness * 1000)
+    hist.hist(tl.inter_arrival * 1000, bins=60)
+    draw(fig)
+
+
+def static_views(args: argparse.Namespace) -> None:
+    import matplotlib
+
+    seconds = 600.0 if args.quick else 3600.0
+    repeat, base_repeat = (3, 1) if args.quick else (5, 2)
+    audio = hour_of_audio(seconds)
+    tl = long_timeline(seconds)
+    tl.keyframes, tl.media_time, tl.arrival  # materialise the cached arrays outside the timings
+    print(f"static views of {seconds / 60:g} min: {audio.size:,} samples, {tl.n_keyframes:,} keyframes "
+          f"(E = {tl.n_expression}); best of {repeat} (avatar_nb) / {base_repeat} (every point)")
+
+    def ours_waveform() -> None:
+        draw(plots.waveform(audio, RATE))
+
+    def ours_timeline() -> None:
+        draw(plots.animation_timeline(tl))
+
+    def ours_timing() -> None:
+        draw(plots.frame_timing(tl))
+
+    ours_waveform(), ours_timeline(), ours_timing()  # warm up (imports, font cache)
+    with matplotlib.rc_context({"agg.path.chunksize": 20000}):
+        row("waveform", best(ours_waveform, repeat), best(lambda: naive_waveform(audio), base_repeat))
+        row("animation timeline", best(ours_timeline, repeat), best(lambda: naive_timeline(tl), base_repeat))
+        row("frame timing", best(ours_timing, repeat), best(lambda: naive_timing(tl), base_repeat))
+
+    # the point of the decimation: the time to draw hardly depends on the length of the data
+    minute_audio, minute_tl = audio[: 60 * RATE], long_timeline(60.0)
+    minute_tl.keyframes, minute_tl.media_time
+    wave_minute = best(lambda: draw(plots.waveform(minute_audio, RATE)), repeat)
+    tl_minute = best(lambda: draw(plots.animation_timeline(minute_tl)), repeat)
+    print(f"{'avatar_nb, 1 min of data':28s} waveform {wave_minute * 1000:7.1f} ms   "
+          f"animation timeline {tl_minute * 1000:7.1f} ms   (compare with the {seconds / 60:g} min rows above)")
+
+    # what a live redraw costs: the panel's SVG against the same window as a matplotlib PNG
+    recent = long_timeline(60.0)
+    recent.keyframes, recent.lateness
+
+    def live_png() -> None:
+        fig = Figure(figsize=(7.0, 2.2), dpi=100, layout="constrained")
+        FigureCanvasAgg(fig)
+        top, bottom = fig.subplots(2, 1)
+        sel = recent.media_time >= recent.media_time[-1] - 8.0
+        top.plot(recent.media_time[sel], recent.jaw_open[sel])
+        top.plot(recent.media_time[sel], recent.eyelid_left[sel])
+        bottom.plot(recent.media_time[sel], recent.lateness[sel] * 1000)
+        plots.to_png(fig)
+
+    svg = best(lambda: plots.live_svg(recent, window=8.0, width=700), 20)
+    png = best(live_png, 5)
+    print(f"{'live redraw (8 s window)':28s} SVG {svg * 1000:9.2f} ms   matplotlib PNG {png * 1000:8.1f} ms   "
+          f"ratio {png / svg:7.1f}x")
+
+
+# ----------------------------------------------------------------------------- live panel
+
+_LIVE_CELLS = [
+    """
+import asyncio, json, time
+import numpy as np
+import avatar_nb as an
+from avatar_nb import widgets
+from IPython.display import display
+
+svc = an.LocalService(latency_ms=80).start()
+clip = an.speech_like({duration}, 16000, seed=11)
+
+def lateness_stats(tl):
+    late = tl.lateness * 1000.0
+    slope = np.polyfit(tl.media_time, late, 1)[0] if late.size > 2 else float('nan')
+    return dict(keyframes=int(tl.n_keyframes), median=float(np.median(late)),
+                p99=float(np.percentile(late, 99)), max=float(late.max()), growth_ms_per_s=float(slope),
+                complete=bool(tl.complete))
+""",
+    """
+results = []
+for rep in range({repeat}):
+    for mode in ("panel", "none") if rep % 2 == 0 else ("none", "panel"):
+        if mode == "none":
+            tl = await an.animate(clip, 16000, service=svc, chunk_ms=40, realtime=True)
+            results.append(dict(mode=mode, **lateness_stats(tl)))
+        else:
+            panel = widgets.SessionPanel(clip, 16000, service=svc, chunk_ms=40, realtime=True)
+            display(panel)
+            render, spent = panel._render, []
+            def timed(render=render, spent=spent):
+                t = time.perf_counter(); render(); spent.append(time.perf_counter() - t)
+            panel._render = timed
+            tl = await panel.start()
+            results.append(dict(mode=mode, refresh_hz=panel.refresh_rate, refreshes=panel.refreshes,
+                                render_ms=1000 * float(np.mean(spent)), render_max_ms=1000 * float(np.max(spent)),
+                                **lateness_stats(tl)))
+svc.stop()
+print("RESULTS " + json.dumps(results))
+""",
+]
+
+
+def live_panel(args: argparse.Namespace) -> None:
+    import os
+    import sys
+    import tempfile
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    duration, repeat = (6.0, 2) if args.quick else (20.0, 4)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c.format(duration=duration, repeat=repeat)) for c in _LIVE_CELLS]
+    with tempfile.TemporaryDirectory() as root:
+        spec = os.path.join(root, "kernels", "avatar-nb-bench")
+        os.makedirs(spec)
+        with open(os.path.join(spec, "kernel.json"), "w") as f:
+            json.dump({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                       "display_name": "avatar_nb bench", "language": "python"}, f)
+        os.environ["JUPYTER_PATH"] = root
+        os.environ["MPLBACKEND"] = "agg"
+        NotebookClient(nb, kernel_name="avatar-nb-bench", timeout=600, resources={"metadata": {"path": root}}).execute()
+    text = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
+    results = json.loads(text.split("RESULTS ", 1)[1])
+    print(f"\nlive panel in an ipykernel: {duration:g} s of speech at real-time pace, 40 ms chunks, 25 fps, "
+          f"{repeat} runs each way (alternating)")
+    for mode in ("none", "panel"):
+        runs = [r for r in results if r["mode"] == mode]
+        med = np.median([r["median"] for r in runs])
+        p99 = np.median([r["p99"] for r in runs])
+        worst = max(r["max"] for r in runs)
+        growth = np.median([r["growth_ms_per_s"] for r in runs])
+        line = (f"  {'with panel' if mode == 'panel' else 'no panel':11s} lateness median {med:6.1f} ms  p99 {p99:6.1f} ms  "
+                f"max {worst:6.1f} ms  growth {growth:+.2f} ms per s of audio")
+        if mode == "panel":
+            hz = [r["refresh_hz"] for r in runs]
+            line += (f"\n  {'':11s} redraws {min(hz):.1f}-{max(hz):.1f} per second (target >= 10), "
+                     f"{np.mean([r['render_ms'] for r in runs]):.2f} ms per redraw (max "
+                     f"{max(r['render_max_ms'] for r in runs):.1f} ms)")
+        print(line)
+    if not all(r["complete"] for r in results):
+        print("  WARNING: a run did not complete")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10 minutes instead of an hour; short live runs")
+    parser.add_argument("--no-live", action="store_true", help="skip the live panel measurement")
+    args = parser.parse_args()
+    static_views(args)
+    if not args.no_live:
+        live_panel(args)
+
+
+if __name__ == "__main__":
+    main()
