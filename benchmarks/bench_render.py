@@ -8,8 +8,9 @@ run: the same figure layout with matplotlib plotting every sample or keyframe (p
 simplification on, as by default; ``agg.path.chunksize`` set so Agg accepts the long
 paths at all).
 - waveform: 1 hour of 16 kHz speech-like audio (57.6 M samples);
-- animation timeline: 1 hour at 25 fps (90,000 keyframes, E = 50): jaw, eyelids,
-  head rotation, expression heatmap;
+- animation timeline: 1 hour at 25 fps (90,000 keyframes, E = 50; the local service's
+  animator output for a minute of speech, repeated): jaw, eyelids, head rotation,
+  expression heatmap;
 - frame timing: the same 90,000 keyframes' arrival, lateness and inter-arrival figure.
 Target: >= 10x.
 
@@ -65,24 +66,33 @@ def hour_of_audio(seconds: float) -> np.ndarray:
     return np.tile(clip, reps)[: int(seconds * RATE)]
 
 
-def long_timeline(seconds: float, n_expression: int = 50) -> Timeline:
-    """``seconds`` of 25 fps keyframes in 1 s messages, 60 s utterances, jittery arrival."""
+_MINUTE: np.ndarray | None = None
+
+
+def animated_minute() -> np.ndarray:
+    """Keyframes the local service's animator makes from 60 s of speech-like audio (E = 50)."""
+    global _MINUTE
+    if _MINUTE is None:
+        from avatar_nb import animate_sync
+
+        _MINUTE = animate_sync(speech_like(60.0, RATE, seed=7), RATE, realtime=False).keyframes
+    return _MINUTE
+
+
+def long_timeline(seconds: float) -> Timeline:
+    """``seconds`` of 25 fps keyframes: the animator's minute of speech repeated, one
+    utterance a minute, in 1 s messages arriving 80-100 ms after their media time."""
+    minute = animated_minute()
     n = int(seconds * FPS)
+    kf = np.tile(minute, (int(np.ceil(n / minute.shape[0])), 1))[:n]
     rng = np.random.default_rng(3)
-    t = np.arange(n) / FPS
-    kf = np.zeros((n, 20 + n_expression), np.float32)
-    kf[:, 9] = np.clip(0.15 + 0.12 * np.sin(t * 7.0) * np.sin(t * 0.9), 0, None)  # jaw
-    blink = (np.sin(t * 1.3) > 0.995).astype(np.float32)
-    kf[:, 18] = kf[:, 19] = 0.05 + 0.95 * blink
-    kf[:, 3:6] = 0.05 * np.sin(t[:, None] * np.array([0.31, 0.17, 0.23]))
-    kf[:, 20:] = np.sin(t[:, None] * (0.5 + rng.random(n_expression)))
     tl = Timeline(FPS)
-    per_msg, per_utt = int(FPS), int(60 * FPS)
+    per_msg, per_utt = int(FPS), minute.shape[0]
     for start in range(0, n, per_msg):
         req = f"r{start // per_utt}"
         end = min(n, start + per_msg)
         if start % per_utt == 0:
-            tl.add_audio_chunk(req, start / FPS, RATE * 60)
+            tl.add_audio_chunk(req, start / FPS, int(RATE * min(per_utt, n - start) / FPS))
         arrival = end / FPS + 0.08 + 0.02 * rng.random()
         tl.add_animation(kf[start:end], req_id=req, arrival=arrival, end=end % per_utt == 0 or end == n)
     return tl

@@ -257,7 +257,9 @@ def _timing_text(tl: Timeline) -> str:
 def frame_timing(timeline: Timeline, *, width: float = 11.0) -> Figure:
     """When keyframes arrived: arrival against media time (with the real-time line),
     lateness per keyframe, and the inter-arrival histogram; headline figures in the title."""
-    fig = _figure(width, 3.6)
+    fig = _figure(width, 3.6, constrained=False)  # fixed margins: the layout engine costs a third
+    _margins(fig, left=0.75, top=0.4)
+    fig.subplots_adjust(wspace=0.3)
     axes = fig.subplots(1, 3)
     _draw_timing(axes, timeline)
     fig.suptitle(f"frame timing: {_timing_text(timeline)}")
