@@ -33,5 +33,11 @@ proto: $(STAMP)
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# notebook 01 in JupyterLab in headless Chromium, screenshots in build/browser-check
+# (needs Debian's chromium: apt-get install -y chromium; not part of `make test`)
+browser-check: $(STAMP)
+	$(PY) -m pip install -e '.[browser]'
+	$(PY) tools/browser_check.py --out build/browser-check
+
 clean:
 	rm -rf build src/avatar_nb/_pcm.c src/avatar_nb/_pcm*.so
