@@ -315,7 +315,7 @@ def decode(reply: bytes) -> _pcm.DecodedMessage:
     [
         (pb.Message(type=3).SerializeToString(), "expected ClientConfigureSession message", 0),
         ("hi", "unexpected message type: text frame", 0),
-        (b"\xff", "failed to unmarshal message", 0),
+        (b"\xff", "failed to unmarshal initial message", 0),
     ],
 )
 def test_server_handshake_violations_close(first, message, code):

@@ -799,7 +799,9 @@ class ServerConnection:
             msg = _pcm.decode_message(data)
         except ValueError as exc:
             return self._violation(
-                0 if handshake else 3, f"failed to unmarshal message: {exc}", close=handshake
+                0 if handshake else 3,
+                f"failed to unmarshal {'initial ' if handshake else ''}message: {exc}",
+                close=handshake,
             )
 
         if handshake:
