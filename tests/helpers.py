@@ -8,12 +8,15 @@ under test elsewhere.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 
 import aiohttp
 import numpy as np
 import pytest
 import websockets
+from aiohttp import web
 from websockets.exceptions import InvalidStatus
 
 from avatar_nb import _pcm
@@ -91,3 +94,15 @@ async def stream(ws, pcm: bytes, req_id: str, chunk: int = 1280, end: bool = Tru
     """Send ``pcm`` as ClientAudioInput chunks of ``chunk`` bytes, as fast as possible."""
     for message in _pcm.encode_audio_messages(pcm, req_id, chunk, end=end):
         await ws.send(message)
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    """Run ``app`` on a free loopback port for the block; yield its base URL."""
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()

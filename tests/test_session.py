@@ -24,7 +24,7 @@ from avatar_nb import (
 from avatar_nb.audio import speech_like
 from avatar_nb.protocol import build_confirm_session, build_server_error
 
-from .helpers import expected_frames
+from .helpers import expected_frames, serve_app
 
 
 class Callbacks:
@@ -195,11 +195,7 @@ async def test_token_request_shape_and_default_expiry():
 
     app = web.Application()
     app.router.add_post("/v1/console/session-tokens", token)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve_app(app) as base:
         options = dict(api_key="sk-k", app_id="a", avatar_id="v", ingress_endpoint_url=base + "/x")
         session = new_avatar_session(console_endpoint_url=base + "/v1/console/", **options)
         before = time.time()
@@ -214,8 +210,6 @@ async def test_token_request_shape_and_default_expiry():
         expire = datetime(2031, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
         await new_avatar_session(console_endpoint_url=base + "/v1/console", expire_at=expire, **options).init()
         assert seen[1][2] == {"expireAt": int(expire.timestamp())}
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize(
@@ -234,11 +228,7 @@ async def test_token_endpoint_error_shapes(status, errors, code):
 
     app = web.Application()
     app.router.add_post("/v1/console/session-tokens", token)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve_app(app) as base:
         session = new_avatar_session(
             api_key="sk-never-shown", app_id="a", avatar_id="v",
             console_endpoint_url=base + "/v1/console", ingress_endpoint_url=base + "/x",
@@ -251,8 +241,6 @@ async def test_token_endpoint_error_shapes(status, errors, code):
         assert err.server_code == first.get("code", first.get("id"))
         assert err.server_detail == first.get("detail", first.get("message"))
         assert err.server_detail in str(err) and "sk-never-shown" not in str(err) + repr(err)
-    finally:
-        await runner.cleanup()
 
 
 async def test_token_request_times_out():
@@ -264,23 +252,18 @@ async def test_token_request_times_out():
 
     app = web.Application()
     app.router.add_post("/v1/console/session-tokens", hang)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        session = new_avatar_session(
-            api_key="k", app_id="a", avatar_id="v", token_timeout=0.2,
-            console_endpoint_url=f"http://127.0.0.1:{port}/v1/console",
-            ingress_endpoint_url=f"http://127.0.0.1:{port}/v2/driveningress",
-        )
-        with pytest.raises(SessionTokenError, match="timed out after 0.2 s") as info:
-            await session.init()
-        assert info.value.code is AvatarSDKErrorCode.connectionFailed and info.value.retryable
-    finally:
-        never.set()
-        await runner.cleanup()
+    async with serve_app(app) as base:
+        try:
+            session = new_avatar_session(
+                api_key="k", app_id="a", avatar_id="v", token_timeout=0.2,
+                console_endpoint_url=base + "/v1/console",
+                ingress_endpoint_url=base + "/v2/driveningress",
+            )
+            with pytest.raises(SessionTokenError, match="timed out after 0.2 s") as info:
+                await session.init()
+            assert info.value.code is AvatarSDKErrorCode.connectionFailed and info.value.retryable
+        finally:
+            never.set()
 
 
 async def test_console_unreachable():
@@ -448,12 +431,7 @@ async def test_garbage_from_the_server_is_reported_and_reading_goes_on():
     app = web.Application()
     app.router.add_post("/v1/console/session-tokens", token)
     app.router.add_get("/v2/driveningress/websocket", ingress)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve_app(app) as base:
         cb = Callbacks()
         session = new_avatar_session(
             api_key="k", app_id="a", avatar_id="v", console_endpoint_url=base + "/v1/console",
@@ -469,8 +447,6 @@ async def test_garbage_from_the_server_is_reported_and_reading_goes_on():
         assert session.timeline.n_keyframes == 2  # the good message after the garbage arrived
         await session.close()
         assert cb.closes == 1
-    finally:
-        await runner.cleanup()
 
 
 # ----------------------------------------------------------------------------- secrets and callbacks
