@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum, IntEnum
 from typing import Any, Union
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -222,9 +222,6 @@ def build_audio(req_id: str, audio: bytes, end: bool) -> bytes:
 # --------------------------------------------------------------------------- validation
 
 
-BytesLike = Union[bytes, bytearray, memoryview]
-
-
 def validate_pcm_chunk(audio: Any) -> bytes:
     """Check one chunk of s16le PCM and return it as ``bytes``.
 
@@ -374,6 +371,11 @@ def error_details(body: str | bytes | None) -> dict[str, str | None]:
     return {"status": None, "code": None, "title": None, "detail": None}
 
 
+def _details_text(details: dict[str, str | None]) -> str:
+    """``title - detail`` of an error, or its code, for messages."""
+    return " - ".join(p for p in (details["title"], details["detail"]) if p) or details["code"] or ""
+
+
 def parse_token_response(status: int, body: str) -> str:
     """The session token from the console's answer, or a :class:`SessionTokenError`.
 
@@ -388,26 +390,24 @@ def parse_token_response(status: int, body: str) -> str:
         effective = status
         if status == 200 and details["status"] and details["status"].isdigit():
             effective = int(details["status"])
-        text = " - ".join(p for p in (details["title"], details["detail"]) if p) or details["code"] or ""
+        text = _details_text(details)
         message = f"session token request failed (HTTP {effective})"
         if text:
             message += f": {text}"
-        return _raise(
-            SessionTokenError(
-                message,
-                code=classify_error(
-                    phase="session_token",
-                    http_status=effective,
-                    server_code=details["code"],
-                    title=details["title"],
-                    detail=details["detail"],
-                ),
+        raise SessionTokenError(
+            message,
+            code=classify_error(
+                phase="session_token",
                 http_status=effective,
                 server_code=details["code"],
-                server_title=details["title"],
-                server_detail=details["detail"],
-                raw_body=body[:2000] if body else None,
-            )
+                title=details["title"],
+                detail=details["detail"],
+            ),
+            http_status=effective,
+            server_code=details["code"],
+            server_title=details["title"],
+            server_detail=details["detail"],
+            raw_body=body[:2000] if body else None,
         )
     if not isinstance(data, dict):
         raise SessionTokenError(
@@ -426,10 +426,6 @@ def parse_token_response(status: int, body: str) -> str:
     return token
 
 
-def _raise(exc: Exception) -> Any:
-    raise exc
-
-
 def upgrade_refusal_error(status: int, body: str | bytes | None) -> AvatarSDKError:
     """The error for a WebSocket upgrade refused with HTTP ``status`` and ``body``."""
     details = error_details(body)
@@ -440,7 +436,7 @@ def upgrade_refusal_error(status: int, body: str | bytes | None) -> AvatarSDKErr
         title=details["title"],
         detail=details["detail"],
     )
-    text = " - ".join(p for p in (details["title"], details["detail"]) if p) or details["code"] or ""
+    text = _details_text(details)
     message = f"WebSocket upgrade refused (HTTP {status})" + (f": {text}" if text else "")
     raw = _text(body)
     return AvatarSDKError(
