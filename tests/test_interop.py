@@ -68,7 +68,9 @@ class Received:
         self.closed += 1
 
 
-def _avatarkit_session(svc: LocalService, got: Received, **overrides):
+def _official_kwargs(svc: LocalService, got: Received, overrides: dict) -> dict:
+    """What both official clients take: credentials, both endpoints (spatialreal strips
+    /v1/console and posts to /v1/auth/session-token), expiry and callbacks."""
     kwargs = dict(
         api_key=svc.api_key,
         app_id=svc.app_id,
@@ -81,23 +83,15 @@ def _avatarkit_session(svc: LocalService, got: Received, **overrides):
         on_close=got.close,
     )
     kwargs.update(overrides)
-    return avatarkit.new_avatar_session(**kwargs)
+    return kwargs
+
+
+def _avatarkit_session(svc: LocalService, got: Received, **overrides):
+    return avatarkit.new_avatar_session(**_official_kwargs(svc, got, overrides))
 
 
 def _spatialreal_session(svc: LocalService, got: Received, **overrides):
-    kwargs = dict(
-        api_key=svc.api_key,
-        app_id=svc.app_id,
-        avatar_id=svc.avatar_id,
-        console_endpoint_url=svc.console_url,  # spatialreal strips /v1/console, posts to /v1/auth/session-token
-        ingress_endpoint_url=svc.ingress_url,
-        expire_at=_expiry(),
-        transport_frames=got.frame,
-        on_error=got.error,
-        on_close=got.close,
-    )
-    kwargs.update(overrides)
-    return spatialreal.new_avatar_session(**kwargs)
+    return spatialreal.new_avatar_session(**_official_kwargs(svc, got, overrides))
 
 
 FACTORIES = {"avatarkit": _avatarkit_session, "spatialreal": _spatialreal_session}

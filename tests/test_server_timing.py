@@ -15,34 +15,6 @@ from avatar_nb.server.pacing import Pacer
 from .helpers import handshake, open_raw
 
 
-async def test_realtime_keyframes_are_never_early(realtime_service, speech_pcm):
-    """A keyframe leaves no sooner than the service latency after its audio arrived."""
-    ws = await open_raw(realtime_service)
-    await handshake(ws)
-    loop = asyncio.get_running_loop()
-    sent: list[float] = []
-    arrivals: list[tuple[float, int]] = []
-
-    async def receive():
-        while True:
-            msg = _pcm.decode_message(await ws.recv())
-            arrivals.append((loop.time(), msg.keyframes.shape[0]))
-            if msg.end:
-                return
-
-    reader = asyncio.create_task(receive())
-    for message in _pcm.encode_audio_messages(speech_pcm[:32000], "rt", 1280):
-        sent.append(loop.time())
-        await ws.send(message)
-        await asyncio.sleep(0.04)
-    await asyncio.wait_for(reader, 10)
-    await ws.close()
-    # chunk i completes keyframe i: it cannot arrive before chunk i was sent + 80 ms
-    keyframe_arrival = np.repeat([t for t, _ in arrivals], [n for _, n in arrivals])
-    assert keyframe_arrival.shape[0] == 25
-    assert np.all(keyframe_arrival - np.array(sent[:25]) >= 0.080 - 0.002)
-
-
 async def _paced_run(svc, pcm: bytes, chunk_bytes: int = 1280) -> tuple[np.ndarray, np.ndarray]:
     """Stream ``pcm`` in real time; (send time of each chunk, arrival time of each keyframe)."""
     ws = await open_raw(svc)
@@ -66,6 +38,14 @@ async def _paced_run(svc, pcm: bytes, chunk_bytes: int = 1280) -> tuple[np.ndarr
     await asyncio.wait_for(reader, 10)
     await ws.close()
     return np.array(sent), np.repeat([t for t, _ in arrivals], [n for _, n in arrivals])
+
+
+async def test_realtime_keyframes_are_never_early(realtime_service, speech_pcm):
+    """A keyframe leaves no sooner than the service latency after its audio arrived."""
+    sent, keyframe_arrival = await _paced_run(realtime_service, speech_pcm[:32000])
+    # chunk i completes keyframe i: it cannot arrive before chunk i was sent + 80 ms
+    assert keyframe_arrival.shape[0] == 25
+    assert np.all(keyframe_arrival - sent[:25] >= 0.080 - 0.002)
 
 
 async def test_jittered_keyframes_are_never_early_and_stay_in_order(speech_pcm):
