@@ -18,6 +18,7 @@ __all__ = [
     "AvatarSDKErrorCode",
     "CloseCode",
     "InvalidStateError",
+    "ServerErrorCode",
     "SessionTokenError",
     "classify_error",
     "error_code_for_close_code",
@@ -62,6 +63,22 @@ class CloseCode(IntEnum):
     CONCURRENCY_LIMIT = 4003
     AUTH_FAILED = 4010
     UPSTREAM_UNAVAILABLE = 4503
+
+
+class ServerErrorCode(IntEnum):
+    """``ServerError.code`` values the service sends (see docs/protocol.md, "Errors").
+
+    ``OK`` (0) carries a descriptive message that clients classify by its phrases;
+    the gRPC-style codes come first in the official clients' classification (3 is
+    invalidRequest before any text is read), so a phrase-classified error uses 0.
+    """
+
+    OK = 0
+    INVALID_ARGUMENT = 3
+    UNAVAILABLE = 14
+    UNAUTHENTICATED = 16
+    CREDITS_EXHAUSTED = 4001
+    SESSION_DURATION_EXCEEDED = 4002
 
 
 _CLOSE_CODE_TO_ERROR = {

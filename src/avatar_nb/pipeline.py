@@ -15,29 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .audio import prepare_audio
-from .config import config_from_kwargs
+from .endpoints import ENV_VARS, endpoints_from_env, open_service
 from .errors import AvatarSDKError, AvatarSDKErrorCode
-from .server import LocalService
 from .session import AvatarSession
 from .timeline import Timeline
 
-__all__ = ["AnimationTimeout", "ENV_VARS", "animate", "animate_sync", "endpoints_from_env"]
+if TYPE_CHECKING:
+    from .server import LocalService
 
-ENV_VARS = {
-    "console_endpoint_url": "AVATAR_NB_CONSOLE_URL",
-    "ingress_endpoint_url": "AVATAR_NB_INGRESS_URL",
-    "api_key": "AVATAR_NB_API_KEY",
-    "app_id": "AVATAR_NB_APP_ID",
-    "avatar_id": "AVATAR_NB_AVATAR_ID",
-}
-"""Session options that can come from the environment, and their variables."""
+__all__ = ["AnimationTimeout", "ENV_VARS", "animate", "animate_sync", "endpoints_from_env"]
 
 
 class AnimationTimeout(AvatarSDKError):
@@ -46,12 +38,6 @@ class AnimationTimeout(AvatarSDKError):
     def __init__(self, message: str, timeline: Timeline, req_id: str | None = None) -> None:
         super().__init__(AvatarSDKErrorCode.unknown, message, phase="websocket_runtime", req_id=req_id)
         self.timeline = timeline
-
-
-def endpoints_from_env(environ: Any = None) -> dict[str, str]:
-    """Session options found in ``AVATAR_NB_*`` environment variables (empty ones skipped)."""
-    environ = os.environ if environ is None else environ
-    return {key: environ[var] for key, var in ENV_VARS.items() if environ.get(var)}
 
 
 def _audio_pcm(audio: Any, sample_rate: int | None, target_rate: int) -> bytes:
@@ -86,19 +72,8 @@ async def animate(
     session_rate = int(target_rate)
     session_kwargs["sample_rate"] = session_rate
     pcm = _audio_pcm(audio, sample_rate, session_rate)
-    own_service: LocalService | None = None
-    from_env: dict[str, str] = {}
-    if service is not None:
-        options = service.session_kwargs(**session_kwargs)
-    else:
-        from_env = endpoints_from_env()
-        options = {**from_env, **session_kwargs}
-        if not options.get("console_endpoint_url") and not options.get("ingress_endpoint_url"):
-            own_service = LocalService(realtime=realtime)
-            await own_service.__aenter__()
-            options = own_service.session_kwargs(**session_kwargs)
-    try:
-        session = AvatarSession(_config(options, from_env), timeline=timeline)
+    async with open_service(service, local_options={"realtime": realtime}, **session_kwargs) as handle:
+        session = AvatarSession(handle.config(), timeline=timeline)
         tl = session.timeline
         tl.audio = np.frombuffer(pcm, dtype="<i2").copy()
         tl.meta.update(
@@ -106,7 +81,7 @@ async def animate(
                 "chunk_ms": chunk_ms,
                 "realtime": realtime,
                 "sample_rate": session.config.sample_rate,
-                "service": "local" if (service or own_service) else options.get("ingress_endpoint_url", ""),
+                "service": handle.label,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
         )
@@ -130,22 +105,6 @@ async def animate(
                 exc.timeline = tl
             raise
         return tl
-    finally:
-        if own_service is not None:
-            await own_service.__aexit__(None, None, None)
-
-
-def _config(options: dict[str, Any], from_env: dict[str, str]) -> Any:
-    try:
-        return config_from_kwargs(options)
-    except ValueError as exc:
-        if not from_env:
-            raise
-        # say where the half-configured endpoint came from, and how to complete it
-        missing = [f"{ENV_VARS[k]} ({k})" for k in ENV_VARS if not options.get(k)]
-        hint = f"; set {', '.join(missing)}" if missing else ""
-        found = ", ".join(ENV_VARS[k] for k in from_env)
-        raise ValueError(f"{exc} (endpoints taken from the environment: {found}{hint})") from None
 
 
 def animate_sync(audio: Any, sample_rate: int | None = None, **kwargs: Any) -> Timeline:
