@@ -1,112 +1,135 @@
 """avatar_nb: stream speech to an avatar service, get FLAME animation back, study it in a notebook.
 
-The public API is re-exported here; see the README for a tour.
+The public API is re-exported here; see the README for a tour. ``import avatar_nb``
+loads the compiled core, numpy and the small pure modules only: the session (aiohttp,
+websockets), the local service, matplotlib and ipywidgets load when first used.
 """
 
 from __future__ import annotations
 
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
 try:
     from . import _pcm
-except ImportError as exc:  # pragma: no cover - only on a broken install
+except ImportError as _exc:  # pragma: no cover - only on a broken install
     raise ImportError(
         "avatar_nb's compiled core avatar_nb._pcm is missing or does not load "
-        f"({exc}). Build it with `pip install .` (or `pip install -e .` in a checkout, "
+        f"({_exc}). Build it with `pip install .` (or `pip install -e .` in a checkout, "
         "or `python setup.py build_ext --inplace`); it needs a C compiler, Cython 3 and numpy."
-    ) from exc
-
-from ._pcm import (
-    DecodedMessage,
-    decode_animation,
-    decode_animation_batch,
-    decode_message,
-    encode_animation,
-    encode_animation_message,
-    encode_audio_messages,
-    frame_features,
-    from_s16le,
-    peak_envelope,
-    to_s16le,
-)
-from .pipeline import AnimationTimeout, animate, animate_sync
-from .audio import AudioFormatError, load_wav, prepare_audio, speech_like, write_wav
-from .config import (
-    AgoraEgressConfig,
-    AudioFormat,
-    LiveKitEgressConfig,
-    SessionConfig,
-    SessionConfigBuilder,
-)
-from .errors import (
-    AvatarSDKError,
-    AvatarSDKErrorCode,
-    CloseCode,
-    InvalidStateError,
-    SessionTokenError,
-)
-from .logid import generate_log_id
-from .protocol import DEFAULT_FPS, SUPPORTED_SAMPLE_RATES
-from .server import LocalService
-from .session import AvatarSession, new_avatar_session
-from .timeline import Timeline
+    ) from _exc
 
 __version__ = "0.1.0"
 
+# public name -> module that defines it; each loads on first access (PEP 562)
+_EXPORTS: dict[str, str] = {
+    # compiled core
+    "DecodedMessage": "._pcm",
+    "decode_animation": "._pcm",
+    "decode_animation_batch": "._pcm",
+    "decode_message": "._pcm",
+    "encode_animation": "._pcm",
+    "encode_animation_message": "._pcm",
+    "encode_audio_messages": "._pcm",
+    "frame_features": "._pcm",
+    "from_s16le": "._pcm",
+    "peak_envelope": "._pcm",
+    "to_s16le": "._pcm",
+    # audio in
+    "AudioFormatError": ".audio",
+    "load_wav": ".audio",
+    "prepare_audio": ".audio",
+    "speech_like": ".audio",
+    "write_wav": ".audio",
+    # configuration, errors, ids
+    "AgoraEgressConfig": ".config",
+    "AudioFormat": ".config",
+    "LiveKitEgressConfig": ".config",
+    "SessionConfig": ".config",
+    "SessionConfigBuilder": ".config",
+    "AvatarSDKError": ".errors",
+    "AvatarSDKErrorCode": ".errors",
+    "CloseCode": ".errors",
+    "InvalidStateError": ".errors",
+    "ServerErrorCode": ".errors",
+    "SessionTokenError": ".errors",
+    "generate_log_id": ".logid",
+    "DEFAULT_FPS": ".flame",
+    "SUPPORTED_SAMPLE_RATES": ".protocol",
+    # sessions and runs
+    "AvatarSession": ".session",
+    "new_avatar_session": ".session",
+    "AnimationTimeout": ".pipeline",
+    "animate": ".pipeline",
+    "animate_sync": ".pipeline",
+    "open_service": ".endpoints",
+    "Timeline": ".timeline",
+    "LocalService": ".server",
+}
 
-def __getattr__(name: str) -> object:
-    # matplotlib and ipywidgets load on first use: a script that only streams audio,
-    # or the command line's --help, should not pay for them
-    if name in ("plots", "widgets"):
-        import importlib
+_SUBMODULES = ("flame", "plots", "widgets")
 
-        return importlib.import_module(f".{name}", __name__)
+__all__ = sorted([*_EXPORTS, *_SUBMODULES, "show"])
+
+
+def __getattr__(name: str) -> _Any:
+    module = _EXPORTS.get(name)
+    if module is not None:
+        value = getattr(_importlib.import_module(module, __name__), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    if name in _SUBMODULES:
+        return _importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'avatar_nb' has no attribute {name!r}")
 
 
-def show(timeline: Timeline, **kwargs: object) -> object:
+def __dir__() -> list[str]:
+    return list(__all__)
+
+
+def show(timeline: _Any, **kwargs: _Any) -> _Any:
     """Everything about one Timeline in one widget (see :func:`avatar_nb.widgets.show`)."""
     from .widgets import show as _show
 
     return _show(timeline, **kwargs)
 
 
-__all__ = [
-    "plots",
-    "show",
-    "widgets",
-    "AnimationTimeout",
-    "AvatarSession",
-    "animate",
-    "animate_sync",
-    "new_avatar_session",
-    "AgoraEgressConfig",
-    "AudioFormat",
-    "AudioFormatError",
-    "AvatarSDKError",
-    "AvatarSDKErrorCode",
-    "CloseCode",
-    "DEFAULT_FPS",
-    "DecodedMessage",
-    "InvalidStateError",
-    "LiveKitEgressConfig",
-    "LocalService",
-    "SUPPORTED_SAMPLE_RATES",
-    "SessionConfig",
-    "SessionConfigBuilder",
-    "SessionTokenError",
-    "Timeline",
-    "decode_animation",
-    "decode_animation_batch",
-    "decode_message",
-    "encode_animation",
-    "encode_animation_message",
-    "encode_audio_messages",
-    "frame_features",
-    "from_s16le",
-    "generate_log_id",
-    "load_wav",
-    "peak_envelope",
-    "prepare_audio",
-    "speech_like",
-    "to_s16le",
-    "write_wav",
-]
+if _TYPE_CHECKING:  # static analysers and IDEs see the eager imports
+    from ._pcm import (  # noqa: F401
+        DecodedMessage,
+        decode_animation,
+        decode_animation_batch,
+        decode_message,
+        encode_animation,
+        encode_animation_message,
+        encode_audio_messages,
+        frame_features,
+        from_s16le,
+        peak_envelope,
+        to_s16le,
+    )
+    from .audio import AudioFormatError, load_wav, prepare_audio, speech_like, write_wav  # noqa: F401
+    from .config import (  # noqa: F401
+        AgoraEgressConfig,
+        AudioFormat,
+        LiveKitEgressConfig,
+        SessionConfig,
+        SessionConfigBuilder,
+    )
+    from .endpoints import open_service  # noqa: F401
+    from .errors import (  # noqa: F401
+        AvatarSDKError,
+        AvatarSDKErrorCode,
+        CloseCode,
+        InvalidStateError,
+        ServerErrorCode,
+        SessionTokenError,
+    )
+    from .flame import DEFAULT_FPS  # noqa: F401
+    from .logid import generate_log_id  # noqa: F401
+    from .pipeline import AnimationTimeout, animate, animate_sync  # noqa: F401
+    from .protocol import SUPPORTED_SAMPLE_RATES  # noqa: F401
+    from .server import LocalService  # noqa: F401
+    from .session import AvatarSession, new_avatar_session  # noqa: F401
+    from .timeline import Timeline  # noqa: F401

@@ -32,6 +32,7 @@ from .errors import (
     SessionTokenError,
     classify_error,
 )
+from .flame import DEFAULT_FPS
 from .logid import generate_log_id
 from .proto import message_pb2 as pb
 
@@ -73,8 +74,6 @@ __all__ = [
 SUPPORTED_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 """Sample rates (Hz) that the service accepts for mono s16le audio."""
 
-DEFAULT_FPS = 25.0
-"""Keyframe rate assumed when the server declares no ``fps:<n>`` capability."""
 
 SESSION_TOKEN_PATH = "/session-tokens"
 WEBSOCKET_PATH = "/websocket"

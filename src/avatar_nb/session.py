@@ -49,6 +49,7 @@ from .protocol import (
     validate_pcm_chunk,
     websocket_target,
 )
+from .flame import DEFAULT_FPS
 from .timeline import Timeline
 
 __all__ = ["AvatarSession", "new_avatar_session"]
@@ -106,7 +107,7 @@ class AvatarSession:
         self._interrupted: set[str] = set()
         self._end_waiters: dict[str, list[asyncio.Future[None]]] = {}
         if timeline is None:
-            timeline = Timeline(config.fps or 25.0, sample_rate=config.sample_rate)
+            timeline = Timeline(config.fps or DEFAULT_FPS, sample_rate=config.sample_rate)
         elif timeline.n_keyframes or len(timeline.req_ids):
             raise ValueError("timeline must be empty: the session fills it")
         else:
