@@ -178,3 +178,205 @@ def test_speech_like_is_deterministic_and_speechy():
     spectrum = np.abs(np.fft.rfft(a)) ** 2
     freqs = np.fft.rfftfreq(a.shape[0], 1 / 16000)
     assert spectrum[(freqs > 80) & (freqs < 4000)].sum() > 0.8 * spectrum.sum()
+
+
+# ----------------------------------------------------------------------------- limits (rates, sizes, non-finite)
+
+from avatar_nb.audio import AUDIO_SUFFIXES, MAX_AUDIO_SECONDS, SOURCE_RATE_RANGE, load_audio  # noqa: E402
+
+
+@pytest.mark.parametrize("rate", [1, 3999, 768001, 2**32, 2**40, 2**44, 2**47, 2**62])
+def test_prepare_refuses_rates_outside_the_range_naming_the_argument(rate):
+    # 2^47 Hz used to hang in the resampler, 2^32..2^44 to give empty audio, 1 Hz to
+    # expand 16 KB into 524 MB; the range check comes before any conversion
+    low, high = SOURCE_RATE_RANGE
+    with pytest.raises(ValueError, match=rf"sample_rate: sample rate {rate} Hz is outside the accepted {low}..{high} Hz"):
+        prepare_audio(np.zeros(8000, dtype=np.int16), rate)
+    with pytest.raises(ValueError, match=rf"sample rate {rate} Hz is outside"):
+        prepare_audio(b"\x00\x00" * 8000, rate)
+
+
+@pytest.mark.parametrize("rate", [1, 2**32, 2**47])
+def test_wav_declaring_an_absurd_rate_is_refused_naming_the_file(tmp_path, rate):
+    # a 640 KB WAV declaring 1 Hz would have expanded to 44 hours at 16 kHz
+    path = tmp_path / "slow.wav"
+    path.write_bytes(_wav_bytes(b"\x00\x01" * 320_000, tag=1, channels=1, rate=rate % 2**32 or 1, bits=16))
+    with pytest.raises(AudioFormatError, match=rf"{path}: sample rate \d+ Hz is outside the accepted"):
+        prepare_audio(path)
+
+
+def test_source_rate_range_ends_are_accepted():
+    low, high = SOURCE_RATE_RANGE
+    assert len(_pcm.from_s16le(prepare_audio(np.zeros(low, np.int16) + 100, low))) == 16000
+    assert len(_pcm.from_s16le(prepare_audio(np.zeros(high // 100, np.int16) + 100, high))) == 160
+
+
+def test_too_long_audio_is_refused_before_any_allocation(tmp_path, monkeypatch):
+    # a WAV whose data chunk claims more than MAX_AUDIO_SECONDS: the reader refuses it
+    # from the header's numbers, before converting a single sample (the conversion is
+    # made to fail loudly to prove it is never reached)
+    import avatar_nb.audio as audio_mod
+
+    rate = 8000
+    n = int(MAX_AUDIO_SECONDS * rate) + 1
+    path = tmp_path / "long.wav"
+    header = _wav_bytes(b"", tag=1, channels=1, rate=rate, bits=16)
+    # streamed-file form: the data size field says 0xFFFFFFFF and the data runs to EOF
+    path.write_bytes(header[:-4] + struct.pack("<I", 0xFFFFFFFF) + bytes(2 * n))
+    monkeypatch.setattr(audio_mod.np, "frombuffer", lambda *a, **k: pytest.fail("samples were converted"))
+    with pytest.raises(AudioFormatError, match=rf"{path}: {n} samples at 8000 Hz last 2.00 hours; at most 2 hours"):
+        prepare_audio(path)
+
+
+def test_too_long_array_is_refused_before_resampling(monkeypatch):
+    import soxr
+
+    monkeypatch.setattr(soxr, "resample", lambda *a, **k: pytest.fail("resampler was reached"))
+    rate = SOURCE_RATE_RANGE[0]
+    samples = np.broadcast_to(np.int16(0), (int(MAX_AUDIO_SECONDS * rate) + 1,))  # no memory behind it
+    with pytest.raises(ValueError, match=r"source: \d+ samples at 4000 Hz last 2.00 hours"):
+        prepare_audio(samples, rate)
+
+
+def test_output_of_no_samples_is_an_error_not_empty_audio():
+    with pytest.raises(AudioFormatError, match="1 samples at 768000 Hz make no sample at 8000 Hz"):
+        prepare_audio(np.array([0.5], np.float32), 768000, target_rate=8000)
+
+
+@pytest.mark.parametrize("bits", [32, 64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_float_wav_names_the_file_and_sample(tmp_path, bits, bad):
+    samples = np.array([[0.1, 0.2], [0.3, bad]], dtype="<f4" if bits == 32 else "<f8")
+    path = tmp_path / "nan.wav"
+    path.write_bytes(_wav_bytes(samples.tobytes(), tag=3, channels=2, rate=16000, bits=bits))
+    with pytest.raises(AudioFormatError, match=rf"{path}: sample 1 \(channel 1\) is -?(nan|inf); NaN and infinity are not audio"):
+        prepare_audio(path)
+    with pytest.raises(AudioFormatError, match=str(path)):
+        load_wav(path)
+
+
+def test_float64_beyond_float32_range_is_clipped_not_infinite(tmp_path):
+    samples = np.array([1e300, -1e300, 0.25, 3.5e38], dtype="<f8")
+    path = tmp_path / "loud.wav"
+    path.write_bytes(_wav_bytes(samples.tobytes(), tag=3, channels=1, rate=16000, bits=64))
+    loaded, _ = load_wav(path)
+    assert np.isfinite(loaded).all()
+    big = np.finfo(np.float32).max
+    np.testing.assert_array_equal(loaded[:, 0], np.array([big, -big, 0.25, big], np.float32))
+    pcm = np.frombuffer(prepare_audio(path), dtype="<i2")
+    assert list(pcm) == [32767, -32768, 8192, 32767]
+
+
+# ----------------------------------------------------------------------------- other formats
+
+
+def _write_with_pyav(path, samples: np.ndarray, rate: int, codec: str) -> None:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(samples[None, :].astype(np.float32), format="flt", layout="mono")
+        frame.sample_rate = rate
+        fmt = stream.codec_context.format.name
+        resampler = av.AudioResampler(format=fmt, layout="mono", rate=rate)
+        for part in resampler.resample(frame):
+            for packet in stream.encode(part):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def _lag_aligned_correlation(a: np.ndarray, b: np.ndarray, max_lag: int) -> float:
+    """Best correlation of the two envelopes over small lags (codecs add delay)."""
+    n = min(len(a), len(b)) - 2 * max_lag
+    best = -1.0
+    for lag in range(-max_lag, max_lag + 1):
+        x = a[max_lag : max_lag + n]
+        y = b[max_lag + lag : max_lag + lag + n]
+        best = max(best, float(np.corrcoef(x, y)[0, 1]))
+    return best
+
+
+def _write(kind: str, path, x: np.ndarray, rate: int) -> None:
+    import soundfile
+
+    if kind == "flac":
+        soundfile.write(path, x, rate, format="FLAC", subtype="PCM_16")
+    elif kind == "vorbis":
+        soundfile.write(path, x, rate, format="OGG", subtype="VORBIS")
+    elif kind == "opus-soundfile":
+        soundfile.write(path, x, rate, format="OGG", subtype="OPUS")
+    elif kind == "mp3-soundfile":
+        soundfile.write(path, x, rate, format="MP3", subtype="MPEG_LAYER_III")
+    elif kind == "mp3-pyav":
+        _write_with_pyav(path, x, rate, "libmp3lame")
+    elif kind == "opus-pyav":
+        _write_with_pyav(path, x, rate, "libopus")
+    elif kind == "aac-pyav":
+        _write_with_pyav(path, x, rate, "aac")
+
+
+@pytest.mark.parametrize(
+    "kind,suffix,rate",
+    [
+        ("flac", ".flac", 44100),
+        ("vorbis", ".ogg", 22050),
+        ("opus-soundfile", ".opus", 48000),
+        ("opus-pyav", ".opus", 48000),
+        ("mp3-soundfile", ".mp3", 44100),
+        ("mp3-pyav", ".mp3", 24000),
+        ("aac-pyav", ".m4a", 16000),  # soundfile cannot: read through the PyAV fallback
+    ],
+)
+def test_prepare_reads_compressed_formats(tmp_path, kind, suffix, rate):
+    assert suffix in AUDIO_SUFFIXES
+    x = speech_like(2.0, rate, seed=5)
+    path = tmp_path / f"clip{suffix}"
+    _write(kind, path, x, rate)
+    pcm = _pcm.from_s16le(prepare_audio(path))
+    assert abs(len(pcm) - 32000) <= 0.1 * 32000  # codecs pad a little at the ends
+    reference = _pcm.from_s16le(prepare_audio(x, rate))  # the same clip, not through the codec
+    # loudness every 10 ms, compared over lags up to 100 ms (codecs add delay; AAC in
+    # MP4 keeps its 1024-sample priming)
+    env_ref = _pcm.frame_features(reference, 16000, 100)["rms"]
+    env_got = _pcm.frame_features(pcm, 16000, 100)["rms"]
+    assert _lag_aligned_correlation(env_ref, env_got, 10) > 0.95
+    if kind == "flac":  # lossless: the samples themselves, after resampling
+        samples, file_rate = load_audio(path)
+        assert file_rate == rate
+        np.testing.assert_allclose(samples[:, 0], x, atol=2 / 32768)
+
+
+def test_stereo_flac_is_downmixed(tmp_path):
+    import soundfile
+
+    x = speech_like(0.5, 16000)
+    soundfile.write(tmp_path / "s.flac", np.stack([x, -x * 0 + x], axis=1), 16000, subtype="PCM_16")
+    samples, rate = load_audio(tmp_path / "s.flac")
+    assert samples.shape == (8000, 2) and rate == 16000
+    assert prepare_audio(tmp_path / "s.flac") == _pcm.to_s16le(samples)
+
+
+@pytest.mark.parametrize("name", ["noise.flac", "noise.mp3", "noise.ogg", "noise.bin", "empty.opus"])
+def test_unreadable_files_name_the_file(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"" if name.startswith("empty") else bytes(range(256)) * 8)
+    with pytest.raises(AudioFormatError, match=rf"{path}: not an audio file that avatar_nb can read; accepted: WAV, FLAC"):
+        prepare_audio(path)
+
+
+def test_garbage_with_a_wav_suffix_says_it_is_not_a_wav(tmp_path):
+    path = tmp_path / "garbage.wav"
+    path.write_bytes(b"hello world, not audio at all")
+    with pytest.raises(AudioFormatError, match=rf"{path}: not a WAV file \(no RIFF/WAVE header\)"):
+        prepare_audio(path)
+
+
+def test_compressed_file_with_absurd_rate_is_refused(tmp_path):
+    import soundfile
+
+    path = tmp_path / "fast.flac"
+    soundfile.write(path, np.zeros(100), 1, format="FLAC", subtype="PCM_16")  # FLAC allows 1 Hz
+    with pytest.raises(AudioFormatError, match=rf"{path}: sample rate 1 Hz is outside the accepted"):
+        prepare_audio(path)

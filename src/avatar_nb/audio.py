@@ -1,14 +1,22 @@
-"""Audio in: WAV files and arrays to mono s16le at a supported rate, and a speech-like test signal.
+"""Audio in: audio files and arrays to mono s16le at a supported rate, and a speech-like test signal.
 
-``prepare_audio`` is the one door audio comes through: a WAV file of any common
-sample format and channel count, or a numpy array with its sample rate, comes out as
-mono 16-bit little-endian PCM at one of the rates the service accepts, resampled with
-soxr (a well-tested, fast, high-quality resampler) when the rates differ.
+``prepare_audio`` is the one door audio comes through: an audio file (WAV, FLAC, Ogg
+Vorbis, Ogg Opus, MP3, ...) of any common sample format and channel count, or a numpy
+array with its sample rate, comes out as mono 16-bit little-endian PCM at one of the
+rates the service accepts, resampled with soxr (a well-tested, fast, high-quality
+resampler) when the rates differ.
 
 WAV files are read by a small RIFF reader of our own rather than the stdlib ``wave``
 module, because ``wave`` rejects IEEE-float and WAVE_FORMAT_EXTENSIBLE files, which
 many recorders and DAWs write. Every read of the file's bytes is bounds-checked; a
 malformed file gives :class:`AudioFormatError` naming the file and the problem.
+Other files are read with soundfile (libsndfile, bundled in its wheel: FLAC, Ogg
+Vorbis, Ogg Opus, MP3, AIFF, ...) and, where it cannot, with PyAV (FFmpeg, bundled in
+its wheel: AAC/M4A, WebM and the rest).
+
+Limits, checked before anything is allocated for the output: the source rate must
+lie in :data:`SOURCE_RATE_RANGE` and the audio may last at most
+:data:`MAX_AUDIO_SECONDS` (see there for why).
 """
 
 from __future__ import annotations
@@ -23,7 +31,17 @@ import numpy as np
 from . import _pcm
 from .protocol import SUPPORTED_SAMPLE_RATES
 
-__all__ = ["AudioFormatError", "load_wav", "prepare_audio", "speech_like", "write_wav"]
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "MAX_AUDIO_SECONDS",
+    "SOURCE_RATE_RANGE",
+    "AudioFormatError",
+    "load_audio",
+    "load_wav",
+    "prepare_audio",
+    "speech_like",
+    "write_wav",
+]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -31,6 +49,27 @@ _PCM = 0x0001
 _FLOAT = 0x0003
 _EXTENSIBLE = 0xFFFE
 _ACCEPTED_FORMATS = "8, 16, 24 or 32-bit integer PCM, or 32/64-bit float"
+
+#: File suffixes read as audio (a folder scan picks these up). The reader is chosen by
+#: content, not by suffix: WAV by its RIFF header, everything else by soundfile, then PyAV.
+AUDIO_SUFFIXES: tuple[str, ...] = (
+    ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".m4a", ".aac", ".webm",
+)
+_ACCEPTED_FILES = "WAV, FLAC, Ogg Vorbis, Ogg Opus, MP3, AIFF, AAC/M4A or WebM audio"
+
+#: Source sample rates accepted, in Hz, both ends included. 4 kHz is below any rate that
+#: still carries speech worth animating (telephone audio is 8 kHz; a few old recorders
+#: wrote 4-6 kHz); 768 kHz is the highest rate audio converters record at. Outside it a
+#: "rate" is a corrupt header or a wrong argument: a 1 Hz file would be resampled to
+#: tens of thousands of times its size, a rate of 2^32 Hz leaves nothing to resample.
+SOURCE_RATE_RANGE: tuple[int, int] = (4000, 768000)
+
+#: The longest audio prepared in one go, in seconds (two hours). Prepared audio is held
+#: in memory whole (s16le at the target rate: 230 MB at 16 kHz, 690 MB at 48 kHz for
+#: two hours, a few times that at the resampler's peak) and a real-time session streams
+#: it for as long as it lasts; longer recordings are better cut into utterances.
+#: Checked from the sample count and rate, before the output is allocated.
+MAX_AUDIO_SECONDS: float = 2 * 3600.0
 
 
 class AudioFormatError(ValueError):
@@ -41,6 +80,25 @@ def _rates() -> str:
     return ", ".join(str(r) for r in SUPPORTED_SAMPLE_RATES)
 
 
+def _check_rate(name: str, rate: object) -> int:
+    """``rate`` as an int when it is an accepted source rate, else a clear error naming ``name``."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
+        raise ValueError(f"{name}: sample_rate must be a positive integer number of Hz, got {rate!r}")
+    low, high = SOURCE_RATE_RANGE
+    if not low <= rate <= high:
+        raise ValueError(f"{name}: sample rate {rate} Hz is outside the accepted {low}..{high} Hz")
+    return int(rate)
+
+
+def _check_duration(name: str, n_frames: int, rate: int) -> None:
+    """Refuse audio longer than MAX_AUDIO_SECONDS (before anything is made of it)."""
+    if n_frames > MAX_AUDIO_SECONDS * rate:
+        raise ValueError(
+            f"{name}: {n_frames} samples at {rate} Hz last {n_frames / rate / 3600:.2f} hours; "
+            f"at most {MAX_AUDIO_SECONDS / 3600:g} hours are prepared at once (cut it into parts)"
+        )
+
+
 # ----------------------------------------------------------------------------- WAV
 
 
@@ -48,13 +106,19 @@ def load_wav(path: PathLike) -> tuple[np.ndarray, int]:
     """Read a WAV file; return float32 samples of shape (frames, channels) and the rate.
 
     Integer formats are scaled to [-1, 1) (8-bit is offset binary); float files are
-    returned as stored. Raises ``FileNotFoundError`` for a missing file and
-    :class:`AudioFormatError` for anything that is not a readable WAV.
+    returned as stored, except that float64 values beyond float32's range are clipped
+    to it rather than turned into infinity. Raises ``FileNotFoundError`` for a missing
+    file and :class:`AudioFormatError` for anything that is not a readable WAV: a rate
+    outside :data:`SOURCE_RATE_RANGE`, more than :data:`MAX_AUDIO_SECONDS` of audio
+    (checked before the samples are converted), NaN or infinite float samples.
     """
     path = Path(path)
     if path.is_dir():
         raise AudioFormatError(f"{path}: is a directory, not a WAV file")
-    data = path.read_bytes()
+    return _parse_wav(path, path.read_bytes())
+
+
+def _parse_wav(path: Path, data: bytes) -> tuple[np.ndarray, int]:
 
     def fail(problem: str) -> AudioFormatError:
         return AudioFormatError(f"{path}: {problem}")
@@ -93,8 +157,9 @@ def load_wav(path: PathLike) -> tuple[np.ndarray, int]:
     tag, channels, rate, bits = fmt
     if channels < 1:
         raise fail(f"{channels} channels")
-    if rate <= 0:
-        raise fail(f"sample rate {rate} Hz")
+    low, high = SOURCE_RATE_RANGE
+    if not low <= rate <= high:
+        raise fail(f"sample rate {rate} Hz is outside the accepted {low}..{high} Hz")
     if tag == _PCM and bits in (8, 16, 24, 32):
         width = bits // 8
     elif tag == _FLOAT and bits in (32, 64):
@@ -104,9 +169,18 @@ def load_wav(path: PathLike) -> tuple[np.ndarray, int]:
         raise fail(f"unsupported sample format: {bits}-bit {kind}; accepted: {_ACCEPTED_FORMATS}")
     frame = width * channels
     n_frames = len(samples) // frame
+    try:
+        _check_duration(str(path), n_frames, rate)
+    except ValueError as exc:
+        raise AudioFormatError(str(exc)) from None
     raw = samples[: n_frames * frame]
     if tag == _FLOAT:
-        out = np.frombuffer(raw, dtype="<f4" if width == 4 else "<f8").astype(np.float32)
+        stored = np.frombuffer(raw, dtype="<f4" if width == 4 else "<f8")
+        _check_finite(path, stored, channels)
+        if width == 8:  # beyond float32's range the cast would make infinities
+            limit = np.finfo(np.float32).max
+            stored = np.clip(stored, -limit, limit)
+        out = stored.astype(np.float32)
     elif width == 1:
         out = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
     elif width == 2:
@@ -118,6 +192,97 @@ def load_wav(path: PathLike) -> tuple[np.ndarray, int]:
     else:
         out = (np.frombuffer(raw, dtype="<i4").astype(np.float64) / 2147483648.0).astype(np.float32)
     return out.reshape(n_frames, channels), int(rate)
+
+
+def _check_finite(path: Path | str, samples: np.ndarray, channels: int) -> None:
+    finite = np.isfinite(samples)
+    if not finite.all():
+        index = int(np.argmin(finite))
+        raise AudioFormatError(
+            f"{path}: sample {index // channels} (channel {index % channels}) is {samples[index]}; "
+            "NaN and infinity are not audio"
+        )
+
+
+# ----------------------------------------------------------------------------- other formats
+
+
+def load_audio(path: PathLike) -> tuple[np.ndarray, int]:
+    """Read an audio file; return float32 samples of shape (frames, channels) and the rate.
+
+    WAV (by its RIFF header) goes through :func:`load_wav`; anything else through
+    soundfile, then PyAV where soundfile cannot read it. The same limits apply to
+    every format (:data:`SOURCE_RATE_RANGE`, :data:`MAX_AUDIO_SECONDS`, finite
+    samples); a file neither can read is an :class:`AudioFormatError` naming it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise AudioFormatError(f"{path}: is a directory, not an audio file")
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if head[0:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        return load_wav(path)
+    problems: list[str] = []
+    for reader in (_read_soundfile, _read_pyav):
+        try:
+            result = reader(path)
+        except AudioFormatError:
+            raise
+        except Exception as exc:  # each library has its own error types; keep their words
+            problems.append(f"{reader.__name__.removeprefix('_read_')}: {str(exc).strip() or type(exc).__name__}")
+            continue
+        samples, rate = result
+        _check_finite(path, samples.reshape(-1), samples.shape[1] if samples.ndim == 2 else 1)
+        return samples, rate
+    what = "not a WAV file (no RIFF/WAVE header)" if path.suffix.lower() in (".wav", ".wave") else "not an audio file"
+    raise AudioFormatError(f"{path}: {what} that avatar_nb can read; accepted: {_ACCEPTED_FILES} ({'; '.join(problems)})")
+
+
+def _file_limits(path: Path, n_frames: int, rate: int) -> None:
+    try:
+        _check_rate(str(path), rate)
+        _check_duration(str(path), n_frames, rate)
+    except ValueError as exc:
+        raise AudioFormatError(str(exc)) from None
+
+
+def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
+    import soundfile
+
+    with soundfile.SoundFile(str(path)) as f:
+        _file_limits(path, max(0, f.frames), f.samplerate)
+        samples = f.read(dtype="float32", always_2d=True)
+    return samples, int(f.samplerate)
+
+
+def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
+    import av
+
+    with av.open(str(path), "r") as container:
+        if not container.streams.audio:
+            raise ValueError("no audio stream")
+        stream = container.streams.audio[0]
+        rate = int(stream.codec_context.sample_rate or 0)
+        if rate <= 0:  # FFmpeg's probe guessed a stream it cannot time: not audio
+            raise ValueError("audio stream without a sample rate")
+        _file_limits(path, 0, rate)
+        limit = int(MAX_AUDIO_SECONDS * rate)
+        # planar float at the stream's own rate and layout: no resampling here
+        resampler = av.AudioResampler(format="fltp", layout=stream.codec_context.layout, rate=rate)
+        blocks: list[np.ndarray] = []
+        total = 0
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                block = out.to_ndarray()
+                blocks.append(block)
+                total += block.shape[1]
+            if total > limit:  # duration headers can lie: count while decoding
+                _file_limits(path, total, rate)
+        for out in resampler.resample(None):
+            blocks.append(out.to_ndarray())
+    if not blocks:
+        return np.zeros((0, 1), np.float32), rate
+    return np.ascontiguousarray(np.concatenate(blocks, axis=1).T, dtype=np.float32), rate
 
 
 def write_wav(path: PathLike, audio: bytes | np.ndarray, sample_rate: int) -> Path:
@@ -145,20 +310,26 @@ def prepare_audio(
     *,
     target_rate: int = 16000,
 ) -> bytes:
-    """Turn a WAV file or an array into mono s16le PCM at ``target_rate``.
+    """Turn an audio file or an array into mono s16le PCM at ``target_rate``.
 
-    ``source`` is a path to a WAV file (any channel count; 8/16/24/32-bit integer or
-    32/64-bit float), a numpy array (1-D mono or 2-D (frames, channels); float in
-    [-1, 1], int16, int32 or uint8) with its ``sample_rate``, or s16le bytes with their
-    ``sample_rate``. Channels are averaged; the audio is resampled with soxr when its rate
-    differs from ``target_rate``, which must be one of ``SUPPORTED_SAMPLE_RATES``.
+    ``source`` is a path to an audio file (WAV of any channel count, 8/16/24/32-bit
+    integer or 32/64-bit float; FLAC, Ogg Vorbis, Ogg Opus, MP3 and the other formats of
+    :data:`AUDIO_SUFFIXES`), a numpy array (1-D mono or 2-D (frames, channels); float
+    in [-1, 1], int16, int32 or uint8) with its ``sample_rate``, or s16le bytes with
+    their ``sample_rate``. Channels are averaged; the audio is resampled with soxr when
+    its rate differs from ``target_rate``, which must be one of ``SUPPORTED_SAMPLE_RATES``.
+
+    The source rate must lie in :data:`SOURCE_RATE_RANGE` and the audio may last at most
+    :data:`MAX_AUDIO_SECONDS`; both are checked before any output is allocated, and the
+    error names the file or argument. Files that cannot be read, or hold NaN or infinite
+    samples, raise :class:`AudioFormatError` naming the file.
     """
     if target_rate not in SUPPORTED_SAMPLE_RATES:
         raise ValueError(f"unsupported target_rate {target_rate!r}; accepted: {_rates()} Hz")
-    name = "audio"
+    name = "source"  # the argument, until it is a file
     if isinstance(source, (str, os.PathLike)):
         name = str(source)
-        samples, rate = load_wav(source)
+        samples, rate = load_audio(source)
         if sample_rate is not None and sample_rate != rate:
             raise ValueError(f"{name}: the file says {rate} Hz but sample_rate={sample_rate} was given")
     elif isinstance(source, (bytes, bytearray, memoryview)):
@@ -176,18 +347,20 @@ def prepare_audio(
             f"cannot prepare audio from {type(source).__name__}; "
             "accepted: a WAV path, a numpy array with sample_rate, or s16le bytes with sample_rate"
         )
-    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
-        raise ValueError(f"sample_rate must be a positive integer number of Hz, got {rate!r}")
+    rate = _check_rate(name if name != "source" else "sample_rate", rate)
     if samples.ndim not in (1, 2):
         raise ValueError(f"audio must be 1-D (mono) or 2-D (frames, channels), got shape {samples.shape}")
     if samples.shape[0] == 0:
         raise AudioFormatError(f"{name}: contains no audio samples")
+    _check_duration(name, samples.shape[0], rate)
     if rate == target_rate:
         return _pcm.to_s16le(samples)
     import soxr
 
     mono = np.frombuffer(_pcm.to_s16le(samples), dtype="<i2").astype(np.float32) / 32768.0
-    resampled = soxr.resample(mono, int(rate), int(target_rate), quality="HQ")
+    resampled = soxr.resample(mono, rate, int(target_rate), quality="HQ")
+    if resampled.shape[0] == 0:
+        raise AudioFormatError(f"{name}: {samples.shape[0]} samples at {rate} Hz make no sample at {target_rate} Hz")
     return _pcm.to_s16le(np.clip(resampled, -1.0, 1.0))
 
 
