@@ -236,3 +236,188 @@ def test_reading_while_another_thread_appends_loses_nothing():
         sys.setswitchinterval(interval)
     np.testing.assert_array_equal(tl.keyframes[:, 0], np.arange(n_messages))
     assert tl.arrival.shape == (n_messages,)
+
+
+# ---------------------------------------------------------------------- timing definitions
+
+
+def test_latency_is_arrival_minus_when_the_frames_audio_was_sent():
+    """16 kHz, 25 fps: frame k covers samples [640k, 640(k+1)); 100 ms chunks of 1600 samples."""
+    tl = Timeline(25, sample_rate=16000, meta={"pacing": "capture"})
+    for i in range(5):  # 0.5 s of audio, chunk i sent at (i + 1) * 0.1 (capture pacing)
+        tl.add_audio_chunk("r", (i + 1) * 0.1, 1600)
+    tl.add_animation(_kf(13), req_id="r", arrival=0.9, end=True)  # 12.5 frames: the 13th is clipped
+    # frame k ends at sample 640(k+1) (clipped to 8000); chunk j covers up to 1600(j+1)
+    frame_end = np.minimum(640 * (np.arange(13) + 1), 8000)
+    chunk = np.ceil(frame_end / 1600).astype(int) - 1
+    np.testing.assert_allclose(tl.audio_complete_at, (chunk + 1) * 0.1)
+    np.testing.assert_allclose(tl.latency, 0.9 - (chunk + 1) * 0.1)
+    np.testing.assert_allclose(tl.lateness, 0.9 - np.arange(13) / 25)
+    s = tl.summary()
+    assert s["pacing"] == "capture"
+    assert s["latency_p50"] == pytest.approx(float(np.percentile(0.9 - (chunk + 1) * 0.1, 50)))
+    assert s["first_frame_latency"] == pytest.approx(0.8)  # first keyframe minus first chunk sent
+
+
+def test_latency_of_frames_whose_audio_never_went_out_is_nan():
+    tl = Timeline(25, sample_rate=16000)
+    tl.add_audio_chunk("r", 0.04, 640)
+    tl.add_audio_chunk("r", 0.08, 640)
+    tl.add_animation(_kf(2), req_id="r", arrival=0.2, end=False)
+    tl.add_animation(_kf(1), req_id="other", arrival=0.3, end=False)  # a request with no audio
+    np.testing.assert_allclose(tl.latency[:2], [0.16, 0.12])
+    assert np.isnan(tl.latency[2])
+    assert tl.summary()["latency_p99"] == pytest.approx(float(np.percentile([0.16, 0.12], 99)))
+
+
+def test_fast_pacing_has_no_lateness():
+    tl = make_run(realtime=False)
+    tl.meta["pacing"] = "fast"
+    assert np.isnan(tl.lateness).all() and tl.lateness.shape == (38,)
+    assert np.isfinite(tl.latency).all()
+    s = tl.summary()
+    assert s["lateness_p50"] is None and s["lateness_p99"] is None and s["latency_p99"] is not None
+    assert "n/a under fast pacing" in tl._repr_html_()
+    assert "processing speed" in tl._repr_html_()
+
+
+def test_without_pacing_in_meta_counts_as_playback():
+    tl = make_run()
+    assert tl.pacing == "playback" and np.isfinite(tl.lateness).all()
+
+
+def test_non_integral_fps_frame_boundaries():
+    tl = Timeline(30, sample_rate=16000)
+    tl.fps = 29.97
+    tl.add_audio_chunk("r", 0.0, 16000)
+    tl.add_animation(_kf(3), req_id="r", arrival=1.0, end=True)
+    np.testing.assert_allclose(tl.latency, 1.0)
+
+
+# ---------------------------------------------------------------------- requests
+
+
+def test_requests_table_and_statuses():
+    tl = make_run()
+    tl.add_audio_chunk("r3", 2.0, 640)
+    tl.set_request_status("r3", "interrupted", at=2.1)
+    tl.add_animation(_kf(1), req_id="r3", arrival=2.2, end=True)  # the end after an interrupt
+    tl.set_request_status("r4", "open", at=2.3)
+    tl.add_playback_state("r1", "PLAYING", 40, "", at=0.5)
+    tl.add_playback_state("r1", "PAUSED", 480, "client", at=0.9)
+    tl.add_anomaly("r2", "after_end", "2 keyframes after the end frame", at=1.7)
+    tl.add_anomaly("ghost", "unknown_request", "1 keyframe", at=1.8)
+    req = tl.requests
+    assert list(req["req_id"]) == ["r1", "r2", "r3", "r4"]
+    assert list(req["status"]) == ["complete", "complete", "interrupted", "open"]
+    assert list(req["keyframes"]) == [25, 13, 1, 0]
+    assert list(req["chunks"]) == [25, 13, 1, 0]
+    np.testing.assert_allclose(req["audio_seconds"], [1.0, 0.52, 0.04, 0.0])
+    assert req.loc[0, "first_arrival"] == pytest.approx(0.1)
+    assert req.loc[0, "last_arrival"] == pytest.approx(0.1 + 12 * 0.08)
+    assert np.isnan(req.loc[3, "first_arrival"])
+    assert list(req["anomalies"]) == [0, 1, 0, 0]
+    assert list(req["playback_state"]) == ["PAUSED", None, None, None]
+    assert list(req["playback_states"]) == [2, 0, 0, 0]
+    assert req.loc[2, "status_at"] == pytest.approx(2.1) and bool(req.loc[2, "ended"])
+    assert not tl.complete
+    s = tl.summary()
+    assert s["interrupted"] == 1 and s["anomalies"] == 2 and s["complete"] is False
+    assert "1 interrupted" in repr(tl)
+    history = tl.request_history
+    assert list(history["status"]) == ["interrupted", "open"]
+    states = tl.playback_states
+    assert list(states["state"]) == ["PLAYING", "PAUSED"]
+    np.testing.assert_allclose(states["played"], [0.04, 0.48])  # seconds
+    assert list(tl.anomalies["req_id"]) == ["r2", "ghost"]
+
+
+def test_open_status_becomes_complete_at_the_end_frame():
+    tl = Timeline(25)
+    tl.set_request_status("r", "open", at=0.0)
+    assert tl.request_status("r") == "open" and not tl.complete
+    tl.add_animation(_kf(1), req_id="r", arrival=0.1, end=True)
+    assert tl.request_status("r") == "complete" and tl.complete
+
+
+@pytest.mark.parametrize("status", ["preempted", "failed"])
+def test_ended_but_otherwise_marked_is_not_complete(status):
+    tl = make_run()
+    tl.set_request_status("r1", status)
+    assert not tl.complete and tl.summary()[status] == 1
+
+
+def test_unknown_status_is_refused():
+    with pytest.raises(ValueError, match="unknown request status 'done'; accepted: 'open', 'complete'"):
+        Timeline().set_request_status("r", "done")
+
+
+def test_sent_audio_is_the_timelines_audio():
+    tl = Timeline(25, sample_rate=8000)
+    assert tl.audio is None
+    tl.add_audio_chunk("r", 0.0, 3, pcm=np.array([1, 2, 3], dtype=np.int16).tobytes())
+    tl.add_audio_chunk("r", 0.1, 2, pcm=np.array([4, 5], dtype=np.int16))
+    np.testing.assert_array_equal(tl.audio, [1, 2, 3, 4, 5])
+    assert tl.audio.dtype == np.int16
+    with pytest.raises(ValueError, match="pcm holds 1 samples, n_samples says 2"):
+        tl.add_audio_chunk("r", 0.2, 2, pcm=b"\x00\x00")
+    # an explicitly set audio wins (a caller attaching the whole clip)
+    tl.audio = np.zeros(10, dtype=np.int16)
+    assert tl.audio.shape == (10,)
+    tl.audio = None
+    np.testing.assert_array_equal(tl.audio, [1, 2, 3, 4, 5])
+
+
+def test_save_load_keeps_requests_statuses_and_sent_audio(tmp_path):
+    tl = Timeline(25, sample_rate=16000, meta={"pacing": "capture"})
+    tl.add_audio_chunk("a", 0.04, 640, pcm=np.arange(640, dtype=np.int16))
+    tl.add_animation(_kf(1), req_id="a", arrival=0.1, end=False)
+    tl.set_request_status("a", "interrupted", at=0.12)
+    tl.add_playback_state("a", "PLAYING", 40, "", at=0.15)
+    tl.add_anomaly("a", "after_end", "x")
+    back = Timeline.load(tl.save(tmp_path / "v2.npz"))
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(back.requests, tl.requests)
+    pd.testing.assert_frame_equal(back.playback_states, tl.playback_states)
+    pd.testing.assert_frame_equal(back.anomalies, tl.anomalies)
+    pd.testing.assert_frame_equal(back.request_history, tl.request_history)
+    np.testing.assert_array_equal(back.audio, tl.audio)
+    np.testing.assert_array_equal(back.latency, tl.latency)
+    assert back.summary() == tl.summary()
+    back.add_audio_chunk("b", 0.2, 2, pcm=b"\x01\x00\x02\x00")  # still the sent audio, not a set one
+    assert back.audio.shape == (642,)
+
+
+def test_reads_format_1_files(tmp_path):
+    """A file written before statuses and pacing existed: read as playback pacing."""
+    import json
+
+    header = {
+        "format": 1, "fps": 25.0, "sample_rate": 16000, "meta": {"realtime": True}, "errors": [],
+        "req_ids": ["r"], "width": 70, "ended": [0],
+    }
+    path = tmp_path / "old.npz"
+    np.savez_compressed(
+        path,
+        header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+        keyframes=_kf(2),
+        message_arrival=np.array([0.1]),
+        message_keyframes=np.array([2], dtype=np.int32),
+        message_req=np.array([0], dtype=np.int32),
+        message_end=np.array([True]),
+        chunk_sent_at=np.array([0.0]),
+        chunk_samples=np.array([1280]),
+        chunk_req=np.array([0], dtype=np.int32),
+        audio=np.zeros(1280, dtype=np.int16),
+    )
+    tl = Timeline.load(path)
+    assert tl.pacing == "playback" and tl.complete and tl.n_keyframes == 2
+    assert list(tl.requests["status"]) == ["complete"]
+    np.testing.assert_allclose(tl.lateness, [0.1, 0.06])
+    np.testing.assert_allclose(tl.latency, [0.1, 0.1])
+    assert tl.audio.shape == (1280,)
+    bad = dict(header, format=7)
+    np.savez(tmp_path / "new.npz", header=np.frombuffer(json.dumps(bad).encode(), dtype=np.uint8))
+    with pytest.raises(ValueError, match="timeline format 7; this version reads 1, 2"):
+        Timeline.load(tmp_path / "new.npz")

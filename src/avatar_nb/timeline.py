@@ -1,14 +1,28 @@
 """Timeline: everything a run produced, as numpy arrays with their timing.
 
 A :class:`Timeline` is filled while a session streams (``add_audio_chunk`` when a chunk
-is sent, ``add_animation`` when keyframes arrive) and is then the object every view,
-metric and file works on. Appends are cheap (lists of blocks); the arrays are built on
-first access and cached until the next append, so a live view can poll ``version`` and
-re-read them at 10 Hz without slowing the stream.
+is sent, ``add_animation`` when keyframes arrive, ``set_request_status``,
+``add_playback_state`` and ``add_anomaly`` as the session learns about its requests)
+and is then the object every view, metric, table and file works on. Appends are cheap
+(lists of blocks); the arrays are built on first access and cached until the next
+append, so a live view can poll ``version`` and re-read them at 10 Hz without slowing
+the stream.
 
-Times are seconds on the monotonic clock, relative to ``t0`` = the moment the first
-audio chunk was sent. Media time is where a keyframe sits in the audio: the start of
-its utterance's audio plus its index within the utterance divided by ``fps``.
+Times
+    Every time is in seconds on the monotonic clock, relative to the session's origin:
+    the moment it started streaming (under ``"capture"`` pacing the first chunk leaves
+    one chunk after it, when its audio would have been captured). Milliseconds appear
+    only in text for people (``repr``, HTML).
+
+Media time
+    Where a keyframe sits in the audio: the start of its request's audio (the audio of
+    successive requests laid end to end) plus its index within the request over ``fps``.
+
+Timing figures (see :attr:`Timeline.latency`, :attr:`Timeline.lateness`, :meth:`Timeline.summary`)
+    ``latency``: a keyframe's arrival minus the moment the audio of its whole frame had
+    been sent (the service's processing delay; meaningful under every pacing).
+    ``lateness``: a keyframe's arrival minus its media time, i.e. when a player started
+    with the stream would show it (``NaN`` under ``"fast"`` pacing, where it means nothing).
 """
 
 from __future__ import annotations
@@ -18,48 +32,41 @@ import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._pcm import FLAME_FIXED_COLUMNS
+from .flame import CHANNELS, DEFAULT_FPS, EXPRESSION, FIXED_COLUMNS, SCALAR_CHANNELS, channel_names
 
-__all__ = ["Timeline", "CHANNELS", "SCALAR_CHANNELS"]
+if TYPE_CHECKING:  # pandas and xarray load only when a table is asked for
+    import pandas as pd
+    import xarray as xr
 
-_FORMAT_VERSION = 1
+__all__ = ["CHANNELS", "REQUEST_STATUSES", "SCALAR_CHANNELS", "Timeline"]
 
-CHANNELS: dict[str, slice] = {
-    "translation": slice(0, 3),
-    "rotation": slice(3, 6),
-    "neck_pose": slice(6, 9),
-    "jaw_pose": slice(9, 12),
-    "eye_pose": slice(12, 18),
-    "eye_lid": slice(18, 20),
-}
-"""Multi-column FLAME channels and their columns (``expression`` is 20 onward)."""
+_FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 
-SCALAR_CHANNELS: dict[str, int] = {
-    "jaw_open": 9,
-    "eyelid_left": 18,
-    "eyelid_right": 19,
-    "head_pitch": 3,
-    "head_yaw": 4,
-    "head_roll": 5,
-}
-"""Single-column views with readable names."""
+REQUEST_STATUSES: tuple[str, ...] = ("open", "complete", "interrupted", "preempted", "failed")
+"""What can become of a request: still ``open``, ended normally (``complete``: its end
+frame arrived), ``interrupted`` by the client, ``preempted`` by a newer request, or
+``failed`` (a server error or a dropped connection ended it)."""
+
+_PERCENTILES = (50, 90, 99)
 
 
 class Timeline:
-    """FLAME keyframes of a run with their media and arrival times.
+    """FLAME keyframes of a run with their media and arrival times, per request.
 
     Parameters: ``fps`` (keyframe rate, for media time), ``sample_rate`` and ``audio``
-    (the mono s16le audio that was sent, as bytes or an int16 array; optional, used by
-    the waveform views), ``meta`` (a JSON-serialisable dict saved with the timeline).
+    (the mono s16le audio of the run, as bytes or an int16 array; optional: a session
+    attaches the audio it sends), ``meta`` (a JSON-serialisable dict saved with the
+    timeline; ``meta["pacing"]`` says how the audio was paced, see :mod:`avatar_nb.pacing`).
     """
 
     def __init__(
         self,
-        fps: float = 25.0,
+        fps: float = DEFAULT_FPS,
         *,
         sample_rate: int | None = None,
         audio: bytes | np.ndarray | None = None,
@@ -70,7 +77,8 @@ class Timeline:
         self._fps = _check_fps(fps)
         self._sample_rate = _check_sample_rate(sample_rate)
         self.meta: dict[str, Any] = dict(meta or {})
-        self.audio = None if audio is None else _as_int16(audio)
+        self._audio_set: np.ndarray | None = None if audio is None else _as_int16(audio)
+        self._sent_audio: list[np.ndarray] = []
         self.errors: list[str] = []
         self.req_ids: list[str] = []
         self._req_index: dict[str, int] = {}
@@ -85,6 +93,12 @@ class Timeline:
         self._chunk_req: list[int] = []
         self._width: int | None = None
         self._ended: set[int] = set()
+        # per-request history: (req_id, status, at), (req_id, kind, detail, at),
+        # (req_id, state, played seconds, reason, at)
+        self._status_log: list[tuple[str, str, float]] = []
+        self._status: dict[str, str] = {}
+        self._anomalies: list[tuple[str, str, str, float]] = []
+        self._playback: list[tuple[str, str, float, str, float]] = []
 
     @property
     def fps(self) -> float:
@@ -106,6 +120,35 @@ class Timeline:
         self._sample_rate = _check_sample_rate(value)
         self._changed()
 
+    @property
+    def pacing(self) -> str:
+        """How the audio was paced (``meta["pacing"]``); ``"playback"`` when not recorded
+        (files written before pacing was a choice streamed that way)."""
+        return str(self.meta.get("pacing") or "playback")
+
+    @property
+    def audio(self) -> np.ndarray | None:
+        """The run's mono int16 audio: the array set on the timeline, else the audio the
+        session sent (its chunks concatenated), else ``None``."""
+        if self._audio_set is not None:
+            return self._audio_set
+        if not self._sent_audio:
+            return None
+
+        def build() -> np.ndarray:
+            blocks = self._sent_audio
+            count = len(blocks)
+            if count > 1:
+                blocks[:count] = [np.concatenate(blocks[:count])]
+            return blocks[0]
+
+        return self._cached("audio", build)
+
+    @audio.setter
+    def audio(self, value: bytes | np.ndarray | None) -> None:
+        self._audio_set = None if value is None else _as_int16(value)
+        self._changed()
+
     # ------------------------------------------------------------------ filling
 
     def _req(self, req_id: str) -> int:
@@ -119,8 +162,19 @@ class Timeline:
         self.version += 1
         self._cache.clear()
 
-    def add_audio_chunk(self, req_id: str, sent_at: float, n_samples: int) -> None:
-        """Record that ``n_samples`` of audio for ``req_id`` were sent at ``sent_at``."""
+    def add_audio_chunk(
+        self, req_id: str, sent_at: float, n_samples: int, pcm: bytes | np.ndarray | None = None
+    ) -> None:
+        """Record that ``n_samples`` of audio for ``req_id`` were sent at ``sent_at``.
+
+        ``pcm``, the s16le bytes sent (or an int16 array), is appended to the run's audio.
+        """
+        if pcm is not None:
+            samples = _as_int16(pcm)
+            if samples.shape[0] != int(n_samples):
+                raise ValueError(f"pcm holds {samples.shape[0]} samples, n_samples says {int(n_samples)}")
+            if samples.shape[0]:
+                self._sent_audio.append(samples)
         self._chunk_req.append(self._req(req_id))
         self._chunk_sent.append(float(sent_at))
         self._chunk_samples.append(int(n_samples))
@@ -132,15 +186,15 @@ class Timeline:
         Raises ``ValueError`` when E differs from earlier keyframes (nothing is added then).
         """
         kf = np.asarray(keyframes, dtype=np.float32)
-        if kf.ndim != 2 or kf.shape[1] < FLAME_FIXED_COLUMNS:
-            raise ValueError(f"keyframes must have shape (k, {FLAME_FIXED_COLUMNS} + E), got {kf.shape}")
+        if kf.ndim != 2 or kf.shape[1] < FIXED_COLUMNS:
+            raise ValueError(f"keyframes must have shape (k, {FIXED_COLUMNS} + E), got {kf.shape}")
         if kf.shape[0]:
             if self._width is None:
                 self._width = kf.shape[1]
             elif kf.shape[1] != self._width:
                 raise ValueError(
-                    f"keyframes have {kf.shape[1] - FLAME_FIXED_COLUMNS} expression coefficients, "
-                    f"earlier ones have {self._width - FLAME_FIXED_COLUMNS}"
+                    f"keyframes have {kf.shape[1] - FIXED_COLUMNS} expression coefficients, "
+                    f"earlier ones have {self._width - FIXED_COLUMNS}"
                 )
             self._blocks.append(kf)
         index = self._req(req_id)
@@ -155,6 +209,42 @@ class Timeline:
     def add_error(self, message: str) -> None:
         """Record an error that happened during the run (shown by views, saved to disk)."""
         self.errors.append(str(message))
+        self._changed()
+
+    def set_request_status(self, req_id: str, status: str, at: float | None = None) -> None:
+        """Record what became of request ``req_id`` (one of :data:`REQUEST_STATUSES`) at ``at``.
+
+        A request whose end frame arrived and that was given no other status counts as
+        ``"complete"``; every status set is kept in :attr:`request_history`.
+        """
+        if status not in REQUEST_STATUSES:
+            raise ValueError(f"unknown request status {status!r}; accepted: {', '.join(map(repr, REQUEST_STATUSES))}")
+        self._req(req_id)
+        self._status[req_id] = status
+        self._status_log.append((req_id, status, _time(at)))
+        self._changed()
+
+    def add_anomaly(self, req_id: str, kind: str, detail: str, at: float | None = None) -> None:
+        """Record something the service sent that a well-behaved run does not contain.
+
+        ``kind`` is a short tag (for example ``"unknown_request"`` for frames of a request
+        never sent, ``"after_end"`` for frames after a request's end frame,
+        ``"width_change"`` for keyframes whose expression width changed). Counted per
+        request in :attr:`requests`, listed in :attr:`anomalies`; an anomaly does not
+        create a request row.
+        """
+        self._anomalies.append((str(req_id), str(kind), str(detail), _time(at)))
+        self._changed()
+
+    def add_playback_state(
+        self, req_id: str, state: str, played_ms: float, reason: str = "", at: float | None = None
+    ) -> None:
+        """Record a playback state message (``"PLAYING"``, ``"PAUSED"`` ...) of ``req_id``.
+
+        ``played_ms`` is the wire's figure (milliseconds played); it is kept in seconds
+        (column ``played`` of :attr:`playback_states`).
+        """
+        self._playback.append((str(req_id), str(state), float(played_ms) / 1000.0, str(reason or ""), _time(at)))
         self._changed()
 
     # ------------------------------------------------------------------ arrays
@@ -181,7 +271,7 @@ class Timeline:
             blocks = self._blocks
             count = len(blocks)
             if not count:
-                return np.zeros((0, self._width or FLAME_FIXED_COLUMNS), dtype=np.float32)
+                return np.zeros((0, self._width or FIXED_COLUMNS), dtype=np.float32)
             if count > 1:
                 # merge in place: a slice assignment keeps blocks appended meanwhile
                 blocks[:count] = [np.concatenate(blocks[:count], axis=0)]
@@ -195,7 +285,7 @@ class Timeline:
 
     @property
     def n_expression(self) -> int:
-        return (self._width or FLAME_FIXED_COLUMNS) - FLAME_FIXED_COLUMNS
+        return (self._width or FIXED_COLUMNS) - FIXED_COLUMNS
 
     @property
     def message_arrival(self) -> np.ndarray:
@@ -236,6 +326,22 @@ class Timeline:
         return self._cached("keyframe_req", lambda: np.repeat(self.message_req, self.message_keyframes))
 
     @property
+    def keyframe_index(self) -> np.ndarray:
+        """(n,) index of each keyframe within its request (0 for its first frame)."""
+
+        def build() -> np.ndarray:
+            reqs = self.keyframe_req
+            n = reqs.shape[0]
+            order = np.argsort(reqs, kind="stable")
+            sorted_reqs = reqs[order]
+            first = np.searchsorted(sorted_reqs, sorted_reqs, side="left")
+            within = np.empty(n, dtype=np.int64)
+            within[order] = np.arange(n) - first
+            return within
+
+        return self._cached("keyframe_index", build)
+
+    @property
     def utterance_start(self) -> np.ndarray:
         """(u,) media time (s) at which each request's audio starts, in ``req_ids`` order.
 
@@ -251,10 +357,11 @@ class Timeline:
                 samples = self.chunk_samples
                 before = np.concatenate(([0], np.cumsum(samples)[:-1]))
                 reqs = self.chunk_req
-                for index in range(n_req):
-                    hits = np.flatnonzero(reqs == index)
-                    if hits.size:
-                        starts[index] = before[hits[0]] / self.sample_rate
+                first_chunk = np.full(n_req, -1, dtype=np.int64)
+                # the first chunk of each request: iterate backwards so the earliest wins
+                first_chunk[reqs[::-1]] = np.arange(reqs.shape[0])[::-1]
+                has = first_chunk >= 0
+                starts[has] = before[first_chunk[has]] / self.sample_rate
             # fall back on keyframe counts where no audio was recorded
             counts = np.bincount(self.keyframe_req, minlength=n_req) if n_req else np.zeros(0)
             position = 0.0
@@ -272,23 +379,66 @@ class Timeline:
 
         def build() -> np.ndarray:
             reqs = self.keyframe_req
-            n = reqs.shape[0]
-            if n == 0:
+            if reqs.shape[0] == 0:
                 return np.zeros(0)
-            # index of each keyframe within its request
-            order = np.argsort(reqs, kind="stable")
-            sorted_reqs = reqs[order]
-            first = np.searchsorted(sorted_reqs, sorted_reqs, side="left")
-            within = np.empty(n, dtype=np.int64)
-            within[order] = np.arange(n) - first
-            return self.utterance_start[reqs] + within / self.fps
+            return self.utterance_start[reqs] + self.keyframe_index / self.fps
 
         return self._cached("media_time", build)
 
     @property
+    def audio_complete_at(self) -> np.ndarray:
+        """(n,) when the audio of each keyframe's whole frame had been sent (s); NaN if never.
+
+        Frame ``k`` of a request covers samples ``[floor(k*sr/fps), floor((k+1)*sr/fps))``
+        of that request's audio, clipped to the request's end; the moment is the send time
+        of the chunk that completed it. NaN without a sample rate, for a request with no
+        audio recorded, or for a frame whose audio was never all sent (an interrupted request).
+        """
+
+        def build() -> np.ndarray:
+            n = self.keyframe_req.shape[0]
+            out = np.full(n, np.nan)
+            rate = self.sample_rate
+            if not n or not rate or not self._chunk_samples:
+                return out
+            chunk_req, samples, sent = self.chunk_req, self.chunk_samples, self.chunk_sent_at
+            kf_req, within = self.keyframe_req, self.keyframe_index
+            for index in np.unique(kf_req):
+                chunks = np.flatnonzero(chunk_req == index)
+                if not chunks.size:
+                    continue
+                ends = np.cumsum(samples[chunks])  # request-relative sample reached by each chunk
+                total = int(ends[-1])
+                if total <= 0:
+                    continue
+                frames = np.flatnonzero(kf_req == index)
+                frame_end = _frame_end_sample(within[frames], rate, self.fps)
+                np.minimum(frame_end, total, out=frame_end)
+                hit = np.searchsorted(ends, frame_end, side="left")
+                out[frames] = sent[chunks[np.minimum(hit, chunks.size - 1)]]
+            return out
+
+        return self._cached("audio_complete_at", build)
+
+    @property
+    def latency(self) -> np.ndarray:
+        """(n,) per keyframe: arrival minus :attr:`audio_complete_at`, the moment the audio
+        of its whole frame had been sent. The service's processing delay as the client
+        sees it; meaningful under every pacing. NaN where that moment is unknown."""
+        return self._cached("latency", lambda: self.arrival - self.audio_complete_at)
+
+    @property
     def lateness(self) -> np.ndarray:
-        """(n,) arrival minus media time: how far behind real-time playback each keyframe came."""
-        return self._cached("lateness", lambda: self.arrival - self.media_time)
+        """(n,) per keyframe: arrival minus :attr:`media_time`, i.e. minus when the frame is
+        due on a playback clock started when streaming started. Positive: it came after a
+        player would have shown it. All NaN under ``"fast"`` pacing (no playback clock)."""
+
+        def build() -> np.ndarray:
+            if self.pacing == "fast":
+                return np.full(self.n_keyframes, np.nan)
+            return self.arrival - self.media_time
+
+        return self._cached("lateness", build)
 
     @property
     def inter_arrival(self) -> np.ndarray:
@@ -302,15 +452,21 @@ class Timeline:
 
     @property
     def jitter(self) -> float:
-        """Standard deviation of ``inter_arrival`` (s); nan with fewer than two gaps."""
+        """Inter-arrival jitter: standard deviation of :attr:`inter_arrival` (s); NaN with
+        fewer than two gaps. Under ``"fast"`` pacing it reflects the service's batching,
+        not a live stream."""
         gaps = self.inter_arrival
         return float(np.std(gaps)) if gaps.size >= 2 else math.nan
 
     @property
     def first_frame_latency(self) -> float:
-        """Seconds from the first audio sent to the first keyframe received (nan if none)."""
+        """Seconds from the first audio chunk's send time to the first keyframe's arrival
+        (NaN if either is missing): how long the service took to answer at all."""
         arrival = self.arrival
-        return float(arrival[0]) if arrival.size else math.nan
+        if not arrival.size:
+            return math.nan
+        sent = self.chunk_sent_at
+        return float(arrival[0] - sent[0]) if sent.size else float(arrival[0])
 
     @property
     def audio_duration(self) -> float:
@@ -318,8 +474,9 @@ class Timeline:
         if self.sample_rate:
             if self._chunk_samples:
                 return float(sum(self._chunk_samples)) / self.sample_rate
-            if self.audio is not None:
-                return self.audio.shape[0] / self.sample_rate
+            audio = self.audio
+            if audio is not None:
+                return audio.shape[0] / self.sample_rate
         return 0.0
 
     @property
@@ -329,31 +486,101 @@ class Timeline:
 
     @property
     def real_time_factor(self) -> float:
-        """Last arrival divided by the audio duration: ~1 when paced, < 1 when faster."""
+        """Last arrival divided by the audio duration (NaN when either is missing).
+
+        Under ``"capture"``/``"playback"`` pacing it is about 1 (slightly above by the
+        final latency); under ``"fast"`` pacing it reads as processing speed: 0.1 means
+        the service animated the clip ten times faster than real time.
+        """
         arrival = self.arrival
         audio = self.audio_duration or self.duration
         if not arrival.size or audio <= 0:
             return math.nan
         return float(arrival[-1]) / audio
 
+    # ------------------------------------------------------------------ requests
+
+    def request_status(self, req_id: str) -> str:
+        """Status of ``req_id``: the one set, else ``"complete"`` once its end frame arrived,
+        else ``"open"``. ``KeyError`` for a request the timeline never saw."""
+        index = self._req_index[req_id]
+        status = self._status.get(req_id)
+        if status is not None and status != "open":
+            return status
+        return "complete" if index in self._ended else "open"
+
     @property
     def complete(self) -> bool:
-        """True when every request received a message with ``end=True``."""
-        return bool(self.req_ids) and len(self._ended) == len(self.req_ids)
+        """True when there was at least one request and every request ended normally
+        (status ``"complete"``): not interrupted, preempted, failed or still open."""
+        return bool(self.req_ids) and all(self.request_status(r) == "complete" for r in self.req_ids)
+
+    @property
+    def requests(self) -> pd.DataFrame:
+        """One row per request, in the order the timeline first saw them.
+
+        Columns: ``req_id``, ``status`` (see :data:`REQUEST_STATUSES`), ``status_at``
+        (when the last status was set; NaN if none was), ``ended`` (its end frame
+        arrived), ``chunks``, ``audio_seconds``, ``first_sent``, ``last_sent``,
+        ``messages``, ``keyframes``, ``first_arrival``, ``last_arrival``,
+        ``anomalies`` (count), ``playback_state`` (the last one, or None),
+        ``playback_states`` (count). The full histories are :attr:`request_history`,
+        :attr:`playback_states` and :attr:`anomalies`.
+        """
+        from . import tidy
+
+        return tidy.requests_frame(self)
+
+    @property
+    def request_history(self) -> pd.DataFrame:
+        """Every status set, in order: ``req_id``, ``status``, ``at``."""
+        from . import tidy
+
+        return tidy.request_history_frame(self)
+
+    @property
+    def playback_states(self) -> pd.DataFrame:
+        """Every playback state received, in order: ``req_id``, ``state``, ``played``, ``reason``, ``at``."""
+        from . import tidy
+
+        return tidy.playback_frame(self)
+
+    @property
+    def anomalies(self) -> pd.DataFrame:
+        """Every anomaly recorded, in order: ``req_id``, ``kind``, ``detail``, ``at``."""
+        from . import tidy
+
+        return tidy.anomalies_frame(self)
+
+    # ------------------------------------------------------------------ tables
+
+    def to_pandas(self, per: str = "keyframe") -> pd.DataFrame:
+        """The run as a tidy table: ``per="keyframe"`` (one row per keyframe with its timing
+        and every FLAME channel), ``"message"`` or ``"chunk"``. See :mod:`avatar_nb.tidy`."""
+        from . import tidy
+
+        return tidy.to_pandas(self, per)
+
+    def to_xarray(self) -> xr.DataArray:
+        """The keyframes as an ``xarray.DataArray`` (dims ``time`` x ``channel``); needs
+        ``pip install avatar_nb[xarray]``. See :func:`avatar_nb.tidy.to_xarray`."""
+        from . import tidy
+
+        return tidy.to_xarray(self)
 
     # ------------------------------------------------------------------ channels
 
     @property
     def channel_names(self) -> list[str]:
-        return [*CHANNELS, "expression", *SCALAR_CHANNELS]
+        return channel_names()
 
     def channel(self, name: str) -> np.ndarray:
         """A named FLAME channel: 2-D for ``translation`` .. ``expression``, 1-D for scalars."""
         kf = self.keyframes
         if name in CHANNELS:
             return kf[:, CHANNELS[name]]
-        if name == "expression":
-            return kf[:, FLAME_FIXED_COLUMNS:]
+        if name == EXPRESSION:
+            return kf[:, FIXED_COLUMNS:]
         if name in SCALAR_CHANNELS:
             return kf[:, SCALAR_CHANNELS[name]]
         raise KeyError(f"unknown channel {name!r}; known: {', '.join(self.channel_names)}")
@@ -363,7 +590,7 @@ class Timeline:
 
     def __getattr__(self, name: str) -> np.ndarray:
         # scalar channels read as attributes: tl.jaw_open, tl.head_yaw, ...
-        if name in SCALAR_CHANNELS or name in CHANNELS or name == "expression":
+        if name in SCALAR_CHANNELS or name in CHANNELS or name == EXPRESSION:
             return self.channel(name)
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
@@ -374,19 +601,33 @@ class Timeline:
         return iter(self.keyframes)
 
     def audio_samples(self) -> np.ndarray | None:
-        """The sent audio as float32 in [-1, 1), or None."""
-        return None if self.audio is None else self.audio.astype(np.float32) / 32768.0
+        """The run's audio as float32 in [-1, 1), or None."""
+        audio = self.audio
+        return None if audio is None else audio.astype(np.float32) / 32768.0
 
     # ------------------------------------------------------------------ summary and display
 
     def summary(self) -> dict[str, Any]:
-        """The headline figures as a dict (JSON-serialisable)."""
-        lateness = self.lateness
+        """The headline figures as a dict (JSON-serialisable), every time in seconds.
 
-        def f(value: float) -> float | None:
+        ``first_frame_latency``, ``jitter`` and ``real_time_factor`` as defined on their
+        properties; ``latency_p50/p90/p99`` and ``lateness_p50/p90/p99`` percentiles of
+        the per-keyframe figures (NaN ones left out). A figure that has no meaning under
+        the run's pacing (lateness under ``"fast"``) or no data is ``None``.
+        """
+
+        def f(value: float | None) -> float | None:
             return None if value is None or not math.isfinite(value) else round(float(value), 6)
 
+        def percentiles(name: str, values: np.ndarray) -> dict[str, float | None]:
+            finite = values[np.isfinite(values)]
+            return {
+                f"{name}_p{q}": f(float(np.percentile(finite, q))) if finite.size else None for q in _PERCENTILES
+            }
+
+        statuses = [self.request_status(r) for r in self.req_ids]
         return {
+            "pacing": self.pacing,
             "keyframes": self.n_keyframes,
             "messages": len(self._msg_arrival),
             "requests": len(self.req_ids),
@@ -398,9 +639,13 @@ class Timeline:
             "first_frame_latency": f(self.first_frame_latency),
             "jitter": f(self.jitter),
             "real_time_factor": f(self.real_time_factor),
-            "lateness_p50": f(float(np.percentile(lateness, 50))) if lateness.size else None,
-            "lateness_p99": f(float(np.percentile(lateness, 99))) if lateness.size else None,
+            **percentiles("latency", self.latency),
+            **percentiles("lateness", self.lateness),
             "complete": self.complete,
+            "interrupted": statuses.count("interrupted"),
+            "preempted": statuses.count("preempted"),
+            "failed": statuses.count("failed"),
+            "anomalies": len(self._anomalies),
             "errors": len(self.errors),
         }
 
@@ -408,31 +653,48 @@ class Timeline:
     def _ms(value: float | None) -> str:
         return "n/a" if value is None else f"{value * 1000:.1f} ms"
 
+    def _state_text(self, s: dict[str, Any]) -> str:
+        if s["complete"]:
+            return "complete"
+        parts = [f"{s[k]} {k}" for k in ("interrupted", "preempted", "failed") if s[k]]
+        return ", ".join(parts) if parts else "incomplete"
+
     def __repr__(self) -> str:
         s = self.summary()
         audio = "n/a" if s["audio_seconds"] is None else f"{s['audio_seconds']:.2f} s audio"
         rtf = "n/a" if s["real_time_factor"] is None else f"{s['real_time_factor']:.2f}"
-        state = "complete" if s["complete"] else "incomplete"
         errors = f", {s['errors']} error(s)" if s["errors"] else ""
         return (
             f"<Timeline {s['keyframes']} keyframes (E={s['expression_dims']}) @ {self.fps:g} fps, "
-            f"{audio}, {s['requests']} request(s), first frame {self._ms(s['first_frame_latency'])}, "
-            f"jitter {self._ms(s['jitter'])}, RTF {rtf}, {state}{errors}>"
+            f"{audio}, {s['requests']} request(s), {s['pacing']} pacing, "
+            f"first frame {self._ms(s['first_frame_latency'])}, latency p99 {self._ms(s['latency_p99'])}, "
+            f"jitter {self._ms(s['jitter'])}, RTF {rtf}, {self._state_text(s)}{errors}>"
         )
 
     def _repr_html_(self) -> str:
         s = self.summary()
+        fast = s["pacing"] == "fast"
+        lateness = (
+            "n/a under fast pacing"
+            if fast
+            else f"{self._ms(s['lateness_p50'])} / {self._ms(s['lateness_p99'])}"
+        )
+        rtf = "n/a" if s["real_time_factor"] is None else f"{s['real_time_factor']:.3f}"
         rows = [
             ("keyframes", f"{s['keyframes']} (E = {s['expression_dims']})"),
             ("frame rate", f"{self.fps:g} fps"),
             ("audio", "n/a" if s["audio_seconds"] is None else f"{s['audio_seconds']:.2f} s @ {self.sample_rate} Hz"),
+            ("pacing", s["pacing"]),
             ("requests", str(s["requests"])),
             ("first-frame latency", self._ms(s["first_frame_latency"])),
+            ("latency p50 / p99", f"{self._ms(s['latency_p50'])} / {self._ms(s['latency_p99'])}"),
+            ("lateness p50 / p99", lateness),
             ("inter-arrival jitter", self._ms(s["jitter"])),
-            ("lateness p50 / p99", f"{self._ms(s['lateness_p50'])} / {self._ms(s['lateness_p99'])}"),
-            ("real-time factor", "n/a" if s["real_time_factor"] is None else f"{s['real_time_factor']:.3f}"),
-            ("complete", "yes" if s["complete"] else "no"),
+            ("real-time factor", rtf + (" (processing speed)" if fast and s["real_time_factor"] is not None else "")),
+            ("complete", "yes" if s["complete"] else f"no ({self._state_text(s)})"),
         ]
+        if s["anomalies"]:
+            rows.append(("anomalies", str(s["anomalies"])))
         body = "".join(
             f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
             for k, v in rows
@@ -458,9 +720,13 @@ class Timeline:
             "req_ids": self.req_ids,
             "width": self._width,
             "ended": sorted(self._ended),
+            "status_log": [list(e) for e in self._status_log],
+            "anomalies": [list(e) for e in self._anomalies],
+            "playback": [list(e) for e in self._playback],
+            "audio_set": self._audio_set is not None,
         }
         arrays = {
-            "header": np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8),
+            "header": np.frombuffer(json.dumps(header, allow_nan=True).encode("utf-8"), dtype=np.uint8),
             "keyframes": np.asarray(self.keyframes),
             "message_arrival": self.message_arrival,
             "message_keyframes": self.message_keyframes,
@@ -470,30 +736,45 @@ class Timeline:
             "chunk_samples": self.chunk_samples,
             "chunk_req": self.chunk_req,
         }
-        if self.audio is not None:
-            arrays["audio"] = self.audio
+        audio = self.audio
+        if audio is not None:
+            arrays["audio"] = audio
         with open(path, "wb") as fh:
             np.savez_compressed(fh, **arrays)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> Timeline:
-        """Read a timeline written by :meth:`save`."""
+        """Read a timeline written by :meth:`save` (this format or the first one)."""
         path = Path(path)
         with np.load(path, allow_pickle=False) as data:
             try:
                 header = json.loads(bytes(data["header"]).decode("utf-8"))
             except (KeyError, ValueError) as exc:
                 raise ValueError(f"{path} is not an avatar_nb timeline file: {exc}") from None
-            if header.get("format") != _FORMAT_VERSION:
-                raise ValueError(f"{path} has timeline format {header.get('format')!r}; this version reads {_FORMAT_VERSION}")
+            version = header.get("format")
+            if version not in _READABLE_VERSIONS:
+                accepted = ", ".join(map(str, _READABLE_VERSIONS))
+                raise ValueError(f"{path} has timeline format {version!r}; this version reads {accepted}")
             tl = cls(header["fps"], sample_rate=header["sample_rate"], meta=header["meta"])
-            tl.audio = data["audio"].copy() if "audio" in data.files else None
+            if "audio" in data.files:
+                audio = data["audio"].copy()
+                # format 1 kept only an audio set on the timeline
+                if header.get("audio_set", True):
+                    tl._audio_set = audio
+                elif audio.shape[0]:
+                    tl._sent_audio = [audio]
             tl.errors = list(header["errors"])
             tl.req_ids = list(header["req_ids"])
             tl._req_index = {r: i for i, r in enumerate(tl.req_ids)}
             tl._width = header["width"]
             tl._ended = set(header["ended"])
+            tl._status_log = [(str(r), str(s), float(at)) for r, s, at in header.get("status_log", [])]
+            tl._status = {r: s for r, s, _ in tl._status_log}
+            tl._anomalies = [(str(r), str(k), str(d), float(at)) for r, k, d, at in header.get("anomalies", [])]
+            tl._playback = [
+                (str(r), str(s), float(p), str(why), float(at)) for r, s, p, why, at in header.get("playback", [])
+            ]
             keyframes = data["keyframes"]
             tl._blocks = [keyframes.copy()] if keyframes.shape[0] else []
             tl._msg_arrival = data["message_arrival"].tolist()
@@ -505,6 +786,18 @@ class Timeline:
             tl._chunk_req = data["chunk_req"].tolist()
         tl._changed()
         return tl
+
+
+def _frame_end_sample(index: np.ndarray, sample_rate: int, fps: float) -> np.ndarray:
+    """``floor((k + 1) * sample_rate / fps)`` for frame indices ``k``, exact for whole fps."""
+    following = index.astype(np.int64) + 1
+    if float(fps).is_integer():
+        return following * int(sample_rate) // int(fps)
+    return np.floor(following * (sample_rate / fps)).astype(np.int64)
+
+
+def _time(at: float | None) -> float:
+    return math.nan if at is None else float(at)
 
 
 def _check_fps(fps: Any) -> float:
