@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 import pytest
 
 from avatar_nb import (
@@ -90,7 +92,7 @@ def test_no_environment_leaks_into_other_tests():
 
 async def test_animate_paced_run_is_realtime(realtime_service):
     tl = await animate(speech_like(0.6), 16000, service=realtime_service, realtime=True)
-    assert tl.complete and tl.meta["realtime"] is True
+    assert tl.complete and tl.meta["pacing"] in ("capture", "playback")
     # chunks left on the audio clock, not in a burst: the last one 560 ms after the first
     assert tl.chunk_sent_at[-1] >= 0.56 - 0.002
     assert tl.first_frame_latency >= 0.08  # the service's processing latency
@@ -125,3 +127,44 @@ async def test_animate_sync_refuses_a_service_served_by_the_blocked_loop():
         # and the asynchronous form works with the same service
         tl = await animate(speech_like(0.2), 16000, service=svc, realtime=False)
         assert tl.complete
+
+
+@pytest.mark.parametrize("chunk_ms", [0, -40, float("nan"), float("inf"), True, "40", None])
+async def test_bad_chunk_ms_is_refused_before_any_session(service, chunk_ms):
+    before = service.stats["sessions_total"]
+    with pytest.raises(ValueError, match=r"chunk_ms must be a .*positive number of milliseconds, got"):
+        await animate(speech_like(0.2), 16000, service=service, chunk_ms=chunk_ms)
+    assert service.stats["sessions_total"] == before
+
+
+async def test_bad_pacing_is_refused_before_any_session(service):
+    before = service.stats["sessions_total"]
+    with pytest.raises(ValueError, match="unknown pacing 'slow'; accepted: 'capture', 'playback', 'fast'"):
+        await animate(speech_like(0.2), 16000, service=service, pacing="slow")
+    assert service.stats["sessions_total"] == before
+
+
+async def test_run_settings_are_recorded(no_env):
+    async with LocalService(realtime=False, latency_ms=30, jitter_ms=2) as svc:
+        tl = await animate(speech_like(0.4), 16000, service=svc, pacing="fast", chunk_ms=100, target_rate=16000)
+    assert tl.meta["pacing"] == "fast" and tl.meta["chunk_ms"] == 100.0 and tl.meta["sample_rate"] == 16000
+    assert tl.meta["service"] == "local"
+    assert tl.meta["service_latency_ms"] == 30.0 and tl.meta["service_jitter_ms"] == 2.0
+    assert tl.meta["service_realtime"] is False
+    # fast pacing: no lateness, but a latency for every keyframe
+    assert np.isnan(tl.lateness).all() and np.isfinite(tl.latency).all()
+    assert tl.summary()["lateness_p99"] is None
+
+
+async def test_embedded_service_is_realtime_unless_fast(no_env):
+    tl = await animate(speech_like(0.2), 16000, pacing="fast")
+    assert tl.meta["service_realtime"] is False and tl.meta["pacing"] == "fast"
+    tl = await animate(speech_like(0.2), 16000, pacing="playback")
+    assert tl.meta["service_realtime"] is True and tl.meta["pacing"] == "playback"
+    # the realtime service holds each keyframe back by its latency after its audio
+    assert np.nanmin(tl.latency) >= tl.meta["service_latency_ms"] / 1000 - 0.005
+
+
+async def test_realtime_false_is_fast_pacing(service):
+    tl = await animate(speech_like(0.2), 16000, service=service, realtime=False)
+    assert tl.meta["pacing"] == "fast"

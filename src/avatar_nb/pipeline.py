@@ -15,21 +15,33 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .audio import prepare_audio
-from .endpoints import ENV_VARS, endpoints_from_env, open_service
+from .endpoints import ENV_VARS, ServiceHandle, endpoints_from_env, open_service
 from .errors import AvatarSDKError, AvatarSDKErrorCode
+from .pacing import DEFAULT_CHUNK_MS, Pacing, pacing_from_realtime
 from .session import AvatarSession
 from .timeline import Timeline
 
 if TYPE_CHECKING:
     from .server import LocalService
 
-__all__ = ["AnimationTimeout", "ENV_VARS", "animate", "animate_sync", "endpoints_from_env"]
+__all__ = [
+    "AnimationTimeout",
+    "ENV_VARS",
+    "animate",
+    "animate_sync",
+    "check_chunk_ms",
+    "endpoints_from_env",
+    "service_meta",
+    "stream_clip",
+]
 
 
 class AnimationTimeout(AvatarSDKError):
@@ -46,13 +58,109 @@ def _audio_pcm(audio: Any, sample_rate: int | None, target_rate: int) -> bytes:
     return prepare_audio(audio, sample_rate, target_rate=target_rate)
 
 
+def check_chunk_ms(chunk_ms: Any) -> float:
+    """``chunk_ms`` as a float if it is a finite positive number of milliseconds, else a
+    ``ValueError`` naming the value (checked before any session is opened)."""
+    if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, (int, float, np.integer, np.floating)):
+        raise ValueError(f"chunk_ms must be a positive number of milliseconds, got {chunk_ms!r}")
+    if not (math.isfinite(chunk_ms) and chunk_ms > 0):
+        raise ValueError(f"chunk_ms must be a finite positive number of milliseconds, got {chunk_ms!r}")
+    return float(chunk_ms)
+
+
+def service_meta(handle: ServiceHandle) -> dict[str, Any]:
+    """What a run's metadata records about its service: its label and, for a local
+    service, the simulated processing latency and jitter (ms, as the service's options)."""
+    meta: dict[str, Any] = {"service": handle.label}
+    if handle.local is not None:
+        state = handle.local.state
+        meta.update(
+            service_realtime=bool(state.realtime),
+            service_latency_ms=float(state.latency_ms),
+            service_jitter_ms=float(state.jitter_ms),
+        )
+    return meta
+
+
+async def stream_clip(
+    handle: ServiceHandle,
+    pcm: bytes,
+    *,
+    chunk_ms: float,
+    pacing: Pacing,
+    timeout: float | None = None,
+    timeline: Timeline | None = None,
+    **session_overrides: Any,
+) -> Timeline:
+    """One utterance through one session against an already opened service; its Timeline.
+
+    The unit of work of :func:`animate`, batches and sweeps. ``pcm`` is mono s16le at the
+    handle's session sample rate. Waits for the end frame (``timeout``, default 30 s plus
+    the clip's duration); raises :class:`AnimationTimeout` or the session's
+    :class:`AvatarSDKError`, each carrying the partial Timeline as ``.timeline``.
+    """
+    session = AvatarSession(handle.config(**session_overrides), timeline=timeline)
+    tl = session.timeline
+    rate = session.config.sample_rate
+    tl.meta.update(
+        {
+            "pacing": pacing,
+            "chunk_ms": chunk_ms,
+            "sample_rate": rate,
+            **service_meta(handle),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    )
+    try:
+        async with session:
+            tl.meta["connection_id"] = session.connection_id
+            req_id, tl.meta["pacing"] = await _stream(session, pcm, chunk_ms, pacing)
+            wait = timeout if timeout is not None else 30.0 + len(pcm) / 2 / rate
+            try:
+                await session.wait_for_end(req_id, timeout=wait)
+            except asyncio.TimeoutError:
+                raise AnimationTimeout(
+                    f"no end frame for request {req_id} within {wait:g} s "
+                    f"({tl.n_keyframes} keyframes arrived; see .timeline)",
+                    tl,
+                    req_id,
+                ) from None
+    except AvatarSDKError as exc:
+        # a refused or dropped session still hands back what arrived before it ended
+        if getattr(exc, "timeline", None) is None:
+            exc.timeline = tl
+        raise
+    finally:
+        _attach_sent_audio(tl, pcm)
+    return tl
+
+
+async def _stream(session: AvatarSession, pcm: bytes, chunk_ms: float, pacing: Pacing) -> tuple[str, str]:
+    """Stream ``pcm``; the request id and the pacing that was actually used."""
+    if "pacing" in inspect.signature(session.stream).parameters:
+        return await session.stream(pcm, chunk_ms=chunk_ms, pacing=pacing), pacing
+    # a session without pacing modes paces like "playback" when realtime
+    realtime = pacing != "fast"
+    return await session.stream(pcm, chunk_ms=chunk_ms, realtime=realtime), ("playback" if realtime else "fast")
+
+
+def _attach_sent_audio(tl: Timeline, pcm: bytes) -> None:
+    # Sessions attach the audio they send; one that did not leaves the waveform to us:
+    # the part of the clip that went out, not more.
+    if tl.audio is None and tl.sample_rate:
+        sent = int(tl.chunk_samples.sum())
+        if sent:
+            tl.audio = np.frombuffer(pcm, dtype="<i2", count=min(sent, len(pcm) // 2)).copy()
+
+
 async def animate(
     audio: Any,
     sample_rate: int | None = None,
     *,
     service: LocalService | None = None,
-    chunk_ms: float = 40.0,
-    realtime: bool = True,
+    chunk_ms: float = DEFAULT_CHUNK_MS,
+    pacing: Pacing | None = None,
+    realtime: bool | None = None,
     timeout: float | None = None,
     timeline: Timeline | None = None,
     target_rate: int = 16000,
@@ -60,51 +168,28 @@ async def animate(
 ) -> Timeline:
     """Stream ``audio`` through an avatar session and return the resulting :class:`Timeline`.
 
-    ``audio`` is a WAV path, a numpy array (with its ``sample_rate``) or s16le bytes (at
-    ``sample_rate``, default ``target_rate``). ``target_rate`` is the session's sample rate
-    (one of ``SUPPORTED_SAMPLE_RATES``); the audio is resampled to it when needed.
-    ``session_kwargs`` are further :class:`~avatar_nb.SessionConfig` options (endpoints,
-    credentials, ``fps``, callbacks ...). ``timeout`` bounds the wait for the
-    end frame after the last chunk (default: 30 s plus the clip's duration); on expiry
-    :class:`AnimationTimeout` is raised carrying the partial Timeline. ``timeline`` lets a
-    live view watch the run: the session fills the given (empty) Timeline.
+    ``audio`` is an audio file path, a numpy array (with its ``sample_rate``) or s16le
+    bytes (at ``sample_rate``, default ``target_rate``). ``target_rate`` is the session's
+    sample rate (one of ``SUPPORTED_SAMPLE_RATES``); the audio is resampled to it when
+    needed. ``pacing`` is ``"capture"``, ``"playback"`` or ``"fast"`` (see
+    :mod:`avatar_nb.pacing`; default :data:`~avatar_nb.pacing.DEFAULT_PACING`);
+    ``realtime=False`` is the older spelling of ``"fast"``. An embedded service runs in
+    real time unless the pacing is ``"fast"``. ``session_kwargs`` are further
+    :class:`~avatar_nb.SessionConfig` options (endpoints, credentials, ``fps``,
+    callbacks ...). ``timeout`` bounds the wait for the end frame after the last chunk
+    (default: 30 s plus the clip's duration); on expiry :class:`AnimationTimeout` is
+    raised carrying the partial Timeline. ``timeline`` lets a live view watch the run:
+    the session fills the given (empty) Timeline. The Timeline's ``meta`` records the
+    pacing, ``chunk_ms``, sample rate, service and, for a local service, its simulated
+    latency and jitter.
     """
+    chunk_ms = check_chunk_ms(chunk_ms)
+    mode = pacing_from_realtime(realtime, pacing)
     session_rate = int(target_rate)
     session_kwargs["sample_rate"] = session_rate
     pcm = _audio_pcm(audio, sample_rate, session_rate)
-    async with open_service(service, local_options={"realtime": realtime}, **session_kwargs) as handle:
-        session = AvatarSession(handle.config(), timeline=timeline)
-        tl = session.timeline
-        tl.audio = np.frombuffer(pcm, dtype="<i2").copy()
-        tl.meta.update(
-            {
-                "chunk_ms": chunk_ms,
-                "realtime": realtime,
-                "sample_rate": session.config.sample_rate,
-                "service": handle.label,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-        )
-        try:
-            async with session:
-                tl.meta["connection_id"] = session.connection_id
-                req_id = await session.stream(pcm, chunk_ms=chunk_ms, realtime=realtime)
-                wait = timeout if timeout is not None else 30.0 + len(pcm) / 2 / session_rate
-                try:
-                    await session.wait_for_end(req_id, timeout=wait)
-                except asyncio.TimeoutError:
-                    raise AnimationTimeout(
-                        f"no end frame for request {req_id} within {wait:g} s "
-                        f"({tl.n_keyframes} keyframes arrived; see .timeline)",
-                        tl,
-                        req_id,
-                    ) from None
-        except AvatarSDKError as exc:
-            # a refused or dropped session still hands back what arrived before it ended
-            if getattr(exc, "timeline", None) is None:
-                exc.timeline = tl
-            raise
-        return tl
+    async with open_service(service, local_options={"realtime": mode != "fast"}, **session_kwargs) as handle:
+        return await stream_clip(handle, pcm, chunk_ms=chunk_ms, pacing=mode, timeout=timeout, timeline=timeline)
 
 
 def animate_sync(audio: Any, sample_rate: int | None = None, **kwargs: Any) -> Timeline:
