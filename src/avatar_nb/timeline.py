@@ -706,6 +706,14 @@ class Timeline:
 
     # ------------------------------------------------------------------ files
 
+    def to_video(self, path: str | Path, *, size: tuple[int, int] = (640, 480),
+                 panels: Any = ("face", "waveform"), **options: Any) -> Any:
+        """Write the run as an MP4 (H.264 video, AAC audio) and return a :class:`avatar_nb.video.Video`,
+        which plays inline in a notebook. See :func:`avatar_nb.video.write_video`."""
+        from .video import write_video
+
+        return write_video(self, path, size=size, panels=panels, **options)
+
     def save(self, path: str | Path) -> Path:
         """Write the timeline to ``path`` (``.npz``); :meth:`load` gives it back exactly."""
         path = Path(path)

@@ -1,0 +1,466 @@
+"""A run as a video: an MP4 (H.264 video, AAC audio) with the face, a waveform strip and the sound.
+
+:func:`write_video` (also :meth:`avatar_nb.Timeline.to_video`) renders one video frame per
+keyframe period of the Timeline and muxes the run's audio so that keyframe ``k`` is on
+screen while the audio from ``k / fps`` to ``(k + 1) / fps`` plays.
+
+What a viewer sees move, from the FLAME channels (``avatar_nb.flame``):
+
+- the jaw: the mouth opens with ``jaw_open`` (the chin drops with it);
+- the eyelids: each eye closes with its ``eye_lid`` value (a blink closes both);
+- the gaze: the pupils follow each eye's ``eye_pose`` (pitch up/down, yaw left/right);
+- the head pose: roll tilts the whole face, yaw and pitch move it, and the features
+  shift more than the outline, so a turn reads as a turn;
+- the brows: raised by the first expression coefficient.
+
+Below the face, an optional strip shows the waveform around the playhead with the
+current time and keyframe index.
+
+Frames are drawn with numpy and Pillow (the face as anti-aliased polygons, the strip
+as a numpy mask over a waveform envelope computed once for the whole run), never
+through a matplotlib figure per frame: that would cost tens of milliseconds a frame.
+Encoding is PyAV, the FFmpeg bindings whose PyPI wheels bundle FFmpeg's libraries
+with libx264 and the native AAC encoder, so nothing is needed besides ``pip install``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .flame import CHANNELS, FIXED_COLUMNS, SCALAR_CHANNELS
+
+if TYPE_CHECKING:
+    from .timeline import Timeline
+
+__all__ = ["PANELS", "Video", "face_pose", "frame_keyframes", "render_frames", "write_video"]
+
+PANELS: tuple[str, ...] = ("face", "waveform")
+"""What a video frame can show: the face, and the waveform strip (with time and keyframe index) below it."""
+
+_MIN_SIZE = 64
+_STRIP_WINDOW = 6.0  # seconds of audio shown in the waveform strip around the playhead
+
+# colours (RGB)
+_BACKGROUND = (246, 246, 246)
+_SKIN = (242, 211, 177)
+_OUTLINE = (51, 51, 51)
+_MOUTH = (139, 45, 45)
+_EYE_WHITE = (255, 255, 255)
+_PUPIL = (38, 38, 38)
+_BROW = (64, 64, 64)
+_NOSE = (115, 115, 115)
+_STRIP_BG = (255, 255, 255)
+_WAVE = (31, 119, 180)
+_PLAYHEAD = (214, 39, 40)
+_TEXT = (40, 40, 40)
+
+
+# ----------------------------------------------------------------------------- the face
+
+
+def face_pose(keyframes: Any) -> dict[str, np.ndarray]:
+    """The face drawing's parameters of one keyframe (20 + E values) or many (n, 20 + E).
+
+    Returns 1-D float64 arrays (one value per keyframe): ``pitch``, ``yaw``, ``roll``
+    (head rotation, rad), ``jaw`` (opening, rad, >= 0), ``lid_left``/``lid_right``
+    (0 open ... 1 closed), ``gaze_left_x``/``gaze_left_y``/``gaze_right_x``/``gaze_right_y``
+    (each eye's yaw and pitch, rad) and ``brow`` (the first expression coefficient, 0
+    when E = 0). Every column index comes from :mod:`avatar_nb.flame`.
+    """
+    kf = np.asarray(keyframes, dtype=np.float64)
+    if kf.ndim == 1:
+        kf = kf[None, :]
+    if kf.ndim != 2 or kf.shape[1] < FIXED_COLUMNS:
+        raise ValueError(f"a keyframe has at least {FIXED_COLUMNS} values, got shape {np.shape(keyframes)}")
+    eye = CHANNELS["eye_pose"].start  # left eye (pitch, yaw, roll), then the right eye
+    zeros = np.zeros(kf.shape[0])
+    return {
+        "pitch": kf[:, SCALAR_CHANNELS["head_pitch"]],
+        "yaw": kf[:, SCALAR_CHANNELS["head_yaw"]],
+        "roll": kf[:, SCALAR_CHANNELS["head_roll"]],
+        "jaw": np.maximum(kf[:, SCALAR_CHANNELS["jaw_open"]], 0.0),
+        "lid_left": np.clip(kf[:, SCALAR_CHANNELS["eyelid_left"]], 0.0, 1.0),
+        "lid_right": np.clip(kf[:, SCALAR_CHANNELS["eyelid_right"]], 0.0, 1.0),
+        "gaze_left_y": kf[:, eye],
+        "gaze_left_x": kf[:, eye + 1],
+        "gaze_right_y": kf[:, eye + 3],
+        "gaze_right_x": kf[:, eye + 4],
+        "brow": kf[:, FIXED_COLUMNS] if kf.shape[1] > FIXED_COLUMNS else zeros,
+    }
+
+
+def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 40) -> np.ndarray:
+    a = np.linspace(0.0, 2.0 * math.pi, n, endpoint=False)
+    return np.stack([cx + rx * np.cos(a), cy + ry * np.sin(a)], axis=1)
+
+
+class _FacePainter:
+    """Draws the face of one pose into a Pillow image, at 2x then reduced (anti-aliasing).
+
+    Coordinates are face units (the head is 1.7 wide, 2.2 tall; y up), rotated by the
+    head roll about the head centre and mapped to pixels.
+    """
+
+    _SUPERSAMPLE = 2
+
+    def __init__(self, width: int, height: int) -> None:
+        from PIL import Image, ImageDraw
+
+        self.size = (width, height)
+        s = self._SUPERSAMPLE
+        self.image = Image.new("RGB", (width * s, height * s), _BACKGROUND)
+        self.draw = ImageDraw.Draw(self.image)
+        self.unit = min(width / 2.6, height / 2.75) * s
+        self.origin = (width * s / 2.0, height * s / 2.0)
+        self._drawn: tuple[int, int, int, int] | None = None
+
+    def paint(self, p: dict[str, float]) -> tuple[Any, tuple[int, int]]:
+        """The face of pose ``p``: the image of its bounding box at 1x, and where it goes."""
+        draw, u = self.draw, self.unit
+        if self._drawn is not None:  # clear only what the last face covered
+            draw.rectangle(self._drawn, fill=_BACKGROUND)
+        roll = 3.0 * p["roll"]  # exaggerated, as in plots.face: real head roll is a few degrees
+        cos, sin = math.cos(roll), math.sin(roll)
+        # the outline follows the head; the features move further (a turn reads as a turn)
+        hx, hy = 1.2 * p["yaw"], -1.2 * p["pitch"]
+        fx, fy = 1.0 * p["yaw"], -1.0 * p["pitch"]
+        ox, oy = self.origin
+
+        def px(points: np.ndarray, shift: tuple[float, float] = (0.0, 0.0)) -> list[tuple[float, float]]:
+            x = points[:, 0] + shift[0]
+            y = points[:, 1] + shift[1]
+            rx = cos * x - sin * y + hx
+            ry = sin * x + cos * y + hy
+            return list(zip((ox + u * rx).tolist(), (oy - u * ry).tolist()))
+
+        width = max(1, int(round(u * 0.025)))
+        jaw = p["jaw"]
+        chin = 0.35 * jaw  # the jaw drops the chin as the mouth opens
+        head = _ellipse(0.0, 0.0, 0.85, 1.1, 64)
+        head[:, 1] = np.where(head[:, 1] < 0, head[:, 1] * (1.0 + chin / 1.1), head[:, 1])
+        outline = px(head)
+        draw.polygon(outline, fill=_SKIN, outline=_OUTLINE, width=width)
+        feat = (fx, fy)
+        for side, lid, gx, gy in ((-1, p["lid_left"], p["gaze_left_x"], p["gaze_left_y"]),
+                                  (1, p["lid_right"], p["gaze_right_x"], p["gaze_right_y"])):
+            ex, ey = 0.36 * side, 0.28
+            open_h = 0.13 * (1.0 - lid)
+            if open_h > 0.012:
+                draw.polygon(px(_ellipse(ex, ey, 0.17, open_h, 32), feat), fill=_EYE_WHITE, outline=_OUTLINE,
+                             width=width)
+                # pupil, moved by the eye's own yaw and pitch and cut by the eyelid
+                pxc = ex + float(np.clip(0.5 * gx, -0.11, 0.11))
+                pyc = ey + float(np.clip(0.5 * gy, -0.06, 0.06))
+                r = min(0.06, open_h * 0.9)
+                draw.polygon(px(_ellipse(pxc, pyc, r, r, 20), feat), fill=_PUPIL)
+            else:  # closed: the lid as a line
+                draw.line(px(np.array([[ex - 0.17, ey], [ex + 0.17, ey]]), feat), fill=_OUTLINE, width=width * 2)
+            by = ey + 0.22 + 0.12 * p["brow"]
+            brow = np.array([[ex - 0.17, by - 0.02 * side * p["brow"]], [ex + 0.17, by + 0.02 * side * p["brow"]]])
+            draw.line(px(brow, feat), fill=_BROW, width=width * 3)
+        nose = np.array([[0.0, 0.15], [-0.07, -0.12], [0.05, -0.14]])
+        draw.line(px(nose, feat), fill=_NOSE, width=width)
+        mouth_h = 0.02 + 0.8 * jaw
+        draw.polygon(px(_ellipse(0.0, -0.5 - mouth_h / 2.0, 0.27, mouth_h, 40), feat), fill=_MOUTH, outline=_OUTLINE,
+                     width=width)
+        # only the head's bounding box (every feature is inside it) is reduced and pasted
+        s = self._SUPERSAMPLE
+        xs, ys = zip(*outline)
+        pad = 2 * width + s
+        box = [int(min(xs)) - pad, int(min(ys)) - pad, int(max(xs)) + pad + 1, int(max(ys)) + pad + 1]
+        box = [max(0, v // s * s) for v in box[:2]] + [min(lim, -(-v // s) * s) for v, lim in zip(box[2:], self.image.size)]
+        self._drawn = tuple(box)  # type: ignore[assignment]
+        return self.image.crop(box).reduce(s), (box[0] // s, box[1] // s)
+
+
+# ----------------------------------------------------------------------------- the strip
+
+
+class _Strip:
+    """The waveform around the playhead: an envelope computed once, sliced per frame."""
+
+    def __init__(self, audio: np.ndarray | None, sample_rate: int | None, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self.wave_top = max(14, height // 4 + 4)  # text line above the waveform
+        self.wave_h = height - self.wave_top - 2
+        self.samples = 0
+        if audio is None or not sample_rate or audio.size == 0:
+            self.top = self.bottom = None
+            return
+        self.sample_rate = int(sample_rate)
+        self.samples = audio.shape[0]
+        duration = self.samples / self.sample_rate
+        self.span = min(_STRIP_WINDOW, duration)
+        per_column = max(1, int(round(self.span * self.sample_rate / width)))
+        self.column_seconds = per_column / self.sample_rate
+        n_cols = -(-self.samples // per_column)
+        padded = np.zeros(n_cols * per_column, dtype=np.int16)
+        padded[: self.samples] = audio
+        blocks = padded.reshape(n_cols, per_column)
+        scale = (self.wave_h / 2 - 1) / 32768.0
+        mid = self.wave_top + self.wave_h / 2
+        self.top = np.floor(mid - blocks.max(axis=1) * scale).astype(np.int32)
+        self.bottom = np.ceil(mid - blocks.min(axis=1) * scale).astype(np.int32)
+        self.rows = np.arange(height, dtype=np.int32)[:, None]
+
+    def render(self, t: float) -> np.ndarray:
+        out = np.empty((self.height, self.width, 3), dtype=np.uint8)
+        out[:] = _STRIP_BG
+        out[0, :] = (200, 200, 200)
+        if self.top is None:
+            return out
+        duration = self.samples / self.sample_rate
+        start = min(max(0.0, t - self.span / 2.0), max(0.0, duration - self.span))
+        c0 = int(round(start / self.column_seconds))
+        top = self.top[c0 : c0 + self.width]
+        bottom = self.bottom[c0 : c0 + self.width]
+        cols = top.shape[0]
+        mask = (self.rows >= top[None, :]) & (self.rows <= bottom[None, :])
+        out[:, :cols][mask] = _WAVE
+        x = int(round((t - c0 * self.column_seconds) / self.column_seconds))
+        if 0 <= x < self.width:
+            out[self.wave_top :, max(0, x - 1) : x + 1] = _PLAYHEAD
+        return out
+
+
+# ----------------------------------------------------------------------------- frames
+
+
+def frame_keyframes(timeline: Timeline) -> np.ndarray:
+    """Which keyframe each video frame shows: frame ``i`` covers media time ``[i / fps, (i + 1) / fps)``
+    and shows the last keyframe whose media time is at or before the middle of that span.
+
+    For a run of back-to-back utterances this is keyframe ``i`` for frame ``i``; frames
+    past the last keyframe's media time are not made (the video is as long as the
+    animation).
+    """
+    n = timeline.n_keyframes
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    mt = np.asarray(timeline.media_time, dtype=np.float64)
+    order = np.argsort(mt, kind="stable")
+    fps = timeline.fps
+    n_frames = max(n, int(math.floor(float(mt[order[-1]]) * fps + 0.5)) + 1)
+    centres = (np.arange(n_frames) + 0.5) / fps
+    pos = np.searchsorted(mt[order], centres, side="right") - 1
+    return order[np.clip(pos, 0, n - 1)]
+
+
+def _check_panels(panels: Sequence[str] | str) -> tuple[str, ...]:
+    if isinstance(panels, str):
+        panels = (panels,)
+    chosen = tuple(panels)
+    unknown = [p for p in chosen if p not in PANELS]
+    if unknown or "face" not in chosen:
+        raise ValueError(f"panels={chosen!r}: accepted panels are {PANELS!r}, and 'face' is always one of them")
+    return chosen
+
+
+def _check_size(size: Sequence[int]) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be (width, height) in pixels, got {size!r}") from None
+    if w < _MIN_SIZE or h < _MIN_SIZE or w % 2 or h % 2 or w > 7680 or h > 4320:
+        raise ValueError(f"size must be even (width, height) from {_MIN_SIZE} to 7680x4320 pixels "
+                         f"(H.264 in 4:2:0), got {size!r}")
+    return w, h
+
+
+def render_frames(
+    timeline: Timeline,
+    *,
+    size: Sequence[int] = (640, 480),
+    panels: Sequence[str] | str = PANELS,
+) -> Iterator[np.ndarray]:
+    """The video's frames as (height, width, 3) uint8 RGB arrays, one per keyframe period.
+
+    The same frames :func:`write_video` encodes; useful to inspect or test a frame.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    width, height = _check_size(size)
+    chosen = _check_panels(panels)
+    if timeline.n_keyframes == 0:
+        raise ValueError("the Timeline has no keyframes: there is nothing to put in a video")
+    strip_h = max(40, height // 5) if "waveform" in chosen else 0
+    face_h = height - strip_h
+    painter = _FacePainter(width, face_h)
+    strip = _Strip(timeline.audio, timeline.sample_rate, width, strip_h) if strip_h else None
+    font = ImageFont.load_default(size=max(10, min(strip_h // 5 if strip_h else height // 24, 22)))
+    poses = face_pose(timeline.keyframes)
+    which = frame_keyframes(timeline)
+    fps = timeline.fps
+    n = timeline.n_keyframes
+    frame = Image.new("RGB", (width, height), _BACKGROUND)
+    draw = ImageDraw.Draw(frame)
+    for i, k in enumerate(which.tolist()):
+        draw.rectangle((0, 0, width, face_h), fill=_BACKGROUND)
+        face, at = painter.paint({name: float(values[k]) for name, values in poses.items()})
+        frame.paste(face, at)
+        t = i / fps
+        label = f"{t:6.2f} s   keyframe {k} / {n}"
+        if strip is not None:
+            frame.paste(Image.fromarray(strip.render(t)), (0, face_h))
+            note = "" if strip.top is not None else "   (no audio)"
+            draw.text((6, face_h + 2), label + note, fill=_TEXT, font=font)
+        else:
+            draw.text((6, 4), label, fill=_TEXT, font=font)
+        yield np.asarray(frame)
+
+
+# ----------------------------------------------------------------------------- the file
+
+
+@dataclass(frozen=True)
+class Video:
+    """An MP4 written by :func:`write_video`. Displays inline in a notebook as a playable video
+    (the file embedded as a data URL) and can be used as a path (``os.fspath(video)``)."""
+
+    path: Path
+    frames: int
+    fps: float
+    size: tuple[int, int]
+    has_audio: bool
+    note: str | None = None
+
+    @property
+    def duration(self) -> float:
+        """Seconds of video (frames / fps)."""
+        return self.frames / self.fps
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        audio = "with audio" if self.has_audio else "video only"
+        return (f"<Video {self.path} {self.size[0]}x{self.size[1]}, {self.frames} frames @ {self.fps:g} fps "
+                f"({self.duration:.2f} s), {audio}>")
+
+    def _repr_html_(self) -> str:
+        import base64
+        import html
+
+        data = base64.b64encode(self.path.read_bytes()).decode("ascii")
+        note = f"<div><i>{html.escape(self.note)}</i></div>" if self.note else ""
+        return (f'<video controls width="{self.size[0]}" src="data:video/mp4;base64,{data}"></video>'
+                f"<div><code>{html.escape(str(self.path))}</code></div>{note}")
+
+
+def _fps_fraction(fps: float) -> Fraction:
+    return Fraction(fps).limit_denominator(1001)
+
+
+def _partial_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.partial")
+
+
+def write_video(
+    timeline: Timeline,
+    path: str | os.PathLike[str],
+    *,
+    size: Sequence[int] = (640, 480),
+    panels: Sequence[str] | str = PANELS,
+    crf: int = 23,
+    preset: str = "veryfast",
+    audio_bitrate: int = 96_000,
+) -> Video:
+    """Write ``timeline`` as an MP4: H.264 video at the Timeline's fps, AAC audio.
+
+    Frame ``i`` shows the keyframe whose media time is ``i / fps`` (for one utterance,
+    keyframe ``i``) and is on screen while the audio from ``i / fps`` to ``(i + 1) / fps``
+    plays: video and audio both start at time 0 of the file.
+
+    ``size`` is (width, height) in pixels, both even; ``panels`` is ``("face",
+    "waveform")`` (default) or ``("face",)``. ``crf`` and ``preset`` are libx264's quality
+    and speed settings. A Timeline without audio gives a video-only file and a
+    ``UserWarning`` saying so (``Video.note``). The file is written next to ``path``
+    under a temporary name and renamed at the end, so a failure leaves no partial file.
+    """
+    import av
+
+    width, height = _check_size(size)
+    chosen = _check_panels(panels)
+    if timeline.n_keyframes == 0:
+        raise ValueError("the Timeline has no keyframes: there is nothing to put in a video")
+    path = Path(os.fspath(path))
+    if path.suffix.lower() != ".mp4":
+        raise ValueError(f"{path}: the video is an MP4 file, give a path ending in .mp4")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; give the path of an .mp4 file")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: the folder {path.parent} does not exist")
+    audio = timeline.audio
+    sample_rate = timeline.sample_rate
+    has_audio = audio is not None and audio.size > 0 and bool(sample_rate)
+    note = None
+    if not has_audio:
+        why = "no sample rate" if audio is not None and audio.size and not sample_rate else "no audio"
+        note = (f"the Timeline carries {why}: {path.name} is video only "
+                "(set timeline.audio and timeline.sample_rate to include the sound)")
+        warnings.warn(note, UserWarning, stacklevel=2)
+
+    partial = _partial_path(path)
+    try:
+        handle = open(partial, "wb")  # noqa: SIM115 - handed to the muxer, closed below
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cannot write the video to {path}: {exc.strerror}") from None
+    frames = 0
+    try:
+        with handle, av.open(handle, "w", format="mp4", options={"movflags": "+faststart"}) as container:
+            rate = _fps_fraction(timeline.fps)
+            vstream = container.add_stream("libx264", rate=rate)
+            vstream.width, vstream.height = width, height
+            vstream.pix_fmt = "yuv420p"
+            vstream.time_base = 1 / rate
+            vstream.codec_context.time_base = 1 / rate
+            vstream.options = {"crf": str(int(crf)), "preset": preset}
+            astream = None
+            if has_audio:
+                astream = container.add_stream("aac", rate=int(sample_rate), layout="mono")
+                astream.bit_rate = int(audio_bitrate)
+                astream.time_base = Fraction(1, int(sample_rate))
+            pcm = np.ascontiguousarray(audio, dtype=np.int16) if has_audio else None
+            sent = 0  # audio samples handed to the encoder so far
+
+            def push_audio(until: int) -> None:
+                nonlocal sent
+                until = min(until, pcm.shape[0])
+                if until <= sent:
+                    return
+                block = av.AudioFrame.from_ndarray(pcm[None, sent:until], format="s16", layout="mono")
+                block.sample_rate = int(sample_rate)
+                block.pts = sent
+                block.time_base = Fraction(1, int(sample_rate))
+                container.mux(astream.encode(block))
+                sent = until
+
+            for i, rgb in enumerate(render_frames(timeline, size=(width, height), panels=chosen)):
+                vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                vf.pts = i
+                vf.time_base = 1 / rate
+                container.mux(vstream.encode(vf))
+                if pcm is not None:  # audio up to the end of this frame, so the muxer interleaves
+                    push_audio(int(round((i + 1) / float(rate) * sample_rate)))
+                frames += 1
+            if pcm is not None:
+                push_audio(pcm.shape[0])
+                container.mux(astream.encode(None))
+            container.mux(vstream.encode(None))
+        os.replace(partial, path)
+    except BaseException:
+        try:
+            partial.unlink()
+        except FileNotFoundError:
+            pass
+        raise
+    return Video(path, frames, float(timeline.fps), (width, height), has_audio, note)
