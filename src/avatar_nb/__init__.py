@@ -37,11 +37,16 @@ _EXPORTS: dict[str, str] = {
     "peak_envelope": "._pcm",
     "to_s16le": "._pcm",
     # audio in
+    "AUDIO_SUFFIXES": ".audio",
     "AudioFormatError": ".audio",
+    "load_audio": ".audio",
     "load_wav": ".audio",
     "prepare_audio": ".audio",
     "speech_like": ".audio",
     "write_wav": ".audio",
+    "OggOpusDecoder": ".opus",
+    "OggOpusEncoder": ".opus",
+    "OggOpusError": ".opus",
     # configuration, errors, ids
     "AgoraEgressConfig": ".config",
     "AudioFormat": ".config",
@@ -109,7 +114,15 @@ if _TYPE_CHECKING:  # static analysers and IDEs see the eager imports
         peak_envelope,
         to_s16le,
     )
-    from .audio import AudioFormatError, load_wav, prepare_audio, speech_like, write_wav  # noqa: F401
+    from .audio import (  # noqa: F401
+        AUDIO_SUFFIXES,
+        AudioFormatError,
+        load_audio,
+        load_wav,
+        prepare_audio,
+        speech_like,
+        write_wav,
+    )
     from .config import (  # noqa: F401
         AgoraEgressConfig,
         AudioFormat,
@@ -128,6 +141,7 @@ if _TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     )
     from .flame import DEFAULT_FPS  # noqa: F401
     from .logid import generate_log_id  # noqa: F401
+    from .opus import OggOpusDecoder, OggOpusEncoder, OggOpusError  # noqa: F401
     from .pipeline import AnimationTimeout, animate, animate_sync  # noqa: F401
     from .protocol import SUPPORTED_SAMPLE_RATES  # noqa: F401
     from .server import LocalService  # noqa: F401
