@@ -45,6 +45,7 @@ __all__ = [
     "load_results",
     "runs_frame",
     "write_keyframes",
+    "write_result",
     "write_run",
 ]
 
@@ -129,6 +130,22 @@ def write_run(root: str | Path, row: Mapping[str, Any]) -> Path:
     path = Path(root) / RUNS_DIR / f"{run_id}.parquet"
     _atomic_write(_row_table(row), path)
     return path
+
+
+def write_result(root: str | Path, row: Mapping[str, Any], timeline: Timeline | None) -> None:
+    """Write one finished run: its keyframes (when any arrived), then its row.
+
+    A run written without keyframes drops any left by an earlier attempt, so the
+    dataset never pairs a row with another attempt's frames.
+    """
+    run_id = _check_run_id(row.get("run_id"))  # type: ignore[arg-type]
+    if timeline is not None and timeline.n_keyframes:
+        write_keyframes(root, run_id, timeline)
+    else:
+        stale = Path(root) / KEYFRAMES_DIR / f"run_id={run_id}" / PART_FILE
+        if stale.exists():
+            stale.unlink()
+    write_run(root, row)
 
 
 def write_sweep_info(root: str | Path, info: Mapping[str, Any]) -> Path:

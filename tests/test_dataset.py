@@ -1,0 +1,160 @@
+"""The Parquet dataset: exact round trip, whole files only, pruned and filtered reads, resume bookkeeping."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from avatar_nb import Timeline
+from avatar_nb.dataset import (
+    KEYFRAMES_DIR,
+    RUNS_DIR,
+    finished_runs,
+    load_results,
+    runs_frame,
+    write_keyframes,
+    write_result,
+    write_run,
+)
+from avatar_nb.flame import column_names
+
+
+def synthetic_timeline(n: int, *, seed: int, requests: int = 2, n_expression: int = 10) -> Timeline:
+    """A run of ``n`` keyframes over ``requests`` requests, one keyframe a message, 80 ms latency."""
+    rng = np.random.default_rng(seed)
+    tl = Timeline(25.0, sample_rate=16000, meta={"pacing": "capture"})
+    per = n // requests
+    t = 0.0
+    for r in range(requests):
+        req = f"req-{seed}-{r}"
+        for i in range(per):
+            tl.add_audio_chunk(req, t, 640)
+            keyframe = rng.standard_normal((1, 20 + n_expression)).astype(np.float32)
+            tl.add_animation(keyframe, req_id=req, arrival=t + 0.08, end=i == per - 1)
+            t += 0.04
+    return tl
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.reset_index(drop=True).copy()
+    frame["req_id"] = frame["req_id"].astype(str)
+    return frame
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    timelines = {f"run{i}": synthetic_timeline(40 + 10 * i, seed=i) for i in range(3)}
+    for index, (run_id, tl) in enumerate(timelines.items()):
+        write_result(tmp_path, {"run": index, "run_id": run_id, "status": "ok", "chunk_ms": 20.0 * (index + 1)}, tl)
+    return tmp_path, timelines
+
+
+def test_keyframes_round_trip_exactly(dataset):
+    root, timelines = dataset
+    results = load_results(root)
+    table = results.keyframes()
+    assert list(table.columns[:2]) == ["run_id", "req_id"]
+    assert len(table) == sum(tl.n_keyframes for tl in timelines.values())
+    for run_id, tl in timelines.items():
+        back = table[table["run_id"] == run_id].drop(columns="run_id")
+        expected = tl.to_pandas()
+        assert list(back.columns) == list(expected.columns)
+        pd.testing.assert_frame_equal(_plain(back), _plain(expected), check_exact=True)
+        assert back["translation_0"].dtype == np.float32 and back["latency"].dtype == np.float64
+        # request ids keep their order of first appearance
+        assert list(pd.unique(back["req_id"].astype(str))) == tl.req_ids
+
+
+def test_runs_table_round_trips_and_keeps_missing_values(tmp_path):
+    rows = [
+        {"run": 1, "run_id": "b", "status": "failed", "error": "ValueError: x", "latency_p50": None, "note": None},
+        {"run": 0, "run_id": "a", "status": "ok", "error": "", "latency_p50": 0.08, "note": "n", "grid": [1, 2]},
+    ]
+    for row in rows:
+        write_run(tmp_path, row)
+    back = load_results(tmp_path).runs
+    expected = runs_frame(rows)
+    pd.testing.assert_frame_equal(back, expected)
+    assert list(back["run_id"]) == ["a", "b"]  # ordered by position in the sweep
+    assert back.loc[1, "latency_p50"] != back.loc[1, "latency_p50"]  # NaN for the failed run
+    assert back.loc[0, "grid"] == "[1, 2]"  # non-scalar settings are kept as JSON text
+
+
+def test_pruned_and_filtered_reads(dataset):
+    root, timelines = dataset
+    results = load_results(root)
+    latency = results.keyframes(columns=["latency"])
+    assert list(latency.columns) == ["run_id", "latency"]
+    only = results.keyframes(columns=["latency", "frame"], filters=[("run_id", "=", "run1"), ("frame", "<", 5)])
+    assert set(only["run_id"]) == {"run1"}
+    assert len(only) == 5 * len(timelines["run1"].req_ids)
+    joined = results.keyframes(columns=["latency"], runs=["run2"], with_runs=["chunk_ms"])
+    assert set(joined["chunk_ms"]) == {60.0} and len(joined) == timelines["run2"].n_keyframes
+    streamed = list(results.iter_keyframes(columns=["latency"]))
+    assert [len(p) for p in streamed] == [tl.n_keyframes for tl in timelines.values()]
+
+
+def test_files_are_whole_or_absent(tmp_path, monkeypatch):
+    tl = synthetic_timeline(20, seed=1)
+    write_result(tmp_path, {"run": 0, "run_id": "good", "status": "ok"}, tl)
+
+    # a writer killed mid-file: the failure leaves neither the file nor its temporary
+    def broken(table, where, **kwargs):
+        with open(where, "wb") as fh:
+            fh.write(b"PAR1 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_result(tmp_path, {"run": 1, "run_id": "bad", "status": "ok"}, tl)
+    monkeypatch.undo()
+    leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and p.name.startswith(".")]
+    assert leftovers == []
+    assert finished_runs(tmp_path) == {"good"}
+    assert not (tmp_path / KEYFRAMES_DIR / "run_id=bad").exists() or not any((tmp_path / KEYFRAMES_DIR / "run_id=bad").iterdir())
+    # a stray temporary from a killed process is ignored by readers
+    (tmp_path / RUNS_DIR / ".x.parquet.1234.tmp").write_bytes(b"junk")
+    assert list(load_results(tmp_path).runs["run_id"]) == ["good"]
+
+
+def test_finished_runs_needs_ok_status_and_keyframes(tmp_path):
+    tl = synthetic_timeline(20, seed=2)
+    write_result(tmp_path, {"run": 0, "run_id": "ok", "status": "ok"}, tl)
+    write_result(tmp_path, {"run": 1, "run_id": "failed", "status": "failed", "error": "boom"}, tl)
+    write_run(tmp_path, {"run": 2, "run_id": "rowonly", "status": "ok"})  # its keyframes never landed
+    assert finished_runs(tmp_path) == {"ok"}
+    # a later attempt without keyframes removes the earlier attempt's frames
+    write_result(tmp_path, {"run": 1, "run_id": "failed", "status": "failed", "error": "again"}, None)
+    assert set(load_results(tmp_path).keyframes(columns=["frame"])["run_id"]) == {"ok"}
+
+
+def test_bad_input_is_named(tmp_path):
+    with pytest.raises(ValueError, match="run_id"):
+        write_run(tmp_path, {"run_id": "../escape"})
+    with pytest.raises(ValueError, match="engine"):
+        load_results(tmp_path, engine="spark")
+    with pytest.raises(FileNotFoundError, match="no avatar_nb dataset"):
+        load_results(tmp_path / "nothing")
+
+
+def test_dask_engine_reads_out_of_core(dataset):
+    pytest.importorskip("dask.dataframe")
+    root, timelines = dataset
+    results = load_results(root, engine="dask")
+    frame = results.keyframes(columns=["latency", "frame"])
+    assert frame.npartitions == len(timelines)  # one partition per run: nothing read yet
+    counts = frame.groupby("run_id")["frame"].count().compute().sort_index()
+    assert counts.to_dict() == {k: tl.n_keyframes for k, tl in timelines.items()}
+    filtered = results.keyframes(columns=["latency"], filters=[("run_id", "=", "run0")]).compute()
+    assert set(filtered["run_id"]) == {"run0"} and len(filtered) == timelines["run0"].n_keyframes
+    assert list(results.runs.compute()["run_id"]) == ["run0", "run1", "run2"]
+
+
+def test_column_names_come_from_the_layout(dataset):
+    root, _ = dataset
+    columns = load_results(root).keyframes().columns
+    for name in column_names(10):
+        assert name in columns
