@@ -293,7 +293,7 @@ def test_client_interrupt_and_playback_control():
     req, _ = client.audio(b"\x00\x00")
     rid, message = client.interrupt()
     assert rid == req and client.current_req_id is None
-    assert server.receive(message) == InterruptRequested(req)
+    assert server.receive(message) == InterruptRequested(req, streaming=True, pending=True)
     rid, message = client.playback_control(MessageType.CLIENT_PAUSE)
     assert server.receive(message) == PlaybackControlRequested(MessageType.CLIENT_PAUSE, req)
 

@@ -1,7 +1,8 @@
 """The ingress upgrade and handshake: credentials in both styles, every refusal, compression.
 
-Refusals are checked over real sockets with their exact status and wording
-(PROTOCOL.md section 2): the official clients classify them by phrase.
+Refusals are checked over real sockets with their exact status and body (docs/protocol.md,
+section 2): ``{"message":"..."}`` and a newline, as the hosted service answers; the
+official clients classify them by status and phrase.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ from avatar_nb.proto import message_pb2 as pb
 from avatar_nb.server import LocalService
 
 from .helpers import collect_until_end, expected_frames, handshake, keyframes_of, open_raw, refusal, stream
+
+
+def body(message: str) -> str:
+    """The hosted service's refusal body: compact JSON with ``message``, then a newline."""
+    return '{"message":"%s"}\n' % message
 
 
 @pytest.mark.parametrize("query_auth", [False, True])
@@ -44,7 +50,7 @@ async def test_upgrade_refusals(query_auth):
             (dict(avatar_id=""), 404, "Avatar not found"),
         ]
         for kwargs, status, text in cases:
-            assert await refusal(svc, query_auth=query_auth, **kwargs) == (status, text), kwargs
+            assert await refusal(svc, query_auth=query_auth, **kwargs) == (status, body(text)), kwargs
         assert svc.stats["sessions_total"] == 0
         assert svc.stats["refusals"] == len(cases)
 
@@ -55,14 +61,16 @@ async def test_missing_session_key():
         with pytest.raises(InvalidStatus) as info:
             await websockets.connect(url, additional_headers={"X-App-ID": svc.app_id})
         assert info.value.response.status_code == 400
-        assert info.value.response.body.startswith(b"Invalid session token")
+        response = info.value.response
+        assert response.body.decode() == body("Invalid session token: no session key given")
+        assert response.headers["Content-Type"].startswith("application/json")
 
 
 async def test_concurrency_limit():
     async with LocalService(realtime=False, max_sessions=1) as svc:
         ws = await open_raw(svc)
         await handshake(ws)
-        assert await refusal(svc) == (429, "concurrency limit reached")
+        assert await refusal(svc) == (429, body("concurrency limit reached"))
         await ws.close()
 
 

@@ -1,6 +1,7 @@
 """The embedded local avatar service: console + ingress on loopback, procedural animator."""
 
 from .animator import Animator
-from .service import LocalService, describe, serve_forever
+from .egress import SimulatedEgress
+from .service import DEFAULT_IDLE_TIMEOUT, LocalService, describe, serve_forever
 
-__all__ = ["Animator", "LocalService", "describe", "serve_forever"]
+__all__ = ["Animator", "DEFAULT_IDLE_TIMEOUT", "LocalService", "SimulatedEgress", "describe", "serve_forever"]

@@ -12,6 +12,13 @@ however it was cut into chunks.
 Audio is consumed incrementally: :meth:`Animator.feed` returns the keyframes of every
 frame whose audio span is complete; :meth:`Animator.finish` also returns the partial
 last frame of an utterance.
+
+An audio-to-motion offset can be set (``offset_samples``, for the local service's
+``av_offset_ms``): the motion of frame ``k`` is then computed from the utterance's
+audio shifted by that many samples (silence before its start and after its end), so
+the mouth lags (positive) or leads (negative) the sound by exactly that amount, sub-
+frame amounts included. A frame still leaves no earlier than its own audio span is
+complete; a leading mouth also waits for the audio it anticipates.
 """
 
 from __future__ import annotations
@@ -24,12 +31,21 @@ from functools import lru_cache
 import numpy as np
 
 from .. import _pcm
+from ..flame import CHANNELS, DEFAULT_FPS, FIXED_COLUMNS, SCALAR_CHANNELS
 
 __all__ = ["Animator"]
 
-_FIXED = _pcm.FLAME_FIXED_COLUMNS
+_FIXED = FIXED_COLUMNS
+# where each moving part goes in a keyframe row (from the one layout definition)
+_TRANSLATION = CHANNELS["translation"].start
+_ROTATION = CHANNELS["rotation"].start
+_NECK = CHANNELS["neck_pose"].start
+_JAW = SCALAR_CHANNELS["jaw_open"]
+_EYES = CHANNELS["eye_pose"].start
+_LIDS = CHANNELS["eye_lid"].start
 _JAW_MAX = 0.32  # radians of jaw opening at full loudness
-_BLINK = (0.35, 0.8, 1.0, 0.85, 0.5, 0.2)  # eyelid closure per frame of a blink at 25 fps
+_BLINK = (0.35, 0.8, 1.0, 0.85, 0.5, 0.2)  # eyelid closure per frame of a blink at _BLINK_FPS
+_BLINK_FPS = 25.0
 _BLOCK = 250  # frames of index-only motion computed at once
 _CACHED_BLOCKS = 32  # per motion model: the first 5 minutes of every stream at 25 fps
 
@@ -73,9 +89,9 @@ class _MotionModel:
                 return rows
         t = (index * _BLOCK + np.arange(_BLOCK)) / self.fps
         rows = np.zeros((_BLOCK, self.width))
-        rows[:, 0] = 0.002 * np.sin(2 * np.pi * 0.07 * t)
-        rows[:, 1] = 0.0015 * np.sin(2 * np.pi * 0.05 * t + 1.0)
-        rows[:, 3:6] = 0.05 * np.sin(2 * np.pi * self.head_freq[None, :] * t[:, None] + self.head_phase[None, :])
+        rows[:, _TRANSLATION] = 0.002 * np.sin(2 * np.pi * 0.07 * t)
+        rows[:, _TRANSLATION + 1] = 0.0015 * np.sin(2 * np.pi * 0.05 * t + 1.0)
+        rows[:, _ROTATION : _ROTATION + 3] = 0.05 * np.sin(2 * np.pi * self.head_freq[None, :] * t[:, None] + self.head_phase[None, :])
         if self.n_expression:
             rows[:, _FIXED:] = 0.05 * np.sin(
                 2 * np.pi * self.drift_freq[None, :] * t[:, None] + self.drift_phase[None, :]
@@ -104,11 +120,22 @@ def _motion_model(seed: int, fps: float, n_expression: int) -> _MotionModel:
 class Animator:
     """Turns one session's audio into FLAME keyframes of ``20 + n_expression`` floats."""
 
-    def __init__(self, sample_rate: int, fps: float = 25.0, *, n_expression: int = 50, seed: int = 0) -> None:
+    def __init__(
+        self,
+        sample_rate: int,
+        fps: float = DEFAULT_FPS,
+        *,
+        n_expression: int = 50,
+        seed: int = 0,
+        offset_samples: int = 0,
+    ) -> None:
         if sample_rate <= 0 or not fps > 0:
             raise ValueError(f"sample_rate and fps must be positive, got {sample_rate} and {fps}")
         if n_expression < 0:
             raise ValueError(f"n_expression must be >= 0, got {n_expression}")
+        if not isinstance(offset_samples, int) or isinstance(offset_samples, bool):
+            raise ValueError(f"offset_samples must be an int (samples), got {offset_samples!r}")
+        self.offset_samples = offset_samples
         self.sample_rate = int(sample_rate)
         self.fps = float(fps)
         self.n_expression = int(n_expression)
@@ -124,14 +151,22 @@ class Animator:
         self._next_blink = self._blink_gap()
         self._blink_at = -100
         self._gaze = (0.0, 0.0)
-        self._blink_len = max(1, int(round(len(_BLINK) * self.fps / 25.0)))
+        self._blink_len = max(1, int(round(len(_BLINK) * self.fps / _BLINK_FPS)))
         self._next_saccade = int(rng.uniform(1.0, 3.0) * self.fps)
         self._jaw = 0.0
         self._nod = 0.0
-        self._pending = np.zeros(0, dtype=np.int16)
         self._utterance_frame = 0  # frames produced in the current utterance
+        self._start_utterance()
 
     # ------------------------------------------------------------------ audio in
+
+    def _start_utterance(self) -> None:
+        # `_pending` holds the feature stream from frame `_utterance_frame` on: the
+        # utterance's audio shifted by `offset_samples` (silence first when the mouth lags)
+        lag = max(0, self.offset_samples)
+        self._pending = np.zeros(lag, dtype=np.int16)
+        self._skip = max(0, -self.offset_samples)  # audio the leading mouth has already used
+        self._received = 0  # samples of the utterance received
 
     def _blink_gap(self) -> int:
         return int(self._rng.uniform(2.0, 5.5) * self.fps)
@@ -148,36 +183,59 @@ class Animator:
             raise ValueError(f"s16le audio has {len(pcm)} bytes, an odd number")
         if pcm:
             samples = np.frombuffer(pcm, dtype="<i2")
-            self._pending = np.concatenate((self._pending, samples)) if self._pending.size else samples
+            self._received += samples.shape[0]
+            if self._skip:
+                skipped = min(self._skip, samples.shape[0])
+                samples, self._skip = samples[skipped:], self._skip - skipped
+            if samples.shape[0]:
+                self._pending = np.concatenate((self._pending, samples)) if self._pending.size else samples
         return self._produce(final=False)
 
     def finish(self) -> np.ndarray:
         """End the current utterance: return the keyframes still owed (the partial last frame)."""
         out = self._produce(final=True)
-        self._pending = np.zeros(0, dtype=np.int16)
         self._utterance_frame = 0
+        self._start_utterance()
         return out
 
     def reset_utterance(self) -> None:
         """Drop the current utterance's unconsumed audio (an interrupt)."""
-        self._pending = np.zeros(0, dtype=np.int16)
         self._utterance_frame = 0
+        self._start_utterance()
+
+    def _frames_within(self, k0: int, samples: int) -> int:
+        """The number of frames whose span ends within the first ``samples`` of the utterance."""
+        if self._integral_frames:
+            return samples // self._spf
+        k1 = k0
+        while self._span(k1 + 1) <= samples:
+            k1 += 1
+        return k1
 
     def _produce(self, final: bool) -> np.ndarray:
         k0 = self._utterance_frame
         base = self._span(k0)
-        available = base + self._pending.shape[0]
-        # complete frames: those whose span ends within the available audio
-        if self._integral_frames:
-            k1 = available // self._spf
-        else:
-            k1 = k0
-            while self._span(k1 + 1) <= available:
-                k1 += 1
-        if final and self._span(k1) < available:
-            k1 += 1  # the partial last frame
+        available = base + self._pending.shape[0]  # feature stream (shifted audio) at hand
+        received = self._received
+        # complete frames: those whose span ends within the audio received and, when the
+        # motion is shifted, within the shifted audio as well
+        k1 = self._frames_within(k0, min(available, received))
+        if final and self._span(k1) < received:
+            k1 = self._frames_within(k0, received)
+            if self._span(k1) < received:
+                k1 += 1  # the partial last frame
         if k1 <= k0:
             return np.zeros((0, self.width), dtype=np.float32)
+        if self.offset_samples and final:
+            # the shifted stream ends where the audio ends: silence after it, nothing beyond
+            end = min(self._span(k1), received)
+            if available < end:
+                pad = np.zeros(end - available, dtype=np.int16)
+                self._pending = np.concatenate((self._pending, pad)) if self._pending.size else pad
+                available = end
+            elif available > end:
+                self._pending = self._pending[: end - base]
+                available = end
         used = min(self._span(k1), available) - base
         audio = self._pending[:used]
         if self._integral_frames:
@@ -220,8 +278,8 @@ class Animator:
             d += 0.08 * (loud - d)
             row = slow[i]
             # head (pitch, yaw, roll): slow drift plus a nod; the neck carries part of it
-            pitch = row[3] + 0.06 * d - 0.02
-            yaw, roll = row[4], row[5]
+            pitch = row[_ROTATION] + 0.06 * d - 0.02
+            yaw, roll = row[_ROTATION + 1], row[_ROTATION + 2]
             # eyes: saccades to a new target every 1-3 s, both eyes together
             if frame >= self._next_saccade:
                 gx, gy = self._rng.uniform(-0.12, 0.12, 2).tolist()
@@ -236,14 +294,16 @@ class Animator:
             lid = 0.06
             if 0 <= age < blink_len:
                 lid = max(lid, _BLINK[min(len(_BLINK) - 1, age * len(_BLINK) // blink_len)])
-            fixed.append((
-                row[0], row[1], 0.0,
-                pitch, yaw, roll,
-                0.4 * pitch, 0.4 * yaw, 0.4 * roll,
-                _JAW_MAX * j, 0.02 * (bright - 0.5) * j, 0.0,  # jaw: opening, sideways on fricatives
-                gx, gy, 0.0, gx, gy, 0.0,
-                lid, lid,
-            ))
+            r = [0.0] * _FIXED
+            r[_TRANSLATION] = row[_TRANSLATION]
+            r[_TRANSLATION + 1] = row[_TRANSLATION + 1]
+            r[_ROTATION : _ROTATION + 3] = (pitch, yaw, roll)
+            r[_NECK : _NECK + 3] = (0.4 * pitch, 0.4 * yaw, 0.4 * roll)
+            r[_JAW] = _JAW_MAX * j  # how far the jaw opens
+            r[_JAW + 1] = 0.02 * (bright - 0.5) * j  # sideways on fricatives
+            r[_EYES : _EYES + 6] = (gx, gy, 0.0, gx, gy, 0.0)  # both eyes look together
+            r[_LIDS : _LIDS + 2] = (lid, lid)
+            fixed.append(r)
             coef.append((loud, bright * loud, zcr * loud))
         self._jaw, self._nod = j, d
         out[:, :_FIXED] = fixed

@@ -1,4 +1,4 @@
-"""Console API of the local service: session tokens over HTTP (PROTOCOL.md section 1).
+"""Console API of the local service: session tokens over HTTP (docs/protocol.md, section 1).
 
 Two routes serve the same handler: ``POST /v1/console/session-tokens`` answers
 ``{"sessionToken": ...}``, ``POST /v1/auth/session-token`` (the newer route)
@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import time
 import uuid
+from typing import Any
 
 from aiohttp import web
 
@@ -22,13 +24,52 @@ __all__ = ["error_response", "token_handler"]
 
 
 def error_response(status: int, code: str, title: str, detail: str) -> web.Response:
-    """A response in the JSON error shape of PROTOCOL.md section 1."""
+    """A response in the JSON error shape of docs/protocol.md, section 1."""
     body = {"errors": [{"id": str(uuid.uuid4()), "status": status, "code": code, "title": title, "detail": detail}]}
     return web.Response(status=status, text=json.dumps(body), content_type="application/json")
 
 
 def _invalid(detail: str) -> web.Response:
     return error_response(400, "INVALID_ARGUMENT", "Invalid Argument", detail)
+
+
+_MAX_BODY = 4096  # bytes: a token request is {"expireAt": <unix seconds>}
+_MAX_DEPTH = 32  # a token request is one flat object; deeper nesting is refused unparsed
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _parse_body(raw: bytes) -> Any:
+    """The request's JSON, or None when it is not strict JSON (NaN, Infinity), is nested
+    deeper than a token request can be, or does not parse."""
+    if not raw:
+        return None
+    depth = 0
+    deepest = 0
+    in_string = escaped = False
+    for byte in raw:  # brackets outside strings: refuse deep nesting before parsing it
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > _MAX_DEPTH:
+                return None
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return None
 
 
 def token_handler(state: ServiceState, key_name: str):
@@ -40,11 +81,14 @@ def token_handler(state: ServiceState, key_name: str):
             state.stats.refusals += 1
             what = "missing" if not given else "wrong"
             return error_response(401, "INVALID_API_KEY", "Invalid API Key", f"the X-Api-Key header is {what}")
-        raw = await request.read()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
+        if request.content_length is not None and request.content_length > _MAX_BODY:
+            state.stats.refusals += 1
+            return _invalid(f"request body is larger than {_MAX_BODY} bytes")
+        raw = await request.content.read(_MAX_BODY + 1)
+        if len(raw) > _MAX_BODY:
+            state.stats.refusals += 1
+            return _invalid(f"request body is larger than {_MAX_BODY} bytes")
+        body = _parse_body(raw)
         if not isinstance(body, dict):
             state.stats.refusals += 1
             return _invalid('request body must be a JSON object: {"expireAt": <unix seconds>}')
@@ -52,9 +96,11 @@ def token_handler(state: ServiceState, key_name: str):
         if expire is None:
             state.stats.refusals += 1
             return _invalid("expireAt is required (unix seconds)")
-        if isinstance(expire, bool) or not isinstance(expire, (int, float)) or expire != int(expire):
+        integral = isinstance(expire, int) or (isinstance(expire, float) and math.isfinite(expire) and expire.is_integer())
+        if isinstance(expire, bool) or not integral:
             state.stats.refusals += 1
-            return _invalid(f"expireAt must be an integer number of unix seconds, got {json.dumps(expire)[:40]}")
+            shown = expire if isinstance(expire, (int, float, str)) else type(expire).__name__
+            return _invalid(f"expireAt must be an integer number of unix seconds, got {str(shown)[:40]!r}")
         now = time.time()
         if expire <= now:
             state.stats.refusals += 1

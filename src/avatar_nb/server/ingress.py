@@ -1,12 +1,29 @@
 """Ingress of the local service: the WebSocket upgrade checks and one streaming session.
 
 The upgrade is refused, before any WebSocket exists, with the statuses and wording of
-PROTOCOL.md section 2 (plain-text bodies, so clients classify them by phrase). After
-the upgrade, :class:`IngressSession` is the I/O adapter around
-:class:`avatar_nb.protocol.ServerConnection`: it feeds received audio to the
+docs/protocol.md, section 2: a JSON body ``{"message": "..."}`` and a
+newline, as the hosted service answers, so clients classify refusals by status and
+phrase. After the upgrade, :class:`IngressSession` is the I/O adapter around
+:class:`avatar_nb.protocol.ServerConnection`, which owns the protocol and each
+request's lifecycle: the adapter feeds received audio to the
 :class:`~avatar_nb.server.animator.Animator` and sends the keyframes back, either at
 once (``realtime=False``) or when they are due, like a live service: a keyframe is due
-``latency_ms`` (plus optional jitter) after the audio of its whole frame arrived.
+``latency_ms`` (plus optional jitter) after the audio of its whole frame arrived, then
+crosses the simulated network :class:`~avatar_nb.server.pacing.Link`.
+
+Bounded in memory and time, whatever the client does:
+
+- a session queues at most ``max_backlog`` seconds of animation (or one message, if
+  larger); beyond it the service stops reading that client's audio until the queue
+  drains, so a fast uploader is slowed down, not buffered without end;
+- every send has a timeout (``send_timeout``): a client that stops reading is dropped
+  (the connection aborted, its slot freed) instead of holding the service's memory;
+- timeouts and limits (idle, session time, credits) close the connection whatever is
+  queued: the closing error and close frame get a short bounded try, then the
+  transport is aborted;
+- the ClientConfigureSession must arrive within ``handshake_timeout`` of the upgrade
+  (the HTTP upgrade itself is bounded by the server's keep-alive timeout, set to the
+  same value in :mod:`avatar_nb.server.service`).
 
 Timers are loop callbacks (``call_at``), not tasks: one sender task per session waits
 on an event that the head-of-queue timer sets, so a paced session costs one wake-up per
@@ -16,6 +33,7 @@ animation message.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
@@ -23,18 +41,20 @@ from collections import deque
 import numpy as np
 from aiohttp import WSMsgType, web
 
-from .. import _pcm
-from ..errors import CloseCode
+from ..errors import CloseCode, ServerErrorCode
+from ..flame import FIXED_COLUMNS
 from ..protocol import (
     AudioReceived,
     InterruptRequested,
+    MessageType,
     PlaybackControlRequested,
     ProtocolViolation,
     ServerConnection,
     SessionConfigured,
 )
 from .animator import Animator
-from .pacing import Pacer
+from .pacing import Link, Pacer
+from .playout import Playout, Report
 from .state import ServiceState
 from .tokens import InvalidToken
 
@@ -44,11 +64,15 @@ logger = logging.getLogger("avatar_nb.server")
 
 _MAX_MESSAGE = 16 * 1024 * 1024
 _CLOSE_POLICY = 1008  # a handshake the client got wrong
+_CLOSE_TIMEOUT = 2.0  # the polite close (error, close frame, the peer's answer) before an abort
+_EMPTY = np.zeros((0, FIXED_COLUMNS), dtype=np.float32)
 
 
-def _refuse(state: ServiceState, status: int, text: str) -> web.Response:
+def _refuse(state: ServiceState, status: int, message: str) -> web.Response:
+    """An upgrade refusal as the hosted service words it: ``{"message": ...}`` and a newline."""
     state.stats.refusals += 1
-    return web.Response(status=status, text=text)
+    body = json.dumps({"message": message}, separators=(",", ":")) + "\n"
+    return web.Response(status=status, text=body, content_type="application/json")
 
 
 def check_upgrade(state: ServiceState, request: web.Request):
@@ -82,9 +106,10 @@ def ingress_handler(state: ServiceState):
         if isinstance(checked, web.Response):
             return checked
         claims, avatar_id = checked
-        ws = web.WebSocketResponse(compress=state.compression, max_msg_size=_MAX_MESSAGE)
+        transport = request.transport
+        ws = web.WebSocketResponse(compress=state.compression, max_msg_size=_MAX_MESSAGE, timeout=_CLOSE_TIMEOUT)
         await ws.prepare(request)
-        session = IngressSession(state, ws, avatar_id=avatar_id, expires_at=claims.expires_at)
+        session = IngressSession(state, ws, transport, avatar_id=avatar_id, expires_at=claims.expires_at)
         state.sessions.add(session)
         state.stats.sessions_total += 1
         state.stats.sessions_active += 1
@@ -104,85 +129,153 @@ def ingress_handler(state: ServiceState):
 class IngressSession:
     """One client's session after the upgrade."""
 
-    def __init__(self, state: ServiceState, ws: web.WebSocketResponse, *, avatar_id: str, expires_at: float) -> None:
+    def __init__(
+        self,
+        state: ServiceState,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport | None = None,
+        *,
+        avatar_id: str,
+        expires_at: float,
+    ) -> None:
         self.state = state
         self.ws = ws
+        self.transport = transport
         self.avatar_id = avatar_id
         self.connection_id = state.new_connection_id()
         self.protocol = ServerConnection(self.connection_id, capabilities=state.capabilities())
         self.loop = asyncio.get_running_loop()
         self.animator: Animator | None = None
         self.sample_rate = 0
+        self.egress = False  # animation goes to a (simulated) room: control frames only
         # pending animation messages: (due loop time, req_id, keyframes, end)
         self.queue: deque[tuple[float, str, np.ndarray, bool]] = deque()
+        self.queued_keyframes = 0
+        self.drained = asyncio.Event()  # set while the queue is within its bound
+        self.drained.set()
+        self.max_backlog = max(1, int(round(state.max_backlog * state.fps)))
         self.wake = asyncio.Event()
         self.timer: asyncio.TimerHandle | None = None
         self.sender: asyncio.Task | None = None
         self.last_audio = self.loop.time()
         self.closing = False
-        self.open_req_id: str | None = None  # the utterance the animator is in
-        self.finished: set[str] = set()  # requests whose end message went out
         self.pacer = Pacer(state.latency_ms, state.jitter_ms, seed=(state.seed, state.stats.sessions_total))
+        self.link = Link(state.net_delay_ms, state.bandwidth_bps)
+        self.paced = state.realtime or self.link.active
+        self.playout: Playout | None = None
+        self._playout_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task] = set()
         self._timers: list[asyncio.TimerHandle] = []
         limit = expires_at - time.time()
         if state.session_time_limit is not None:
             limit = min(limit, state.session_time_limit)
         self._timers.append(self.loop.call_later(max(0.0, limit), self._expire))
+        self._timers.append(self.loop.call_later(state.handshake_timeout, self._check_configured))
         if state.idle_timeout:
             self._timers.append(self.loop.call_later(state.idle_timeout, self._check_idle))
 
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
-        ws = self.ws
-        async for msg in ws:
+        async for msg in self.ws:
             if self.closing:
                 break
             self.state.stats.messages_in += 1
-            if msg.type == WSMsgType.BINARY:
-                await self._on_message(msg.data)
-            elif msg.type == WSMsgType.TEXT:
+            if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
                 await self._on_message(msg.data)
             elif msg.type == WSMsgType.ERROR:
                 break
 
     async def shutdown(self) -> None:
         self.closing = True
+        self._cancel_timers()
+        for task in (self.sender, *self._tasks):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        for task in (self.sender, *self._tasks):
+            if task is not None and task is not asyncio.current_task():
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+        if not self.ws.closed:
+            try:
+                async with asyncio.timeout(_CLOSE_TIMEOUT):
+                    await self.ws.close()
+            except (TimeoutError, ConnectionError, RuntimeError):
+                self.abort()
+
+    def _cancel_timers(self) -> None:
         for timer in self._timers:
             timer.cancel()
-        if self.timer is not None:
-            self.timer.cancel()
-        if self.sender is not None:
-            self.sender.cancel()
-            try:
-                await self.sender
-            except (asyncio.CancelledError, Exception):
-                pass
-        if not self.ws.closed:
-            await self.ws.close()
+        for timer in (self.timer, self._playout_timer):
+            if timer is not None:
+                timer.cancel()
+
+    def abort(self) -> None:
+        """Drop the connection at once: nothing queued is sent, the slot frees."""
+        self.closing = True
+        self._cancel_timers()
+        self.queue.clear()
+        self.queued_keyframes = 0
+        self.drained.set()
+        self.wake.set()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _peer_stalled(self) -> bool:
+        """Whether the socket's send buffer is full: the client is not reading."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return transport is not None
+        return transport.get_write_buffer_size() >= transport.get_write_buffer_limits()[1]
 
     async def close(self, code: int, message: str, *, reply: bytes | None = None) -> None:
-        """Send ``reply`` (a ServerError) if given, then close the WebSocket with ``code``."""
+        """Send ``reply`` (a ServerError) if given, then close the WebSocket with ``code``;
+        whatever is queued is dropped, and a peer that does not take the error and the
+        close frame within a short time is aborted."""
         if self.closing:
             return
         self.closing = True
+        self.queue.clear()
+        self.queued_keyframes = 0
+        self.drained.set()
+        self.wake.set()
+        if self._peer_stalled():
+            self.abort()
+            return
         try:
-            if reply is not None:
-                await self.ws.send_bytes(reply)
-            await self.ws.close(code=code, message=message.encode("utf-8")[:120])
-        except (ConnectionError, RuntimeError):
-            pass
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                if reply is not None:
+                    await self.ws.send_bytes(reply)
+                await self.ws.close(code=code, message=message.encode("utf-8")[:120])
+        except (TimeoutError, ConnectionError, RuntimeError):
+            self.abort()
+
+    def _spawn(self, coro) -> None:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _spawn_close(self, code: int, message: str, error: tuple[int, str]) -> None:
         if not self.closing:
-            self.loop.create_task(self.close(code, message, reply=self.protocol.error(*error)))
+            self._spawn(self.close(code, message, reply=self.protocol.error(*error)))
 
     def _expire(self) -> None:
         self._spawn_close(
             int(CloseCode.SESSION_TIMEOUT),
             "session time limit reached",
-            (int(CloseCode.SESSION_TIMEOUT), "session time limit reached"),
+            (ServerErrorCode.SESSION_DURATION_EXCEEDED, "session time limit reached"),
         )
+
+    def _check_configured(self) -> None:
+        if self.animator is None and not self.closing:
+            limit = self.state.handshake_timeout
+            self._spawn_close(
+                _CLOSE_POLICY,
+                "no ClientConfigureSession",
+                (ServerErrorCode.OK, f"expected ClientConfigureSession message within {limit:g}s"),
+            )
 
     def _check_idle(self) -> None:
         idle = self.state.idle_timeout
@@ -192,7 +285,7 @@ class IngressSession:
         if remaining > 0:
             self._timers.append(self.loop.call_later(remaining, self._check_idle))
             return
-        self._spawn_close(1000, "idle timeout", (0, f"no audio input for {idle:g}s"))
+        self._spawn_close(1000, "idle timeout", (ServerErrorCode.OK, f"no audio input for {idle:g}s"))
 
     # ------------------------------------------------------------------ receiving
 
@@ -201,16 +294,9 @@ class IngressSession:
         if isinstance(event, AudioReceived):
             await self._on_audio(event)
         elif isinstance(event, SessionConfigured):
-            self.sample_rate = event.sample_rate
-            self.animator = Animator(
-                event.sample_rate, self.state.fps, n_expression=self.state.n_expression, seed=self.state.seed
-            )
-            self.last_audio = self.loop.time()
-            await self._send(self.protocol.confirm())
-            if self.state.realtime:
-                self.sender = self.loop.create_task(self._sender())
+            await self._on_configured(event)
         elif isinstance(event, InterruptRequested):
-            await self._on_interrupt(event.req_id)
+            await self._on_interrupt(event)
         elif isinstance(event, ProtocolViolation):
             self.state.stats.protocol_errors += 1
             if event.close:
@@ -218,14 +304,32 @@ class IngressSession:
             else:
                 await self._send(event.reply)
         elif isinstance(event, PlaybackControlRequested):
-            await self._send(
-                self.protocol.error(
-                    0,
-                    "unexpected message type: pause and resume need the playback_control capability, "
-                    "which this service does not declare",
-                    req_id=event.req_id,
-                )
-            )
+            await self._on_playback_control(event)
+
+    async def _on_configured(self, event: SessionConfigured) -> None:
+        state = self.state
+        if event.egress is not None:
+            refusal = "egress client is not configured on server" if state.egress is None else None
+            if state.egress is not None:
+                refusal = state.egress.refusal(event.egress_type, event.egress)
+            if refusal is not None:
+                code = ServerErrorCode.UNAVAILABLE if state.egress is None else ServerErrorCode.UNAUTHENTICATED
+                await self.close(_CLOSE_POLICY, "egress refused", reply=self.protocol.refuse(code, refusal))
+                return
+            self.egress = True
+        self.sample_rate = event.sample_rate
+        # the mouth lags (positive) or leads the audio by av_offset_ms, to the sample
+        offset = int(round(state.av_offset_ms * event.sample_rate / 1000.0))
+        self.animator = Animator(
+            event.sample_rate, state.fps, n_expression=state.n_expression, seed=state.seed, offset_samples=offset
+        )
+        if state.playout or self.egress:
+            self.playout = Playout(state.fps, state.pause_limit)
+        self.protocol.capabilities = tuple(state.capabilities(egress=self.egress))
+        self.last_audio = self.loop.time()
+        await self._send(self.protocol.confirm())
+        if self.paced:
+            self.sender = self.loop.create_task(self._sender())
 
     async def _on_audio(self, event: AudioReceived) -> None:
         animator = self.animator
@@ -234,14 +338,13 @@ class IngressSession:
         self.last_audio = now
         if event.preempted is not None:
             await self._emit(event.preempted, animator.finish(), True, now)
-        self.open_req_id = None if event.end else event.req_id
         if self.state.credits_seconds is not None:
             self.state.audio_seconds_used += len(event.audio) / 2 / self.sample_rate
             if self.state.audio_seconds_used > self.state.credits_seconds:
                 await self.close(
                     int(CloseCode.CREDITS_EXHAUSTED),
                     "credits exhausted",
-                    reply=self.protocol.error(int(CloseCode.CREDITS_EXHAUSTED), "credits exhausted"),
+                    reply=self.protocol.error(ServerErrorCode.CREDITS_EXHAUSTED, "credits exhausted"),
                 )
                 return
         keyframes = animator.feed(event.audio)
@@ -253,32 +356,88 @@ class IngressSession:
         elif keyframes.shape[0]:
             await self._emit(event.req_id, keyframes, False, now)
 
-    async def _on_interrupt(self, req_id: str) -> None:
-        # nothing to stop: no request yet, or its end already went out (clients such as
-        # avatarkit interrupt their latest request even after it ended)
-        if not req_id or req_id in self.finished:
+    async def _on_interrupt(self, event: InterruptRequested) -> None:
+        if self.playout is not None and event.req_id:
+            self._report(self.playout.interrupt(event.req_id, self.loop.time()))
+        if not event.pending:  # nothing to stop: no such request, or its end already went out
             return
-        if self.animator is not None and req_id == self.open_req_id:
+        if event.streaming and self.animator is not None:
             self.animator.reset_utterance()
-        if not self.state.realtime:  # nothing is ever queued: everything went out already
-            await self._send_animation(req_id, _EMPTY, True)
+        if not self.paced:  # nothing is ever queued: everything went out already
+            await self._send_animation(event.req_id, _EMPTY, True)
             return
         # drop what was not sent yet; the interrupted request ends now, ahead of the rest
-        self.queue = deque(item for item in self.queue if item[1] != req_id)
-        self.queue.appendleft((self.loop.time(), req_id, _EMPTY, True))
+        kept = deque(item for item in self.queue if item[1] != event.req_id)
+        self.queued_keyframes = sum(item[2].shape[0] for item in kept)
+        kept.appendleft((self.loop.time(), event.req_id, _EMPTY, True))
+        self.queue = kept
+        self._update_drained()
         self._reschedule()
+
+    async def _on_playback_control(self, event: PlaybackControlRequested) -> None:
+        if self.playout is None:
+            await self._send(
+                self.protocol.error(
+                    ServerErrorCode.OK,
+                    "unexpected message type: pause and resume need the playback_control capability, "
+                    "which this service does not declare",
+                    req_id=event.req_id,
+                )
+            )
+            return
+        now = self.loop.time()
+        if event.kind == MessageType.CLIENT_PAUSE:
+            self._report(self.playout.pause(event.req_id, now))
+        else:
+            self._report(self.playout.resume(event.req_id, now))
+
+    # ------------------------------------------------------------------ playout
+
+    def _report(self, reports: list[Report]) -> None:
+        """Send playback states (in order, without waiting) and re-arm the playout timer."""
+        for report in reports:
+            data = self.protocol.playback_state(
+                report.req_id, report.state, played_ms=report.played_ms, reason=report.reason
+            )
+            self._spawn(self._send(data))
+        if self._playout_timer is not None:
+            self._playout_timer.cancel()
+            self._playout_timer = None
+        deadline = self.playout.deadline() if self.playout is not None else None
+        if deadline is not None and not self.closing:
+            self._playout_timer = self.loop.call_at(deadline, self._playout_tick)
+
+    def _playout_tick(self) -> None:
+        self._playout_timer = None
+        if self.playout is not None and not self.closing:
+            self._report(self.playout.tick(self.loop.time()))
 
     # ------------------------------------------------------------------ sending
 
     async def _emit(self, req_id: str, keyframes: np.ndarray, end: bool, arrived: float) -> None:
-        """Send keyframes now (fast mode) or when due (realtime mode)."""
-        if not self.state.realtime:
+        """Send keyframes now (fast mode) or when due (paced mode)."""
+        if not self.paced:
             await self._send_animation(req_id, keyframes, end)
             return
-        due = self.pacer.due(arrived)
+        due = self.pacer.due(arrived) if self.state.realtime else arrived
         self.queue.append((due, req_id, keyframes, end))
+        self.queued_keyframes += keyframes.shape[0]
+        if self.queued_keyframes > self.state.stats.peak_backlog_keyframes:
+            self.state.stats.peak_backlog_keyframes = self.queued_keyframes
         if len(self.queue) == 1:
             self._reschedule()
+        self._update_drained()
+        if not self.drained.is_set():
+            # the client is given its animation more slowly than it sends audio: stop
+            # reading its audio until the queue is back within bounds (or the send
+            # timeout drops a client that stopped reading)
+            await self.drained.wait()
+
+    def _update_drained(self) -> None:
+        if self.queued_keyframes > self.max_backlog and not self.closing:
+            self.drained.clear()
+        else:
+            self.drained.set()
 
     def _reschedule(self) -> None:
         if self.timer is not None:
@@ -289,36 +448,51 @@ class IngressSession:
 
     async def _sender(self) -> None:
         loop = self.loop
+        link = self.link if self.link.active else None
         while not self.closing:
             await self.wake.wait()
             self.wake.clear()
             now = loop.time()
-            while self.queue and self.queue[0][0] <= now + 0.0005:
-                _, req_id, keyframes, end = self.queue.popleft()
-                await self._send_animation(req_id, keyframes, end)
-                if self.closing:
-                    return
+            while self.queue and self.queue[0][0] <= now + 0.0005 and not self.closing:
+                due, req_id, keyframes, end = self.queue.popleft()
+                self.queued_keyframes -= keyframes.shape[0]
+                data = self._animation_bytes(req_id, keyframes, end)
+                if link is not None:
+                    arrival = link.arrival(due, len(data))
+                    if arrival > loop.time():
+                        await asyncio.sleep(arrival - loop.time())
+                await self._send_bytes_animation(req_id, keyframes, end, data)
+                self._update_drained()
+                now = loop.time()
             self.timer = None
-            if self.queue:
+            if self.queue and not self.closing:
                 self.timer = loop.call_at(self.queue[0][0], self.wake.set)
 
+    def _animation_bytes(self, req_id: str, keyframes: np.ndarray, end: bool) -> bytes:
+        # in egress mode the animation goes to the room: the WebSocket gets a control frame
+        payload = _EMPTY if self.egress else keyframes
+        return self.protocol.animation(req_id, payload, end=end, avatar_id=self.avatar_id)
+
     async def _send_animation(self, req_id: str, keyframes: np.ndarray, end: bool) -> None:
-        if end:
-            self.finished.add(req_id)
-        data = _pcm.encode_animation_message(
-            keyframes, connection_id=self.connection_id, req_id=req_id, end=end, avatar_id=self.avatar_id
-        )
+        await self._send_bytes_animation(req_id, keyframes, end, self._animation_bytes(req_id, keyframes, end))
+
+    async def _send_bytes_animation(self, req_id: str, keyframes: np.ndarray, end: bool, data: bytes) -> None:
         self.state.stats.keyframes_out += keyframes.shape[0]
         await self._send(data)
+        if self.playout is not None:
+            self._report(self.playout.delivered(req_id, keyframes.shape[0], end, self.loop.time()))
 
     async def _send(self, data: bytes) -> None:
-        if self.ws.closed:
+        if self.ws.closed or (self.transport is not None and self.transport.is_closing()):
             return
         try:
-            await self.ws.send_bytes(data)
+            async with asyncio.timeout(self.state.send_timeout):
+                await self.ws.send_bytes(data)
             self.state.stats.messages_out += 1
+        except TimeoutError:
+            # the client stopped reading: drop it rather than hold its backlog
+            self.state.stats.stalled_peers += 1
+            logger.info("session %s: send timed out after %gs, dropping it", self.connection_id, self.state.send_timeout)
+            self.abort()
         except (ConnectionError, RuntimeError):
             self.closing = True
-
-
-_EMPTY = np.zeros((0, _pcm.FLAME_FIXED_COLUMNS), dtype=np.float32)

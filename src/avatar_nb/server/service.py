@@ -19,14 +19,21 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import InvalidStateError
+from ..flame import DEFAULT_FPS
 from .console import token_handler
+from .egress import SimulatedEgress
 from .ingress import ingress_handler
 from .state import ServiceState
 
-__all__ = ["LocalService", "serve_forever"]
+__all__ = ["DEFAULT_IDLE_TIMEOUT", "LocalService", "serve_forever"]
 
 CONSOLE_PATH = "/v1/console"
 INGRESS_PATH = "/v2/driveningress"
+
+DEFAULT_IDLE_TIMEOUT = 120.0
+"""Seconds without audio after which a session is closed (``no audio input for 120s``):
+well above the 30 s that the official SDK's connection-pool example leaves a pooled
+session idle before reusing it."""
 
 
 def _positive(name: str, value: Any, *, allow_zero: bool = False, allow_none: bool = False) -> None:
@@ -46,13 +53,48 @@ class LocalService:
     ``app_id``, and ``avatar_ids`` (``avatar_id`` is the first). ``other_app_ids`` are
     further known apps (their tokens are refused on this app's sessions with ``app id
     mismatch``). Animation: ``fps`` keyframes a second with ``n_expression`` expression
-    coefficients. Timing: ``realtime=True`` sends each keyframe ``latency_ms`` (plus up
-    to ``jitter_ms`` of seeded jitter) after its audio arrived; ``realtime=False`` as fast
-    as it can. Limits: ``idle_timeout`` seconds without audio end a session with
-    ``no audio input for <n>s``; ``session_time_limit`` (and the token's expiry) close it
-    with 4002; ``max_sessions`` refuses more concurrent sessions; ``credits_seconds``
-    of audio, once used up, close sessions with 4001. ``compression`` accepts
-    permessage-deflate when a client offers it, as the hosted service does.
+    coefficients. ``compression`` accepts permessage-deflate when a client offers it,
+    as the hosted service does.
+
+    Timing: ``realtime=True`` sends each keyframe ``latency_ms`` (plus up to
+    ``jitter_ms`` of seeded half-normal jitter) after the arrival of the audio chunk
+    that completed its frame (frames completed in the middle of a chunk count from that
+    chunk's arrival); ``realtime=False`` as fast as it can. When a whole clip arrives in
+    one message (as the official clients' examples send it: ``send_audio(clip,
+    end=True)``), every keyframe of it is due ``latency_ms`` after that message
+    arrived, so they all leave together, in one animation message: the service does
+    not spread them over the clip's duration; a player paces them by their index.
+
+    Simulated conditions with known ground truth (for validating analyses):
+    ``av_offset_ms``: the mouth lags (positive) or leads (negative) the audio by that
+    many milliseconds, exactly (the motion is computed from the audio shifted by the
+    offset, in samples); a leading mouth waits for the audio it anticipates, so its
+    keyframes leave that much later. ``net_delay_ms``: a one-way network delay added to
+    every animation message; ``bandwidth_bps``: a per-connection link of that many
+    bits per second (None: unlimited) that serialises animation messages by their
+    size. Both need paced sending: with ``realtime=False`` they apply with no latency.
+
+    Playout: ``playout=True`` simulates a player (see :mod:`avatar_nb.server.playout`):
+    the service declares the ``playback_control`` and ``playback_state`` capabilities,
+    answers pause/resume with the state after the operation and reports PLAYING, ENDED
+    and INTERRUPTED (``explicit``, ``preempted``, or ``pause_timeout`` after a pause held
+    longer than ``pause_limit`` seconds). ``egress`` (a
+    :class:`~avatar_nb.server.egress.SimulatedEgress`) accepts sessions configured with
+    its LiveKit rooms or Agora channels and credentials: they get empty control frames
+    and playback states; other credentials are refused at the handshake with
+    ServerError code 16 (``unauthorized``).
+
+    Limits: ``idle_timeout`` seconds without audio end a session with ``no audio input
+    for <n>s`` (default 120 s: longer than the 30 s for which the official SDK's
+    connection-pool example leaves a session idle before reusing it; None disables
+    it); ``session_time_limit`` (and the token's expiry) close it with 4002;
+    ``max_sessions`` refuses more concurrent sessions (429); ``credits_seconds`` of
+    audio, once used up, close sessions with 4001. Protection against clients that
+    misbehave: ``handshake_timeout`` seconds for the HTTP upgrade and then for the
+    ClientConfigureSession (silent or slow connections are closed); ``send_timeout``
+    seconds for any send (a client that stops reading is dropped and its slot freed);
+    ``max_backlog`` seconds of animation queued per session, beyond which the service
+    stops reading that client's audio until the queue drains.
     """
 
     def __init__(
@@ -64,17 +106,26 @@ class LocalService:
         app_id: str | None = None,
         avatar_ids: list[str] | tuple[str, ...] | None = None,
         other_app_ids: tuple[str, ...] = (),
-        fps: float = 25.0,
+        fps: float = DEFAULT_FPS,
         realtime: bool = True,
         latency_ms: float = 80.0,
         jitter_ms: float = 0.0,
         n_expression: int = 50,
         session_time_limit: float | None = None,
-        idle_timeout: float | None = 30.0,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         compression: bool = True,
         seed: int = 0,
         max_sessions: int | None = None,
         credits_seconds: float | None = None,
+        av_offset_ms: float = 0.0,
+        net_delay_ms: float = 0.0,
+        bandwidth_bps: float | None = None,
+        playout: bool = False,
+        pause_limit: float = 30.0,
+        egress: SimulatedEgress | None = None,
+        send_timeout: float = 10.0,
+        handshake_timeout: float = 5.0,
+        max_backlog: float = 10.0,
     ) -> None:
         _positive("fps", fps)
         _positive("latency_ms", latency_ms, allow_zero=True)
@@ -82,6 +133,17 @@ class LocalService:
         _positive("session_time_limit", session_time_limit, allow_none=True)
         _positive("idle_timeout", idle_timeout, allow_none=True)
         _positive("credits_seconds", credits_seconds, allow_zero=True, allow_none=True)
+        _positive("net_delay_ms", net_delay_ms, allow_zero=True)
+        _positive("bandwidth_bps", bandwidth_bps, allow_none=True)
+        _positive("pause_limit", pause_limit)
+        _positive("send_timeout", send_timeout)
+        _positive("handshake_timeout", handshake_timeout)
+        _positive("max_backlog", max_backlog)
+        ok = isinstance(av_offset_ms, (int, float)) and not isinstance(av_offset_ms, bool) and math.isfinite(av_offset_ms)
+        if not ok or abs(av_offset_ms) > 1000.0:
+            raise ValueError(f"av_offset_ms must be a number of milliseconds in -1000..1000, got {av_offset_ms!r}")
+        if egress is not None and not isinstance(egress, SimulatedEgress):
+            raise ValueError(f"egress must be a SimulatedEgress or None, got {type(egress).__name__}")
         if not isinstance(n_expression, int) or n_expression < 0:
             raise ValueError(f"n_expression must be an int >= 0, got {n_expression!r}")
         if max_sessions is not None and (not isinstance(max_sessions, int) or isinstance(max_sessions, bool) or max_sessions < 1):
@@ -107,6 +169,15 @@ class LocalService:
             seed=int(seed),
             max_sessions=max_sessions,
             credits_seconds=credits_seconds,
+            av_offset_ms=float(av_offset_ms),
+            net_delay_ms=float(net_delay_ms),
+            bandwidth_bps=None if bandwidth_bps is None else float(bandwidth_bps),
+            playout=bool(playout),
+            pause_limit=float(pause_limit),
+            egress=egress,
+            send_timeout=float(send_timeout),
+            handshake_timeout=float(handshake_timeout),
+            max_backlog=float(max_backlog),
         )
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -204,7 +275,15 @@ class LocalService:
     async def _astart(self) -> None:
         if self._runner is not None:
             raise InvalidStateError("the service is already running")
-        runner = web.AppRunner(self._app(), handle_signals=False, access_log=None, shutdown_timeout=1.0)
+        # keepalive_timeout also bounds a connection that has not sent a whole request yet
+        # (silent TCP, slowloris): it is closed after handshake_timeout
+        runner = web.AppRunner(
+            self._app(),
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=1.0,
+            keepalive_timeout=self.state.handshake_timeout,
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._requested_port, backlog=1024)
         try:

@@ -1,0 +1,70 @@
+"""Simulated egress: LiveKit rooms and Agora channels the local service "publishes" to.
+
+No media leaves the machine. A session configured with ``livekit_egress`` or
+``agora_egress`` is checked against the rooms, channels and credentials the service
+was given; valid ones are served as an egress session would be (animation goes to
+the room, so the WebSocket carries empty control frames, plus playback states),
+invalid ones are refused at the handshake with ServerError code 16 and a message
+containing ``unauthorized``, as the hosted service refuses credentials it cannot
+use. Secrets are compared in constant time and never echoed.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..proto import message_pb2 as pb
+
+__all__ = ["SimulatedEgress"]
+
+
+def _same(given: str, expected: str) -> bool:
+    return bool(expected) and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class SimulatedEgress:
+    """What the simulated egress accepts.
+
+    LiveKit: a config whose ``url`` is ``livekit_url`` and whose ``room_name`` is one of
+    ``livekit_rooms``, authenticated by ``api_token == livekit_api_token`` or by the
+    (deprecated) pair ``api_key``/``api_secret`` equal to ``livekit_api_key``/
+    ``livekit_api_secret``. Agora: a ``channel_name`` among ``agora_channels`` with
+    ``token == agora_token``. An empty rooms or channels tuple refuses that egress.
+    """
+
+    livekit_url: str = "wss://livekit.local.invalid"
+    livekit_api_token: str = field(default="", repr=False)
+    livekit_api_key: str = field(default="", repr=False)
+    livekit_api_secret: str = field(default="", repr=False)
+    livekit_rooms: tuple[str, ...] = ()
+    agora_token: str = field(default="", repr=False)
+    agora_channels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("livekit_rooms", "agora_channels"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{name} must be a tuple of names, got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+
+    def refusal(self, egress_type: int, config: Any) -> str | None:
+        """None when ``config`` (a parsed LiveKitEgressConfig or AgoraEgressConfig) is
+        accepted, else the refusal's message (it never contains a secret)."""
+        if egress_type == pb.EGRESS_TYPE_LIVEKIT:
+            if config.room_name not in self.livekit_rooms or config.url != self.livekit_url:
+                return f"livekit egress unauthorized: no access to room {config.room_name!r} at {config.url!r}"
+            token_ok = _same(config.api_token, self.livekit_api_token)
+            pair_ok = _same(config.api_key, self.livekit_api_key) and _same(config.api_secret, self.livekit_api_secret)
+            if not (token_ok or pair_ok):
+                return "livekit egress unauthorized: invalid credentials (api_token or api_key/api_secret)"
+            return None
+        if egress_type == pb.EGRESS_TYPE_AGORA:
+            if config.channel_name not in self.agora_channels:
+                return f"agora egress unauthorized: no access to channel {config.channel_name!r}"
+            if not _same(config.token, self.agora_token):
+                return "agora egress unauthorized: invalid token"
+            return None
+        return f"unauthorized: unknown egress type {egress_type}"
