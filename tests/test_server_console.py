@@ -45,3 +45,32 @@ async def test_token_refusals_use_the_json_error_shape(service, api_key, body, s
 async def test_token_body_not_json(service):
     status, text = await post_token(service.console_url + "/session-tokens", api_key=service.api_key, body=None, raw=b"{nope")
     assert status == 400 and "JSON object" in text
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"expireAt": Infinity}',
+        b'{"expireAt": -Infinity}',
+        b'{"expireAt": NaN}',
+        b'{"expireAt": 1e400}',
+        b'{"expireAt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b"[" * 1000 + b"]" * 1000,
+        b'{"expireAt": 1.5e9, "x": ' + b'{"a": ' * 40 + b"1" + b"}" * 40 + b"}",
+    ],
+    ids=["inf", "-inf", "nan", "1e400", "deep-100k", "deep-array", "deep-41"],
+)
+async def test_non_json_numbers_and_deep_nesting_are_400(service, raw):
+    """Python's json takes NaN, Infinity and 1e400 (as inf) and recurses on nesting: the
+    console answers each with a 400 in the documented error shape, never a 500."""
+    status, text = await post_token(service.console_url + "/session-tokens", api_key=service.api_key, body=None, raw=raw)
+    assert status == 400, text[:200]
+    error = json.loads(text)["errors"][0]
+    assert error["status"] == 400 and error["code"] == "INVALID_ARGUMENT" and error["title"] and error["id"]
+    assert error["detail"]
+
+
+async def test_nesting_inside_strings_is_not_nesting(service):
+    body = {"expireAt": int(time.time()) + 60, "note": "[" * 100}
+    status, text = await post_token(service.console_url + "/session-tokens", api_key=service.api_key, body=body)
+    assert status == 200 and json.loads(text)["sessionToken"]
