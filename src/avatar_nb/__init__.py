@@ -70,10 +70,13 @@ _EXPORTS: dict[str, str] = {
     "animate_sync": ".pipeline",
     "open_service": ".endpoints",
     "Timeline": ".timeline",
+    # many runs: sweeps and their datasets
+    "sweep": ".sweep",
+    "load_results": ".dataset",
     "LocalService": ".server",
 }
 
-_SUBMODULES = ("flame", "plots", "widgets")
+_SUBMODULES = ("analysis", "flame", "plots", "widgets")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "show"])
 
@@ -147,3 +150,5 @@ if _TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .server import LocalService  # noqa: F401
     from .session import AvatarSession, new_avatar_session  # noqa: F401
     from .timeline import Timeline  # noqa: F401
+    from .sweep import sweep  # noqa: F401
+    from .dataset import load_results  # noqa: F401

@@ -44,6 +44,7 @@ __all__ = [
     "keyframe_table",
     "load_results",
     "runs_frame",
+    "serve_writes",
     "write_keyframes",
     "write_result",
     "write_run",
@@ -146,6 +147,37 @@ def write_result(root: str | Path, row: Mapping[str, Any], timeline: Timeline | 
         if stale.exists():
             stale.unlink()
     write_run(root, row)
+
+
+def serve_writes() -> None:
+    """The writer process of an in-process sweep: write runs sent over stdin, reply on stdout.
+
+    Each message is an 8-byte little-endian length and a pickle of ``(root, row,
+    timeline)``, or of ``None`` to stop; each reply ``(run_id, error text or None)``. A
+    sweep streams in one process and writes in this one, so writing never competes
+    with a session whose timing is recorded. Started as ``python -c`` (not through
+    multiprocessing), so a script without a ``__main__`` guard is not run again.
+    """
+    import pickle
+    import sys
+
+    source, sink = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        header = source.read(8)
+        if len(header) < 8:
+            return
+        job = pickle.loads(source.read(int.from_bytes(header, "little")))
+        if job is None:
+            return
+        root, row, timeline = job
+        try:
+            write_result(root, row, timeline)
+            error = None
+        except Exception as exc:  # reported to the sweep, which marks the run failed
+            error = f"{type(exc).__name__}: {exc}"
+        reply = pickle.dumps((row.get("run_id"), error))
+        sink.write(len(reply).to_bytes(8, "little") + reply)
+        sink.flush()
 
 
 def write_sweep_info(root: str | Path, info: Mapping[str, Any]) -> Path:
