@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from avatar_nb import _pcm
+from avatar_nb import _pcm, _wire
 from avatar_nb.audio import speech_like
 from avatar_nb.opus import (
     DEFAULT_OPUS_BITRATE,
@@ -307,3 +307,152 @@ def test_interleaved_streams_are_refused_chained_ones_decoded(clip16):
     assert pages_a[0]["serial"] != pages_b[0]["serial"]  # random serials: equal once in 2^32
     with pytest.raises(OggOpusError, match=r"a second logical stream \(serial \d+\) interleaved"):
         OggOpusDecoder(16000).feed(interleaved)
+
+
+# --------------------------------------------------------------------------- the local service
+
+
+import asyncio  # noqa: E402
+
+import spatialreal  # noqa: E402
+
+from avatar_nb.flame import SCALAR_CHANNELS  # noqa: E402
+from avatar_nb.proto import message_pb2 as pb  # noqa: E402
+from avatar_nb.protocol import build_configure_session  # noqa: E402
+
+from .helpers import collect_until_end, expected_frames, keyframes_of, open_raw, receive  # noqa: E402
+from .test_interop import Received, _official_kwargs  # noqa: E402
+
+JAW = SCALAR_CHANNELS["jaw_open"]
+SLICE = 4096  # what the official clients cut a pre-encoded file into
+
+
+def _audio_message(req_id: str, data: bytes, end: bool) -> bytes:
+    msg = pb.Message(type=pb.MESSAGE_CLIENT_AUDIO_INPUT)
+    msg.client_audio_input.req_id = req_id
+    msg.client_audio_input.audio = data
+    msg.client_audio_input.end = end
+    return msg.SerializeToString()
+
+
+@pytest.fixture(scope="module")
+def clip24(tmp_path_factory) -> tuple[bytes, bytes]:
+    """4 s of speech at 24 kHz: its PCM, and an Ogg Opus file made by libsndfile (not by avatar_nb)."""
+    x = speech_like(4.0, 24000, seed=21)
+    path = tmp_path_factory.mktemp("opus") / "clip.opus"
+    soundfile.write(path, x, 24000, format="OGG", subtype="OPUS")
+    return _pcm.to_s16le(x), path.read_bytes()
+
+
+async def _raw_run(svc, audio_format: int, chunks: list[bytes], rate: int = 24000) -> list:
+    ws = await open_raw(svc)
+    try:
+        await ws.send(build_configure_session(rate, audio_format=audio_format))
+        confirm = await receive(ws)
+        assert confirm.type == pb.MESSAGE_SERVER_CONFIRM_SESSION, confirm
+        for i, chunk in enumerate(chunks):
+            await ws.send(_audio_message("req-1", chunk, i == len(chunks) - 1))
+        return await collect_until_end(ws, "req-1")
+    finally:
+        await ws.close()
+
+
+@pytest.mark.parametrize("encoder", ["libsndfile", "avatar_nb"])
+async def test_service_takes_official_slices_and_follows_pcm(service, clip24, encoder):
+    """4096-byte slices of a pre-encoded file, then an empty end chunk: animated like the PCM."""
+    pcm, ogg = clip24
+    if encoder == "avatar_nb":  # at the default bitrate, 24 kb/s
+        ogg, _ = encode(pcm, 24000)
+    slices = [ogg[i : i + SLICE] for i in range(0, len(ogg), SLICE)] + [b""]
+    page_ends = set(np.cumsum([p["size"] for p in pages_of(ogg)]).tolist())
+    assert len(slices) > 3 and any(k * SLICE not in page_ends for k in range(1, len(slices) - 1))  # cut inside pages
+    opus_messages = await _raw_run(service, pb.AUDIO_FORMAT_OGG_OPUS, slices)
+    assert not [m for m in opus_messages if m.type == pb.MESSAGE_SERVER_ERROR]
+    pcm_messages = await _raw_run(service, pb.AUDIO_FORMAT_PCM_S16LE, [pcm[i : i + 1920] for i in range(0, len(pcm), 1920)])
+    opus_jaw = keyframes_of(opus_messages)[:, JAW]
+    pcm_jaw = keyframes_of(pcm_messages)[:, JAW]
+    # the decoded stream has the clip's exact length (the end page's granule trims it)
+    assert len(opus_jaw) == len(pcm_jaw) == expected_frames(len(pcm) // 2, 24000)
+    assert np.ptp(pcm_jaw) > 0.05  # the mouth moves
+    corr = float(np.corrcoef(opus_jaw, pcm_jaw)[0, 1])
+    print(f"jaw correlation, Ogg Opus ({encoder}, 24 kHz) against PCM: {corr:.4f}")
+    assert corr > 0.8, corr
+
+
+async def test_spatialreal_sends_pre_encoded_opus(service, clip24, loopback_only):
+    """spatialreal 0.2.2's own Ogg Opus path (it does not encode: callers send the file)."""
+    pcm, ogg = clip24
+    got = Received()
+    session = spatialreal.new_avatar_session(
+        **_official_kwargs(service, got, dict(sample_rate=24000, audio_format="ogg_opus"))
+    )
+    await session.init()
+    await session.start()
+    for i in range(0, len(ogg), SLICE):
+        await session.send_audio(ogg[i : i + SLICE])
+    await session.send_audio(b"", end=True)
+    await asyncio.wait_for(got.done.wait(), 20)
+    await session.close()
+    assert got.errors == []
+    assert loopback_only == []
+    messages = [_wire.decode_message(data) for data, _ in got.frames]
+    jaw = keyframes_of(messages)[:, JAW]
+    assert len(jaw) == expected_frames(len(pcm) // 2, 24000)
+    reference = await _raw_run(service, pb.AUDIO_FORMAT_PCM_S16LE, [pcm])
+    assert float(np.corrcoef(jaw, keyframes_of(reference)[:, JAW])[0, 1]) > 0.8
+
+
+async def test_service_animates_each_page_as_it_completes(service):
+    """Lockstep: after each page is sent, the keyframes of all its audio (but the
+    resampler's last millisecond) come back before anything more is sent."""
+    rate = 24000
+    spf = rate // 25
+    x = speech_like(2.0, rate, seed=3)
+    stream, _ = encode(_pcm.to_s16le(x), rate, chunk_s=0.1)  # pages of 100 ms: 2.5 frames each
+    pages = pages_of(stream)
+    pre_skip = struct.unpack_from("<H", pages[0]["raw"], 28 + 10)[0]
+    ws = await open_raw(service)
+    try:
+        await ws.send(build_configure_session(rate, audio_format=pb.AUDIO_FORMAT_OGG_OPUS))
+        assert (await receive(ws)).type == pb.MESSAGE_SERVER_CONFIRM_SESSION
+        frames = 0
+        checked = 0
+        for page in pages[:-1]:
+            await ws.send(_audio_message("lock", page["raw"], False))
+            audio_so_far = max(0, page["granule"] - pre_skip) * rate // 48000
+            owed = audio_so_far // spf - 1  # one frame of slack for the resampler's 16 samples
+            while frames < owed:
+                msg = await receive(ws, timeout=10)  # a page held back would time out here
+                assert msg.type == pb.MESSAGE_SERVER_RESPONSE_ANIMATION, msg
+                frames += msg.keyframes.shape[0]
+            checked += owed > 0
+        assert checked >= 15
+        await ws.send(_audio_message("lock", pages[-1]["raw"], True))
+        rest = await collect_until_end(ws, "lock")
+        assert frames + keyframes_of(rest).shape[0] == expected_frames(len(x), rate)
+    finally:
+        await ws.close()
+
+
+async def test_service_reports_a_broken_stream_and_still_ends_the_request(service, clip24):
+    pcm, _ = clip24
+    ws = await open_raw(service)
+    try:
+        await ws.send(build_configure_session(24000, audio_format=pb.AUDIO_FORMAT_OGG_OPUS))
+        assert (await receive(ws)).type == pb.MESSAGE_SERVER_CONFIRM_SESSION
+        await ws.send(_audio_message("bad", pcm[:4096], False))  # PCM where Ogg was agreed
+        error = await receive(ws)
+        assert error.type == pb.MESSAGE_SERVER_ERROR and error.req_id == "bad"
+        assert error.error_code == 3
+        assert error.error_message.startswith("invalid Ogg Opus audio: Ogg Opus stream, page 0 at byte 0: expected an Ogg page")
+        await ws.send(_audio_message("bad", pcm[4096:8192], False))  # the rest is dropped quietly
+        await ws.send(_audio_message("bad", b"", True))
+        end = await collect_until_end(ws, "bad")
+        assert not [m for m in end if m.type == pb.MESSAGE_SERVER_ERROR]
+        # the next request decodes again
+        stream, _ = encode(pcm[:48000], 24000)
+        await ws.send(_audio_message("good", stream, True))
+        good = await collect_until_end(ws, "good")
+        assert keyframes_of(good).shape[0] == expected_frames(24000, 24000)
+    finally:
+        await ws.close()

@@ -792,7 +792,7 @@ class ServerConnection:
         *,
         capabilities: Sequence[str] = (),
         supported_sample_rates: Sequence[int] = SUPPORTED_SAMPLE_RATES,
-        supported_audio_formats: Sequence[int] = (pb.AUDIO_FORMAT_PCM_S16LE,),
+        supported_audio_formats: Sequence[int] = (pb.AUDIO_FORMAT_PCM_S16LE, pb.AUDIO_FORMAT_OGG_OPUS),
         supports_egress: bool = False,
     ) -> None:
         self.connection_id = connection_id

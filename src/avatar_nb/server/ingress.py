@@ -53,6 +53,7 @@ from ..protocol import (
     SessionConfigured,
 )
 from .animator import Animator
+from .ogg_input import OggOpusInput
 from .pacing import Link, Pacer
 from .playout import Playout, Report
 from .state import ServiceState
@@ -147,6 +148,7 @@ class IngressSession:
         self.loop = asyncio.get_running_loop()
         self.animator: Animator | None = None
         self.sample_rate = 0
+        self.ogg_input: OggOpusInput | None = None  # set for an Ogg Opus session
         self.egress = False  # animation goes to a (simulated) room: control frames only
         # pending animation messages: (due loop time, req_id, keyframes, end)
         self.queue: deque[tuple[float, str, np.ndarray, bool]] = deque()
@@ -318,6 +320,7 @@ class IngressSession:
                 return
             self.egress = True
         self.sample_rate = event.sample_rate
+        self.ogg_input = OggOpusInput.for_session(event.sample_rate, event.audio_format)
         # the mouth lags (positive) or leads the audio by av_offset_ms, to the sample
         offset = int(round(state.av_offset_ms * event.sample_rate / 1000.0))
         self.animator = Animator(
@@ -338,8 +341,13 @@ class IngressSession:
         self.last_audio = now
         if event.preempted is not None:
             await self._emit(event.preempted, animator.finish(), True, now)
+        audio = event.audio
+        if self.ogg_input is not None:  # Ogg Opus: the PCM of the pages this chunk completes
+            audio, problem = self.ogg_input.decode(event.req_id, audio, event.end)
+            if problem is not None:
+                await self._send(self.protocol.error(ServerErrorCode.INVALID_ARGUMENT, problem, req_id=event.req_id))
         if self.state.credits_seconds is not None:
-            self.state.audio_seconds_used += len(event.audio) / 2 / self.sample_rate
+            self.state.audio_seconds_used += len(audio) / 2 / self.sample_rate
             if self.state.audio_seconds_used > self.state.credits_seconds:
                 await self.close(
                     int(CloseCode.CREDITS_EXHAUSTED),
@@ -347,7 +355,7 @@ class IngressSession:
                     reply=self.protocol.error(ServerErrorCode.CREDITS_EXHAUSTED, "credits exhausted"),
                 )
                 return
-        keyframes = animator.feed(event.audio)
+        keyframes = animator.feed(audio)
         if event.end:
             tail = animator.finish()
             if tail.shape[0]:
