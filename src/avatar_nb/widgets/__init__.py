@@ -4,6 +4,7 @@
 - :class:`TimelineView`: animation channels linked to the waveform, a Play button and
   slider that scrub keyframes, a face preview and an audio player kept in step;
 - :class:`SessionPanel`: start and interrupt a live session and watch it arrive;
+- :class:`MicrophonePanel`: speak into the browser's microphone and watch the avatar answer;
 - :func:`show`: everything about one Timeline in one widget.
 """
 
@@ -15,12 +16,13 @@ import ipywidgets as w
 
 from .. import plots
 from ..timeline import Timeline
+from .microphone import MicrophonePanel
 from .panel import SessionPanel
 from .player import AudioPlayer
 from .timeline import TimelineView
 from .waveform import WaveformView
 
-__all__ = ["AudioPlayer", "SessionPanel", "TimelineView", "WaveformView", "show"]
+__all__ = ["AudioPlayer", "MicrophonePanel", "SessionPanel", "TimelineView", "WaveformView", "show"]
 
 
 def show(timeline: Timeline, *, width: int = 900, **kwargs: Any) -> w.VBox:

@@ -1,0 +1,808 @@
+"""MicrophonePanel: talk to the avatar from the notebook and watch its answer and timing live.
+
+Where the audio is converted, and why: in the browser. An AudioWorklet mixes the
+microphone to mono, converts it to s16le at the session's sample rate (the AudioContext
+runs at that rate, so the browser's own resampler does the work; the worklet resamples
+only when a browser refuses that) and cuts it into chunks of ``chunk_ms``. Each chunk
+then travels to the kernel as one binary widget message (``model.send(content,
+callbacks, [buffer])``, no base64) a third the size of the 48 kHz float32 the browser
+captures, and the kernel's event loop, which also runs the session, does no resampling.
+
+Kernel side, one chunk message at a time (:meth:`MicrophonePanel._on_browser_msg`, the
+same path for :meth:`MicrophonePanel.feed_file`):
+
+- capture pacing: a chunk is queued for the session the moment it arrives, so it
+  leaves when it was captured, as from any live client; nothing waits for reordering;
+- sequence numbers: a gap (chunks ``n..m-1`` missing when ``m`` arrives) is filled at
+  once with silence of the missing length, so media time stays that of the capture,
+  and counted (``gaps``, ``gap_seconds``); a chunk arriving after its slot was filled
+  (reordered) is dropped and counted ``late``, a repeated one ``duplicates``;
+- sizes: a chunk must hold exactly ``chunk_ms`` of s16le, except the last (``end``),
+  which may be shorter; anything else (an odd number of bytes, another length) is
+  rejected with a recorded error naming the size and what is accepted, nothing of it
+  is sent, and its slot is filled with silence like a gap;
+- stop mid-chunk: the browser flushes the partial chunk with ``end=True``.
+
+Times: the run's origin is the capture start (the first sample of chunk 0); the
+Timeline's send and arrival times are seconds since it (``meta["pacing"] ==
+"capture"``). The page and the kernel share no clock: the page stamps each chunk with
+``performance.now()`` when its last sample reached the page, the kernel maps those
+stamps onto its monotonic clock by taking the first chunk's transit to the kernel as
+zero (on one machine it is a few ms), so every capture time and the origin follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import numpy as np
+import traitlets
+
+from .. import plots
+from ..endpoints import open_service
+from ..pacing import DEFAULT_CHUNK_MS
+from ..session import AvatarSession
+from ..timeline import Timeline
+
+__all__ = ["CaptureSequencer", "MicrophonePanel", "OutgoingChunk"]
+
+_STATIC = Path(__file__).resolve().parent / "static"
+_MAX_ERRORS = 20  # error messages kept per run; further ones are only counted
+_MAX_QUEUED = 250  # chunks waiting for the session (10 s at 40 ms) before capture stops
+
+
+# --------------------------------------------------------------------------- sequencing
+
+
+@dataclass(frozen=True)
+class OutgoingChunk:
+    """A chunk to send to the session: its sequence slot, PCM, end flag and what it is
+    (``"audio"`` as captured, or ``"silence"`` filling a gap or a rejected chunk)."""
+
+    seq: int
+    pcm: bytes
+    end: bool
+    kind: str
+
+
+@dataclass
+class CaptureSequencer:
+    """Sans-I/O ordering of the browser's chunks: what to send, in order, for each arrival.
+
+    ``accept(seq, data, end)`` returns the chunks to send now (gap fillers first), never
+    holding a chunk back. Counters say what happened; ``errors`` keeps the first
+    :data:`_MAX_ERRORS` messages, ``n_errors`` counts them all.
+    """
+
+    chunk_samples: int
+    next_seq: int = 0
+    ended: bool = False
+    gaps: int = 0
+    gap_samples: int = 0
+    late: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    after_end: int = 0
+    n_errors: int = 0
+    errors: list[str] = field(default_factory=list)
+    _filled: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.chunk_samples, bool) or not isinstance(self.chunk_samples, int) or self.chunk_samples <= 0:
+            raise ValueError(f"chunk_samples must be a positive int, got {self.chunk_samples!r}")
+
+    @property
+    def chunk_bytes(self) -> int:
+        return 2 * self.chunk_samples
+
+    def error(self, text: str) -> None:
+        self.n_errors += 1
+        if len(self.errors) < _MAX_ERRORS:
+            self.errors.append(text)
+
+    def _silence(self, seq: int, end: bool = False) -> OutgoingChunk:
+        self._filled.add(seq)
+        return OutgoingChunk(seq, bytes(self.chunk_bytes), end, "silence")
+
+    def accept(self, seq: Any, data: bytes, end: bool = False) -> list[OutgoingChunk]:
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+            self.error(f"chunk with sequence number {seq!r} dropped: expected an int >= 0")
+            return []
+        if self.ended:
+            self.after_end += 1
+            self.error(f"chunk {seq} dropped: it arrived after the end of the capture")
+            return []
+        if seq < self.next_seq:
+            if seq in self._filled:
+                self.late += 1
+                self.error(f"chunk {seq} arrived after chunk {self.next_seq - 1}; its slot was already "
+                           "filled with silence, so it was dropped")
+            else:
+                self.duplicates += 1
+                self.error(f"chunk {seq} arrived twice; the repeat was dropped")
+            return []
+        out: list[OutgoingChunk] = []
+        if seq > self.next_seq:
+            missing = seq - self.next_seq
+            self.gaps += missing
+            self.gap_samples += missing * self.chunk_samples
+            self.error(f"chunks {self.next_seq}..{seq - 1} never arrived: filled with "
+                       f"{missing * self.chunk_samples} samples of silence")
+            out.extend(self._silence(s) for s in range(self.next_seq, seq))
+        self.next_seq = seq + 1
+        size = len(data)
+        bad = None
+        if size % 2:
+            bad = f"{size} bytes, an odd number (s16le has 2 bytes per sample)"
+        elif size != self.chunk_bytes and not (end and size < self.chunk_bytes):
+            bad = f"{size} bytes ({size // 2} samples)"
+        if bad is not None:
+            self.rejected += 1
+            accepted = f"{self.chunk_bytes} bytes ({self.chunk_samples} samples)"
+            if end:
+                accepted += " or, for the last chunk, an even number up to that"
+            self.error(f"chunk {seq} rejected: {bad}; accepted: {accepted}. Its slot was filled with silence")
+            out.append(self._silence(seq, end))
+        else:
+            out.append(OutgoingChunk(seq, bytes(data), bool(end), "audio"))
+        self.ended = bool(end)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "gaps": self.gaps,
+            "gap_samples": self.gap_samples,
+            "late": self.late,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "after_end": self.after_end,
+            "errors": self.n_errors,
+        }
+
+
+# --------------------------------------------------------------------------- the widget
+
+
+class MicrophonePanel(anywidget.AnyWidget):
+    """Speak into the browser's microphone; the kernel streams it to an avatar session.
+
+    ``service`` and ``session_kwargs`` choose the service as everywhere in avatar_nb
+    (:func:`avatar_nb.endpoints.open_service`: a given LocalService, endpoints, the
+    ``AVATAR_NB_*`` variables, else an embedded LocalService for the run). Chunks are
+    ``chunk_ms`` long at ``sample_rate``. Press **Start** (or call :meth:`start`), talk,
+    press **Stop** (or ``await panel.stop()``); **Interrupt** ends the utterance being
+    animated while capture goes on (the next chunk starts a new request).
+
+    The view shows the captured waveform, the face and channel traces of the latest
+    keyframes, first-frame latency, latency percentiles and jitter, redrawn at
+    ``refresh_hz`` from a task on the kernel's loop and only when the Timeline changed.
+
+    After a run: ``panel.timeline`` (captured audio, send and arrival times since the
+    capture start, ``meta["pacing"] == "capture"``, ``meta["capture"]`` with the capture
+    times and the gap/error counts), ``panel.chunks`` (one row per chunk sent) and
+    ``panel.error`` (the microphone's refusal, or the run's error, as text).
+
+    Without a microphone, :meth:`feed_file` sends a WAV file through the same kernel-side
+    path at capture pace: a stand-in for the microphone in scripts and headless runs.
+    """
+
+    _esm = (_STATIC / "microphone.js").read_text(encoding="utf-8")
+    _css = (_STATIC / "microphone.css").read_text(encoding="utf-8")
+
+    status = traitlets.Unicode("idle").tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+    stats = traitlets.Unicode("").tag(sync=True)
+    view = traitlets.Unicode("").tag(sync=True)
+    running = traitlets.Bool(False).tag(sync=True)
+    sample_rate = traitlets.Int(16000).tag(sync=True)
+    chunk_samples = traitlets.Int(640).tag(sync=True)
+
+    def __init__(
+        self,
+        service: Any = None,
+        *,
+        chunk_ms: float = DEFAULT_CHUNK_MS,
+        sample_rate: int = 16000,
+        refresh_hz: float = 12.0,
+        window: float = 8.0,
+        width: int = 700,
+        end_timeout: float = 10.0,
+        **session_kwargs: Any,
+    ) -> None:
+        if not (isinstance(chunk_ms, (int, float)) and not isinstance(chunk_ms, bool) and chunk_ms > 0):
+            raise ValueError(f"chunk_ms must be a positive number of milliseconds, got {chunk_ms!r}")
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
+            raise ValueError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
+        if not (isinstance(refresh_hz, (int, float)) and refresh_hz > 0):
+            raise ValueError(f"refresh_hz must be a positive number, got {refresh_hz!r}")
+        chunk_samples = int(round(sample_rate * chunk_ms / 1000.0))
+        if chunk_samples < 1:
+            raise ValueError(f"chunk_ms={chunk_ms!r} at {sample_rate} Hz is less than one sample")
+        super().__init__(sample_rate=sample_rate, chunk_samples=chunk_samples)
+        self.service = service
+        self.chunk_ms = float(chunk_ms)
+        self.session_kwargs = session_kwargs
+        self.refresh_interval = 1.0 / float(refresh_hz)
+        self.window = float(window)
+        self.width = int(width)
+        self.end_timeout = float(end_timeout)
+        self.timeline = Timeline(sample_rate=sample_rate, meta={"pacing": "capture"})
+        self.session: AvatarSession | None = None
+        self.refreshes = 0  # redraws done (a redraw is skipped when nothing changed)
+        self.refresh_ticks = 0  # refresher wake-ups
+        self._refresh_started = 0.0
+        self._refresh_ended = 0.0
+        self._drawn_version = -1
+        self._task: asyncio.Task[Timeline] | None = None
+        self._ready: asyncio.Event | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._queue: asyncio.Queue[OutgoingChunk | None] | None = None
+        self._reset_run()
+        self._sigint_previous: Any = None
+        self.on_msg(self._on_browser_msg)
+        self._render()
+
+    # ------------------------------------------------------------------ state of a run
+
+    def _reset_run(self) -> None:
+        self.sequencer = CaptureSequencer(self.chunk_samples)
+        self._origin: float | None = None  # kernel monotonic time of the capture start
+        self._page_first: tuple[float, float] | None = None  # (page stamp, capture time) of the first chunk
+        self._log: dict[str, list[Any]] = {k: [] for k in ("seq", "kind", "samples", "captured_at", "arrived_at", "sent_at", "end")}
+        self._captured: list[np.ndarray] = []
+        self._captured_samples = 0
+        self.device = ""
+        self.capture_rate: float | None = None
+        self._end_queued = False
+        self._page_capturing = False
+
+    @property
+    def is_running(self) -> bool:
+        """True while a run (connecting, capturing or finishing) is in progress."""
+        return self._task is not None and not self._task.done()
+
+    @property
+    def refresh_rate(self) -> float:
+        """Refresher wake-ups per second during the last run (0 before one)."""
+        end = self._refresh_ended or time.monotonic()
+        span = end - self._refresh_started
+        return self.refresh_ticks / span if self._refresh_started and span > 0 else 0.0
+
+    @property
+    def chunk_seconds(self) -> float:
+        return self.chunk_samples / self.sample_rate
+
+    @property
+    def chunks(self) -> Any:
+        """One row per chunk sent (pandas DataFrame): ``seq``, ``kind`` (audio/silence),
+        ``samples``, ``captured_at`` (when its last sample was captured), ``arrived_at``
+        (at the kernel), ``sent_at`` (handed to the socket), ``end``; seconds since the
+        capture start."""
+        import pandas as pd
+
+        return pd.DataFrame({k: list(v) for k, v in self._log.items()})
+
+    def __repr__(self) -> str:
+        return (f"<MicrophonePanel {self.chunk_ms:g} ms chunks @ {self.sample_rate} Hz, status={self.status!r}, "
+                f"{self.timeline.n_keyframes} keyframes>")
+
+    # ------------------------------------------------------------------ control
+
+    def start(self) -> asyncio.Task[Timeline]:
+        """Open the session and ask the page to capture; return the run's task (its
+        result: the Timeline). Must be called on the kernel's running event loop."""
+        if self.is_running:
+            raise RuntimeError("this panel is already running; stop it first")
+        loop = asyncio.get_running_loop()
+        self._reset_run()
+        self.error = ""
+        self.timeline = Timeline(sample_rate=self.sample_rate, meta={"pacing": "capture"})
+        self._drawn_version = -1
+        self._ready = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._queue = asyncio.Queue()
+        self._task = loop.create_task(self._run())
+        self._watch_sigint(loop)
+        return self._task
+
+    async def stop(self, timeout: float = 3.0) -> Timeline:
+        """End the capture: the page flushes its partial chunk with ``end=True``; then
+        wait for the last keyframes and close the session. Returns the Timeline."""
+        task = self._task
+        if task is None:
+            return self.timeline
+        self._request_stop()
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), timeout + self.end_timeout + 5.0)
+        except asyncio.CancelledError:
+            await self._abort("cancelled while stopping")
+            raise
+
+    async def wait(self) -> Timeline:
+        """Wait for the current run to end (Stop pressed, or :meth:`stop`); return its Timeline.
+
+        A kernel interrupt while waiting stops the capture and closes the session."""
+        if self._task is None:
+            raise RuntimeError("nothing was started")
+        try:
+            return await asyncio.shield(self._task)
+        except asyncio.CancelledError:
+            await self._abort("kernel interrupted")
+            raise
+
+    async def interrupt(self) -> str | None:
+        """Interrupt the utterance being animated; capture goes on as a new request."""
+        session = self.session
+        if session is None or session.closed or session.last_req_id is None:
+            return None
+        req_id = await session.interrupt()
+        self._set_status(f"interrupted {req_id}; listening")
+        return req_id
+
+    def close(self) -> None:
+        """Close the widget: stop capture and close the session (in the background)."""
+        task = getattr(self, "_task", None)  # None also when __init__ refused its arguments
+        if task is not None:
+            self._send_to_page({"type": "stop"})
+            if not task.done():
+                task.cancel()  # the run's finally closes the session
+            self._unwatch_sigint()
+        super().close()
+
+    # ------------------------------------------------------------------ the file stand-in
+
+    async def feed_file(self, path: str | Path | Any, *, realtime: bool = True, seconds: float | None = None) -> Timeline:
+        """Stream an audio file (or an array with this panel's sample rate) through the
+        kernel-side path the microphone uses: chunk messages with sequence numbers and
+        capture stamps, delivered at capture pace (chunk ``i`` when its last sample
+        would have been captured). A stand-in for a microphone; returns the Timeline.
+
+        ``realtime=False`` delivers as fast as the session takes them (the Timeline then
+        says ``"fast"`` pacing). ``seconds`` feeds only the beginning of the file.
+        """
+        from ..audio import prepare_audio
+
+        if isinstance(path, (str, Path)):
+            pcm = prepare_audio(Path(path), None, target_rate=self.sample_rate)
+        else:
+            pcm = prepare_audio(path, self.sample_rate, target_rate=self.sample_rate)
+        if seconds is not None:
+            pcm = pcm[: 2 * int(seconds * self.sample_rate)]
+        task = self.start()
+        if not realtime:
+            self.timeline.meta["pacing"] = "fast"
+        try:
+            await self._wait_ready(task)
+            self.capture_rate = float(self.sample_rate)
+            self.device = f"file {Path(path).name}" if isinstance(path, (str, Path)) else "array"
+            step = self.chunk_bytes
+            n = max(1, math.ceil(len(pcm) / step))
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            for seq in range(n):
+                if task.done() or (self._stop_requested is not None and self._stop_requested.is_set()):
+                    break
+                piece = pcm[seq * step:(seq + 1) * step]
+                if realtime:
+                    due = start + (seq * step + len(piece)) / 2 / self.sample_rate
+                    await asyncio.sleep(max(0.0, due - loop.time()))
+                last = seq == n - 1
+                self._on_browser_msg(self, {"type": "chunk", "seq": seq, "t": time.monotonic(), "end": last}, [piece])
+            if not self._end_queued:
+                self._request_stop()
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await self._abort("kernel interrupted")
+            raise
+
+    @property
+    def chunk_bytes(self) -> int:
+        return 2 * self.chunk_samples
+
+    async def _wait_ready(self, task: asyncio.Task[Timeline]) -> None:
+        assert self._ready is not None
+        ready = asyncio.ensure_future(self._ready.wait())
+        done, _ = await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
+        if ready not in done:
+            ready.cancel()
+            await task  # raises what failed
+            raise RuntimeError(f"the session ended before capture started: {self.error or self.status}")
+
+    # ------------------------------------------------------------------ browser messages
+
+    def _on_browser_msg(self, _widget: Any, content: Any, buffers: list[Any] | None) -> None:
+        """One message from the page (or :meth:`feed_file`): chunk, start, stop, interrupt, error."""
+        kind = content.get("type") if isinstance(content, dict) else None
+        if kind == "chunk":
+            self._on_chunk(content, buffers or [])
+        elif kind == "start":
+            if not self.is_running:
+                self.start()
+            elif self._ready is not None and self._ready.is_set():
+                self._send_to_page({"type": "capture"})  # a run started from code: join it
+        elif kind == "stop":
+            self._page_capturing = False  # the page stopped without an end chunk: end the request here
+            self._request_stop(abort=True)
+        elif kind == "interrupt":
+            asyncio.ensure_future(self._interrupt_safely())
+        elif kind == "capturing":
+            self._page_capturing = True
+            self.device = str(content.get("device") or "")
+            rate = content.get("capture_rate")
+            self.capture_rate = float(rate) if isinstance(rate, (int, float)) else None
+            self.timeline.meta.setdefault("capture", {})["device"] = self.device
+            self._set_status("listening" + (f" ({self.device})" if self.device else ""))
+        elif kind == "error":
+            name, message, hint = (str(content.get(k) or "") for k in ("name", "message", "hint"))
+            self.error = f"No microphone: {hint or 'it could not be opened'} ({name}: {message})"
+            self.timeline.add_error(self.error)
+            self._set_status("no microphone")
+            self._request_stop(abort=True)
+        else:
+            self.sequencer.error(f"unknown message from the page dropped: {str(content)[:80]}")
+
+    def _on_chunk(self, content: dict[str, Any], buffers: list[Any]) -> None:
+        now = time.monotonic()
+        seq, end = content.get("seq"), bool(content.get("end"))
+        if not self.is_running or self._queue is None or self._ready is None or not self._ready.is_set():
+            self.sequencer.error(f"chunk {seq!r} dropped: no session is open to take it")
+            return
+        if len(buffers) != 1:
+            data = b""
+            self.sequencer.error(f"chunk {seq!r} carried {len(buffers)} binary buffers; expected exactly one")
+            # treated as a chunk of the wrong size below (zero bytes), so its slot is filled
+        else:
+            data = bytes(buffers[0])
+        stamp = content.get("t")
+        stamp = float(stamp) if isinstance(stamp, (int, float)) and math.isfinite(stamp) else None
+        for chunk in self.sequencer.accept(seq, data, end):
+            self._queue_chunk(chunk, now, stamp if chunk.kind == "audio" else None)
+        if end:
+            self._end_queued = True
+
+    def _queue_chunk(self, chunk: OutgoingChunk, arrived: float, stamp: float | None) -> None:
+        assert self._queue is not None
+        samples = len(chunk.pcm) // 2
+        end_sample = self._captured_samples + samples  # capture-time position of its last sample
+        capture_end = end_sample / self.sample_rate
+        if self._origin is None:
+            # the first chunk's transit from the page is taken as zero: it arrived when captured
+            self._origin = arrived - capture_end
+            if stamp is not None:
+                self._page_first = (stamp, capture_end)
+            if self.session is not None:
+                # the session times sends and arrivals from this origin (see the module docstring)
+                self.session._t0 = self._origin
+        if stamp is not None and self._page_first is not None:
+            captured_at = stamp - self._page_first[0] + self._page_first[1]
+        else:
+            captured_at = capture_end  # a filler, or a page without stamps: its nominal time
+        if self._queue.qsize() >= _MAX_QUEUED:
+            self.sequencer.error(f"the session fell {_MAX_QUEUED} chunks behind the capture; capture stopped")
+            self._request_stop(abort=True)
+            return
+        samples_arr = np.frombuffer(chunk.pcm, dtype="<i2")
+        self._captured.append(samples_arr)
+        self._captured_samples = end_sample
+        log = self._log
+        log["seq"].append(chunk.seq)
+        log["kind"].append(chunk.kind)
+        log["samples"].append(samples)
+        log["captured_at"].append(captured_at)
+        log["arrived_at"].append(arrived - self._origin)
+        log["sent_at"].append(math.nan)
+        log["end"].append(chunk.end)
+        self._queue.put_nowait(chunk)
+
+    async def _interrupt_safely(self) -> None:
+        try:
+            await self.interrupt()
+        except Exception as exc:  # the button must not raise into the comm handler
+            self.sequencer.error(f"interrupt failed: {exc}")
+
+    def _request_stop(self, *, abort: bool = False) -> None:
+        if self._stop_requested is None or not self.is_running:
+            return
+        if abort and self._queue is not None and self._ready is not None and self._ready.is_set() and not self._end_queued:
+            # no more audio will come: end the request with what was sent
+            self._end_queued = True
+            self._queue.put_nowait(None)
+        self._stop_requested.set()
+        self._send_to_page({"type": "stop"})
+
+    # ------------------------------------------------------------------ the run
+
+    async def _run(self) -> Timeline:
+        assert self._queue is not None and self._ready is not None and self._stop_requested is not None
+        self.running = True
+        refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+        sender: asyncio.Task[None] | None = None
+        try:
+            self._set_status("connecting")
+            async with open_service(self.service, **self.session_kwargs) as handle:
+                config = handle.config(sample_rate=self.sample_rate)
+                session = AvatarSession(config, timeline=self.timeline)
+                self.session = session
+                self.timeline.meta.update(
+                    pacing=self.timeline.meta.get("pacing", "capture"),
+                    chunk_ms=self.chunk_ms,
+                    sample_rate=self.sample_rate,
+                    service=handle.label,
+                    source="microphone",
+                )
+                async with session:
+                    sender = asyncio.get_running_loop().create_task(self._send_loop(session))
+                    self._ready.set()
+                    self._set_status("listening")
+                    self._send_to_page({"type": "capture"})
+                    await self._until_stopped(sender)
+                    await self._finish_sending(sender)
+                    await self._wait_last_frames(session)
+            self._set_status(self._final_status())
+        except asyncio.CancelledError:
+            self._set_status("stopped (cancelled); session closed")
+            raise
+        except Exception as exc:
+            text = str(exc) or type(exc).__name__
+            self.error = self.error or f"the run failed: {text}"
+            self.timeline.add_error(text)
+            self._set_status("failed")
+        finally:
+            if sender is not None and not sender.done():
+                sender.cancel()
+                with contextlib.suppress(BaseException):
+                    await sender
+            refresher.cancel()
+            with contextlib.suppress(BaseException):
+                await refresher
+            self._refresh_ended = time.monotonic()
+            self._record_capture()
+            self._unwatch_sigint()
+            self.running = False
+            self._render(force=True)
+        return self.timeline
+
+    async def _until_stopped(self, sender: asyncio.Task[None]) -> None:
+        assert self._stop_requested is not None
+        stop = asyncio.ensure_future(self._stop_requested.wait())
+        try:
+            await asyncio.wait({stop, sender}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+
+    async def _finish_sending(self, sender: asyncio.Task[None]) -> None:
+        """After a stop: let the page's end chunk arrive (bounded), else end the request."""
+        assert self._queue is not None
+        if sender.done():
+            sender.result()  # raises the send error
+            return
+        # the page flushes its partial chunk with end=True when it is told to stop
+        deadline = time.monotonic() + (2.0 if self._page_capturing else 0.0)
+        while not self._end_queued and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if not self._end_queued:
+            self._end_queued = True  # the page did not flush (no page, or it is gone)
+            self._queue.put_nowait(None)
+        self._set_status("waiting for the last frames")
+        await asyncio.wait_for(sender, timeout=self.end_timeout)
+
+    async def _send_loop(self, session: AvatarSession) -> None:
+        assert self._queue is not None
+        log = self._log
+        index = 0
+        while True:
+            chunk = await self._queue.get()
+            if chunk is None:
+                if session.current_req_id is not None:  # an open request: end it
+                    await session.send_audio(b"", end=True)
+                return
+            await session.send_audio(chunk.pcm, end=chunk.end)
+            # skip entries of chunks not queued (none are): log index follows queue order
+            log["sent_at"][index] = time.monotonic() - (self._origin or 0.0)
+            index += 1
+            if chunk.end:
+                return
+
+    async def _wait_last_frames(self, session: AvatarSession) -> None:
+        req = session.last_req_id
+        if req is None:
+            return
+        try:
+            await session.wait_for_end(req, timeout=self.end_timeout)
+        except asyncio.TimeoutError:
+            self.timeline.add_error(f"no end frame for {req} within {self.end_timeout:g} s of the end of the capture")
+
+    def _final_status(self) -> str:
+        tl = self.timeline
+        if self.error:
+            return "stopped: " + ("no microphone" if self.error.startswith("No microphone") else "error")
+        return f"done: {tl.n_keyframes} keyframes for {tl.audio_duration:.2f} s of capture"
+
+    def _record_capture(self) -> None:
+        """Attach the captured audio and the capture times to the Timeline."""
+        tl = self.timeline
+        if self._captured and tl.audio is None:
+            tl.audio = np.concatenate(self._captured)
+        seq = self.sequencer
+        tl.meta["capture"] = {
+            **tl.meta.get("capture", {}),
+            "chunk_samples": self.chunk_samples,
+            "device": self.device,
+            "capture_rate": self.capture_rate,
+            "captured_at": [round(float(v), 6) for v in self._log["captured_at"]],
+            "arrived_at": [round(float(v), 6) for v in self._log["arrived_at"]],
+            "kind": list(self._log["kind"]),
+            "gap_seconds": seq.gap_samples / self.sample_rate,
+            **seq.counts(),
+            "clock": "origin = capture start; page stamps mapped with the first chunk's transit taken as zero",
+        }
+        for text in seq.errors:
+            tl.add_error(f"capture: {text}")
+        if seq.n_errors > len(seq.errors):
+            tl.add_error(f"capture: {seq.n_errors - len(seq.errors)} more capture errors not listed")
+
+    async def _abort(self, reason: str) -> None:
+        """Stop at once (kernel interrupt, widget closed): cancel the run; its finally
+        closes the session. Bounded: a session close waits at most a few seconds."""
+        self._send_to_page({"type": "stop"})
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(task, 10.0)
+        self._set_status(f"stopped ({reason}); session closed")
+
+    # ------------------------------------------------------------------ kernel interrupt
+
+    def _watch_sigint(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Between cells ipykernel ignores SIGINT, so "Interrupt the kernel" would leave a
+        capture running; while one runs the panel takes SIGINT to mean "stop". During a
+        cell ipykernel installs its own handler and puts this one back afterwards."""
+        if threading.current_thread() is not threading.main_thread() or not _in_kernel():
+            return
+        if self._sigint_previous is not None:
+            return
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            loop.call_soon_threadsafe(self._request_stop, abort=True)
+
+        with contextlib.suppress(ValueError):
+            self._sigint_previous = signal.signal(signal.SIGINT, on_sigint)
+
+    def _unwatch_sigint(self) -> None:
+        previous, self._sigint_previous = self._sigint_previous, None
+        if previous is not None and threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGINT, previous)
+
+    # ------------------------------------------------------------------ drawing
+
+    def _set_status(self, text: str) -> None:
+        self.status = text
+
+    def _send_to_page(self, content: dict[str, Any]) -> None:
+        if self.comm is not None:  # a closed widget has no page to tell
+            with contextlib.suppress(Exception):
+                self.send(content)
+
+    async def _refresh_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.refreshes = self.refresh_ticks = 0
+        self._refresh_started = time.monotonic()
+        self._refresh_ended = 0.0
+        due = loop.time()
+        while True:
+            self.refresh_ticks += 1
+            self._render()
+            due += self.refresh_interval
+            await asyncio.sleep(max(0.0, due - loop.time()))
+
+    def _render(self, force: bool = False) -> None:
+        tl = self.timeline
+        version = (tl.version, self._captured_samples)
+        if version == self._drawn_version and not force:
+            return
+        self._drawn_version = version  # type: ignore[assignment]
+        self.refreshes += 1
+        face_width = 160
+        trace_width = max(320, self.width - face_width - 12)
+        wave = waveform_svg(self._recent_audio(), self.sample_rate, self._captured_samples,
+                            window=self.window, width=trace_width)
+        keyframes = tl.keyframes
+        face = plots.face_svg(keyframes[-1] if keyframes.shape[0] else np.zeros(keyframes.shape[1]), size=face_width)
+        live = plots.live_svg(tl, window=self.window, width=trace_width)
+        self.view = (
+            '<div style="display:flex;gap:12px;align-items:flex-start">'
+            f'<div>{wave}{live}</div><div style="text-align:center">{face}'
+            '<div style="font-size:11px;color:#555">latest keyframe</div></div></div>'
+        )
+        self.stats = stats_html(tl, self.sequencer)
+
+    def _recent_audio(self) -> np.ndarray:
+        need = int(self.window * self.sample_rate)
+        parts: list[np.ndarray] = []
+        have = 0
+        for block in reversed(self._captured):
+            parts.append(block)
+            have += block.shape[0]
+            if have >= need:
+                break
+        if not parts:
+            return np.zeros(0, dtype=np.int16)
+        return np.concatenate(parts[::-1])[-need:]
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+# --------------------------------------------------------------------------- markup
+
+
+def waveform_svg(recent: np.ndarray, sample_rate: int, total_samples: int, *, window: float = 8.0,
+                 width: int = 520, height: int = 70) -> str:
+    """The last ``window`` seconds of captured int16 audio as an SVG min/max envelope,
+    right-aligned at the capture's current end (``total_samples``), time in seconds."""
+    left, right = 44, 16
+    lane_w = width - left - right
+    text = 'font-size="10" fill="#555" font-family="sans-serif"'
+    body = [f'<rect width="{width}" height="{height}" fill="white"/>',
+            f'<rect x="{left}" y="14" width="{lane_w}" height="{height - 18}" fill="none" stroke="#bbb"/>']
+    end = total_samples / sample_rate
+    t0 = max(0.0, end - window)
+    body.append(f'<text x="{left}" y="10" font-size="11" fill="#2471a3" font-family="sans-serif">captured audio'
+                f'<tspan fill="#555">, {end:.1f} s so far</tspan></text>')
+    mid, half = 14 + (height - 18) / 2, (height - 18) / 2 - 2
+    n = recent.shape[0]
+    if n:
+        bins = max(1, min(lane_w, n))
+        usable = (n // bins) * bins
+        blocks = recent[n - usable:].astype(np.float32).reshape(bins, -1) / 32768.0
+        lo, hi = blocks.min(axis=1), blocks.max(axis=1)
+        # x of each bin: its time within the window
+        t_start = end - usable / sample_rate
+        xs = left + ((t_start + (np.arange(bins) + 0.5) * (usable / bins) / sample_rate) - t0) / window * lane_w
+        path = " ".join(f"M{x:.1f},{mid - h * half:.1f}V{mid - l * half:.1f}" for x, l, h in zip(xs, lo, hi))
+        body.append(f'<path d="{path}" stroke="#2471a3" stroke-width="1" fill="none"/>')
+    body.append(f'<text x="{left - 4}" y="{mid + 3:.1f}" text-anchor="end" {text}>0</text>')
+    return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">' + "".join(body) + "</svg>"
+
+
+def stats_html(tl: Timeline, sequencer: CaptureSequencer | None = None) -> str:
+    """First-frame latency, latency percentiles and jitter of ``tl``, in ms, as one line."""
+
+    def ms(value: float) -> str:
+        return "n/a" if value is None or not math.isfinite(value) else f"{value * 1000:.0f} ms"
+
+    n = tl.n_keyframes
+    parts = [f"keyframes <b>{n}</b>", f"audio sent {tl.audio_duration:.2f} s"]
+    if n:
+        latency = tl.latency
+        finite = latency[np.isfinite(latency)]
+        parts.append(f"first frame <b>{ms(tl.first_frame_latency)}</b>")
+        if finite.size:
+            p50, p90, p99 = np.percentile(finite, (50, 90, 99))
+            parts.append(f"latency p50 / p90 / p99 <b>{ms(p50)}</b> / {ms(p90)} / {ms(p99)}")
+        parts.append(f"jitter {ms(tl.jitter)}")
+    if sequencer is not None:
+        counts = sequencer.counts()
+        trouble = {k: v for k, v in counts.items() if k not in ("gap_samples", "errors") and v}
+        if trouble:
+            parts.append('<span style="color:#b03a2e">' + html.escape(", ".join(f"{k} {v}" for k, v in trouble.items())) + "</span>")
+    return " &nbsp;·&nbsp; ".join(parts)
