@@ -78,13 +78,13 @@ class ClipSource:
     sample_rate: int | None = None
     key: str = ""
 
-    def pcm(self, target_rate: int) -> bytes:
-        """The clip as mono s16le at ``target_rate`` (loaded and resampled as needed)."""
-        from .audio import prepare_audio
+    def as_clip(self) -> Any:
+        """The batch engine's :class:`avatar_nb.batch.Clip` of this clip."""
+        from .batch import Clip
 
         if self.path is not None:
-            return prepare_audio(self.path, target_rate=target_rate)
-        return prepare_audio(self.samples, self.sample_rate, target_rate=target_rate)
+            return Clip(self.name, self.path, Path(self.path))
+        return Clip(self.name, f"<array {self.name}>", None, self.samples, self.sample_rate)
 
 
 def _clip_from_pair(name: str, pair: Any) -> ClipSource:
@@ -310,16 +310,24 @@ def _round(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def run_row(spec: RunSpec, timeline: Timeline | None, *, status: str, error: str = "", **extra: Any) -> dict[str, Any]:
-    """The runs-table row of one run: identity, every setting, every summary figure, status."""
+def run_row(spec: RunSpec, result: Any = None, **extra: Any) -> dict[str, Any]:
+    """The runs-table row of one run: identity, every setting, every summary figure, status.
+
+    ``result`` is the batch engine's :class:`~avatar_nb.batch.ClipResult` (its flat
+    record, then any further summary figure of its Timeline), or ``None`` for a run
+    that never reached the engine (``extra`` then carries ``status`` and ``error``).
+    """
     row: dict[str, Any] = {"run": spec.run, "run_id": spec.run_id, "clip": spec.clip, "repeat": spec.repeat}
     row.update(spec.settings)
     row.update({k: v for k, v in spec.service_options.items() if k not in row and k != "seed"})
-    row.update({"status": status, "error": error})
-    if timeline is not None:
-        for key, value in timeline.summary().items():
-            if key not in row:
-                row[key] = _round(value)
+    row.update({"status": "failed", "error": ""})
+    if result is not None:
+        record = result.row()
+        record.pop("clip", None)
+        row.update(record)
+        if result.timeline is not None:
+            for key, value in result.timeline.summary().items():
+                row.setdefault(key, _round(value))
     row.update(extra)
     return row
 
@@ -332,43 +340,31 @@ async def run_one(
     timeout: float | None = None,
     seed: int = 0,
     worker: str | None = None,
+    prepared: Any = None,
 ) -> tuple[dict[str, Any], Timeline | None]:
     """Stream one run's clip through one session; its row and Timeline (``None`` if nothing arrived).
 
+    The run itself is the batch engine's (:func:`avatar_nb.batch.run_clip`); ``prepared``
+    is the clip's audio at the run's rate when it was prepared before streaming began.
     Never raises for a failed run: the row says ``status="failed"`` with the error text,
     and a partial Timeline (what arrived before the failure) is returned with it.
     """
-    from .pipeline import stream_clip
+    from .batch import RunSettings, run_clip
 
     started = time.time()
     t0 = time.perf_counter()
-    common = {"seed": seed, "service": handle.label, "worker": worker or where()}
-    try:
-        pcm = clip.pcm(spec.sample_rate)
-    except Exception as exc:  # unreadable or unsupported audio: this run fails, the sweep goes on
-        return run_row(spec, None, status="failed", error=_error_text(exc), clip_seconds=None,
-                       started_at=started, wall_seconds=time.perf_counter() - t0, **common), None
-    clip_seconds = len(pcm) / 2 / spec.sample_rate
-    try:
-        timeline = await stream_clip(
-            handle,
-            pcm,
-            chunk_ms=spec.chunk_ms,
-            pacing=spec.pacing,  # type: ignore[arg-type]
-            timeout=timeout,
-            sample_rate=spec.sample_rate,
-            **spec.session_options,
-        )
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        partial = getattr(exc, "timeline", None)
-        row = run_row(spec, partial, status="failed", error=_error_text(exc), clip_seconds=clip_seconds,
-                      started_at=started, wall_seconds=time.perf_counter() - t0, **common)
-        return row, partial
-    row = run_row(spec, timeline, status="ok", clip_seconds=clip_seconds, started_at=started,
-                  wall_seconds=time.perf_counter() - t0, **common)
-    return row, timeline
+    settings = RunSettings(
+        pacing=spec.pacing,  # type: ignore[arg-type]
+        chunk_ms=spec.chunk_ms,
+        sample_rate=spec.sample_rate,
+        timeout=timeout,
+        session=spec.session_options,
+    )
+    result = await run_clip(handle, clip.as_clip(), settings, prepared=prepared)
+    row = run_row(
+        spec, result, seed=seed, worker=worker or where(), started_at=started, wall_seconds=time.perf_counter() - t0
+    )
+    return row, result.timeline
 
 
 # ----------------------------------------------------------------------------- services
@@ -617,6 +613,33 @@ class _Writer:
         return failed
 
 
+PREPARE_BUDGET = 1 << 30
+"""Bytes of prepared audio a sweep holds at most; clips beyond it are prepared when their run starts."""
+
+
+def prepare_all(runs: Sequence[RunSpec], clips: Mapping[str, ClipSource], budget: int = PREPARE_BUDGET) -> dict[tuple[str, int], Any]:
+    """Each distinct (clip, rate) of ``runs`` prepared for sending, up to ``budget`` bytes.
+
+    Runs whose audio is not here (over the budget, or unreadable: the engine then
+    reports why in the run's row) are prepared by the engine when they start.
+    """
+    from .batch import BadInput, prepare_clip
+
+    out: dict[tuple[str, int], Any] = {}
+    held = 0
+    for run in runs:
+        key = (run.clip, run.sample_rate)
+        if key in out or held >= budget:
+            continue
+        try:
+            ready = prepare_clip(clips[run.clip].as_clip(), run.sample_rate)
+        except BadInput:
+            continue
+        out[key] = ready
+        held += len(ready.pcm)
+    return out
+
+
 def _progress(total: int, initial: int, enabled: bool, desc: str) -> Any:
     if not enabled:
         return None
@@ -665,6 +688,8 @@ async def sweep_async(
         write_sweep_info(root, _info(sources, grid_values, repeats, seed))
     todo = [s for s in specs if s.run_id not in done]
     clip_by_name = {c.name: c for c in sources}
+    # heavy work first: the audio of every run is read and resampled before any session
+    prepared = await asyncio.to_thread(prepare_all, todo, clip_by_name)
     bar = _progress(len(specs), len(specs) - len(todo), progress, "sweep")
     writer = _Writer(root) if root is not None and todo else None
     pool = ServicePool(spec, given)
@@ -677,9 +702,12 @@ async def sweep_async(
             try:
                 handle = await pool.handle(run)
             except Exception as exc:  # the service could not be opened: every run needing it fails
-                row, timeline = run_row(run, None, status="failed", error=_error_text(exc), seed=seed), None
+                row = run_row(run, None, status="failed", error=_error_text(exc), seed=seed, worker=where())
+                timeline = None
             else:
-                row, timeline = await run_one(run, clip_by_name[run.clip], handle, timeout=timeout, seed=seed)
+                row, timeline = await run_one(
+                    run, clip_by_name[run.clip], handle, timeout=timeout, seed=seed, prepared=prepared.get((run.clip, run.sample_rate))
+                )
         rows.append(row)
         if writer is not None:
             writer.submit(row, timeline)
