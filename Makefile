@@ -16,13 +16,16 @@ test: $(STAMP)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py src/avatar_nb/_pcm.pyx
+CORE_SOURCES := $(wildcard src/avatar_nb/*.pyx src/avatar_nb/*.pxd) src/avatar_nb/_kernels.h
+
+$(STAMP): pyproject.toml setup.py $(CORE_SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[test]'
 	touch $(STAMP)
 
-# recompile _pcm in place after editing it (the editable install picks it up)
+# recompile the compiled core (_pcm, _envelope, _flame, _wire) in place after editing a
+# .pyx, .pxd or _kernels.h (the editable install picks it up)
 build: $(STAMP)
 	$(PY) setup.py build_ext --inplace
 
@@ -40,4 +43,5 @@ browser-check: $(STAMP)
 	$(PY) tools/browser_check.py --out build/browser-check
 
 clean:
-	rm -rf build src/avatar_nb/_pcm.c src/avatar_nb/_pcm*.so
+	rm -rf build
+	rm -f $(patsubst %.pyx,%.c,$(wildcard src/avatar_nb/*.pyx)) src/avatar_nb/_*.html src/avatar_nb/_*.so

@@ -1,9 +1,12 @@
-"""Build script for avatar_nb's compiled core, ``avatar_nb._pcm``.
+"""Build script for avatar_nb's compiled core: ``_pcm`` (audio), ``_envelope`` (the
+Message walker), ``_flame`` (the FLAME payload) and ``_wire`` (Message decode/encode).
 
-Metadata lives in pyproject.toml; this file only declares the Cython extension.
+Metadata lives in pyproject.toml; this file only declares the Cython extensions. Their
+shared declarations are ``.pxd`` files next to them (``_reader``, ``_writer``,
+``_wire_numbers``, ``_flame_layout``), found through ``include_path``.
 
 The release build turns Cython's per-index bounds and wraparound checks off for the
-whole module: every read of input bytes in ``_pcm`` is checked by hand against the
+whole core: every read of input bytes is checked by hand (``_reader.pxd``) against the
 buffer's length before it happens (a decoder is fed hostile bytes), and array indices
 come from loops whose bounds were validated first.
 
@@ -15,6 +18,7 @@ Running it needs the ASan runtime preloaded, see tests/README.md.
 """
 
 import os
+from pathlib import Path
 
 import numpy as np
 from Cython.Build import cythonize
@@ -36,22 +40,27 @@ if checked:
 compile_args = ["-O1", "-g", "-UNDEBUG", "-fsanitize=address", "-fno-omit-frame-pointer"] if checked else ["-O3"]
 link_args = ["-fsanitize=address"] if checked else []
 
+PACKAGE = Path("src/avatar_nb")
+SHARED = [str(p) for p in sorted(PACKAGE.glob("*.pxd"))] + [str(PACKAGE / "_kernels.h")]
+
 extensions = [
     Extension(
-        "avatar_nb._pcm",
-        ["src/avatar_nb/_pcm.pyx"],
-        include_dirs=[np.get_include(), "src/avatar_nb"],
-        depends=["src/avatar_nb/_kernels.h"],
+        f"avatar_nb.{name}",
+        [str(PACKAGE / f"{name}.pyx")],
+        include_dirs=[np.get_include(), str(PACKAGE)],
+        depends=SHARED,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )
+    for name in ("_pcm", "_envelope", "_flame", "_wire")
 ]
 
 setup(
     ext_modules=cythonize(
         extensions,
         compiler_directives=directives,
+        include_path=["src"],  # `from avatar_nb._reader cimport ...` finds src/avatar_nb/*.pxd
         # force=True under the checked build, so switching modes always recompiles
         force=checked,
     ),

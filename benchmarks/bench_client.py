@@ -26,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-from avatar_nb import _pcm, new_avatar_session, speech_like
+from avatar_nb import _flame, _pcm, new_avatar_session, speech_like
 
 
 def start_service() -> tuple[subprocess.Popen, dict[str, str]]:
@@ -102,7 +102,7 @@ async def run_avatarkit(info: dict[str, str], pcm: bytes, chunk_ms: float) -> tu
     await asyncio.wait_for(done.wait(), 3600)
     cpu = time.process_time() - cpu
     await session.close()
-    keyframes = _pcm.decode_animation_batch(frames)  # outside the timed part: a check only
+    keyframes = _flame.decode_animation_batch(frames)  # outside the timed part: a check only
     return cpu, keyframes
 
 

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from avatar_nb import _pcm, _reference as ref
+from avatar_nb import _flame, _pcm, _reference as ref, _wire
 
 
 def best(fn, repeat: int) -> float:
@@ -58,7 +58,7 @@ def main() -> None:
     pcm = rng.integers(-3000, 3000, 16000 * (60 if args.quick else 600), dtype=np.int16).tobytes()
     chunk = 640
     req = "20261124120000_AbCdEfGhIjKl"
-    ours = best(lambda: _pcm.encode_audio_messages(pcm, req, chunk), repeat)
+    ours = best(lambda: _wire.encode_audio_messages(pcm, req, chunk), repeat)
     base = best(lambda: ref.encode_audio_messages(pcm, req, chunk), max(2, repeat // 2))
     row("encode_audio_messages", ours, base, "msg", len(pcm) / chunk, 5)
 
@@ -66,12 +66,12 @@ def main() -> None:
     n = 25 * 3600 // (10 if args.quick else 1)
     kf = rng.standard_normal((n, 120)).astype(np.float32)
     messages = [
-        _pcm.encode_animation_message(kf[i : i + 1], connection_id="conn-1", req_id=req, end=False, avatar_id="av")
+        _wire.encode_animation_message(kf[i : i + 1], connection_id="conn-1", req_id=req, end=False, avatar_id="av")
         for i in range(n)
     ]
-    got = _pcm.decode_animation_batch(messages)
+    got = _flame.decode_animation_batch(messages)
     assert np.array_equal(got, kf)
-    ours = best(lambda: _pcm.decode_animation_batch(messages), repeat)
+    ours = best(lambda: _flame.decode_animation_batch(messages), repeat)
     base = best(lambda: ref.decode_animation_batch(messages), 2)
     row("decode_animation_batch", ours, base, "keyframes", n, 50)
 

@@ -182,13 +182,13 @@ async def _run_sessions(conn, target: dict, n: int, first_index: int, n_total: i
     """Open ``n`` sessions, tell the parent, stream from the start time it answers, measure."""
     import aiohttp
 
-    from avatar_nb import _pcm
+    from avatar_nb import _pcm, _wire
     from avatar_nb.audio import speech_like
     from avatar_nb.protocol import build_configure_session, websocket_target
 
     pcm = _pcm.to_s16le(speech_like(seconds, RATE, seed=3))
     n_samples = len(pcm) // 2
-    chunks = _pcm.encode_audio_messages(pcm, "20260101000000_bench0000000", CHUNK_SAMPLES * 2, end=True)
+    chunks = _wire.encode_audio_messages(pcm, "20260101000000_bench0000000", CHUNK_SAMPLES * 2, end=True)
     n_chunks = len(chunks)
     n_frames = int(np.ceil(n_samples / FRAME_SAMPLES))
     # keyframe k is complete once sample (k+1)*FRAME_SAMPLES arrived: the chunk holding it
@@ -208,7 +208,7 @@ async def _run_sessions(conn, target: dict, n: int, first_index: int, n_total: i
             ws = await http.ws_connect(url, headers=headers, compress=15 if target['deflate'] else 0,
                                        autoping=True, max_msg_size=0)
             await ws.send_bytes(build_configure_session(RATE))
-            confirm = _pcm.decode_message(await ws.receive_bytes())
+            confirm = _wire.decode_message(await ws.receive_bytes())
             if confirm.type != 2:
                 raise RuntimeError(f"handshake refused: {confirm.error_message}")
             sockets.append(ws)
@@ -227,7 +227,7 @@ async def _run_sessions(conn, target: dict, n: int, first_index: int, n_total: i
                     errors.append(f"session {i}: {msg.type!r}")
                     return
                 now = time.monotonic()
-                decoded = _pcm.decode_message(msg.data)
+                decoded = _wire.decode_message(msg.data)
                 if decoded.type == 4:
                     errors.append(f"session {i}: {decoded.error_message}")
                     continue

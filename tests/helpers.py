@@ -19,7 +19,7 @@ import websockets
 from aiohttp import web
 from websockets.exceptions import InvalidStatus
 
-from avatar_nb import _pcm
+from avatar_nb import _wire
 from avatar_nb.protocol import build_configure_session, websocket_target
 from avatar_nb.proto import message_pb2 as pb
 
@@ -60,17 +60,17 @@ async def refusal(svc, **kwargs) -> tuple[int, str]:
     return response.status_code, response.body.decode()
 
 
-async def handshake(ws, sample_rate: int = 16000) -> _pcm.DecodedMessage:
+async def handshake(ws, sample_rate: int = 16000) -> _wire.DecodedMessage:
     """Send ClientConfigureSession; the decoded answer."""
     await ws.send(build_configure_session(sample_rate))
-    return _pcm.decode_message(await ws.recv())
+    return _wire.decode_message(await ws.recv())
 
 
-async def receive(ws, timeout: float = 10.0) -> _pcm.DecodedMessage:
-    return _pcm.decode_message(await asyncio.wait_for(ws.recv(), timeout))
+async def receive(ws, timeout: float = 10.0) -> _wire.DecodedMessage:
+    return _wire.decode_message(await asyncio.wait_for(ws.recv(), timeout))
 
 
-async def collect_until_end(ws, req_id: str) -> list[_pcm.DecodedMessage]:
+async def collect_until_end(ws, req_id: str) -> list[_wire.DecodedMessage]:
     """Every message up to and including the animation with ``end`` for ``req_id``."""
     out = []
     while True:
@@ -92,7 +92,7 @@ def keyframes_of(messages, req_id=None) -> np.ndarray:
 
 async def stream(ws, pcm: bytes, req_id: str, chunk: int = 1280, end: bool = True) -> None:
     """Send ``pcm`` as ClientAudioInput chunks of ``chunk`` bytes, as fast as possible."""
-    for message in _pcm.encode_audio_messages(pcm, req_id, chunk, end=end):
+    for message in _wire.encode_audio_messages(pcm, req_id, chunk, end=end):
         await ws.send(message)
 
 

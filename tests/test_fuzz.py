@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from avatar_nb import _pcm, _reference as ref
+from avatar_nb import _flame, _reference as ref, _wire
 from avatar_nb.proto import message_pb2 as pb
 
 N_INPUTS = int(os.environ.get("AVATAR_NB_FUZZ_INPUTS", "100000"))
@@ -26,13 +26,13 @@ SEED = int(os.environ.get("AVATAR_NB_FUZZ_SEED", datetime.date.today().strftime(
 def seeds(rng: np.random.Generator) -> list[bytes]:
     """Valid messages of every kind, the starting points of the mutations."""
     out = [
-        _pcm.encode_animation_message(
+        _wire.encode_animation_message(
             rng.standard_normal((k, 20 + e)).astype(np.float32), connection_id="conn", req_id="req", end=bool(k % 2),
             avatar_id="av",
         )
         for k, e in ((1, 50), (3, 100), (2, 0), (0, 10))
     ]
-    out += _pcm.encode_audio_messages(rng.integers(0, 255, 64, dtype=np.uint8).tobytes(), "req", 32)
+    out += _wire.encode_audio_messages(rng.integers(0, 255, 64, dtype=np.uint8).tobytes(), "req", 32)
     confirm = pb.Message(type=2)
     confirm.server_confirm_session.connection_id = "c"
     confirm.server_confirm_session.capabilities.extend(["fps:25", "playback_state"])
@@ -54,18 +54,18 @@ def seeds(rng: np.random.Generator) -> list[bytes]:
 def check(data: bytes) -> str:
     """Decode ``data`` every way; return 'ok' or 'ValueError'; anything else propagates."""
     try:
-        msg = _pcm.decode_message(data)
+        msg = _wire.decode_message(data)
     except ValueError:
         return "ValueError"
     if msg.data_field == 6:
         try:
-            _pcm.decode_animation(msg.animation)
+            _flame.decode_animation(msg.animation)
         except ValueError:
             assert msg.animation_error is not None
         else:
             assert msg.animation_error is None
     try:
-        _pcm.decode_animation_batch([data])
+        _flame.decode_animation_batch([data])
     except ValueError:
         pass
     return "ok"
@@ -119,7 +119,7 @@ def test_fuzz_results_agree_with_protobuf_where_both_accept():
             want = ref.decode_animation_batch([data])
         except Exception:  # protobuf refuses it (or its Flame lengths are wrong)
             continue
-        got = _pcm.decode_animation_batch([data])
+        got = _flame.decode_animation_batch([data])
         # values equal, NaN matching NaN (protobuf's Python floats quiet a signalling NaN;
         # the compiled decoder copies the bits as they came)
         np.testing.assert_array_equal(got, want)

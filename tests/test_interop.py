@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import spatialreal
 
-from avatar_nb import _pcm
+from avatar_nb import _flame, _wire
 from avatar_nb.server import LocalService
 
 from .helpers import expected_frames
@@ -115,9 +115,9 @@ async def test_official_client_full_flow(service, speech_pcm, client, use_query_
     # spatialreal calls on_close exactly once; avatarkit 0.1.7 may call it again from its read loop
     assert got.closed == 1 if client == "spatialreal" else got.closed >= 1
     assert [last for _, last in got.frames].count(True) == 1 and got.frames[-1][1]
-    keyframes = _pcm.decode_animation_batch([data for data, _ in got.frames])
+    keyframes = _flame.decode_animation_batch([data for data, _ in got.frames])
     assert keyframes.shape == (expected_frames(len(speech_pcm) // 2), 70)
-    messages = [_pcm.decode_message(data) for data, _ in got.frames]
+    messages = [_wire.decode_message(data) for data, _ in got.frames]
     assert {m.req_id for m in messages} == req_ids
     assert {m.connection_id for m in messages} == {connection_id}
 
@@ -143,7 +143,7 @@ async def test_official_clients_interrupt(service, speech_pcm):
         await session.interrupt()
         await asyncio.wait_for(got.done.wait(), 20)
         await session.close()
-        keyframes = _pcm.decode_animation_batch([data for data, _ in got.frames])
+        keyframes = _flame.decode_animation_batch([data for data, _ in got.frames])
         assert keyframes.shape[0] == len(half) // 2 // 640, client
 
 

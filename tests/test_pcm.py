@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avatar_nb import _pcm, _reference as ref
+from avatar_nb import _flame, _pcm, _reference as ref, _wire
 from avatar_nb.proto import message_pb2 as pb
 
 
@@ -59,90 +59,90 @@ def test_from_s16le():
 
 def test_encode_audio_messages_chunks_and_end():
     pcm = bytes(range(10))
-    messages = _pcm.encode_audio_messages(pcm, "r1", 4)
+    messages = _wire.encode_audio_messages(pcm, "r1", 4)
     parsed = [pb.Message.FromString(m) for m in messages]
     assert [p.client_audio_input.audio for p in parsed] == [pcm[0:4], pcm[4:8], pcm[8:10]]
     assert [p.client_audio_input.end for p in parsed] == [False, False, True]
     assert {p.client_audio_input.req_id for p in parsed} == {"r1"} and {p.type for p in parsed} == {3}
-    assert _pcm.encode_audio_messages(pcm, "r", 4, end=False)[-1] == ref.encode_audio_messages(pcm, "r", 4, end=False)[-1]
-    assert pb.Message.FromString(_pcm.encode_audio_messages(b"", "r", 4)[0]).client_audio_input.end
-    assert _pcm.encode_audio_messages(b"", "r", 4, end=False) == []
+    assert _wire.encode_audio_messages(pcm, "r", 4, end=False)[-1] == ref.encode_audio_messages(pcm, "r", 4, end=False)[-1]
+    assert pb.Message.FromString(_wire.encode_audio_messages(b"", "r", 4)[0]).client_audio_input.end
+    assert _wire.encode_audio_messages(b"", "r", 4, end=False) == []
     for bad in (0, -2, 3):
         with pytest.raises(ValueError, match=f"positive even number of bytes, got {bad}"):
-            _pcm.encode_audio_messages(pcm, "r", bad)
+            _wire.encode_audio_messages(pcm, "r", bad)
     with pytest.raises(ValueError, match="even number of bytes, got 3"):
-        _pcm.encode_audio_messages(b"abc", "r", 4)
+        _wire.encode_audio_messages(b"abc", "r", 4)
 
 
 def test_encode_animation_shape_errors():
     with pytest.raises(ValueError, match=r"shape \(n, 20 \+ E\), got \(3, 19\)"):
-        _pcm.encode_animation(np.zeros((3, 19), np.float32))
-    assert _pcm.encode_animation(np.zeros((0, 20), np.float32)) == b""
+        _flame.encode_animation(np.zeros((3, 19), np.float32))
+    assert _flame.encode_animation(np.zeros((0, 20), np.float32)) == b""
 
 
 def test_decode_message_errors_carry_byte_offsets():
-    good = _pcm.encode_animation_message(np.ones((2, 70), np.float32), req_id="r", end=True)
+    good = _wire.encode_animation_message(np.ones((2, 70), np.float32), req_id="r", end=True)
     with pytest.raises(ValueError, match=r"length 604 runs past the end of the buffer at byte offset 3"):
-        _pcm.decode_message(good[:-1])
+        _wire.decode_message(good[:-1])
     with pytest.raises(ValueError, match="truncated varint at byte offset 0"):
-        _pcm.decode_message(b"\x80")
-    with pytest.raises(ValueError, match="groups are not supported at byte offset 1"):
-        _pcm.decode_message(b"\x0b")
+        _wire.decode_message(b"\x80")
+    with pytest.raises(ValueError, match="unterminated group of field 1 at byte offset 1"):
+        _wire.decode_message(b"\x0b")
     with pytest.raises(ValueError, match="invalid wire type 7"):
-        _pcm.decode_message(b"\x0f")
+        _wire.decode_message(b"\x0f")
     with pytest.raises(ValueError, match="invalid field number 0"):
-        _pcm.decode_message(b"\x00\x00")
+        _wire.decode_message(b"\x00\x00")
     with pytest.raises(ValueError, match="varint longer than 10 bytes"):
-        _pcm.decode_message(b"\x08" + b"\xff" * 11)
-    bad_utf8 = _pcm.encode_audio_messages(b"", "r", 2)[0].replace(b"\x0a\x01r", b"\x0a\x01\xff")
+        _wire.decode_message(b"\x08" + b"\xff" * 11)
+    bad_utf8 = _wire.encode_audio_messages(b"", "r", 2)[0].replace(b"\x0a\x01r", b"\x0a\x01\xff")
     with pytest.raises(ValueError, match="invalid UTF-8 in string field at byte offset 6"):
-        _pcm.decode_message(bad_utf8)
+        _wire.decode_message(bad_utf8)
 
 
 def test_unreadable_animation_keeps_raw_payload_and_envelope():
-    payload = _pcm.encode_animation(np.ones((2, 70), np.float32))[:-3]  # the last Flame is cut short
+    payload = _flame.encode_animation(np.ones((2, 70), np.float32))[:-3]  # the last Flame is cut short
     msg = pb.Message(type=5)
     msg.server_response_animation.req_id = "r9"
     msg.server_response_animation.end = True
     msg.server_response_animation.animation = payload
-    decoded = _pcm.decode_message(msg.SerializeToString())
+    decoded = _wire.decode_message(msg.SerializeToString())
     assert decoded.req_id == "r9" and decoded.end
     assert decoded.keyframes.shape[0] == 0 and decoded.animation == payload
     assert "runs past the end" in decoded.animation_error
     with pytest.raises(ValueError, match="message 1: .*runs past the end"):
-        _pcm.decode_animation_batch([_pcm.encode_animation_message(np.ones((1, 70), np.float32)), msg.SerializeToString()])
+        _flame.decode_animation_batch([_wire.encode_animation_message(np.ones((1, 70), np.float32)), msg.SerializeToString()])
 
 
 def test_flame_length_and_width_errors():
     two = ref.flame_animation(np.zeros((2, 30), np.float32))
     two.keyframes[1].eye_lid.append(1.0)
     with pytest.raises(ValueError, match="keyframe 1 at byte offset .*: field eye_lid has 3 values, expected 2"):
-        _pcm.decode_animation(two.SerializeToString())
+        _flame.decode_animation(two.SerializeToString())
     mixed = ref.flame_animation(np.zeros((2, 30), np.float32))
     mixed.keyframes[1].expression.append(0.5)
     with pytest.raises(ValueError, match="keyframe 1 .* has 11 expression coefficients, earlier keyframes have 10"):
-        _pcm.decode_animation(mixed.SerializeToString())
-    a = _pcm.encode_animation_message(np.zeros((1, 70), np.float32))
-    b = _pcm.encode_animation_message(np.zeros((1, 120), np.float32))
+        _flame.decode_animation(mixed.SerializeToString())
+    a = _wire.encode_animation_message(np.zeros((1, 70), np.float32))
+    b = _wire.encode_animation_message(np.zeros((1, 120), np.float32))
     with pytest.raises(ValueError, match="message 1: .*100 expression coefficients, earlier keyframes have 50"):
-        _pcm.decode_animation_batch([a, b])
+        _flame.decode_animation_batch([a, b])
 
 
 def test_batch_skips_messages_without_animation_and_accepts_generators():
-    anim = _pcm.encode_animation_message(np.full((3, 25), 2.0, np.float32))
+    anim = _wire.encode_animation_message(np.full((3, 25), 2.0, np.float32))
     err = pb.Message(type=4, server_error=pb.ServerError(message="x")).SerializeToString()
-    out = _pcm.decode_animation_batch(m for m in [err, anim, err, anim])
+    out = _flame.decode_animation_batch(m for m in [err, anim, err, anim])
     assert out.shape == (6, 25) and np.all(out == 2.0)
-    assert _pcm.decode_animation_batch([]).shape == (0, 20)
-    assert _pcm.decode_animation_batch([err]).shape == (0, 20)
+    assert _flame.decode_animation_batch([]).shape == (0, 20)
+    assert _flame.decode_animation_batch([err]).shape == (0, 20)
 
 
 def test_oneof_replacement_follows_protobuf():
-    anim = _pcm.encode_animation_message(np.ones((1, 70), np.float32), req_id="r")
+    anim = _wire.encode_animation_message(np.ones((1, 70), np.float32), req_id="r")
     then_error = anim + pb.Message(server_error=pb.ServerError(code=3)).SerializeToString()
-    assert _pcm.decode_message(then_error).data_field == 5
-    assert _pcm.decode_message(then_error).keyframes.shape[0] == 0
-    assert _pcm.decode_animation_batch([then_error]).shape[0] == 0
+    assert _wire.decode_message(then_error).data_field == 5
+    assert _wire.decode_message(then_error).keyframes.shape[0] == 0
+    assert _flame.decode_animation_batch([then_error]).shape[0] == 0
     assert pb.Message.FromString(then_error).WhichOneof("data") == "server_error"
 
 

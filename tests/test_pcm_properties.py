@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from avatar_nb import _pcm, _reference as ref
+from avatar_nb import _flame, _pcm, _reference as ref, _wire
 from avatar_nb.proto import message_pb2 as pb
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -112,7 +112,7 @@ def test_frame_features_match_reference(ints, rate, fps):
 @SETTINGS
 @given(st.binary(max_size=3000).map(lambda b: b[: len(b) // 2 * 2]), texts, st.integers(1, 700), st.booleans())
 def test_encode_audio_messages_is_byte_identical_to_protobuf(pcm, req_id, half_chunk, end):
-    assert _pcm.encode_audio_messages(pcm, req_id, half_chunk * 2, end=end) == ref.encode_audio_messages(
+    assert _wire.encode_audio_messages(pcm, req_id, half_chunk * 2, end=end) == ref.encode_audio_messages(
         pcm, req_id, half_chunk * 2, end=end
     )
 
@@ -126,8 +126,8 @@ def keyframe_arrays(max_frames=6):
 @SETTINGS
 @given(keyframe_arrays(), texts, texts, st.booleans(), texts)
 def test_encode_animation_is_byte_identical_to_protobuf(kf, cid, rid, end, aid):
-    assert _pcm.encode_animation(kf) == ref.encode_animation(kf)
-    assert _pcm.encode_animation_message(kf, connection_id=cid, req_id=rid, end=end, avatar_id=aid) == (
+    assert _flame.encode_animation(kf) == ref.encode_animation(kf)
+    assert _wire.encode_animation_message(kf, connection_id=cid, req_id=rid, end=end, avatar_id=aid) == (
         ref.encode_animation_message(kf, connection_id=cid, req_id=rid, end=end, avatar_id=aid)
     )
 
@@ -194,7 +194,7 @@ def _messages():
 @given(_messages())
 def test_decode_message_matches_protobuf(message):
     data = message.SerializeToString()
-    got = _pcm.decode_message(data)
+    got = _wire.decode_message(data)
     want = ref.decode_message(data)
     for key, value in want.items():
         assert getattr(got, key) == value, key
@@ -214,16 +214,16 @@ def test_decode_animation_batch_matches_protobuf(messages):
     } - {0, b""}
     if len(widths) > 1:
         with pytest.raises(ValueError, match="expression coefficients"):
-            _pcm.decode_animation_batch(data)
+            _flame.decode_animation_batch(data)
     else:
-        got = _pcm.decode_animation_batch(data)
+        got = _flame.decode_animation_batch(data)
         want = ref.decode_animation_batch(data)
         assert got.shape[0] == want.shape[0]
         if want.shape[0]:
             np.testing.assert_array_equal(got, want)
         # bytearray and memoryview inputs decode the same
-        np.testing.assert_array_equal(_pcm.decode_animation_batch([bytearray(d) for d in data]), got)
-        np.testing.assert_array_equal(_pcm.decode_animation_batch(memoryview(d) for d in data), got)
+        np.testing.assert_array_equal(_flame.decode_animation_batch([bytearray(d) for d in data]), got)
+        np.testing.assert_array_equal(_flame.decode_animation_batch(memoryview(d) for d in data), got)
 
 
 def _field(number: int, wire: int, payload: bytes) -> bytes:
@@ -274,6 +274,6 @@ def test_unpacked_floats_split_fields_and_unknown_fields_decode_like_protobuf(kf
         flame = b"".join(parts)
         payload += _field(1, 2, flame)
     payload += data.draw(st.sampled_from([b"", _field(50, 2, b"tail")]))
-    np.testing.assert_array_equal(_pcm.decode_animation(payload), ref.decode_animation(payload))
+    np.testing.assert_array_equal(_flame.decode_animation(payload), ref.decode_animation(payload))
     if kf.shape[0]:
-        np.testing.assert_array_equal(_pcm.decode_animation(payload), kf)
+        np.testing.assert_array_equal(_flame.decode_animation(payload), kf)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from avatar_nb import _pcm
+from avatar_nb import _wire
 from avatar_nb.errors import AvatarSDKError, AvatarSDKErrorCode, InvalidStateError, SessionTokenError
 from avatar_nb.logid import LOG_ID_PATTERN
 from avatar_nb.proto import message_pb2 as pb
@@ -226,7 +226,7 @@ def test_client_receives_every_kind_of_message():
     server.receive(client.configure())
     client.receive(server.confirm())
     kf = np.arange(2 * 70, dtype=np.float32).reshape(2, 70)
-    anim = _pcm.encode_animation_message(kf, connection_id="conn-1", req_id="r", end=True, avatar_id="av")
+    anim = _wire.encode_animation_message(kf, connection_id="conn-1", req_id="r", end=True, avatar_id="av")
     event = client.receive(anim)
     assert isinstance(event, AnimationReceived)
     assert (event.req_id, event.end, event.avatar_id, event.raw) == ("r", True, "av", anim)
@@ -249,7 +249,7 @@ def test_client_protocol_errors():
     with pytest.raises(AvatarSDKError, match="empty connection_id"):
         client.receive(pb.Message(type=2).SerializeToString())
     with pytest.raises(AvatarSDKError, match="unexpected message type 5 during the handshake"):
-        client.receive(_pcm.encode_animation_message(np.zeros((0, 20), np.float32)))
+        client.receive(_wire.encode_animation_message(np.zeros((0, 20), np.float32)))
     with pytest.raises(AvatarSDKError) as info:
         client.receive(build_server_error(0, "unsupported sample rate: 16000"))
     assert info.value.code is AvatarSDKErrorCode.unsupportedSampleRate
@@ -306,8 +306,8 @@ def test_unsupported_client_sample_rate():
 # ----------------------------------------------------------------------------- server violations
 
 
-def decode(reply: bytes) -> _pcm.DecodedMessage:
-    return _pcm.decode_message(reply)
+def decode(reply: bytes) -> _wire.DecodedMessage:
+    return _wire.decode_message(reply)
 
 
 @pytest.mark.parametrize(

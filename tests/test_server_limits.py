@@ -10,7 +10,7 @@ import time
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from avatar_nb import _pcm
+from avatar_nb import _wire
 from avatar_nb.proto import message_pb2 as pb
 from avatar_nb.server import LocalService
 
@@ -21,7 +21,7 @@ async def test_idle_session_is_told_and_closed():
     async with LocalService(realtime=False, idle_timeout=0.2) as svc:
         ws = await open_raw(svc)
         await handshake(ws)
-        err = _pcm.decode_message(await asyncio.wait_for(ws.recv(), 10))
+        err = _wire.decode_message(await asyncio.wait_for(ws.recv(), 10))
         assert err.type == pb.MESSAGE_SERVER_ERROR and err.error_message == "no audio input for 0.2s"
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 10)
@@ -31,7 +31,7 @@ async def test_session_time_limit_closes_with_4002():
     async with LocalService(realtime=False, session_time_limit=0.2) as svc:
         ws = await open_raw(svc)
         await handshake(ws)
-        err = _pcm.decode_message(await asyncio.wait_for(ws.recv(), 10))
+        err = _wire.decode_message(await asyncio.wait_for(ws.recv(), 10))
         assert (err.error_code, err.error_message) == (4002, "session time limit reached")
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 10)
@@ -46,7 +46,7 @@ async def test_credits_exhausted_closes_with_4001(speech_pcm):
         codes = []
         with pytest.raises(ConnectionClosed):
             while True:
-                msg = _pcm.decode_message(await asyncio.wait_for(ws.recv(), 10))
+                msg = _wire.decode_message(await asyncio.wait_for(ws.recv(), 10))
                 codes.append(msg.error_code if msg.type == pb.MESSAGE_SERVER_ERROR else None)
         assert codes[-1] == 4001
         assert ws.close_code == 4001

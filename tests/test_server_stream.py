@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from avatar_nb import _pcm
+from avatar_nb import _pcm, _wire
 from avatar_nb.audio import speech_like
 from avatar_nb.protocol import build_interrupt
 from avatar_nb.proto import message_pb2 as pb
@@ -51,7 +51,7 @@ async def test_utterances_interrupt_and_preemption(service, speech_pcm):
     assert ends == [("u3", True), ("u4", True)]
     # 4: audio for a request that already ended is an error, and the session goes on
     await stream(ws, half[:1280], "u2")
-    err = _pcm.decode_message(await ws.recv())
+    err = _wire.decode_message(await ws.recv())
     assert err.type == pb.MESSAGE_SERVER_ERROR and err.error_code == 3 and "already ended" in err.error_message
     await stream(ws, half, "u5")
     assert keyframes_of(await collect_until_end(ws, "u5")).shape[0] == expected_frames(len(half) // 2)
@@ -61,7 +61,7 @@ async def test_utterances_interrupt_and_preemption(service, speech_pcm):
 @pytest.mark.parametrize(
     "bad,expected",
     [
-        (_pcm.encode_audio_messages(b"\x00" * 4, "x", 4)[0].replace(b"\x1a\x04\x00\x00\x00\x00", b"\x1a\x03\x00\x00\x00"), None),
+        (_wire.encode_audio_messages(b"\x00" * 4, "x", 4)[0].replace(b"\x1a\x04\x00\x00\x00\x00", b"\x1a\x03\x00\x00\x00"), None),
         ("hello", "text frame"),
         (b"\x08\x03\x22\xff\xff", "failed to unmarshal"),
     ],
@@ -76,7 +76,7 @@ async def test_bad_messages_get_an_error_and_the_session_continues(service, spee
         bad = msg.SerializeToString()
         expected = "odd number"
     await ws.send(bad)
-    err = _pcm.decode_message(await ws.recv())
+    err = _wire.decode_message(await ws.recv())
     assert err.type == pb.MESSAGE_SERVER_ERROR and expected in err.error_message
     await stream(ws, speech_pcm, "after")
     assert keyframes_of(await collect_until_end(ws, "after")).shape[0] == expected_frames(len(speech_pcm) // 2)
@@ -159,7 +159,7 @@ async def test_concurrent_paced_sessions_each_get_their_own_animation(realtime_s
     async def one(i: int) -> tuple[str, np.ndarray, set[str]]:
         ws = await open_raw(realtime_service)
         confirm = await handshake(ws)
-        for message in _pcm.encode_audio_messages(clip, f"s{i}", 640):
+        for message in _wire.encode_audio_messages(clip, f"s{i}", 640):
             await ws.send(message)
             await asyncio.sleep(0.02)
         messages = await collect_until_end(ws, f"s{i}")

@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from avatar_nb import _pcm
+from avatar_nb import _wire
 from avatar_nb.server import LocalService
 from avatar_nb.server.pacing import Pacer
 
@@ -25,13 +25,13 @@ async def _paced_run(svc, pcm: bytes, chunk_bytes: int = 1280) -> tuple[np.ndarr
 
     async def receive():
         while True:
-            msg = _pcm.decode_message(await ws.recv())
+            msg = _wire.decode_message(await ws.recv())
             arrivals.append((loop.time(), msg.keyframes.shape[0]))
             if msg.end:
                 return
 
     reader = asyncio.create_task(receive())
-    for message in _pcm.encode_audio_messages(pcm, "rt", chunk_bytes):
+    for message in _wire.encode_audio_messages(pcm, "rt", chunk_bytes):
         sent.append(loop.time())
         await ws.send(message)
         await asyncio.sleep(chunk_bytes / 2 / 16000)

@@ -13,7 +13,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from avatar_nb import _pcm
+from avatar_nb import _pcm, _wire
 from avatar_nb.audio import speech_like
 from avatar_nb.protocol import build_configure_session
 from avatar_nb.proto import message_pb2 as pb
@@ -77,17 +77,17 @@ async def test_concurrency_limit():
 # ----------------------------------------------------------------------------- handshake
 
 
-async def _handshake_error(svc, first: bytes | str) -> tuple[_pcm.DecodedMessage, int]:
+async def _handshake_error(svc, first: bytes | str) -> tuple[_wire.DecodedMessage, int]:
     ws = await open_raw(svc)
     await ws.send(first)
-    msg = _pcm.decode_message(await ws.recv())
+    msg = _wire.decode_message(await ws.recv())
     with pytest.raises(ConnectionClosed):
         await ws.recv()
     return msg, ws.close_code
 
 
 async def test_first_message_must_configure(service):
-    audio = _pcm.encode_audio_messages(b"\x00\x00" * 10, "r", 20)[0]
+    audio = _wire.encode_audio_messages(b"\x00\x00" * 10, "r", 20)[0]
     msg, close_code = await _handshake_error(service, audio)
     assert msg.type == pb.MESSAGE_SERVER_ERROR
     assert msg.error_message.startswith("expected ClientConfigureSession message")

@@ -18,7 +18,9 @@ from avatar_nb import (
     InvalidStateError,
     LocalService,
     SessionTokenError,
+    _flame,
     _pcm,
+    _wire,
     new_avatar_session,
 )
 from avatar_nb.audio import speech_like
@@ -83,7 +85,7 @@ async def test_full_flow(service, speech_pcm, use_query_auth):
     assert np.all(np.diff(tl.chunk_sent_at) >= 0) and tl.chunk_sent_at[0] == 0.0
     assert np.all(tl.message_arrival > 0)
     # transport_frames receives the raw envelopes, which decode to the timeline's keyframes
-    np.testing.assert_array_equal(_pcm.decode_animation_batch([d for d, _ in cb.frames]), tl.keyframes)
+    np.testing.assert_array_equal(_flame.decode_animation_batch([d for d, _ in cb.frames]), tl.keyframes)
     assert [last for _, last in cb.frames][-1] is True
     assert not other_tasks()
 
@@ -409,7 +411,7 @@ async def test_connection_killed_mid_stream_keeps_frames(speech_pcm):
 
 
 async def test_garbage_from_the_server_is_reported_and_reading_goes_on():
-    animation = _pcm.encode_animation_message(np.ones((2, 70), np.float32), connection_id="c1", req_id="r1", end=True)
+    animation = _wire.encode_animation_message(np.ones((2, 70), np.float32), connection_id="c1", req_id="r1", end=True)
 
     async def token(request):
         return web.json_response({"sessionToken": "t"})
@@ -421,7 +423,7 @@ async def test_garbage_from_the_server_is_reported_and_reading_goes_on():
         await ws.send_bytes(build_confirm_session("c1", ["fps:30"]))
         await ws.send_bytes(b"\xff\xff\xff")  # not a message
         await ws.send_str("text is not allowed")
-        bad_payload = _pcm.encode_animation_message(np.ones((1, 70), np.float32), req_id="r1")[:-7]
+        bad_payload = _wire.encode_animation_message(np.ones((1, 70), np.float32), req_id="r1")[:-7]
         await ws.send_bytes(bad_payload)  # truncated
         await ws.send_bytes(build_server_error(3, "bad things", req_id="r1"))
         await ws.send_bytes(animation)

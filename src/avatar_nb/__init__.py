@@ -25,13 +25,13 @@ __version__ = "0.1.0"
 # public name -> module that defines it; each loads on first access (PEP 562)
 _EXPORTS: dict[str, str] = {
     # compiled core
-    "DecodedMessage": "._pcm",
-    "decode_animation": "._pcm",
-    "decode_animation_batch": "._pcm",
-    "decode_message": "._pcm",
-    "encode_animation": "._pcm",
-    "encode_animation_message": "._pcm",
-    "encode_audio_messages": "._pcm",
+    "DecodedMessage": "._wire",
+    "decode_animation": "._flame",
+    "decode_animation_batch": "._flame",
+    "decode_message": "._wire",
+    "encode_animation": "._flame",
+    "encode_animation_message": "._wire",
+    "encode_audio_messages": "._wire",
     "frame_features": "._pcm",
     "from_s16le": "._pcm",
     "peak_envelope": "._pcm",
@@ -104,19 +104,14 @@ def show(timeline: _Any, **kwargs: _Any) -> _Any:
 
 
 if _TYPE_CHECKING:  # static analysers and IDEs see the eager imports
+    from ._flame import decode_animation, decode_animation_batch, encode_animation  # noqa: F401
     from ._pcm import (  # noqa: F401
-        DecodedMessage,
-        decode_animation,
-        decode_animation_batch,
-        decode_message,
-        encode_animation,
-        encode_animation_message,
-        encode_audio_messages,
         frame_features,
         from_s16le,
         peak_envelope,
         to_s16le,
     )
+    from ._wire import DecodedMessage, decode_message, encode_animation_message, encode_audio_messages  # noqa: F401
     from .audio import (  # noqa: F401
         AUDIO_SUFFIXES,
         AudioFormatError,

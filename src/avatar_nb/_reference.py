@@ -1,4 +1,5 @@
-"""Slow, obviously-correct twins of every function in :mod:`avatar_nb._pcm`.
+"""Slow, obviously-correct twins of every function of the compiled core
+(:mod:`avatar_nb._pcm`, :mod:`avatar_nb._wire`, :mod:`avatar_nb._flame`).
 
 They are written with numpy and the protobuf library only, follow the same contracts
 (and the same arithmetic, where floating point makes the order matter), and serve as
@@ -14,17 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from .flame import EXPRESSION, FIELDS, FIXED_COLUMNS as _FIXED
 from .proto import message_pb2 as pb
 
-FLAME_LAYOUT = (
-    ("translation", 3),
-    ("rotation", 3),
-    ("neck_pose", 3),
-    ("jaw_pose", 3),
-    ("eye_pose", 6),
-    ("eye_lid", 2),
-)
-_FIXED = 20
+FLAME_LAYOUT = tuple((name, width) for name, _, width in FIELDS)
+"""(Flame field name, width) of the fixed-width fields, in column order (from avatar_nb.flame)."""
 
 
 # ----------------------------------------------------------------------------- PCM
@@ -154,7 +149,7 @@ def flame_animation(keyframes: np.ndarray) -> pb.FlameAnimation:
         for name, count in FLAME_LAYOUT:
             getattr(flame, name).extend(row[start : start + count].tolist())
             start += count
-        flame.expression.extend(row[_FIXED:].tolist())
+        getattr(flame, EXPRESSION).extend(row[_FIXED:].tolist())
     return anim
 
 
@@ -186,7 +181,7 @@ def flame_rows(anim: pb.FlameAnimation) -> np.ndarray:
             if len(values) != count:
                 raise ValueError(f"keyframe {i}: field {name} has {len(values)} values, expected {count}")
             parts.extend(values)
-        parts.extend(flame.expression)
+        parts.extend(getattr(flame, EXPRESSION))
         if width is None:
             width = len(parts)
         elif len(parts) != width:
@@ -220,7 +215,7 @@ def decode_animation_batch(messages: Iterable[bytes]) -> np.ndarray:
 
 
 def decode_message(data: bytes) -> dict[str, Any]:
-    """The fields of a Message, flattened like :class:`avatar_nb._pcm.DecodedMessage`."""
+    """The fields of a Message, flattened like :class:`avatar_nb._wire.DecodedMessage`."""
     msg = pb.Message()
     msg.ParseFromString(bytes(data))
     which = msg.WhichOneof("data")

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
-from . import _pcm
+from . import _wire
 from .errors import (
     AvatarSDKError,
     AvatarSDKErrorCode,
@@ -212,10 +212,10 @@ def build_playback_state(
 
 
 def build_audio(req_id: str, audio: bytes, end: bool) -> bytes:
-    """One ``Message{type=3, client_audio_input{req_id, end, audio}}`` (serialized by ``_pcm``)."""
+    """One ``Message{type=3, client_audio_input{req_id, end, audio}}`` (serialized by ``_wire``)."""
     if audio or end:
-        return _pcm.encode_audio_messages(audio, req_id, max(len(audio), 2), end=end)[0]
-    # an empty, non-final chunk: _pcm makes no message for it, the protobuf library does
+        return _wire.encode_audio_messages(audio, req_id, max(len(audio), 2), end=end)[0]
+    # an empty, non-final chunk: _wire makes no message for it, the protobuf library does
     msg = pb.Message(type=pb.MESSAGE_CLIENT_AUDIO_INPUT)
     msg.client_audio_input.req_id = req_id
     return msg.SerializeToString()
@@ -453,7 +453,7 @@ def upgrade_refusal_error(status: int, body: str | bytes | None) -> AvatarSDKErr
     )
 
 
-def server_error_to_exception(msg: _pcm.DecodedMessage, phase: str) -> AvatarSDKError:
+def server_error_to_exception(msg: _wire.DecodedMessage, phase: str) -> AvatarSDKError:
     """An :class:`AvatarSDKError` for a received ``ServerError`` message."""
     code = classify_error(phase=phase, server_code=str(msg.error_code), detail=msg.error_message)
     text = msg.error_message or "(no message)"
@@ -591,7 +591,7 @@ class ClientConnection:
                 phase=phase,
             )
         try:
-            msg = _pcm.decode_message(data)
+            msg = _wire.decode_message(data)
         except ValueError as exc:
             raise AvatarSDKError(
                 AvatarSDKErrorCode.protocolError, f"invalid protobuf message: {exc}", phase=phase
@@ -660,7 +660,7 @@ class ClientConnection:
         if not isinstance(chunk_bytes, int) or chunk_bytes <= 0 or chunk_bytes % 2:
             raise ValueError(f"chunk_bytes must be a positive even number, got {chunk_bytes!r}")
         req_id = self._req_id_for_chunk()
-        messages = _pcm.encode_audio_messages(data, req_id, chunk_bytes, end=bool(end))
+        messages = _wire.encode_audio_messages(data, req_id, chunk_bytes, end=bool(end))
         if end:
             self.current_req_id = None
         return req_id, messages
@@ -857,7 +857,7 @@ class ServerConnection:
         without an animation payload); with ``end`` the request becomes FINISHED."""
         if end:
             self._finish(req_id)
-        return _pcm.encode_animation_message(
+        return _wire.encode_animation_message(
             keyframes, connection_id=self.connection_id, req_id=req_id, end=end, avatar_id=avatar_id
         )
 
@@ -882,7 +882,7 @@ class ServerConnection:
                 close=handshake,
             )
         try:
-            msg = _pcm.decode_message(data)
+            msg = _wire.decode_message(data)
         except ValueError as exc:
             return self._violation(
                 bad_input,
