@@ -11,6 +11,8 @@ import pytest
 from avatar_nb import _pcm
 from avatar_nb.audio import AudioFormatError, load_wav, prepare_audio, speech_like, write_wav
 
+from .helpers import expected_frames
+
 
 def _wav_bytes(payload: bytes, *, tag: int, channels: int, rate: int, bits: int, extensible: bool = False) -> bytes:
     block = channels * bits // 8
@@ -380,3 +382,31 @@ def test_compressed_file_with_absurd_rate_is_refused(tmp_path):
     soundfile.write(path, np.zeros(100), 1, format="FLAC", subtype="PCM_16")  # FLAC allows 1 Hz
     with pytest.raises(AudioFormatError, match=rf"{path}: sample rate 1 Hz is outside the accepted"):
         prepare_audio(path)
+
+
+async def test_animate_and_the_batch_read_flac_and_mp3(tmp_path, service):
+    """animate() and the command line's folder scan and clip loader take compressed files like WAV files."""
+    import soundfile
+
+    from avatar_nb import animate
+    from avatar_nb.batch import as_clips, find_audio_files, prepare_clip
+
+    x = speech_like(1.5, 22050, seed=9)
+    flac = tmp_path / "clip.flac"
+    soundfile.write(flac, x, 22050, subtype="PCM_16")
+    mp3 = tmp_path / "clip.mp3"
+    soundfile.write(mp3, x, 22050, format="MP3", subtype="MPEG_LAYER_III")
+    wav = write_wav(tmp_path / "clip.wav", x, 22050)
+    (tmp_path / "notes.txt").write_text("not audio")
+    timeline = await animate(flac, service=service, realtime=False)
+    reference = await animate(wav, service=service, realtime=False)
+    assert timeline.complete and timeline.n_keyframes == reference.n_keyframes == expected_frames(24000)
+    difference = np.abs(_pcm.from_s16le(_pcm.to_s16le(timeline.audio)) - _pcm.from_s16le(_pcm.to_s16le(reference.audio)))
+    assert difference.max() <= 3 / 32768  # both stored as 16-bit: they differ in rounding only
+    found = find_audio_files([tmp_path])
+    assert sorted(p.name for p in found) == ["clip.flac", "clip.mp3", "clip.wav"]
+    prepared = {c.path.name: prepare_clip(c, 16000) for c in as_clips(found)}
+    np.testing.assert_allclose(
+        _pcm.from_s16le(prepared["clip.flac"].pcm), _pcm.from_s16le(prepare_audio(wav)), atol=3 / 32768
+    )
+    assert abs(len(prepared["clip.mp3"].pcm) // 2 - 24000) < 0.1 * 24000
