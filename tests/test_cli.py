@@ -48,8 +48,9 @@ def wav_float_stereo(path: Path, seconds: float, rate: int) -> Path:
 def test_installed_script_and_help(tmp_path):
     out = subprocess.run([str(SCRIPT), "--help"], check=False, capture_output=True, text=True, env=ENV, timeout=60)
     assert out.returncode == 0
-    for command in ("run", "serve", "demo", "bench"):
+    for command in ("run", "serve", "demo"):
         assert command in out.stdout
+    assert "bench" not in out.stdout  # benchmarks are scripts of a checkout, not a verb
     write_wav(tmp_path / "x.wav", speech_like(0.4, 16000), 16000)
     out = subprocess.run(
         [str(SCRIPT), "run", str(tmp_path / "x.wav"), "--out", str(tmp_path / "o"), "--fast", "--quiet", "--no-plot"],
@@ -91,14 +92,14 @@ def test_run_batch_folder_glob_json_and_summary(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     records = [json.loads(line) for line in out.stdout.splitlines()]
-    assert sorted(r["name"] for r in records) == ["a", "b", "c", "d"]
+    assert [r["clip"] for r in records] == ["a", "b", "c", "d"]  # input order
     assert all(r["status"] == "ok" and r["complete"] for r in records)
-    by_name = {r["name"]: r for r in records}
+    by_name = {r["clip"]: r for r in records}
     assert by_name["a"]["keyframes"] == 25 and by_name["b"]["keyframes"] == 15 and by_name["c"]["keyframes"] == 10
     assert by_name["d"]["keyframes"] == by_name["c"]["keyframes"]
     with open(out_dir / "summary.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert sorted(r["name"] for r in rows) == ["a", "b", "c", "d"]
+    assert [r["clip"] for r in rows] == ["a", "b", "c", "d"]
     for r in rows:
         tl = Timeline.load(r["npz"])
         assert tl.n_keyframes == int(r["keyframes"])
@@ -109,7 +110,11 @@ def test_run_human_output_and_png(tmp_path):
     out = cli("run", str(tmp_path / "x.wav"), "--out", str(tmp_path / "o"), "--fast", "--quiet")
     assert out.returncode == 0, out.stderr
     line = out.stdout.splitlines()[0]
-    assert re.match(r".*x\.wav: 0\.80 s audio, 20 keyframes, first frame [\d.]+ ms, RTF [\d.]+ -> .*x\.npz, .*x\.png", line)
+    assert re.match(
+        r".*x\.wav: 0\.80 s audio, 20 keyframes, fast pacing, first frame [\d.]+ ms, "
+        r"latency p99 [\d.]+ ms, lateness p99 n/a \(fast\), RTF [\d.]+$",
+        line,
+    ), line
     assert (tmp_path / "o" / "x.png").read_bytes()[:4] == b"\x89PNG"
     assert "1 of 1 clips animated" in out.stdout
 
@@ -184,7 +189,7 @@ def test_a_bad_clip_does_not_stop_the_batch(tmp_path):
     assert "1 of 2 clips animated" in out.stdout
     assert (tmp_path / "o" / "good.npz").exists()
     with open(tmp_path / "o" / "summary.csv") as fh:
-        rows = {r["name"]: r for r in csv.DictReader(fh)}
+        rows = {r["clip"]: r for r in csv.DictReader(fh)}
     assert rows["good"]["status"] == "ok" and rows["garbage"]["status"] == "failed"
     assert "not a WAV file" in rows["garbage"]["error"]
 
@@ -193,7 +198,7 @@ def test_raw_pcm_needs_its_rate(tmp_path):
     (tmp_path / "x.pcm").write_bytes(b"\x00\x00" * 100)
     out = cli("run", str(tmp_path / "x.pcm"), "--out", str(tmp_path / "o"), "--fast", "--quiet")
     assert out.returncode == 2
-    assert "x.pcm: raw PCM needs --raw-rate HZ" in out.stderr
+    assert "x.pcm: raw PCM needs its sample rate (--raw-rate HZ)" in out.stderr
     out = cli("run", str(tmp_path), "--raw-rate", "16000", "--out", str(tmp_path / "o"), "--fast", "--quiet", "--no-plot")
     assert out.returncode == 0, out.stderr
 
@@ -270,11 +275,11 @@ def test_progress_bar_counts_clips_and_audio_hours(tmp_path):
     out = cli("run", str(tmp_path), "--out", str(tmp_path / "o"), "--fast", "--no-plot")
     assert out.returncode == 0, out.stderr
     states = out.stderr.replace("\r", "\n").splitlines()
-    final = [s for s in states if "2/2" in s]
+    final = [s for s in states if "2/2" in s and "clip" in s]
     assert final, out.stderr
     assert f"{1.6 / 3600:.4f} h audio" in final[-1]
     # the per-clip lines stay on stdout, whole
-    assert sum(1 for line in out.stdout.splitlines() if " keyframes, first frame " in line) == 2
+    assert sum(1 for line in out.stdout.splitlines() if " keyframes, fast pacing, first frame " in line) == 2
 
 
 def test_session_options_reach_the_timeline(tmp_path):
@@ -285,7 +290,7 @@ def test_session_options_reach_the_timeline(tmp_path):
     tl = Timeline.load(tmp_path / "o" / "x.npz")
     assert tl.sample_rate == 24000 and tl.audio.shape[0] == 9600
     assert tl.chunk_samples.tolist() == [2400, 2400, 2400, 2400]
-    assert not tl.meta["realtime"] and tl.meta["chunk_ms"] == 100
+    assert tl.meta["pacing"] == "fast" and tl.meta["chunk_ms"] == 100
     assert tl.n_keyframes == 10 and tl.complete
 
 
@@ -340,40 +345,6 @@ def test_environment_selects_the_service_and_keys_stay_hidden(tmp_path, service)
     assert service.api_key not in out.stdout + out.stderr
 
 
-async def test_batch_runs_at_most_concurrency_sessions_over_one_service(tmp_path, monkeypatch):
-    paths = [write_wav(tmp_path / f"c{i}.wav", speech_like(0.3, 16000, seed=i), 16000) for i in range(5)]
-    real_animate = pipeline.animate
-    in_flight, peak, services = 0, 0, []
-    two_running = asyncio.Event()
-
-    async def counting_animate(*args, **kwargs):
-        nonlocal in_flight, peak
-        in_flight += 1
-        peak = max(peak, in_flight)
-        services.append(kwargs["service"])
-        if in_flight == 2:
-            two_running.set()
-        try:
-            # the first two clips wait for each other: proves two run at once
-            if len(services) <= 2:
-                await asyncio.wait_for(two_running.wait(), timeout=30)
-            return await real_animate(*args, **kwargs)
-        finally:
-            in_flight -= 1
-
-    monkeypatch.setattr(pipeline, "animate", counting_animate)
-    finished = []
-    results = await cli_module.run_batch(
-        paths, tmp_path / "o", raw_rate=None, sample_rate=16000, chunk_ms=40.0, realtime=False,
-        concurrency=2, options={}, plot=False, progress=False, on_result=finished.append,
-    )
-    assert [r.status for r in results] == ["ok"] * 5
-    assert [r.name for r in results] == [f"c{i}" for i in range(5)]
-    assert sorted(r.name for r in finished) == [f"c{i}" for i in range(5)]
-    assert peak == 2
-    assert len(services) == 5 and services[0] is not None and all(s is services[0] for s in services)
-
-
 def test_serve_refuses_a_busy_port_and_a_bad_one():
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -386,20 +357,50 @@ def test_serve_refuses_a_busy_port_and_a_bad_one():
     assert out.returncode == 2 and "port 70000 is out of range" in out.stderr
 
 
-def test_bench_lists_runs_and_refuses_unknown_names(tmp_path):
-    folder = tmp_path / "benchmarks"
-    folder.mkdir()
-    (folder / "bench_echo.py").write_text(
-        '"""Prints its arguments and exits with the first one."""\n'
-        "import sys\nprint('echo', *sys.argv[1:])\nsys.exit(int(sys.argv[1]))\n"
-    )
-    out = cli("bench", "--dir", str(folder))
-    assert out.returncode == 0
-    assert re.search(r"^\s+echo\s+Prints its arguments and exits with the first one\.$", out.stdout, re.MULTILINE)
-    out = cli("bench", "--dir", str(folder), "echo", "3", "--flag")
-    assert out.returncode == 3 and out.stdout.strip() == "echo 3 --flag"
-    out = cli("bench", "--dir", str(folder), "nope")
-    assert out.returncode == 2 and "no benchmark named 'nope'; accepted: echo" in out.stderr
-    out = cli("bench", "--dir", str(tmp_path / "nowhere"))
-    assert out.returncode == 2 and "no benchmark scripts (bench_*.py)" in out.stderr
-    assert "Traceback" not in out.stderr
+def test_pacing_flag_settings_in_summary_and_seconds_everywhere(tmp_path):
+    write_wav(tmp_path / "x.wav", speech_like(0.4, 22050), 22050)
+    out = cli("run", str(tmp_path / "x.wav"), "--out", str(tmp_path / "o"), "--pacing", "fast", "--quiet",
+              "--no-plot", "--json", "--chunk-ms", "80", "--sample-rate", "24000")
+    assert out.returncode == 0, out.stderr
+    (record,) = [json.loads(line) for line in out.stdout.splitlines()]
+    with open(tmp_path / "o" / "summary.csv") as fh:
+        (row,) = list(csv.DictReader(fh))
+    for r in (record, row):
+        assert str(r["pacing"]) == "fast" and float(r["chunk_ms"]) == 80.0 and int(r["sample_rate"]) == 24000
+        assert int(r["source_rate"]) == 22050 and int(r["source_channels"]) == 1
+        assert float(r["clip_seconds"]) == pytest.approx(0.4)
+        assert float(r["service_latency_ms"]) == 80.0 and r["service"] == "local"
+        # seconds, not milliseconds: a local service answers a 0.4 s clip within a second
+        assert 0 < float(r["first_frame_latency"]) < 1 and 0 < float(r["latency_p99"]) < 1
+        assert r["lateness_p99"] in (None, "")  # no meaning under fast pacing
+        assert not [k for k in r if k.endswith("_ms") and k not in ("chunk_ms", "service_latency_ms", "service_jitter_ms")]
+    assert Timeline.load(tmp_path / "o" / "x.npz").meta["pacing"] == "fast"
+
+
+def test_pacing_aliases():
+    parser = cli_module.build_parser()
+    from avatar_nb.pacing import DEFAULT_PACING
+
+    base = ["run", "x.wav", "--out", "o"]
+    assert parser.parse_args(base).pacing == DEFAULT_PACING
+    assert parser.parse_args([*base, "--fast"]).pacing == "fast"
+    assert parser.parse_args([*base, "--realtime"]).pacing == DEFAULT_PACING
+    assert parser.parse_args([*base, "--pacing", "playback"]).pacing == "playback"
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--pacing", "slow"])
+
+
+def test_debug_is_an_argument_not_an_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("AVATAR_NB_DEBUG", raising=False)
+    code = cli_module.main(["run", str(tmp_path / "missing.wav"), "--out", str(tmp_path / "o"), "--debug"])
+    assert code == 2 and "AVATAR_NB_DEBUG" not in os.environ
+
+
+def test_the_figure_names_its_clip(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    titles = []
+    monkeypatch.setattr(Figure, "savefig", lambda self, path, **kw: titles.append(self.get_suptitle()) or Path(path).touch())
+    write_wav(tmp_path / "hello.wav", speech_like(0.4, 16000), 16000)
+    assert cli_module.main(["run", str(tmp_path / "hello.wav"), "--out", str(tmp_path / "o"), "--fast", "--quiet"]) == 0
+    assert len(titles) == 1 and titles[0].startswith("hello")

@@ -76,7 +76,7 @@ _EXPORTS: dict[str, str] = {
     "LocalService": ".server",
 }
 
-_SUBMODULES = ("analysis", "flame", "plots", "widgets")
+_SUBMODULES = ("analysis", "batch", "flame", "plots", "tidy", "widgets")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "show"])
 
