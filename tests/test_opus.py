@@ -91,6 +91,22 @@ def test_encoder_output_is_read_by_libsndfile(tmp_path, clip16):
     assert best_correlation(x, decoded, 16)[0] > 0.8
 
 
+def test_encoder_output_is_read_by_ffmpeg(tmp_path, clip16):
+    import av
+
+    x, pcm = clip16
+    stream, _ = encode(pcm, 16000)
+    path = tmp_path / "ours.opus"
+    path.write_bytes(stream)
+    with av.open(str(path)) as container:
+        audio = container.streams.audio[0]
+        assert audio.codec_context.name in ("opus", "libopus")
+        decoded = np.concatenate([frame.to_ndarray().reshape(-1) for frame in container.decode(audio)])
+    # FFmpeg decodes at 48 kHz and applies the pre-skip and the end trim itself
+    assert len(decoded) == 3 * len(x)
+    assert best_correlation(x, decoded[::3], 16)[0] > 0.8
+
+
 def test_decoder_reads_libsndfile_output_mono_and_stereo(tmp_path):
     x = speech_like(2.0, 48000, seed=4)
     for channels in (1, 2):

@@ -39,6 +39,7 @@ __all__ = [
     "OggOpusDecoder",
     "OggOpusEncoder",
     "OggOpusError",
+    "ogg_crc",
 ]
 
 #: Bitrate (bits/s) of :class:`OggOpusEncoder` when given 0. 24 kb/s mono is where Opus
@@ -126,12 +127,13 @@ class OggOpusEncoder:
     """Mono s16le PCM at ``sample_rate`` to an Ogg Opus stream, a page at a time.
 
     ``encode(pcm)`` returns the Ogg pages completed so far (the two header pages come
-    with the first call); every call ends a page, so what a caller sends per chunk is
-    decodable on arrival, with at most ``_FRAME_MS`` (20 ms) of its audio held back
-    until a whole Opus frame is there. ``flush()`` encodes that remainder (padded with
-    silence, trimmed again on decoding by the final granule position) and returns the
-    last page, marked end of stream. ``bitrate`` in bits/s; 0 means
-    :data:`DEFAULT_OPUS_BITRATE`.
+    with the first call); every call ends a page (a long call makes pages of at most
+    200 ms), so what a caller sends per chunk is decodable on arrival, with less than
+    one 20 ms Opus frame of its audio held back until the frame is whole. ``flush()``
+    encodes that remainder (padded with silence, trimmed again on decoding by the final
+    granule position) and returns the last page, marked end of stream. ``bitrate`` in
+    bits/s; 0 means :data:`DEFAULT_OPUS_BITRATE`. libopus runs in its ``voip`` mode,
+    tuned for speech.
     """
 
     def __init__(self, sample_rate: int, bitrate: int = 0) -> None:
