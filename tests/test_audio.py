@@ -240,6 +240,16 @@ def test_too_long_array_is_refused_before_resampling(monkeypatch):
         prepare_audio(samples, rate)
 
 
+def test_too_long_bytes_are_refused_before_conversion(monkeypatch):
+    import avatar_nb.audio as audio_mod
+
+    monkeypatch.setattr(audio_mod._pcm, "from_s16le", lambda *a: pytest.fail("bytes were converted"))
+    rate = 8000
+    pcm = bytes(2 * (int(MAX_AUDIO_SECONDS * rate) + 1))  # 115 MB of zeros: the input, not the output
+    with pytest.raises(ValueError, match=r"source: \d+ samples at 8000 Hz last 2.00 hours"):
+        prepare_audio(pcm, rate)
+
+
 def test_output_of_no_samples_is_an_error_not_empty_audio():
     with pytest.raises(AudioFormatError, match="1 samples at 768000 Hz make no sample at 8000 Hz"):
         prepare_audio(np.array([0.5], np.float32), 768000, target_rate=8000)

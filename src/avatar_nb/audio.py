@@ -335,6 +335,7 @@ def prepare_audio(
     elif isinstance(source, (bytes, bytearray, memoryview)):
         if sample_rate is None:
             raise ValueError("s16le bytes need their sample_rate, e.g. prepare_audio(pcm, 16000)")
+        _check_duration(name, len(source) // 2, _check_rate("sample_rate", sample_rate))  # before converting
         samples = _pcm.from_s16le(source)
         rate = sample_rate
     elif isinstance(source, np.ndarray):
@@ -345,7 +346,7 @@ def prepare_audio(
     else:
         raise TypeError(
             f"cannot prepare audio from {type(source).__name__}; "
-            "accepted: a WAV path, a numpy array with sample_rate, or s16le bytes with sample_rate"
+            "accepted: an audio file's path, a numpy array with sample_rate, or s16le bytes with sample_rate"
         )
     rate = _check_rate(name if name != "source" else "sample_rate", rate)
     if samples.ndim not in (1, 2):
@@ -355,12 +356,12 @@ def prepare_audio(
     _check_duration(name, samples.shape[0], rate)
     if rate == target_rate:
         return _pcm.to_s16le(samples)
+    if samples.shape[0] * target_rate < rate:  # less than one output sample: say so, do not return nothing
+        raise AudioFormatError(f"{name}: {samples.shape[0]} samples at {rate} Hz make no sample at {target_rate} Hz")
     import soxr
 
     mono = np.frombuffer(_pcm.to_s16le(samples), dtype="<i2").astype(np.float32) / 32768.0
     resampled = soxr.resample(mono, rate, int(target_rate), quality="HQ")
-    if resampled.shape[0] == 0:
-        raise AudioFormatError(f"{name}: {samples.shape[0]} samples at {rate} Hz make no sample at {target_rate} Hz")
     return _pcm.to_s16le(np.clip(resampled, -1.0, 1.0))
 
 
