@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from .timeline import Timeline
 
-__all__ = ["AVOffset", "av_offset", "loudness_envelope", "summarize"]
+__all__ = ["AVOffset", "av_offset", "keyframe_quantiles", "loudness_envelope", "summarize"]
 
 # Below this many dB under the loudest stretch, audio counts as silence: the envelope's
 # floor, so the noise floor of pauses does not dominate the correlation.
@@ -205,3 +205,39 @@ def summarize(
             rows.append(row)
     columns = [*by_cols, "value", "n", "mean", "std", *(f"p{p:g}" for p in percentiles), "ci_low", "ci_high"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def keyframe_quantiles(
+    keyframes: Any,
+    by: str | Sequence[str] = "run_id",
+    value: str = "latency",
+    q: Sequence[float] = (0.5, 0.9, 0.99),
+) -> pd.DataFrame:
+    """Exact quantiles of a per-keyframe figure per group, from a pandas or dask frame.
+
+    ``keyframes`` is a per-keyframe table (``load_results(path).keyframes(...)``, with
+    ``with_runs=[...]`` for conditions); with ``engine="dask"`` only the grouping
+    columns and ``value`` are shuffled, so a study larger than memory is summarised out
+    of core. Returns a pandas DataFrame: the ``by`` columns, then ``<value>_p<q>``.
+    """
+    import pandas as pd
+
+    by_cols = [by] if isinstance(by, str) else list(by)
+    qs = [float(x) for x in q]
+    if not qs or not all(0.0 <= x <= 1.0 for x in qs):
+        raise ValueError(f"q must be quantiles between 0 and 1, got {list(q)!r}")
+    names = [f"{value}_p{x * 100:g}" for x in qs]
+
+    def per_group(values: Any) -> Any:
+        finite = np.asarray(values, dtype=np.float64)
+        finite = finite[np.isfinite(finite)]
+        return tuple(np.quantile(finite, qs)) if finite.size else (math.nan,) * len(qs)
+
+    narrow = keyframes[[*by_cols, value]]
+    grouped = narrow.groupby(by_cols)[value]
+    if hasattr(keyframes, "dask"):  # a dask frame: one shuffle of the narrow table
+        series = grouped.apply(per_group, meta=(value, "object")).compute()
+    else:
+        series = grouped.apply(per_group)
+    table = pd.DataFrame(series.tolist(), columns=names, index=series.index).reset_index()
+    return table.sort_values(by_cols, kind="stable").reset_index(drop=True)

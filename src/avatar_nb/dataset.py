@@ -333,7 +333,8 @@ class Results:
             frame = _with_run_id_first(table.to_pandas())
         if with_runs:
             extra = ["run_id", *[c for c in with_runs if c != "run_id"]]
-            runs_table = self.runs[extra]
+            # the runs table is small: joined as pandas (broadcast to every partition under dask)
+            runs_table = read_runs(self.path)[extra]
             frame = frame.merge(runs_table, on="run_id", how="left")
         return frame
 

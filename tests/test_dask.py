@@ -1,0 +1,140 @@
+"""Sweeps on a Dask LocalCluster of two worker processes: same results as in process, spread
+over both workers, a killed worker survived, credentials kept out of keys and logs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from avatar_nb import LocalService, load_results, sweep
+from avatar_nb.analysis import keyframe_quantiles
+from avatar_nb.audio import speech_like
+from avatar_nb.sweep import ServiceSpec
+
+distributed = pytest.importorskip("distributed")
+
+RATE = 16000
+# figures that depend on when things happened, not on what was computed
+TIMING_RUN_COLUMNS = [
+    "first_frame_latency", "jitter", "real_time_factor", "started_at", "wall_seconds", "worker",
+    *(f"{name}_p{q}" for name in ("latency", "lateness") for q in (50, 90, 99)),
+]
+TIMING_KEYFRAME_COLUMNS = ["arrival", "latency", "lateness", "req_id"]  # req_id: a fresh id per session
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None, host="127.0.0.1"
+    )
+    with cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+def clips(seconds: float = 0.6) -> dict[str, tuple[np.ndarray, int]]:
+    return {f"speech{i}": (speech_like(seconds, RATE, seed=i), RATE) for i in range(2)}
+
+
+def test_cluster_sweep_equals_the_in_process_sweep(client, tmp_path):
+    grid = {"chunk_ms": [20, 40]}
+    local = sweep(clips(), grid=grid, repeats=2, pacing="fast", out=tmp_path / "local", seed=3, progress=False)
+    remote = sweep(
+        clips(), grid=grid, repeats=2, pacing="fast", out=tmp_path / "cluster", seed=3, progress=False,
+        client=client, concurrency=2,
+    )
+    assert len(remote.runs) == 2 * 2 * 2 and set(remote.runs["status"]) == {"ok"}
+    pd.testing.assert_frame_equal(
+        local.runs.drop(columns=TIMING_RUN_COLUMNS), remote.runs.drop(columns=TIMING_RUN_COLUMNS)
+    )
+    # runs went to both workers, and the table says where each ran
+    workers = set(client.scheduler_info()["workers"])
+    assert set(remote.runs["worker"]) == workers
+    # the per-keyframe datasets are the same apart from timing
+    a = load_results(tmp_path / "local").keyframes().drop(columns=TIMING_KEYFRAME_COLUMNS)
+    b = load_results(tmp_path / "cluster").keyframes().drop(columns=TIMING_KEYFRAME_COLUMNS)
+    key = ["run_id", "keyframe"]
+    pd.testing.assert_frame_equal(
+        a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True), check_exact=True
+    )
+    # out of core: dask frames, the same figures as pandas
+    frame = load_results(tmp_path / "cluster", engine="dask").keyframes(columns=["latency"], with_runs=["chunk_ms"])
+    assert frame.npartitions == 8
+    pandas_frame = load_results(tmp_path / "cluster").keyframes(columns=["latency"], with_runs=["chunk_ms"])
+    pd.testing.assert_frame_equal(keyframe_quantiles(frame, by="chunk_ms"), keyframe_quantiles(pandas_frame, by="chunk_ms"))
+
+
+def test_a_worker_killed_during_a_sweep_loses_no_run(client, tmp_path):
+    out = tmp_path / "study"
+    before = client.run(os.getpid)
+    victim_address, victim_pid = sorted(before.items())[0]
+    killed = threading.Event()
+
+    def kill_when_a_run_lands() -> None:
+        # wait (bounded) for the first finished run on disk, then kill a worker mid-sweep
+        runs = out / "runs"
+        for _ in range(600):
+            if runs.is_dir() and any(p.suffix == ".parquet" and not p.name.startswith(".") for p in runs.iterdir()):
+                os.kill(victim_pid, signal.SIGKILL)
+                killed.set()
+                return
+            killed.wait(0.02)
+
+    watcher = threading.Thread(target=kill_when_a_run_lands, daemon=True)
+    watcher.start()
+    res = sweep(
+        clips(seconds=1.0), grid={"chunk_ms": [20, 40]}, repeats=2, pacing="capture", out=out,
+        client=client, concurrency=1, progress=False,
+    )
+    watcher.join(30)
+    assert killed.is_set()
+    client.wait_for_workers(2, timeout=60)
+    after = client.run(os.getpid)
+    assert victim_pid not in after.values()  # the worker was really lost (and replaced by its nanny)
+    runs = res.runs
+    assert len(runs) == 8 and set(runs["status"]) == {"ok"}, runs[["status", "error"]]
+    table = load_results(out).keyframes(columns=["frame"])
+    assert table.groupby("run_id").size().to_dict() == dict(zip(runs["run_id"], runs["keyframes"]))
+    # a re-run finds everything finished: nothing is streamed again
+    again = sweep(
+        clips(seconds=1.0), grid={"chunk_ms": [20, 40]}, repeats=2, pacing="capture", out=out,
+        client=client, concurrency=1, progress=False,
+    )
+    assert list(again.runs["started_at"]) == list(runs["started_at"])
+
+
+def test_credentials_stay_out_of_keys_and_logs(client, tmp_path, monkeypatch):
+    submitted: list[tuple[str, str]] = []
+    real_submit = client.submit
+
+    def recording_submit(fn, *args, **kwargs):
+        submitted.append((str(kwargs.get("key")), repr(args)))
+        return real_submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(client, "submit", recording_submit)
+    with LocalService(realtime=False) as service:
+        res = sweep(clips(0.3), pacing="fast", service=service, out=tmp_path / "s", client=client, progress=False)
+        secret = service.api_key
+    assert set(res.runs["status"]) == {"ok"} and set(res.runs["service"]) != {"local"}
+    assert submitted and all(key.startswith("avatar_nb-sweep-") for key, _ in submitted)
+    assert not any(secret in key or secret in args for key, args in submitted)
+    logs = [*client.get_scheduler_logs(), *(line for lines in client.get_worker_logs().values() for line in lines)]
+    assert not any(secret in str(line) for line in logs)
+    assert secret not in res.runs.to_csv()
+    assert "redacted" in repr(ServiceSpec("remote", {"api_key": secret})) and secret not in repr(ServiceSpec("remote", {"api_key": secret}))
+
+
+def test_a_cluster_sweep_needs_a_shared_out(client):
+    with pytest.raises(ValueError, match="out="):
+        sweep(clips(0.3), pacing="fast", client=client, progress=False)
+
+
+def test_without_dask_a_client_is_a_clear_import_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(ImportError, match=r"pip install avatar_nb\[dask\]"):
+        sweep(clips(0.3), pacing="fast", client=object(), out="unused", progress=False)
