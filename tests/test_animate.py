@@ -92,7 +92,7 @@ def test_no_environment_leaks_into_other_tests():
 
 async def test_animate_paced_run_is_realtime(realtime_service):
     tl = await animate(speech_like(0.6), 16000, service=realtime_service, realtime=True)
-    assert tl.complete and tl.meta["pacing"] in ("capture", "playback")
+    assert tl.complete and tl.meta["pacing"] == "capture"  # the default
     # chunks left on the audio clock, not in a burst: the last one 560 ms after the first
     assert tl.chunk_sent_at[-1] >= 0.56 - 0.002
     assert tl.first_frame_latency >= 0.08  # the service's processing latency
@@ -168,3 +168,16 @@ async def test_embedded_service_is_realtime_unless_fast(no_env):
 async def test_realtime_false_is_fast_pacing(service):
     tl = await animate(speech_like(0.2), 16000, service=service, realtime=False)
     assert tl.meta["pacing"] == "fast"
+
+
+@pytest.mark.parametrize("latency_ms", [0.0, 40.0])
+async def test_capture_pacing_is_never_early(latency_ms):
+    """Under capture pacing a frame's audio leaves only once it was captured, so no keyframe
+    arrives before it is due, whatever the service's (non-negative) latency."""
+    async with LocalService(realtime=True, latency_ms=latency_ms) as svc:
+        tl = await animate(speech_like(0.8), 16000, service=svc, pacing="capture", chunk_ms=100)
+    assert tl.complete and tl.meta["pacing"] == "capture"
+    assert (tl.lateness >= 0).all(), tl.lateness.min()
+    assert (tl.latency >= latency_ms / 1000 - 0.002).all()
+    # the sent audio is attached by the session: every figure has its waveform
+    assert tl.audio is not None and tl.audio.shape[0] == 12800

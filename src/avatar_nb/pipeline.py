@@ -5,7 +5,8 @@ against, in this order of preference: the given ``service``; explicit endpoints 
 credentials in ``session_kwargs``; the ``AVATAR_NB_*`` environment variables; and
 otherwise an embedded :class:`~avatar_nb.server.LocalService` started for the call.
 The clip is streamed as one utterance, the call waits for its end frame, and the
-session's Timeline is returned, with the audio attached for the waveform views.
+session's Timeline is returned (the session attaches the audio it sent, for the
+waveform views).
 
 ``animate_sync`` is the same for code without an event loop; inside a running loop
 (a Jupyter kernel) it runs the coroutine on a private loop in a worker thread.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import inspect
 import math
 import time
 from typing import TYPE_CHECKING, Any
@@ -114,7 +114,7 @@ async def stream_clip(
     try:
         async with session:
             tl.meta["connection_id"] = session.connection_id
-            req_id, tl.meta["pacing"] = await _stream(session, pcm, chunk_ms, pacing)
+            req_id = await session.stream(pcm, chunk_ms=chunk_ms, pacing=pacing)
             wait = timeout if timeout is not None else 30.0 + len(pcm) / 2 / rate
             try:
                 await session.wait_for_end(req_id, timeout=wait)
@@ -130,27 +130,7 @@ async def stream_clip(
         if getattr(exc, "timeline", None) is None:
             exc.timeline = tl
         raise
-    finally:
-        _attach_sent_audio(tl, pcm)
     return tl
-
-
-async def _stream(session: AvatarSession, pcm: bytes, chunk_ms: float, pacing: Pacing) -> tuple[str, str]:
-    """Stream ``pcm``; the request id and the pacing that was actually used."""
-    if "pacing" in inspect.signature(session.stream).parameters:
-        return await session.stream(pcm, chunk_ms=chunk_ms, pacing=pacing), pacing
-    # a session without pacing modes paces like "playback" when realtime
-    realtime = pacing != "fast"
-    return await session.stream(pcm, chunk_ms=chunk_ms, realtime=realtime), ("playback" if realtime else "fast")
-
-
-def _attach_sent_audio(tl: Timeline, pcm: bytes) -> None:
-    # Sessions attach the audio they send; one that did not leaves the waveform to us:
-    # the part of the clip that went out, not more.
-    if tl.audio is None and tl.sample_rate:
-        sent = int(tl.chunk_samples.sum())
-        if sent:
-            tl.audio = np.frombuffer(pcm, dtype="<i2", count=min(sent, len(pcm) // 2)).copy()
 
 
 async def animate(
