@@ -144,7 +144,8 @@ class IngressSession:
         self.transport = transport
         self.avatar_id = avatar_id
         self.connection_id = state.new_connection_id()
-        self.protocol = ServerConnection(self.connection_id, capabilities=state.capabilities())
+        # egress is decided here (simulated rooms and credentials), so the protocol lets it through
+        self.protocol = ServerConnection(self.connection_id, capabilities=state.capabilities(), supports_egress=True)
         self.loop = asyncio.get_running_loop()
         self.animator: Animator | None = None
         self.sample_rate = 0

@@ -9,7 +9,7 @@ docs/protocol.md ("Flow", playback semantics) describes:
   passes the content delivered so far (``keyframes / fps``): an underrun waits;
 - ENDED when the request's end went out and its whole content has played;
 - PAUSED / PLAYING in answer to every pause / resume (the state after the operation;
-  for a request that is not the one playing, its last known state);
+  for a request that is not the one playing, its last report, reason included);
 - INTERRUPTED with reason ``explicit`` (a client interrupt), ``preempted`` (a newer
   request started playing before this one ended) or ``pause_timeout`` (a pause held
   longer than ``pause_limit`` seconds; the request is then over).
@@ -50,7 +50,7 @@ class Playout:
         self.complete = False  # the request's end went out
         self._played = 0.0  # position at `_since`
         self._since = 0.0  # when playing (re)started, or the pause began
-        self._last: OrderedDict[str, tuple[PlaybackState, int]] = OrderedDict()
+        self._last: OrderedDict[str, Report] = OrderedDict()
 
     # ------------------------------------------------------------------ clock
 
@@ -69,7 +69,7 @@ class Playout:
 
     def _retire(self, report: Report) -> Report:
         """The current request is over with ``report``; remember its last state."""
-        self._last[report.req_id] = (report.state, report.played_ms)
+        self._last[report.req_id] = report
         while len(self._last) > _REMEMBERED:
             self._last.popitem(last=False)
         self.req_id = None
@@ -121,8 +121,7 @@ class Playout:
         return [self._elsewhere(req_id)]
 
     def _elsewhere(self, req_id: str) -> Report:
-        state, played_ms = self._last.get(req_id, (PlaybackState.UNSPECIFIED, 0))
-        return Report(req_id, state, played_ms)
+        return self._last.get(req_id) or Report(req_id, PlaybackState.UNSPECIFIED, 0)
 
     def deadline(self) -> float | None:
         """When :meth:`tick` has something to report next (None: nothing scheduled)."""
