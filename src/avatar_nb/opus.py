@@ -45,7 +45,7 @@ __all__ = [
 #: Bitrate (bits/s) of :class:`OggOpusEncoder` when given 0. 24 kb/s mono is where Opus
 #: codes wideband speech transparently enough for lip sync (its documentation puts
 #: wideband speech at 16-20 kb/s and fullband speech at 28-40 kb/s): a tenth of 16 kHz
-#: PCM (256 kb/s), a twentieth of 24 kHz PCM, with the mouth movements intact (jaw
+#: PCM (256 kb/s), a sixteenth of 24 kHz PCM (384 kb/s), with the mouth movements intact (jaw
 #: opening correlates 0.998 with the PCM run's at 24 kHz).
 DEFAULT_OPUS_BITRATE = 24000
 
