@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -40,6 +40,7 @@ __all__ = [
     "load_wav",
     "prepare_audio",
     "speech_like",
+    "wav_bytes",
     "write_wav",
 ]
 
@@ -285,20 +286,33 @@ def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(np.concatenate(blocks, axis=1).T, dtype=np.float32), rate
 
 
-def write_wav(path: PathLike, audio: bytes | np.ndarray, sample_rate: int) -> Path:
-    """Write mono 16-bit PCM WAV: ``audio`` is s16le bytes or samples for :func:`to_s16le`."""
+def _write_wav(target: Any, audio: bytes | np.ndarray, sample_rate: int) -> None:
     import wave
 
     pcm = audio if isinstance(audio, (bytes, bytearray, memoryview)) else _pcm.to_s16le(audio)
     if len(pcm) % 2:
         raise ValueError(f"s16le audio has {len(pcm)} bytes, an odd number")
-    path = Path(path)
-    with wave.open(str(path), "wb") as w:
+    with wave.open(target, "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(int(sample_rate))
         w.writeframes(bytes(pcm))
+
+
+def write_wav(path: PathLike, audio: bytes | np.ndarray, sample_rate: int) -> Path:
+    """Write mono 16-bit PCM WAV: ``audio`` is s16le bytes or samples for :func:`to_s16le`."""
+    path = Path(path)
+    _write_wav(str(path), audio, sample_rate)
     return path
+
+
+def wav_bytes(audio: bytes | np.ndarray, sample_rate: int) -> bytes:
+    """The bytes of the WAV file :func:`write_wav` would write (for an audio element or a download)."""
+    import io
+
+    buf = io.BytesIO()
+    _write_wav(buf, audio, sample_rate)
+    return buf.getvalue()
 
 
 # ----------------------------------------------------------------------------- preparation
