@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from avatar_nb import LocalService, plots, speech_like, widgets
+from avatar_nb.timeline import Timeline
 from avatar_nb.widgets._util import Throttle
 
 from .test_plots import synthetic
@@ -126,13 +127,17 @@ async def test_session_panel_runs_refreshes_and_interrupts():
         req = await panel.interrupt()
         tl = await panel.wait()
         assert task.done() and tl is panel.timeline
-        assert tl.complete and tl.n_keyframes < 150 and tl.req_ids == [req]
+        assert tl.n_keyframes < 150 and tl.req_ids == [req]
+        # the run ends with the request's outcome from timeline.requests, not "done"
+        assert not tl.complete and tl.request_status(req) == "interrupted"
+        assert panel.status.value == "<b>interrupted</b>"
         assert sum(while_streaming) >= 2 and panel.refresh_rate > 0  # it kept redrawing while streaming
-        assert "done" in panel.status.value
         assert panel.stop_button.disabled and not panel.start_button.disabled
+        assert tl.meta["pacing"] == "capture" and tl.audio is not None
         # a second run starts a fresh timeline
         second = await panel.start()
         assert second is not tl and second.complete and second.n_keyframes == 150
+        assert panel.status.value == "<b>complete</b>"
 
 
 async def test_session_panel_reports_errors_in_its_status():
@@ -141,3 +146,46 @@ async def test_session_panel_reports_errors_in_its_status():
         tl = await panel.start()
         assert "error: avatarNotFound" in panel.status.value
         assert tl.errors and tl.n_keyframes == 0
+
+
+async def test_session_panel_opens_its_own_service_when_none_is_given(monkeypatch):
+    for var in ("AVATAR_NB_CONSOLE_URL", "AVATAR_NB_INGRESS_URL", "AVATAR_NB_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    panel = widgets.SessionPanel(speech_like(0.6), 16000, pacing="fast")
+    tl = await panel.start()
+    assert tl.meta["service"] == "local" and tl.meta["pacing"] == "fast"
+    assert tl.complete and panel.status.value == "<b>complete</b>"
+    # fast pacing: the live view shows latency, and says why lateness is not shown
+    assert "fast pacing: lateness n/a" in panel.live.value and "current latency" in panel.stats.value
+
+
+def test_final_status_words_each_request_outcome():
+    from avatar_nb.widgets.panel import final_status
+
+    tl = synthetic()
+    assert final_status(tl) == "complete"
+    tl.set_request_status("r1", "preempted")
+    assert final_status(tl) == "preempted 1 of 2 requests"
+    assert final_status(Timeline()) == "nothing was sent"
+
+
+def test_public_names_are_exactly_all():
+    for module in (plots, widgets):
+        assert dir(module) == sorted(module.__all__)
+        assert not {"np", "Axes", "Ellipse", "math", "w", "Timeline"} & set(dir(module))
+
+
+def test_views_use_only_the_public_plotting_api():
+    import inspect
+    import re
+
+    from avatar_nb.widgets import _util, panel, player, timeline, waveform
+
+    for module in (panel, player, timeline, waveform, _util):
+        source = inspect.getsource(module)
+        assert not re.findall(r"plots\._\w+", source), module.__name__
+        assert "print_png" not in source and "wave.open" not in source, module.__name__
+    for module in (plots, panel, timeline):
+        # FLAME columns come from avatar_nb.flame, never as bare indices
+        source = inspect.getsource(module)
+        assert not re.findall(r"\[(?:[^\]]*, *)?(?:9|18|19|20)\]|3:6|12:14|18:20", source), module.__name__

@@ -73,7 +73,7 @@ def face_pose(keyframes: Any) -> dict[str, np.ndarray]:
     Returns 1-D float64 arrays (one value per keyframe): ``pitch``, ``yaw``, ``roll``
     (head rotation, rad), ``jaw`` (opening, rad, >= 0), ``lid_left``/``lid_right``
     (0 open ... 1 closed), ``gaze_left_x``/``gaze_left_y``/``gaze_right_x``/``gaze_right_y``
-    (each eye's yaw and pitch, rad) and ``brow`` (the first expression coefficient, 0
+    (each eye's yaw and pitch, rad; positive pitch looks down) and ``brow`` (the first expression coefficient, 0
     when E = 0). Every column index comes from :mod:`avatar_nb.flame`.
     """
     kf = np.asarray(keyframes, dtype=np.float64)
@@ -159,7 +159,7 @@ class _FacePainter:
                              width=width)
                 # pupil, moved by the eye's own yaw and pitch and cut by the eyelid
                 pxc = ex + float(np.clip(0.5 * gx, -0.11, 0.11))
-                pyc = ey + float(np.clip(0.5 * gy, -0.06, 0.06))
+                pyc = ey - float(np.clip(0.5 * gy, -0.06, 0.06))  # positive pitch: looking down
                 r = min(0.06, open_h * 0.9)
                 draw.polygon(px(_ellipse(pxc, pyc, r, r, 20), feat), fill=_PUPIL)
             else:  # closed: the lid as a line

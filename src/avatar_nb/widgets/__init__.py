@@ -6,33 +6,43 @@
 - :class:`SessionPanel`: start and interrupt a live session and watch it arrive;
 - :class:`MicrophonePanel`: speak into the browser's microphone and watch the avatar answer;
 - :func:`show`: everything about one Timeline in one widget.
+
+The views draw only through the public functions of :mod:`avatar_nb.plots`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-import ipywidgets as w
+import ipywidgets as _w
 
-from .. import plots
-from ..timeline import Timeline
+from .. import plots as _plots
+from ..timeline import Timeline as _Timeline
 from .microphone import MicrophonePanel
 from .panel import SessionPanel
 from .player import AudioPlayer
 from .timeline import TimelineView
 from .waveform import WaveformView
 
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = ["AudioPlayer", "MicrophonePanel", "SessionPanel", "TimelineView", "WaveformView", "show"]
 
 
-def show(timeline: Timeline, *, width: int = 900, **kwargs: Any) -> w.VBox:
+def __dir__() -> list[str]:
+    # the public names only (not the submodules or what they import), for tab completion
+    return sorted(__all__)
+
+
+def show(timeline: _Timeline, *, width: int = 900, **kwargs: Any) -> _w.VBox:
     """A summary, the animation view and the frame-timing figure of ``timeline``."""
-    if not isinstance(timeline, Timeline):
+    if not isinstance(timeline, _Timeline):
         raise TypeError(f"show() takes a Timeline, got {type(timeline).__name__}")
-    summary = w.HTML(timeline._repr_html_())
-    timing = w.Image(value=plots.to_png(plots.frame_timing(timeline, width=width / 100)), format="png")
+    summary = _w.HTML(timeline._repr_html_())
+    timing = _w.Image(value=_plots.to_png(_plots.frame_timing(timeline, width=width / 100)), format="png")
     if timeline.n_keyframes == 0:
-        return w.VBox([summary, timing])
-    tabs = w.Tab([TimelineView(timeline, width=width, **kwargs), timing])
+        return _w.VBox([summary, timing])
+    tabs = _w.Tab([TimelineView(timeline, width=width, **kwargs), timing])
     tabs.titles = ("animation", "frame timing")
-    return w.VBox([summary, tabs])
+    return _w.VBox([summary, tabs])

@@ -1,18 +1,19 @@
-"""Small pieces the views share: throttled rendering and figure-to-PNG with a reused canvas."""
+"""Small pieces the views share: throttled rendering and figures with fixed pixel margins.
+
+PNG and WAV bytes come from the library's one writer of each (``avatar_nb.plots.to_png``,
+``avatar_nb.audio.wav_bytes``); nothing here writes files of its own.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import io
 import time
-import wave
 from collections.abc import Callable
 
-import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["Throttle", "figure_png", "new_figure", "wav_bytes"]
+__all__ = ["Throttle", "new_figure"]
 
 
 class Throttle:
@@ -55,6 +56,7 @@ MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 82, 12, 8, 44
 
 
 def new_figure(width_px: int, height_px: int, dpi: int = 100) -> Figure:
+    """An Agg figure of ``width_px`` x ``height_px`` with the views' fixed margins."""
     fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
     FigureCanvasAgg(fig)
     fig.subplots_adjust(
@@ -65,20 +67,3 @@ def new_figure(width_px: int, height_px: int, dpi: int = 100) -> Figure:
         hspace=0.12,
     )
     return fig
-
-
-def figure_png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.canvas.print_png(buf)
-    return buf.getvalue()
-
-
-def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
-    """Mono 16-bit WAV file bytes for an int16 array (for the browser's audio element)."""
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(int(sample_rate))
-        w.writeframes(np.asarray(samples, dtype="<i2").tobytes())
-    return buf.getvalue()

@@ -10,6 +10,7 @@ so it takes no noticeable time from the stream.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from typing import Any
 
@@ -17,23 +18,42 @@ import ipywidgets as w
 
 from .. import plots
 from ..audio import prepare_audio, speech_like
-from ..config import config_from_kwargs
-from ..pipeline import endpoints_from_env
+from ..endpoints import open_service
+from ..pacing import DEFAULT_CHUNK_MS, Pacing, pacing_from_realtime
 from ..session import AvatarSession
 from ..timeline import Timeline
 
 __all__ = ["SessionPanel"]
 
 
+def final_status(timeline: Timeline) -> str:
+    """The end of a run in a few words, from its per-request record: ``"complete"``, or
+    each status that is not complete with its count (``"interrupted"``, ``"preempted 1 of
+    2 requests"`` ...)."""
+    if not timeline.req_ids:
+        return "nothing was sent"
+    statuses = timeline.requests["status"].tolist()
+    if all(s == "complete" for s in statuses):
+        return "complete"
+    counts = {s: statuses.count(s) for s in dict.fromkeys(statuses) if s != "complete"}
+    if len(statuses) == 1:
+        return next(iter(counts))
+    return ", ".join(f"{s} {n} of {len(statuses)} requests" for s, n in counts.items())
+
+
 class SessionPanel(w.VBox):
     """Buttons to start a session and interrupt it, live status and a live timeline.
 
-    ``audio`` (a WAV path, an array with ``sample_rate``, or s16le bytes; default 8 s of
-    generated speech) is streamed as one utterance in ``chunk_ms`` chunks, in real time
-    unless ``realtime=False``. The service is ``service``, else the endpoints in
-    ``session_kwargs`` or the ``AVATAR_NB_*`` variables, else an embedded LocalService.
-    From code: ``panel.start()`` returns the session task, ``await panel.interrupt()``,
-    ``await panel.wait()``; ``panel.timeline`` is the run's Timeline.
+    ``audio`` (an audio file path, an array with ``sample_rate``, or s16le bytes; default
+    8 s of generated speech) is streamed as one utterance in ``chunk_ms`` chunks with the
+    given ``pacing`` (see :mod:`avatar_nb.pacing`; ``realtime=False`` is the older
+    spelling of ``"fast"``). The service is chosen by :func:`avatar_nb.endpoints.open_service`:
+    ``service``, else the endpoints in ``session_kwargs`` or the ``AVATAR_NB_*`` variables,
+    else an embedded LocalService for the run. When the run ends the status shows each
+    request's outcome (complete, interrupted, preempted, failed) from
+    ``timeline.requests``. From code: ``panel.start()`` returns the session task,
+    ``await panel.interrupt()``, ``await panel.wait()``; ``panel.timeline`` is the run's
+    Timeline.
     """
 
     def __init__(
@@ -42,8 +62,9 @@ class SessionPanel(w.VBox):
         sample_rate: int | None = None,
         *,
         service: Any = None,
-        chunk_ms: float = 40.0,
-        realtime: bool = True,
+        chunk_ms: float = DEFAULT_CHUNK_MS,
+        pacing: Pacing | None = None,
+        realtime: bool | None = None,
         refresh_hz: float = 12.0,
         window: float = 8.0,
         width: int = 700,
@@ -58,7 +79,7 @@ class SessionPanel(w.VBox):
         self.target_rate = target_rate
         self.service = service
         self.chunk_ms = chunk_ms
-        self.realtime = realtime
+        self.pacing: Pacing = pacing_from_realtime(realtime, pacing)
         self.refresh_interval = 1.0 / refresh_hz
         self.window = window
         self.width = width
@@ -117,51 +138,50 @@ class SessionPanel(w.VBox):
 
     # ------------------------------------------------------------------ the run
 
-    def _options(self, own: Any) -> dict[str, Any]:
-        service = self.service or own
-        if service is not None:
-            return service.session_kwargs(sample_rate=self.target_rate, **self.session_kwargs)
-        return {**endpoints_from_env(), **self.session_kwargs, "sample_rate": self.target_rate}
+    async def _stream(self, session: AvatarSession) -> str:
+        if "pacing" in inspect.signature(session.stream).parameters:
+            return await session.stream(self.pcm, chunk_ms=self.chunk_ms, pacing=self.pacing)
+        return await session.stream(self.pcm, chunk_ms=self.chunk_ms, realtime=self.pacing != "fast")
 
     async def _run(self) -> Timeline:
-        from ..server import LocalService
-
-        own = None
-        options = self._options(None)
-        if self.service is None and not options.get("ingress_endpoint_url"):
-            own = LocalService(realtime=self.realtime)
-            await own.__aenter__()
-            options = self._options(own)
         self.start_button.disabled = True
         self.stop_button.disabled = False
         refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+        tl = self.timeline
+        error: str | None = None
         try:
             self._set_status("connecting")
-            session = AvatarSession(config_from_kwargs(options), timeline=self.timeline)
-            self.session = session
-            self.timeline.audio = __import__("numpy").frombuffer(self.pcm, dtype="<i2").copy()
-            async with session:
-                self._set_status(f"streaming ({session.connection_id})")
-                req = await session.stream(self.pcm, chunk_ms=self.chunk_ms, realtime=self.realtime)
-                self._set_status("waiting for the last frames")
-                await session.wait_for_end(req, timeout=30.0)
-            self._set_status("done" if self.timeline.complete else "ended")
+            async with open_service(self.service, local_options={"realtime": self.pacing != "fast"},
+                                    **self.session_kwargs) as handle:
+                session = AvatarSession(handle.config(sample_rate=self.target_rate), timeline=tl)
+                self.session = session
+                tl.meta.update({"pacing": self.pacing, "chunk_ms": self.chunk_ms, "sample_rate": self.target_rate,
+                                "service": handle.label})
+                async with session:
+                    self._set_status(f"streaming ({session.connection_id})")
+                    req = await self._stream(session)
+                    self._set_status("waiting for the last frames")
+                    await session.wait_for_end(req, timeout=30.0)
         except Exception as exc:
-            self._set_status(f"error: {exc}")
-            self.timeline.add_error(str(exc))
+            error = str(exc)
+            tl.add_error(error)
         finally:
             refresher.cancel()
             try:
                 await refresher
             except asyncio.CancelledError:
                 pass
+            if tl.audio is None and tl.sample_rate and tl.chunk_samples.size:
+                # a session that does not attach what it sent: the part of the clip that went out
+                sent = min(int(tl.chunk_samples.sum()), len(self.pcm) // 2)
+                tl.audio = self.pcm[: 2 * sent]
             self._refresh_ended = time.monotonic()
             self._render()
+            outcome = final_status(tl)
+            self._set_status(f"error: {error} ({outcome})" if error else outcome)
             self.start_button.disabled = False
             self.stop_button.disabled = True
-            if own is not None:
-                await own.__aexit__(None, None, None)
-        return self.timeline
+        return tl
 
     async def _refresh_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -188,11 +208,14 @@ class SessionPanel(w.VBox):
         self.live.value = plots.live_svg(tl, window=self.window, width=self.width)
         n = tl.n_keyframes
         if n:
-            late = float(tl.lateness[-1]) * 1000.0
             first = tl.first_frame_latency * 1000.0
+            if tl.pacing == "fast":  # no playback clock: the service's delay is what means something
+                current = f"current latency: <b>{float(tl.latency[-1]) * 1000.0:.0f} ms</b> (fast pacing)"
+            else:
+                current = f"current lateness: <b>{float(tl.lateness[-1]) * 1000.0:.0f} ms</b>"
             self.stats.value = (
                 f"frames received: <b>{n}</b> &nbsp; audio sent: {tl.audio_duration:.2f} s &nbsp; "
-                f"first frame: {first:.0f} ms &nbsp; current lateness: <b>{late:.0f} ms</b>"
+                f"first frame: {first:.0f} ms &nbsp; {current}"
             )
         else:
             self.stats.value = f"frames received: 0 &nbsp; audio sent: {tl.audio_duration:.2f} s"

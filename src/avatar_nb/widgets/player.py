@@ -8,7 +8,7 @@ import anywidget
 import numpy as np
 import traitlets
 
-from ._util import wav_bytes
+from ..audio import wav_bytes
 
 __all__ = ["AudioPlayer"]
 

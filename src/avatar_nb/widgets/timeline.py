@@ -10,8 +10,9 @@ import numpy as np
 import traitlets
 
 from .. import plots
+from ..flame import SCALAR_CHANNELS
 from ..timeline import Timeline
-from ._util import Throttle, figure_png, new_figure
+from ._util import Throttle, new_figure
 from .player import AudioPlayer
 from .waveform import WaveformView
 
@@ -100,10 +101,12 @@ class TimelineView(w.VBox):
         t = float(self.media_time[i])
         self.face.value = plots.face_svg(row)
         late = float(tl.lateness[i]) * 1000.0
+        lateness = f"{late:.0f} ms" if np.isfinite(late) else f"n/a ({tl.pacing} pacing)"
         self.readout.value = (
             f"<b>keyframe {i}</b> of {tl.n_keyframes}<br>media time {t:.2f} s<br>"
-            f"jaw {row[9]:.3f} rad<br>eyelids {row[18]:.2f} / {row[19]:.2f}<br>"
-            f"arrived at {tl.arrival[i] * 1000:.0f} ms<br>lateness {late:.0f} ms"
+            f"jaw {row[SCALAR_CHANNELS['jaw_open']]:.3f} rad<br>"
+            f"eyelids {row[SCALAR_CHANNELS['eyelid_left']]:.2f} / {row[SCALAR_CHANNELS['eyelid_right']]:.2f}<br>"
+            f"arrived at {tl.arrival[i] * 1000:.0f} ms<br>lateness {lateness}"
         )
         if self.waveform is not None:
             self.waveform.playhead = t
@@ -121,12 +124,12 @@ class TimelineView(w.VBox):
                 ax.cla()
             i0 = int(np.searchsorted(self.media_time, start, side="left"))
             i1 = max(i0 + 1, int(np.searchsorted(self.media_time, end, side="right")))
-            plots._draw_channels(self._axes, self.timeline, span=(i0, i1))
+            plots.draw_channels(self._axes, self.timeline, span=(i0, i1))
             self._axes[-1].set_xlim(start, end)
             self._axes[-1].set_xlabel("media time (s)")
             self._lines = [ax.axvline(t, color="k", linewidth=1.0, alpha=0.7) for ax in self._axes]
             self._drawn_window = (start, end)
         for line in self._lines:
             line.set_xdata([t, t])
-        self.channels_image.value = figure_png(self._fig)
+        self.channels_image.value = plots.to_png(self._fig)
         self.renders += 1

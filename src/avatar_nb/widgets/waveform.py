@@ -10,7 +10,7 @@ import traitlets
 
 from .. import plots
 from ..timeline import Timeline
-from ._util import Throttle, figure_png, new_figure
+from ._util import Throttle, new_figure
 
 __all__ = ["WaveformView"]
 
@@ -40,7 +40,7 @@ class WaveformView(w.VBox):
             sample_rate = sample_rate or audio.sample_rate
         if not sample_rate:
             raise ValueError("WaveformView needs the sample_rate of the audio")
-        self.samples = plots._audio_samples(audio)
+        self.samples = plots.audio_samples(audio)
         self.sample_rate = int(sample_rate)
         self.duration = self.samples.shape[0] / self.sample_rate
         self.image = w.Image(format="png", layout=w.Layout(width=f"{width}px", height=f"{height}px"))
@@ -89,10 +89,10 @@ class WaveformView(w.VBox):
             ax = self._ax
             ax.cla()
             i0, i1 = int(start * self.sample_rate), max(int(start * self.sample_rate) + 1, int(end * self.sample_rate))
-            plots._draw_waveform(ax, self.samples[i0:i1], self.sample_rate, t0=i0 / self.sample_rate)
+            plots.draw_waveform(ax, self.samples[i0:i1], self.sample_rate, t0=i0 / self.sample_rate)
             ax.set_xlabel("time (s)")
             self._line = ax.axvline(self.playhead, color="C3", linewidth=1.2)
             self._drawn_window = (start, end)
         self._line.set_xdata([self.playhead, self.playhead])
-        self.image.value = figure_png(self._fig)
+        self.image.value = plots.to_png(self._fig)
         self.renders += 1
