@@ -170,3 +170,135 @@ def test_svg_views():
     assert ">1.5 s<" in live and ">3 s<" in live and ">1 s<" not in live
     assert ">40<" in live
     assert "waiting for keyframes" in plots.live_svg(Timeline())
+
+
+# ----------------------------------------------------------------------------- timing meaning and labels
+
+
+def test_budget_line_has_a_legend_entry_and_heatmap_a_colour_bar():
+    tl = synthetic()
+    late_ax = plots.frame_timing(tl).axes[1]
+    labels = [t.get_text() for t in late_ax.get_legend().get_texts()]
+    assert labels == ["lateness", "one frame (40 ms)"]
+    fig = plots.animation_timeline(tl)
+    expr_ax = fig.axes[-1]
+    (image,) = [c for c in expr_ax.get_children() if isinstance(c, AxesImage)]
+    assert image.colorbar is not None and image.colorbar.ax.get_ylabel() == "coefficient"
+    report = plots.report(tl)
+    assert any(isinstance(c, AxesImage) and c.colorbar is not None for ax in report.axes for c in ax.get_children())
+
+
+def test_fast_pacing_says_lateness_does_not_apply():
+    tl = synthetic()
+    tl.meta["pacing"] = "fast"
+    assert np.isnan(tl.lateness).all()
+    fig = plots.frame_timing(tl)
+    arr_ax, late_ax, _ = fig.axes
+    assert late_ax.get_lines() == [] and "n/a: fast pacing" in late_ax.get_ylabel()
+    assert any("no playback clock" in t.get_text() for t in late_ax.texts)
+    assert [line.get_label() for line in arr_ax.get_lines()] == ["arrival"]  # no real-time line
+    assert "pacing fast (lateness n/a)" in fig._suptitle.get_text()
+    assert "fast pacing: lateness n/a" in plots.live_svg(tl)
+    late_ax = plots.compare_runs([synthetic(), tl]).axes[1]
+    assert any(t.get_text() == "n/a\n(fast)" for t in late_ax.texts)
+
+
+def test_runs_are_labelled_from_their_metadata():
+    a, b = synthetic(), synthetic(rate=24000)
+    a.meta.update(pacing="capture", chunk_ms=40)
+    b.meta.update(pacing="playback", chunk_ms=160, source="clips/hello.wav")
+    assert plots.run_label(a) == "capture, 40 ms chunks, 16 kHz"
+    assert plots.run_label(b) == "hello.wav, playback, 160 ms chunks, 24 kHz"
+    ticks = [t.get_text() for t in plots.compare_runs([a, b]).axes[0].get_xticklabels()]
+    assert ticks == ["capture, 40 ms chunks, 16 kHz", "hello.wav, playback, 160 ms chunks, 24 kHz"]
+    same = [t.get_text() for t in plots.compare_runs([a, a]).axes[0].get_xticklabels()]
+    assert same == ["capture, 40 ms chunks, 16 kHz #1", "capture, 40 ms chunks, 16 kHz #2"]
+    assert plots.run_label(a) in plots.report(a)._suptitle.get_text()
+
+
+# ----------------------------------------------------------------------------- figures from tables
+
+
+def runs_table():
+    import pandas as pd
+
+    rows = []
+    rng = np.random.default_rng(1)
+    for chunk in (20, 40, 160):
+        for rate in (16000, 24000):
+            for rep in range(5):
+                rows.append({"chunk_ms": chunk, "sample_rate": rate, "repeat": rep, "status": "ok",
+                             "latency_p99": chunk / 1000 + rate / 1e6 + rng.normal(0, 0.002)})
+    rows.append({"chunk_ms": 40, "sample_rate": 16000, "repeat": 9, "status": "failed", "latency_p99": 9.0})
+    return pd.DataFrame(rows)
+
+
+def test_compare_draws_means_with_bootstrap_intervals():
+    from avatar_nb.analysis import summarize
+
+    runs = runs_table()
+    fig = plots.compare(runs, x="chunk_ms", y="latency_p99", hue="sample_rate")
+    (ax,) = fig.axes
+    stats = summarize(runs, by=["chunk_ms", "sample_rate"], value="latency_p99")
+    bars = [p for p in ax.patches]
+    assert len(bars) == 6
+    heights = sorted(p.get_height() for p in bars)
+    assert heights == pytest.approx(sorted(stats["mean"] * 1000))  # seconds drawn in ms; the failed run left out
+    assert max(heights) < 1000
+    assert ax.get_ylabel() == "latency_p99 (ms)" and ax.get_xlabel() == "chunk_ms"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["20", "40", "160"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["sample_rate=16000", "sample_rate=24000"]
+    # error bars span the bootstrap CI
+    segments = [seg for c in ax.collections for seg in getattr(c, "get_segments", lambda: [])()]
+    spans = sorted(round(float(abs(s[1][1] - s[0][1])), 6) for s in segments if len(s) == 2 and s[0][0] == s[1][0])
+    expected = sorted(round(float(v), 6) for v in (stats["ci_high"] - stats["ci_low"]) * 1000)
+    assert spans == pytest.approx(expected, abs=1e-6)
+
+
+def test_ecdf_per_condition():
+    import pandas as pd
+
+    frame = pd.DataFrame({
+        "latency": np.concatenate([np.linspace(0.01, 0.05, 100), np.linspace(0.1, 0.2, 50)]),
+        "lateness": np.concatenate([np.full(100, np.nan), np.linspace(0.1, 0.2, 50)]),
+        "chunk_ms": [40] * 100 + [160] * 50,
+    })
+    fig = plots.ecdf(frame, value="latency", by="chunk_ms")
+    (ax,) = fig.axes
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == ["chunk_ms=40 (n=100)", "chunk_ms=160 (n=50)"]
+    x, y = lines[0].get_xdata(), lines[0].get_ydata()
+    assert x[0] == pytest.approx(10.0) and x[-1] == pytest.approx(50.0) and y[-1] == pytest.approx(1.0)
+    assert ax.get_xlabel() == "latency (ms)"
+    fast = plots.ecdf(frame, value="lateness", by=["chunk_ms"]).axes[0]
+    assert "chunk_ms=40: n/a" in [t.get_text() for t in fast.get_legend().get_texts()]
+    assert "n/a under fast pacing" in fast.get_title()
+    big = pd.DataFrame({"latency": np.random.default_rng(0).random(100_000)})
+    assert len(plots.ecdf(big).axes[0].get_lines()[0].get_xdata()) <= 2000
+    with pytest.raises(KeyError, match="nope"):
+        plots.ecdf(frame, value="nope")
+
+
+def test_av_offset_draws_the_correlation_curve():
+    from avatar_nb.analysis import AVOffset
+
+    lags = np.linspace(-0.3, 0.3, 601)
+    corr = np.exp(-(((lags - 0.04) / 0.05) ** 2))
+    fig = plots.av_offset(AVOffset(lag=0.04, confidence=0.93, lags=lags, correlation=corr))
+    (ax,) = fig.axes
+    curve = ax.get_lines()[0]
+    np.testing.assert_allclose(curve.get_xdata(), lags * 1000)
+    np.testing.assert_allclose(curve.get_ydata(), corr)
+    assert "mouth lags audio by 40.0 ms (confidence 0.93)" == ax.get_title()
+    assert any(line.get_label() == "estimated lag +40.0 ms" for line in ax.get_lines())
+    with pytest.raises(TypeError, match="takes a Timeline or an AVOffset"):
+        plots.av_offset("x")
+
+
+def test_av_offset_of_a_timeline_uses_the_analysis():
+    from avatar_nb.analysis import av_offset
+
+    tl = synthetic()
+    expected = av_offset(tl)
+    curve = plots.av_offset(tl).axes[0].get_lines()[0]
+    np.testing.assert_allclose(curve.get_ydata(), expected.correlation)
