@@ -3,6 +3,8 @@
     .venv/bin/pip install -e '.[browser]'      # jupyterlab, playwright (Python side only)
     apt-get install -y chromium                # the browser: Debian's, not a Playwright download
     .venv/bin/python tools/browser_check.py [--notebook notebooks/01_quickstart.ipynb] [--out build/browser-check]
+    .venv/bin/python tools/browser_check.py --notebook notebooks/07_microphone.ipynb --microphone \
+        [--wav speech.wav] [--capture-seconds 4] [--timeline build/browser-check/microphone.npz]
 
 Not run by CI or the test suite: it needs a browser and takes about a minute. The test
 suite already executes every notebook with nbclient; this script checks what only a
@@ -17,6 +19,34 @@ cell has an execution count, then check the page and save screenshots to ``--out
 ``notebook.png`` (the window), ``show.png`` (the output of the ``widgets.show`` cell),
 and ``cell-NN.png`` for every cell with rich output. Exit status 1 when a cell raised,
 a widget failed to render, or the run did not finish within ``--timeout`` seconds.
+
+The microphone check (``--microphone``, for a notebook showing a ``MicrophonePanel``)
+starts Chromium with a fake microphone that plays a WAV file in a loop
+(``--use-fake-ui-for-media-stream --use-fake-device-for-media-stream
+--use-file-for-fake-audio-capture=<wav>``: permission granted without a prompt). After
+the notebook ran, it presses the panel's Start button, lets it capture
+``--capture-seconds``, presses Stop, waits for the run to end, saves the panel's
+Timeline to ``--timeline`` (from a cell it appends: ``<--panel>.timeline.save(...)``)
+and checks, in this process, that
+
+- the audio the kernel captured matches the WAV file: normalised cross-correlation at
+  least ``--min-ncc`` (0.9) at the best alignment (the fake device loops the file and
+  capture starts anywhere in it). Each quarter second is aligned on its own and the
+  scores averaged, weighted by energy: Chromium's audio input drops or repeats ~10 ms
+  when its audio thread misses a deadline on a loaded machine, which would make one
+  alignment of the whole capture read as unrelated audio; the slips are printed, and
+  the single-alignment figure too;
+- keyframes arrived for it: at least 90 % of the frames its duration calls for, every
+  request complete, no capture gaps or rejected chunks;
+- the panel rendered: its waveform, traces and face SVGs and its latency line are on
+  the page, with no microphone error; ``microphone.png`` is its screenshot.
+
+Options: ``--notebook`` (the notebook to run), ``--out`` (screenshots and logs),
+``--timeout`` (seconds for the notebook), ``--microphone`` (run the microphone check),
+``--wav`` (the fake microphone's file; default: six seconds of generated speech-like
+audio written to ``<out>/fake-microphone.wav``), ``--capture-seconds``, ``--timeline``
+(where the Timeline is saved; default ``<out>/microphone.npz``), ``--panel`` (the
+notebook variable holding the panel; default ``panel``), ``--min-ncc``.
 """
 
 from __future__ import annotations
@@ -34,7 +64,9 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = [
@@ -107,7 +139,25 @@ def jupyterlab(folder: Path, log: Path) -> Iterator[str]:
                 server.kill()
 
 
-def run_notebook(url: str, n_code: int, out: Path, timeout: float) -> list[str]:
+@dataclass
+class MicrophoneCheck:
+    """Settings of the microphone check (see the module docstring)."""
+
+    wav: Path
+    timeline: Path
+    capture_seconds: float = 4.0
+    panel: str = "panel"
+    min_ncc: float = 0.9
+
+    def chromium_args(self) -> list[str]:
+        return [
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={self.wav}",
+        ]
+
+
+def run_notebook(url: str, n_code: int, out: Path, timeout: float, mic: MicrophoneCheck | None = None) -> list[str]:
     """Open ``url`` in headless Chromium, run all cells, check and screenshot; return problems."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
@@ -117,7 +167,8 @@ def run_notebook(url: str, n_code: int, out: Path, timeout: float) -> list[str]:
         raise SystemExit("chromium not found: apt-get install -y chromium")
     problems: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        args = CHROMIUM_ARGS + (mic.chromium_args() if mic is not None else [])
+        browser = p.chromium.launch(executable_path=executable, args=args, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 2400})
         console_errors: list[str] = []
         page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
@@ -164,10 +215,12 @@ def run_notebook(url: str, n_code: int, out: Path, timeout: float) -> list[str]:
             problems.append("no widget rendered")
         checks = {
             "PNG images (figures and widget views)": page.locator(".jp-OutputArea-output img").count(),
-            "SVG face previews": page.locator(".jp-OutputArea-output .widget-html svg").count(),
+            "SVG face previews": page.locator(".jp-OutputArea-output .widget-html svg, .avatar-nb-mic-view svg").count(),
             "sliders": page.locator(".jp-OutputArea-output .widget-slider").count(),
             "audio players": page.locator(".jp-OutputArea-output audio").count(),
         }
+        if mic is not None:
+            checks["microphone panels"] = page.locator(".avatar-nb-mic").count()
         for what, count in checks.items():
             print(f"  {what}: {count}")
             if not count:
@@ -187,10 +240,172 @@ def run_notebook(url: str, n_code: int, out: Path, timeout: float) -> list[str]:
             if "widgets.show(" in cell.locator(".jp-InputArea").inner_text():
                 cell.screenshot(path=str(out / "show.png"))
         print(f"  screenshots of {shown} cells with rich output in {out}")
+        if mic is not None and not problems:
+            problems.extend(capture_in_browser(page, mic, out))
         widget_errors = [e for e in console_errors if "widget" in e.lower() or "anywidget" in e.lower()]
         problems.extend(f"browser console: {e[:300]}" for e in widget_errors)
         browser.close()
     return problems
+
+
+def capture_in_browser(page: Any, mic: MicrophoneCheck, out: Path) -> list[str]:
+    """Start the panel, capture, stop, screenshot it and save its Timeline; return problems."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    panel = page.locator(".avatar-nb-mic").first
+    status = panel.locator(".avatar-nb-mic-status")
+    start = panel.locator("button.avatar-nb-mic-start")
+    try:
+        start.wait_for(state="visible", timeout=10_000)
+        page.wait_for_function("b => !b.disabled", arg=start.element_handle(), timeout=60_000)
+        panel.scroll_into_view_if_needed()
+        start.click()
+        page.wait_for_function(
+            "s => s.textContent.startsWith('listening')", arg=status.element_handle(), timeout=30_000
+        )
+    except PlaywrightTimeout:
+        message = panel.locator(".avatar-nb-mic-message").inner_text()
+        panel.screenshot(path=str(out / "microphone.png"))
+        return [f"the panel did not start capturing: status {status.inner_text()!r}, message {message!r}"]
+    print(f"  capturing for {mic.capture_seconds:g} s: {status.inner_text()}")
+    page.wait_for_timeout(int(mic.capture_seconds * 1000))
+    panel.locator("button.avatar-nb-mic-stop").click()
+    problems: list[str] = []
+    try:
+        page.wait_for_function("s => s.textContent.startsWith('done')", arg=status.element_handle(), timeout=60_000)
+    except PlaywrightTimeout:
+        problems.append(f"the run did not end after Stop: status {status.inner_text()!r}")
+    print(f"  after Stop: {status.inner_text()}")
+    panel.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)  # the final redraw
+    panel.screenshot(path=str(out / "microphone.png"))
+    message = panel.locator(".avatar-nb-mic-message")
+    if message.is_visible():
+        problems.append(f"the panel shows an error: {message.inner_text()!r}")
+    n_svg = panel.locator(".avatar-nb-mic-view svg").count()
+    if n_svg < 3:
+        problems.append(f"the panel shows {n_svg} SVG views; expected the waveform, the traces and the face")
+    if "first frame" not in panel.locator(".avatar-nb-mic-stats").inner_text():
+        problems.append("the panel's latency line is missing")
+    # save the kernel's Timeline from a cell appended below the last one
+    mic.timeline.parent.mkdir(parents=True, exist_ok=True)
+    mic.timeline.unlink(missing_ok=True)
+    page.locator(".jp-Notebook .jp-Cell").last.locator(".jp-InputArea-prompt").click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")
+    page.keyboard.press("Enter")
+    page.keyboard.type(f"{mic.panel}.timeline.save({str(mic.timeline)!r})")
+    page.keyboard.press("Shift+Enter")
+    deadline = time.monotonic() + 30
+    while not mic.timeline.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if not mic.timeline.exists():
+        problems.append(f"the notebook did not save its Timeline to {mic.timeline}")
+    return problems
+
+
+def check_capture(mic: MicrophoneCheck) -> list[str]:
+    """Compare the Timeline the kernel captured with the fake microphone's WAV file."""
+    import numpy as np
+    import soundfile
+
+    from avatar_nb.audio import prepare_audio
+    from avatar_nb.timeline import Timeline
+
+    tl = Timeline.load(mic.timeline)
+    captured = tl.audio
+    if captured is None or captured.size < tl.sample_rate // 2:
+        return [f"the Timeline holds {0 if captured is None else captured.size} captured samples"]
+    data, rate = soundfile.read(str(mic.wav), dtype="float32", always_2d=True)
+    reference = np.frombuffer(prepare_audio(data.mean(axis=1), rate, target_rate=tl.sample_rate), dtype="<i2")
+    captured_f, reference_f = captured.astype(np.float64), reference.astype(np.float64)
+    whole, lag = best_alignment(captured_f, reference_f)
+    ncc, slips = blockwise_alignment(captured_f, reference_f, tl.sample_rate)
+    cap = tl.meta.get("capture", {})
+    expected = int(tl.audio_duration * tl.fps)
+    print(f"  captured {captured.size / tl.sample_rate:.2f} s ({cap.get('device', '?')}, page rate "
+          f"{cap.get('capture_rate')}); normalised cross-correlation with {mic.wav.name}: {ncc:.3f} "
+          f"({BLOCK_SECONDS:g} s blocks each aligned; {len(slips)} slip(s) of the alignment"
+          + "".join(f", {d * 1000:+.1f} ms at {t:.2f} s" for t, d in slips)
+          + f"); one alignment for the whole capture: {whole:.3f} at {lag / tl.sample_rate:.3f} s into the file")
+    print(f"  keyframes {tl.n_keyframes} of {expected} for the audio; requests {tl.requests['status'].tolist()}; "
+          f"first frame {tl.first_frame_latency * 1000:.0f} ms, latency p50 "
+          f"{np.nanmedian(tl.latency) * 1000:.0f} ms; gaps {cap.get('gaps')}, rejected {cap.get('rejected')}")
+    problems = []
+    if not ncc >= mic.min_ncc:
+        problems.append(f"captured audio matches {mic.wav.name} with a correlation of {ncc:.3f} < {mic.min_ncc}")
+    if tl.n_keyframes < 0.9 * expected:
+        problems.append(f"{tl.n_keyframes} keyframes for {tl.audio_duration:.2f} s of captured audio (expected ~{expected})")
+    if not tl.complete:
+        problems.append(f"not every request completed: {tl.requests['status'].tolist()}")
+    if tl.meta.get("pacing") != "capture":
+        problems.append(f"the Timeline says pacing {tl.meta.get('pacing')!r}, not 'capture'")
+    if cap.get("gaps") or cap.get("rejected"):
+        problems.append(f"capture gaps {cap.get('gaps')} / rejected chunks {cap.get('rejected')}: {tl.errors[:3]}")
+    return problems
+
+
+BLOCK_SECONDS = 0.25
+
+
+def blockwise_alignment(captured: Any, reference: Any, rate: int) -> tuple[float, list[tuple[float, float]]]:
+    """Normalised cross-correlation of ``captured`` with ``reference`` (played in a loop),
+    each :data:`BLOCK_SECONDS` of it aligned on its own: the energy-weighted mean over the
+    blocks, and the slips, ``(capture time, change of offset)`` in seconds, where the best
+    offset moved by more than a millisecond from one block to the next.
+
+    A browser's audio input can drop or repeat a few milliseconds when its audio thread
+    misses a deadline (on a loaded machine, about once in a few seconds); one alignment
+    for the whole capture would score such a run as unrelated audio.
+    """
+    import numpy as np
+
+    block = int(BLOCK_SECONDS * rate)
+    scores, weights, lags = [], [], []
+    for start in range(0, captured.size - block + 1, block):
+        piece = captured[start : start + block]
+        energy = float(np.sum(piece**2))
+        if energy <= 0:
+            continue
+        score, lag = best_alignment(piece, reference)
+        scores.append(score)
+        weights.append(energy)
+        lags.append((start, (lag - start) % reference.size))
+    if not scores:
+        return 0.0, []
+    slips = []
+    for (_, previous), (start, lag) in zip(lags, lags[1:]):
+        moved = (lag - previous + reference.size // 2) % reference.size - reference.size // 2
+        if abs(moved) > rate / 1000:
+            slips.append((start / rate, moved / rate))
+    return float(np.average(scores, weights=weights)), slips
+
+
+def best_alignment(captured: Any, reference: Any) -> tuple[float, int]:
+    """Highest normalised cross-correlation of ``captured`` against ``reference`` played in
+    a loop, and the offset into ``reference`` where it is found."""
+    import numpy as np
+
+    n = captured.size
+    looped = np.tile(reference, n // reference.size + 2)[: reference.size + n]
+    size = 1 << int(np.ceil(np.log2(looped.size + n)))
+    corr = np.fft.irfft(np.fft.rfft(looped, size) * np.conj(np.fft.rfft(captured, size)), size)[: reference.size]
+    energy = np.concatenate(([0.0], np.cumsum(looped**2)))
+    window = np.sqrt(np.maximum(energy[n : n + reference.size] - energy[: reference.size], 1e-12))
+    ncc = corr / (window * max(float(np.sqrt(np.sum(captured**2))), 1e-12))
+    lag = int(np.argmax(ncc))
+    return float(ncc[lag]), lag
+
+
+def write_fake_microphone(path: Path, seconds: float = 6.0, rate: int = 48000) -> Path:
+    """Speech-like audio for the fake microphone (a browser captures at 48 kHz)."""
+    import soundfile
+
+    from avatar_nb.audio import speech_like
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(str(path), speech_like(seconds, rate, seed=21), rate, subtype="PCM_16")
+    return path
 
 
 def main() -> int:
@@ -198,7 +413,24 @@ def main() -> int:
     parser.add_argument("--notebook", type=Path, default=ROOT / "notebooks" / "01_quickstart.ipynb")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "browser-check")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds for the whole notebook to run")
+    parser.add_argument("--microphone", action="store_true",
+                        help="capture from the notebook's MicrophonePanel with a fake microphone and check it")
+    parser.add_argument("--wav", type=Path, default=None,
+                        help="the fake microphone's WAV file (default: generated speech in <out>/fake-microphone.wav)")
+    parser.add_argument("--capture-seconds", type=float, default=4.0, help="how long to capture")
+    parser.add_argument("--timeline", type=Path, default=None,
+                        help="where to save the captured Timeline (default <out>/microphone.npz)")
+    parser.add_argument("--panel", default="panel", help="the notebook variable holding the MicrophonePanel")
+    parser.add_argument("--min-ncc", type=float, default=0.9, help="least normalised cross-correlation accepted")
     args = parser.parse_args()
+    mic = None
+    if args.microphone:
+        out = args.out.resolve()
+        wav = args.wav.resolve() if args.wav else write_fake_microphone(out / "fake-microphone.wav")
+        if not wav.is_file():
+            parser.error(f"--wav {args.wav}: no such file")
+        timeline = (args.timeline or out / "microphone.npz").resolve()
+        mic = MicrophoneCheck(wav, timeline, args.capture_seconds, args.panel, args.min_ncc)
     with tempfile.TemporaryDirectory(prefix="avatar-nb-browser-") as tmp:
         folder = Path(tmp) / "notebooks"
         folder.mkdir()
@@ -209,7 +441,10 @@ def main() -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         print(f"running {args.notebook.name} in JupyterLab + headless Chromium")
         with jupyterlab(folder, log) as url:
-            problems = run_notebook(url.format(path=args.notebook.name), n_code, args.out, args.timeout)
+            problems = run_notebook(url.format(path=args.notebook.name), n_code, args.out, args.timeout, mic)
+    if mic is not None and mic.timeline.exists():
+        problems.extend(check_capture(mic))
+        print(f"  Timeline saved to {mic.timeline}")
     for problem in problems:
         print("PROBLEM:", problem)
     print("browser check " + ("failed" if problems else "passed") + f"; screenshots in {args.out}")

@@ -266,6 +266,7 @@ class MicrophonePanel(anywidget.AnyWidget):
         self.capture_rate: float | None = None
         self._end_queued = False
         self._page_capturing = False
+        self._use_microphone = True
 
     @property
     def is_running(self) -> bool:
@@ -299,13 +300,15 @@ class MicrophonePanel(anywidget.AnyWidget):
 
     # ------------------------------------------------------------------ control
 
-    def start(self) -> asyncio.Task[Timeline]:
-        """Open the session and ask the page to capture; return the run's task (its
-        result: the Timeline). Must be called on the kernel's running event loop."""
+    def start(self, *, microphone: bool = True) -> asyncio.Task[Timeline]:
+        """Open the session and (with ``microphone``) ask the page to capture; return the
+        run's task (its result: the Timeline). Must be called on the kernel's running
+        event loop. ``microphone=False`` takes chunks from code only (:meth:`feed_file`)."""
         if self.is_running:
             raise RuntimeError("this panel is already running; stop it first")
         loop = asyncio.get_running_loop()
         self._reset_run()
+        self._use_microphone = bool(microphone)
         self.error = ""
         self.timeline = Timeline(sample_rate=self.sample_rate, meta={"pacing": "capture"})
         self._drawn_version = -1
@@ -379,7 +382,7 @@ class MicrophonePanel(anywidget.AnyWidget):
             pcm = prepare_audio(path, self.sample_rate, target_rate=self.sample_rate)
         if seconds is not None:
             pcm = pcm[: 2 * int(seconds * self.sample_rate)]
-        task = self.start()
+        task = self.start(microphone=False)
         if not realtime:
             self.timeline.meta["pacing"] = "fast"
         try:
@@ -429,8 +432,11 @@ class MicrophonePanel(anywidget.AnyWidget):
         elif kind == "start":
             if not self.is_running:
                 self.start()
-            elif self._ready is not None and self._ready.is_set():
+            elif self._use_microphone and self._ready is not None and self._ready.is_set():
                 self._send_to_page({"type": "capture"})  # a run started from code: join it
+            elif not self._use_microphone:
+                self._send_to_page({"type": "stop"})  # the file stand-in is running: release the microphone
+                self.sequencer.error("Start pressed while a file was being fed; the microphone was not used")
         elif kind == "stop":
             self._page_capturing = False  # the page stopped without an end chunk: end the request here
             self._request_stop(abort=True)
@@ -545,7 +551,8 @@ class MicrophonePanel(anywidget.AnyWidget):
                     sender = asyncio.get_running_loop().create_task(self._send_loop(session))
                     self._ready.set()
                     self._set_status("listening")
-                    self._send_to_page({"type": "capture"})
+                    if self._use_microphone:
+                        self._send_to_page({"type": "capture"})
                     await self._until_stopped(sender)
                     await self._finish_sending(sender)
                     await self._wait_last_frames(session)
@@ -723,8 +730,8 @@ class MicrophonePanel(anywidget.AnyWidget):
         face = plots.face_svg(keyframes[-1] if keyframes.shape[0] else np.zeros(keyframes.shape[1]), size=face_width)
         live = plots.live_svg(tl, window=self.window, width=trace_width)
         self.view = (
-            '<div style="display:flex;gap:12px;align-items:flex-start">'
-            f'<div>{wave}{live}</div><div style="text-align:center">{face}'
+            f'<div style="display:grid;grid-template-columns:{trace_width}px {face_width}px;gap:12px;'
+            f'align-items:start"><div>{wave}<br>{live}</div><div style="text-align:center">{face}'
             '<div style="font-size:11px;color:#555">latest keyframe</div></div></div>'
         )
         self.stats = stats_html(tl, self.sequencer)

@@ -192,9 +192,11 @@ function render({ model, el }) {
 
   function close() { teardown(); }
 
-  function requestStop() {
-    if (capture && capture.node && sending) capture.node.port.postMessage("flush");  // end chunk, then close
-    else { teardown(); report({ type: "stop" }); }
+  // Stop: a capturing page flushes its partial chunk with end = true, then closes the
+  // microphone; otherwise it closes it, and the Stop button tells the kernel.
+  function requestStop(fromButton) {
+    if (capture && capture.node && sending) capture.node.port.postMessage("flush");
+    else { teardown(); if (fromButton) report({ type: "stop" }); }
   }
 
   model.on("msg:custom", (msg) => {
@@ -203,10 +205,10 @@ function render({ model, el }) {
       if (!capture) open();
       else if (capture.node) capture.node.port.postMessage("start");
     }
-    else if (msg.type === "stop") requestStop();
+    else if (msg.type === "stop") requestStop(false);
   });
   start.addEventListener("click", () => { report({ type: "start" }); open(); });
-  stop.addEventListener("click", () => requestStop());
+  stop.addEventListener("click", () => requestStop(true));
   interrupt.addEventListener("click", () => report({ type: "interrupt" }));
   sync();
   return () => teardown();  // the view is removed (cell cleared, widget closed)
