@@ -277,3 +277,111 @@ def test_unpacked_floats_split_fields_and_unknown_fields_decode_like_protobuf(kf
     np.testing.assert_array_equal(_flame.decode_animation(payload), ref.decode_animation(payload))
     if kf.shape[0]:
         np.testing.assert_array_equal(_flame.decode_animation(payload), kf)
+
+
+# ----------------------------------------------------------------------------- accept/reject, as protobuf
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _tag(field: int, wire: int, pad: int) -> bytes:
+    raw = bytearray(_varint(field << 3 | wire))
+    for _ in range(pad):  # redundant continuation bytes: a 6-byte tag is overlong
+        raw[-1] |= 0x80
+        raw.append(0)
+    return bytes(raw)
+
+
+_field_numbers = st.one_of(st.integers(1, 11), st.sampled_from([0, 12, 16, 2047, 2**29 - 1, 2**29, 2**32 >> 3]))
+_pads = st.one_of(st.just(0), st.just(0), st.just(0), st.integers(1, 5))
+_strings = st.one_of(st.text(max_size=6).map(str.encode), st.binary(max_size=6))  # binary: often not UTF-8
+
+
+def _wire_fields(children):
+    """One field of any wire type; LEN fields hold nested fields, strings or bytes; groups
+    are matched, mismatched or left open; a few tags are stray end-groups or invalid."""
+    scalar = st.one_of(
+        st.builds(lambda f, p, v: _tag(f, 0, p) + _varint(v), _field_numbers, _pads, st.integers(0, 2**64 - 1)),
+        st.builds(lambda f, p, v: _tag(f, 5, p) + v, _field_numbers, _pads, st.binary(min_size=4, max_size=4)),
+        st.builds(lambda f, p, v: _tag(f, 1, p) + v, _field_numbers, _pads, st.binary(min_size=8, max_size=8)),
+    )
+    length_delimited = st.builds(
+        lambda f, p, payload: _tag(f, 2, p) + _varint(len(payload)) + payload,
+        _field_numbers, _pads, st.one_of(_strings, children),
+    )
+    groups = st.builds(
+        lambda f, inner, close: _tag(f, 3, 0) + inner + (_tag(f + close, 4, 0) if close >= 0 else b""),
+        st.integers(1, 40), children, st.sampled_from([0, 0, 0, 0, 1, -1]),
+    )
+    odd = st.builds(lambda f, w: _tag(f, w, 0), st.integers(1, 20), st.sampled_from([4, 6, 7]))
+    return st.one_of(scalar, length_delimited, groups, odd)
+
+
+_wire_messages = st.recursive(
+    st.just(b""),
+    lambda children: st.lists(_wire_fields(children), max_size=5).map(b"".join),
+    max_leaves=30,
+)
+
+
+def _outcome(fn, data):
+    try:
+        return True, fn(data)
+    except Exception as exc:  # protobuf's DecodeError; ours must be ValueError (checked below)
+        return False, exc
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_wire_messages)
+def test_decoders_accept_and_reject_exactly_what_protobuf_does(data):
+    """Overlong tags, groups (skipped when well formed), stray end-groups, invalid UTF-8 in
+    any string (egress configs and their map entries included): the same verdict as protobuf."""
+    pb_ok, want = _outcome(ref.decode_message, data)
+    ok, got = _outcome(_wire.decode_message, data)
+    if not ok:
+        assert isinstance(got, ValueError), got
+    assert ok == pb_ok, (data, got if not ok else want)
+    batch_ok, batch = _outcome(lambda d: _flame.decode_animation_batch([d]), data)
+    if not batch_ok:
+        assert isinstance(batch, ValueError), batch
+    assert batch_ok == _outcome(lambda d: ref.decode_animation_batch([d]), data)[0]
+    if ok:
+        for key, value in want.items():
+            assert getattr(got, key) == value, key
+    payload_ok, kf = _outcome(ref.decode_animation, data)
+    ours_ok, ours = _outcome(_flame.decode_animation, data)
+    if not ours_ok:
+        assert isinstance(ours, ValueError), ours
+    assert ours_ok == payload_ok, (data, ours if not ours_ok else kf)
+    if payload_ok:
+        np.testing.assert_array_equal(ours, kf)
+
+
+@SETTINGS
+@given(st.sampled_from(["url", "api_key", "room_name", "key", "value", "channel_name", "token"]),
+       st.binary(min_size=1, max_size=8))
+def test_egress_strings_are_validated_like_protobuf(where, raw):
+    m = pb.Message(type=1)
+    c = m.client_configure_session
+    if where in ("key", "value"):
+        c.livekit_egress.extra_attributes["k\u00e9y"] = "v\u00e4lue"
+        marker = "k\u00e9y" if where == "key" else "v\u00e4lue"
+    elif where in ("channel_name", "token"):
+        setattr(c.agora_egress, where, "m\u00e4rker")
+        marker = "m\u00e4rker"
+    else:
+        setattr(c.livekit_egress, where, "m\u00e4rker")
+        marker = "m\u00e4rker"
+    encoded = marker.encode()
+    data = m.SerializeToString().replace(_varint(len(encoded)) + encoded, _varint(len(raw)) + raw)
+    pb_ok, _ = _outcome(pb.Message.FromString, data)
+    ok, got = _outcome(_wire.decode_message, data)
+    assert ok == pb_ok, (data, got)
+    assert _outcome(lambda d: _flame.decode_animation_batch([d]), data)[0] == pb_ok

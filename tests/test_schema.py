@@ -272,3 +272,37 @@ def test_pcm_is_a_compiled_extension():
 @pytest.mark.parametrize("name", ["message.proto", "driveningress/v2/driveningress.proto"])
 def test_schema_name_differs_from_official_clients(name):
     assert pb.DESCRIPTOR.name != name
+
+
+# ----------------------------------------------------------------------------- the compiled decoder's numbers
+
+
+def test_decoder_handles_every_oneof_member_of_the_schema():
+    """Adding a member to Message.data in proto/message.proto without teaching the
+    envelope walker (_wire_numbers.pxd, _envelope.pyx) fails here."""
+    from avatar_nb import _envelope
+
+    oneof = pb.Message.DESCRIPTOR.oneofs_by_name["data"]
+    assert _envelope.DATA_FIELDS == frozenset(f.number for f in oneof.fields)
+
+
+def test_decoder_message_types_match_the_schema():
+    from avatar_nb import _envelope
+
+    assert _envelope.MESSAGE_TYPES == dict(pb.MessageType.items())
+
+
+def test_decoder_field_numbers_match_the_schema():
+    """Every field of every message the walker reads, by name and number, nested map entries included."""
+    from avatar_nb import _envelope
+
+    def fields_of(descriptor, prefix=""):
+        out = {prefix + descriptor.name: {f.name: f.number for f in descriptor.fields}}
+        for f in descriptor.fields:
+            if f.message_type is not None and f.message_type.name not in ("FlameAnimation", "Flame"):
+                nested = f.message_type
+                name = f"{descriptor.name}." if nested.containing_type is descriptor else ""
+                out.update(fields_of(nested, name))
+        return out
+
+    assert _envelope.FIELD_NUMBERS == fields_of(pb.Message.DESCRIPTOR)
