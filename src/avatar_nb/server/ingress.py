@@ -66,6 +66,7 @@ logger = logging.getLogger("avatar_nb.server")
 _MAX_MESSAGE = 16 * 1024 * 1024
 _CLOSE_POLICY = 1008  # a handshake the client got wrong
 _CLOSE_TIMEOUT = 2.0  # the polite close (error, close frame, the peer's answer) before an abort
+_SMALL_SEND = 16 * 1024  # bytes a send may write into an empty socket buffer without a timeout
 _EMPTY = np.zeros((0, FIXED_COLUMNS), dtype=np.float32)
 
 
@@ -495,8 +496,14 @@ class IngressSession:
         if self.ws.closed or (self.transport is not None and self.transport.is_closing()):
             return
         try:
-            async with asyncio.timeout(self.state.send_timeout):
+            transport = self.transport
+            if transport is not None and not transport.get_write_buffer_size() and len(data) <= _SMALL_SEND:
+                # the socket takes everything at once: this send cannot wait on the peer
+                # (the common case, without the cost of a timer per message)
                 await self.ws.send_bytes(data)
+            else:
+                async with asyncio.timeout(self.state.send_timeout):
+                    await self.ws.send_bytes(data)
             self.state.stats.messages_out += 1
         except TimeoutError:
             # the client stopped reading: drop it rather than hold its backlog
