@@ -30,9 +30,9 @@ from avatar_nb.protocol import (
     fps_from_capabilities,
     parse_token_response,
     redact,
-    session_token_url,
+    token_urls,
     upgrade_refusal_error,
-    validate_pcm_chunk,
+    check_pcm_chunk,
     websocket_target,
     PlaybackState,
     MessageType,
@@ -42,15 +42,18 @@ from avatar_nb.protocol import (
 
 
 @pytest.mark.parametrize(
-    "given,expected",
+    "given,root",
     [
-        ("https://console.example.com/v1/console", "https://console.example.com/v1/console/session-tokens"),
-        ("https://console.example.com/v1/console/", "https://console.example.com/v1/console/session-tokens"),
-        ("http://127.0.0.1:8765/v1/console", "http://127.0.0.1:8765/v1/console/session-tokens"),
+        ("https://console.example.com/v1/console", "https://console.example.com"),
+        ("https://console.example.com/v1/console/", "https://console.example.com"),
+        ("https://api.example.com", "https://api.example.com"),
+        ("https://api.example.com/", "https://api.example.com"),
+        ("http://127.0.0.1:8765/v1/console", "http://127.0.0.1:8765"),
+        ("http://127.0.0.1:8765/prefix", "http://127.0.0.1:8765/prefix"),
     ],
 )
-def test_session_token_url(given, expected):
-    assert session_token_url(given) == expected
+def test_token_urls(given, root):
+    assert token_urls(given) == (root + "/v1/auth/session-token", root + "/v1/console/session-tokens")
 
 
 @pytest.mark.parametrize(
@@ -168,16 +171,21 @@ def test_upgrade_refusals(status, body, code):
 # ----------------------------------------------------------------------------- audio validation
 
 
-def test_validate_pcm_chunk():
-    assert validate_pcm_chunk(bytearray(b"\x00\x01")) == b"\x00\x01"
-    assert validate_pcm_chunk(memoryview(b"\x00\x01\x02\x03")) == b"\x00\x01\x02\x03"
-    with pytest.raises(ValueError, match="5 bytes, an odd number; mono s16le PCM has 2 bytes per sample"):
-        validate_pcm_chunk(b"\x00" * 5)
-    with pytest.raises(TypeError, match="to_s16le"):
-        validate_pcm_chunk(np.zeros(3, np.int16))
+def test_check_pcm_chunk():
+    assert check_pcm_chunk(bytearray(b"\x00\x01")) == 2
+    assert check_pcm_chunk(memoryview(b"\x00\x01\x02\x03")) == 4
+    assert check_pcm_chunk(memoryview(np.zeros(3, np.int16))) == 6  # a view of int16 counts bytes
+    with pytest.raises(ValueError, match="audio has 5 bytes, an odd number; mono s16le PCM has 2 bytes per sample"):
+        check_pcm_chunk(b"\x00" * 5)
+    with pytest.raises(TypeError, match="audio must be s16le PCM bytes, got a numpy array.*to_s16le"):
+        check_pcm_chunk(np.zeros(3, np.int16))
     for bad in ("text", 12, None, [0, 1]):
-        with pytest.raises(TypeError, match="bytes-like"):
-            validate_pcm_chunk(bad)
+        with pytest.raises(TypeError, match="audio must be bytes-like"):
+            check_pcm_chunk(bad)
+    with pytest.raises(TypeError, match="audio is a non-contiguous memoryview"):
+        check_pcm_chunk(memoryview(b"\x00" * 8)[::2])
+    with pytest.raises(ValueError, match="pcm has 3 bytes"):
+        check_pcm_chunk(b"abc", "pcm")
 
 
 def test_fps_from_capabilities():
@@ -235,7 +243,9 @@ def test_client_receives_every_kind_of_message():
     assert isinstance(err, ServerErrorReceived)
     assert err.error.code is AvatarSDKErrorCode.idleTimeout and err.error.req_id == "r"
     ps = client.receive(build_playback_state(PlaybackState.INTERRUPTED, req_id="r", played_ms=1200, reason="explicit"))
-    assert ps == PlaybackStateReceived("r", PlaybackState.INTERRUPTED, 1200, "explicit", "")
+    assert ps == PlaybackStateReceived(
+        "r", PlaybackState.INTERRUPTED, 1200, "explicit", "", anomaly="unknown_request"
+    )  # "r" is no request of this client's
     unknown = client.receive(pb.Message(type=pb.MESSAGE_CLIENT_PAUSE).SerializeToString())
     assert isinstance(unknown, UnknownMessage) and unknown.type == 8
 
@@ -290,7 +300,8 @@ def test_client_interrupt_and_playback_control():
     client, server = pair()
     server.receive(client.configure())
     client.receive(server.confirm())
-    req, _ = client.audio(b"\x00\x00")
+    req, audio = client.audio(b"\x00\x00")
+    server.receive(audio)
     rid, message = client.interrupt()
     assert rid == req and client.current_req_id is None
     assert server.receive(message) == InterruptRequested(req, streaming=True, pending=True)

@@ -114,7 +114,9 @@ async def test_stream_and_interrupt(service, speech_pcm):
         req2 = await session.stream(speech_pcm, realtime=False)
         assert req2 != req
         await session.wait_for_end(req2, timeout=10)
-        assert session.timeline.complete
+        tl = session.timeline
+        assert (tl.request_status(req), tl.request_status(req2)) == ("interrupted", "complete")
+        assert not tl.complete  # one request was cut short
 
 
 async def test_realtime_stream_is_paced(realtime_service):

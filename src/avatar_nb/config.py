@@ -11,12 +11,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .environments import resolve_environment
 from .protocol import SUPPORTED_SAMPLE_RATES, check_endpoint_url
+
+if TYPE_CHECKING:
+    from .events import PlaybackSignal, PlaybackStateEvent
 
 __all__ = [
     "AgoraEgressConfig",
@@ -66,7 +70,11 @@ REQUIRED_FIELDS = (
     "console_endpoint_url",
     "ingress_endpoint_url",
 )
-"""Fields without which a session cannot start (checked by ``build()``)."""
+"""Fields without which a session cannot start (checked by ``build()``); an
+``environment`` stands in for the two endpoint URLs."""
+
+DEFAULT_IO_TIMEOUT = 10.0
+"""Seconds a send (or the closing handshake) may wait on a peer that takes no data."""
 
 
 def _check_callback(name: str, value: Any) -> None:
@@ -86,9 +94,22 @@ class SessionConfig:
     is_last)`` (the raw ``Message`` envelope of each animation message), ``on_error(exc)``,
     ``on_close()`` (exactly once), ``console_endpoint_url``, ``ingress_endpoint_url``.
 
+    The newer clients' options (spatialreal 0.2.2's names): ``audio_format``, the
+    egress options, ``environment`` (a named deployment, see
+    :mod:`avatar_nb.environments`; an explicit endpoint URL wins over it),
+    ``token_request_timeout`` (the same setting as ``token_timeout``),
+    ``on_playback(PlaybackSignal)`` (every animation message) and
+    ``on_playback_state(PlaybackStateEvent)`` (every playback state the server sends).
+    Unlike spatialreal, there is no default environment: without endpoints or an
+    environment a session is a configuration error (``open_service`` and ``animate``
+    then pick the local service), so nothing goes to a hosted deployment unasked.
+
     avatar_nb adds ``fps`` (keyframe rate used for media time; ``None`` means the
-    server's ``fps:<n>`` capability, else 25), ``token_timeout`` (seconds for the token
-    request), ``audio_format`` and the egress options of the newer clients.
+    server's ``fps:<n>`` capability, else 25), ``token_timeout`` (seconds: the bound on
+    the token request, and on opening the WebSocket with its handshake) and
+    ``io_timeout`` (seconds a send or the closing handshake may wait on a peer that
+    takes no data; after it the connection is aborted and the session ends with a
+    connectionFailed error).
     """
 
     avatar_id: str = ""
@@ -108,8 +129,23 @@ class SessionConfig:
     audio_format: AudioFormat = AudioFormat.PCM_S16LE
     livekit_egress: LiveKitEgressConfig | None = None
     agora_egress: AgoraEgressConfig | None = None
+    environment: str | None = None
+    io_timeout: float = DEFAULT_IO_TIMEOUT
+    on_playback: Callable[[PlaybackSignal], None] | None = None
+    on_playback_state: Callable[[PlaybackStateEvent], None] | None = None
+    # spatialreal's name for token_timeout: taken by __init__, read and set as a property
+    token_request_timeout: InitVar[float | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, token_request_timeout: float | None = None) -> None:
+        if isinstance(token_request_timeout, property):  # not given: the class attribute
+            token_request_timeout = None
+        if token_request_timeout is not None:
+            if self.token_timeout not in (30.0, token_request_timeout):
+                raise ValueError(
+                    f"token_timeout ({self.token_timeout!r}) and token_request_timeout "
+                    f"({token_request_timeout!r}) are one setting; give one of them"
+                )
+            self.token_timeout = token_request_timeout
         for name in ("avatar_id", "api_key", "app_id", "console_endpoint_url", "ingress_endpoint_url"):
             value = getattr(self, name)
             if not isinstance(value, str):
@@ -140,21 +176,39 @@ class SessionConfig:
             isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0
         ):
             raise ValueError(f"fps must be a positive number or None, got {self.fps!r}")
-        if not (isinstance(self.token_timeout, (int, float)) and self.token_timeout > 0):
-            raise ValueError(f"token_timeout must be a positive number of seconds, got {self.token_timeout!r}")
+        for name in ("token_timeout", "io_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (
+                isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+            ):
+                raise ValueError(f"{name} must be a positive number of seconds (finite), got {value!r}")
+        if self.environment is not None:
+            resolve_environment(self.environment)  # ValueError listing the known names
         try:
             self.audio_format = AudioFormat(self.audio_format)
         except ValueError:
             accepted = ", ".join(repr(f.value) for f in AudioFormat)
             raise ValueError(f"unsupported audio_format {self.audio_format!r}; accepted: {accepted}") from None
-        for name in ("transport_frames", "on_error", "on_close"):
+        for name in ("transport_frames", "on_error", "on_close", "on_playback", "on_playback_state"):
             _check_callback(name, getattr(self, name))
         if self.livekit_egress is not None and self.agora_egress is not None:
             raise ValueError("livekit_egress and agora_egress cannot both be set")
 
+    def endpoints(self) -> tuple[str, str]:
+        """The console and ingress URLs: the explicit ones, else the ``environment``'s
+        (empty when neither is given)."""
+        console, ingress = self.console_endpoint_url, self.ingress_endpoint_url
+        if self.environment is not None and not (console and ingress):
+            env = resolve_environment(self.environment)
+            console = console or env.console_endpoint_url
+            ingress = ingress or env.ingress_endpoint_url
+        return console, ingress
+
     def missing_fields(self) -> list[str]:
-        """Names of the required fields that are empty."""
-        return [name for name in REQUIRED_FIELDS if not getattr(self, name)]
+        """Names of the required fields that are empty (an environment fills the URLs)."""
+        console, ingress = self.endpoints()
+        given = {"console_endpoint_url": console, "ingress_endpoint_url": ingress}
+        return [name for name in REQUIRED_FIELDS if not given.get(name, getattr(self, name))]
 
     def validate(self) -> SessionConfig:
         """Raise ``ValueError`` naming every required field that is empty; return self."""
@@ -167,7 +221,22 @@ class SessionConfig:
         return self
 
 
-_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(SessionConfig))
+def _get_token_request_timeout(self: SessionConfig) -> float:
+    return self.token_timeout
+
+
+def _set_token_request_timeout(self: SessionConfig, value: float) -> None:
+    self.token_timeout = value
+
+
+# after the dataclass is made, so that its __init__ still takes token_request_timeout
+SessionConfig.token_request_timeout = property(  # type: ignore[assignment]
+    _get_token_request_timeout,
+    _set_token_request_timeout,
+    doc="spatialreal's name for :attr:`token_timeout` (the same setting).",
+)
+
+_FIELD_NAMES = (*(f.name for f in dataclasses.fields(SessionConfig)), "token_request_timeout")
 
 
 class SessionConfigBuilder:
@@ -221,6 +290,22 @@ class SessionConfigBuilder:
 
     def with_token_timeout(self, seconds: float) -> SessionConfigBuilder:
         return self._set("token_timeout", seconds)
+
+    def with_token_request_timeout(self, seconds: float) -> SessionConfigBuilder:
+        """spatialreal's name for :meth:`with_token_timeout`."""
+        return self._set("token_timeout", seconds)
+
+    def with_io_timeout(self, seconds: float) -> SessionConfigBuilder:
+        return self._set("io_timeout", seconds)
+
+    def with_environment(self, environment: str | None) -> SessionConfigBuilder:
+        return self._set("environment", environment)
+
+    def with_on_playback(self, handler: Callable[[PlaybackSignal], None]) -> SessionConfigBuilder:
+        return self._set("on_playback", handler)
+
+    def with_on_playback_state(self, handler: Callable[[PlaybackStateEvent], None]) -> SessionConfigBuilder:
+        return self._set("on_playback_state", handler)
 
     def with_audio_format(self, audio_format: AudioFormat | str) -> SessionConfigBuilder:
         return self._set("audio_format", audio_format)

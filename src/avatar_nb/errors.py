@@ -1,6 +1,6 @@
 """Errors: stable codes, the close-code contract, and how server answers map onto them.
 
-The stable string codes are those of the official clients (PROTOCOL.md section 6), so
+The stable string codes are those of the official clients (docs/protocol.md, "Errors"), so
 code that branches on ``err.code`` works the same with avatar_nb. Classification is a
 pure function of what the server said (HTTP status, ``ServerError.code``, error text,
 WebSocket close code) and lives here so that the client and the tests share it.
@@ -208,7 +208,7 @@ def error_code_for_close_code(close_code: int | None) -> AvatarSDKErrorCode:
         return AvatarSDKErrorCode.connectionClosed
 
 
-# Phrases the service uses so that clients can classify its errors (PROTOCOL.md §6),
+# Phrases the service uses so that clients can classify its errors (docs/protocol.md, "Errors"),
 # in the order they are tested.
 _PHRASES: tuple[tuple[tuple[str, ...], AvatarSDKErrorCode], ...] = (
     (("credits exhausted",), AvatarSDKErrorCode.creditsExhausted),
@@ -243,6 +243,17 @@ _PHRASES: tuple[tuple[tuple[str, ...], AvatarSDKErrorCode], ...] = (
 )
 
 
+def _server_error_code(code: str | None) -> ServerErrorCode | None:
+    """The :class:`ServerErrorCode` that ``code`` spells, as a number (``"3"``) or as a
+    gRPC name (``"INVALID_ARGUMENT"``, the JSON error shape's label); None otherwise."""
+    if code is None:
+        return None
+    try:
+        return ServerErrorCode(int(code)) if code.isdigit() else ServerErrorCode[code]
+    except (KeyError, ValueError):
+        return None
+
+
 def classify_error(
     *,
     phase: str,
@@ -254,12 +265,13 @@ def classify_error(
 ) -> AvatarSDKErrorCode:
     """Map what the server said onto a stable code.
 
-    The order follows the official clients: numeric ``ServerError`` codes first (3 is
-    invalidRequest before any text is read, which is why the service sends phrase-
-    classified errors with code 0), then the phrases of PROTOCOL.md section 6, then the
-    close code, then the HTTP status. Unlike avatarkit 0.1.7, the gRPC codes 3, 14 and
-    16 count only in the WebSocket phases, where ``ServerError`` carries them; in the
-    ``session_token`` and ``websocket_connect`` phases the HTTP status decides.
+    The order follows the official clients: numeric ``ServerError`` codes first
+    (INVALID_ARGUMENT is invalidRequest before any text is read, which is why the service
+    sends phrase-classified errors with code OK), then the phrases of docs/protocol.md
+    ("Errors"), then the close code, then the HTTP status. Unlike avatarkit 0.1.7, the
+    gRPC-style codes (:class:`ServerErrorCode`) count only in the WebSocket phases, where
+    ``ServerError`` carries them; in the ``session_token`` and ``websocket_connect``
+    phases the HTTP status decides.
     """
     code = None if server_code is None else str(server_code)
     text = " | ".join(v.strip().lower() for v in (code, title, detail) if v and v.strip())
@@ -270,13 +282,14 @@ def classify_error(
     # the JSON error shape's code is only a label: "UNAUTHENTICATED" with a 401 from the
     # console is a bad API key, not an egress problem, so phrases and status decide there.
     in_session = phase in ("websocket_handshake", "websocket_runtime")
-    if in_session and code in ("3", "INVALID_ARGUMENT"):
+    known = _server_error_code(code)
+    if in_session and known is ServerErrorCode.INVALID_ARGUMENT:
         if any(w in text for w in egress_words):
             return AvatarSDKErrorCode.invalidEgressConfig
         return AvatarSDKErrorCode.invalidRequest
-    if in_session and code in ("16", "UNAUTHENTICATED"):
+    if in_session and known is ServerErrorCode.UNAUTHENTICATED:
         return AvatarSDKErrorCode.invalidEgressConfig
-    if in_session and code in ("14", "UNAVAILABLE"):
+    if in_session and known is ServerErrorCode.UNAVAILABLE:
         return AvatarSDKErrorCode.egressUnavailable
     if code is not None and code.isdigit() and 4000 <= int(code) < 5000:
         mapped = error_code_for_close_code(int(code))

@@ -41,8 +41,12 @@ from .proto import message_pb2 as pb
 __all__ = [
     "SUPPORTED_SAMPLE_RATES",
     "DEFAULT_FPS",
+    "MAX_AUDIO_CHUNK_BYTES",
+    "OGG_PAGE_MAGIC",
     "MessageType",
+    "OneofField",
     "PlaybackState",
+    "RequestStatus",
     "ClientConnection",
     "ClientState",
     "ServerConnection",
@@ -65,12 +69,13 @@ __all__ = [
     "build_audio",
     "build_playback_state",
     "check_endpoint_url",
-    "session_token_url",
+    "token_urls",
     "websocket_target",
     "parse_token_response",
     "upgrade_refusal_error",
     "server_error_to_exception",
-    "validate_pcm_chunk",
+    "check_pcm_chunk",
+    "check_ogg_chunk",
     "fps_from_capabilities",
 ]
 
@@ -78,12 +83,36 @@ SUPPORTED_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 32000, 441
 """Sample rates (Hz) that the service accepts for mono s16le audio."""
 
 
-SESSION_TOKEN_PATH = "/session-tokens"
+SESSION_TOKEN_PATH = "/v1/auth/session-token"
+"""The token route under the API root (spatialreal 0.2.2's; reply key ``session_token``)."""
+
+LEGACY_SESSION_TOKEN_PATH = "/v1/console/session-tokens"
+"""The older token route under the API root (reply key ``sessionToken``), asked once when
+:data:`SESSION_TOKEN_PATH` answers 404."""
+
+CONSOLE_SUFFIX = "/v1/console"
 WEBSOCKET_PATH = "/websocket"
+
+MAX_AUDIO_CHUNK_BYTES = 16 * 1024 * 1024 - 4096
+"""The largest audio chunk ``send_audio()`` takes, in bytes.
+
+The local service accepts WebSocket messages up to 16 MiB (a larger one closes the
+connection with 1009); a chunk 4 KiB under that leaves room for the rest of its
+``Message`` (type, request id, end flag and length prefixes: well under 100 bytes), so
+a full message always fits. The service's ingress limit is read from here. Split
+longer audio with ``stream()`` or into several ``send_audio()`` calls.
+"""
+
+OGG_PAGE_MAGIC = b"OggS"
+"""Every Ogg page starts with these bytes: the first chunk of an Ogg Opus request must."""
 
 
 class MessageType(IntEnum):
-    """``Message.type`` values (PROTOCOL.md section 3)."""
+    """``Message.type`` values (docs/protocol.md, "Messages").
+
+    :attr:`data_field` is the number of the ``Message.data`` oneof member that each type
+    carries (:class:`OneofField`).
+    """
 
     UNSPECIFIED = 0
     CLIENT_CONFIGURE_SESSION = 1
@@ -96,8 +125,33 @@ class MessageType(IntEnum):
     CLIENT_RESUME = 9
     SERVER_PLAYBACK_STATE = 10
 
+    @property
+    def data_field(self) -> OneofField:
+        """The oneof field number this message type carries (0 for UNSPECIFIED)."""
+        return OneofField[self.name]
+
+
+class OneofField(IntEnum):
+    """Field numbers of the ``Message.data`` oneof, named after the message type that
+    carries each (docs/protocol.md, "Messages"); 0 means no member."""
+
+    UNSPECIFIED = 0
+    CLIENT_CONFIGURE_SESSION = 2
+    SERVER_CONFIRM_SESSION = 3
+    CLIENT_AUDIO_INPUT = 4
+    SERVER_ERROR = 5
+    SERVER_RESPONSE_ANIMATION = 6
+    CLIENT_INTERRUPT = 8
+    CLIENT_PAUSE = 9
+    CLIENT_RESUME = 10
+    SERVER_PLAYBACK_STATE = 11
+
 
 class PlaybackState(IntEnum):
+    """``ServerPlaybackState.state`` wire values. The public, spatialreal-compatible
+    enum is :class:`avatar_nb.PlaybackState` (string values); this one is for building
+    and reading messages."""
+
     UNSPECIFIED = 0
     PLAYING = 1
     PAUSED = 2
@@ -105,18 +159,22 @@ class PlaybackState(IntEnum):
     INTERRUPTED = 4
 
 
-# oneof field number carried by each message type
-_DATA_FIELD = {
-    MessageType.CLIENT_CONFIGURE_SESSION: 2,
-    MessageType.SERVER_CONFIRM_SESSION: 3,
-    MessageType.CLIENT_AUDIO_INPUT: 4,
-    MessageType.SERVER_ERROR: 5,
-    MessageType.SERVER_RESPONSE_ANIMATION: 6,
-    MessageType.CLIENT_INTERRUPT: 8,
-    MessageType.CLIENT_PAUSE: 9,
-    MessageType.CLIENT_RESUME: 10,
-    MessageType.SERVER_PLAYBACK_STATE: 11,
-}
+class RequestStatus(str, Enum):
+    """What became of one request, seen from the client (the Timeline's status names).
+
+    OPEN: its end frame has not arrived yet. COMPLETE: it ended normally. INTERRUPTED:
+    the client interrupted it, or the server reported it interrupted (``explicit``,
+    ``pause_timeout``). PREEMPTED: the server reported that a newer request superseded
+    it. FAILED: the server reported an error for it, or the connection closed before
+    its end frame.
+    """
+
+    OPEN = "open"
+    COMPLETE = "complete"
+    INTERRUPTED = "interrupted"
+    PREEMPTED = "preempted"
+    FAILED = "failed"
+
 
 # --------------------------------------------------------------------------- builders
 
@@ -211,41 +269,102 @@ def build_playback_state(
     return msg.SerializeToString()
 
 
-def build_audio(req_id: str, audio: bytes, end: bool) -> bytes:
-    """One ``Message{type=3, client_audio_input{req_id, end, audio}}`` (serialized by ``_wire``)."""
-    if audio or end:
-        return _wire.encode_audio_messages(audio, req_id, max(len(audio), 2), end=end)[0]
-    # an empty, non-final chunk: _wire makes no message for it, the protobuf library does
-    msg = pb.Message(type=pb.MESSAGE_CLIENT_AUDIO_INPUT)
-    msg.client_audio_input.req_id = req_id
-    return msg.SerializeToString()
+def build_audio(req_id: str, audio: Any, end: bool) -> bytes:
+    """One ``Message{type=3, client_audio_input{req_id, end, audio}}``.
+
+    ``audio`` is any contiguous bytes-like object, passed through without a copy of
+    its own; its length is not checked here (Ogg Opus chunks may be odd). The bytes
+    are those the protobuf library makes (fields in number order).
+    """
+    view = memoryview(audio)
+    if view.format != "B":
+        view = view.cast("B")
+    n = view.nbytes
+    if n and not n % 2:
+        return _wire.encode_audio_messages(view, req_id, n, end=bool(end))[0]
+    rid = req_id.encode("utf-8")
+    parts: list[Any] = []
+    if rid:
+        parts += [b"\x0a", _varint(len(rid)), rid]
+    if end:
+        parts.append(b"\x10\x01")
+    if n:
+        parts += [b"\x1a", _varint(n), view]
+    inner = b"".join(parts)
+    return b"".join((b"\x08\x03\x22", _varint(len(inner)), inner))
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 # --------------------------------------------------------------------------- validation
 
 
-def validate_pcm_chunk(audio: Any) -> bytes:
-    """Check one chunk of s16le PCM and return it as ``bytes``.
-
-    Raises ``TypeError`` for anything that is not bytes-like (naming the type; a numpy
-    array must be converted with :func:`avatar_nb.to_s16le` first, so that its dtype is
-    interpreted on purpose) and ``ValueError`` for an odd number of bytes.
-    """
+def _bytes_view(audio: Any, name: str) -> memoryview:
+    """A byte view of ``audio`` (no copy), or a ``TypeError`` naming ``name``."""
     if isinstance(audio, np.ndarray):
         raise TypeError(
-            f"send_audio() takes s16le PCM bytes, got a numpy array of dtype {audio.dtype}; "
+            f"{name} must be s16le PCM bytes, got a numpy array of dtype {audio.dtype}; "
             "convert it with avatar_nb.to_s16le(samples) first"
         )
     if isinstance(audio, str) or not isinstance(audio, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{name} must be bytes-like (bytes, bytearray or memoryview), got {type(audio).__name__}")
+    view = memoryview(audio)
+    if not view.c_contiguous:
         raise TypeError(
-            f"audio must be bytes-like s16le PCM (bytes, bytearray or memoryview), got {type(audio).__name__}"
+            f"{name} is a non-contiguous memoryview (a strided slice); pass bytes({name}) "
+            "or a contiguous view"
         )
-    data = bytes(audio)
-    if len(data) % 2:
+    return view
+
+
+def check_pcm_chunk(audio: Any, name: str = "audio", *, one_message: bool = True) -> int:
+    """Check mono s16le PCM without copying it; return its size in bytes.
+
+    ``TypeError`` (naming the argument ``name``) for anything that is not a contiguous
+    bytes-like object (a numpy array must go through :func:`avatar_nb.to_s16le` first,
+    so that its dtype is interpreted on purpose); ``ValueError`` for an odd number of
+    bytes or, when it must fit ``one_message``, above :data:`MAX_AUDIO_CHUNK_BYTES`.
+    """
+    n = _bytes_view(audio, name).nbytes
+    if n % 2:
+        raise ValueError(f"{name} has {n} bytes, an odd number; mono s16le PCM has 2 bytes per sample")
+    if one_message:
+        _check_size(n, name)
+    return n
+
+
+def _check_size(n: int, name: str) -> None:
+    if n > MAX_AUDIO_CHUNK_BYTES:
         raise ValueError(
-            f"audio has {len(data)} bytes, an odd number; mono s16le PCM has 2 bytes per sample"
+            f"{name} has {n} bytes, above the {MAX_AUDIO_CHUNK_BYTES} bytes one message can carry "
+            "(the service takes messages up to 16 MiB); split it with stream() or several send_audio() calls"
         )
-    return data
+
+
+def check_ogg_chunk(audio: Any, *, first: bool, name: str = "audio") -> int:
+    """Check one slice of an Ogg Opus byte stream; return its size in bytes.
+
+    Slices may be cut anywhere (the official clients send fixed-size slices of a
+    file). What can be checked is: bytes-like, at most :data:`MAX_AUDIO_CHUNK_BYTES`,
+    and, for the ``first`` non-empty slice of a request, that the stream starts with
+    an Ogg page (``OggS``).
+    """
+    view = _bytes_view(audio, name)
+    n = view.nbytes
+    _check_size(n, name)
+    if first and n and view[:4].tobytes() != OGG_PAGE_MAGIC:
+        raise ValueError(
+            f"{name} does not start with an Ogg page (b'OggS', got {view[:4].tobytes()!r}); "
+            "with audio_format='ogg_opus' the first chunk of a request starts the Ogg Opus stream"
+        )
+    return n
 
 
 def fps_from_capabilities(capabilities: Iterable[str], default: float = DEFAULT_FPS) -> float:
@@ -264,10 +383,19 @@ def fps_from_capabilities(capabilities: Iterable[str], default: float = DEFAULT_
 # --------------------------------------------------------------------------- URLs and HTTP
 
 
-def session_token_url(console_endpoint_url: str) -> str:
-    """``{console}/session-tokens`` (the console URL's trailing ``/`` removed first)."""
+def token_urls(console_endpoint_url: str) -> tuple[str, str]:
+    """The session-token URLs to ask, in order: the current route, then the older one.
+
+    The API root is the console URL without a trailing ``/`` and ``/v1/console`` (as
+    spatialreal 0.2.2 takes it), so ``https://api.example.com`` and
+    ``https://api.example.com/v1/console`` give the same two URLs (docs/protocol.md,
+    "Session token").
+    """
     check_endpoint_url(console_endpoint_url, "console_endpoint_url", ("http", "https"))
-    return console_endpoint_url.rstrip("/") + SESSION_TOKEN_PATH
+    root = console_endpoint_url.rstrip("/")
+    if root.endswith(CONSOLE_SUFFIX):
+        root = root[: -len(CONSOLE_SUFFIX)]
+    return root + SESSION_TOKEN_PATH, root + LEGACY_SESSION_TOKEN_PATH
 
 
 def check_endpoint_url(url: str, name: str, schemes: Sequence[str]) -> str:
@@ -292,7 +420,7 @@ def websocket_target(
     session_token: str,
     use_query_auth: bool = False,
 ) -> tuple[str, dict[str, str]]:
-    """The WebSocket URL and headers for ``start()`` (PROTOCOL.md section 2).
+    """The WebSocket URL and headers for ``start()`` (docs/protocol.md, "Ingress").
 
     ``http``/``https`` become ``ws``/``wss``; ``ws``/``wss`` are kept; anything else is a
     ``ValueError``. Existing query parameters are kept; ``id`` is set to the avatar id,
@@ -480,7 +608,15 @@ class SessionConfirmed:
 
 @dataclass(frozen=True)
 class AnimationReceived:
-    """One ``ServerResponseAnimation``. ``keyframes`` is (n, 20 + E) float32."""
+    """One ``ServerResponseAnimation``. ``keyframes`` is (n, 20 + E) float32.
+
+    ``anomaly`` is ``"unknown_request"`` (a request this client did not make, or one it
+    finished too long ago to remember) or ``"after_end"`` (keyframes for a request
+    whose end frame already arrived), else None. ``duplicate_end`` marks a repeated,
+    empty end frame for a finished request (egress playout may send end more than
+    once; not an anomaly). ``status`` is the request's final status when this message
+    finished it.
+    """
 
     req_id: str
     end: bool
@@ -489,20 +625,32 @@ class AnimationReceived:
     connection_id: str = ""
     avatar_id: str = ""
     animation_error: str | None = None
+    anomaly: str | None = None
+    duplicate_end: bool = False
+    status: RequestStatus | None = None
 
 
 @dataclass(frozen=True)
 class ServerErrorReceived:
+    """A ``ServerError``; ``status`` is FAILED when it named a request still open."""
+
     error: AvatarSDKError
+    status: RequestStatus | None = None
 
 
 @dataclass(frozen=True)
 class PlaybackStateReceived:
+    """One ``ServerPlaybackState``. ``status``: the request's new status when this state
+    changed it (INTERRUPTED or PREEMPTED); ``anomaly``: ``"unknown_request"`` for a
+    request this client does not know."""
+
     req_id: str
     state: PlaybackState
     played_ms: int
     reason: str
     connection_id: str = ""
+    status: RequestStatus | None = None
+    anomaly: str | None = None
 
 
 @dataclass(frozen=True)
@@ -523,13 +671,35 @@ class ClientState(Enum):
     CLOSED = "closed"
 
 
+class _Request:
+    """The client's state of one request that has not finished yet."""
+
+    __slots__ = ("sending", "end_received", "paused", "outcome", "bytes_sent")
+
+    def __init__(self) -> None:
+        self.sending = True  # audio may still be sent (no end=True, no interrupt yet)
+        self.end_received = False  # the server's end frame arrived
+        self.paused = False
+        self.outcome: RequestStatus | None = None  # INTERRUPTED, PREEMPTED or FAILED once decided
+        self.bytes_sent = 0
+
+
 class ClientConnection:
     """The client end of a session, without I/O.
 
     ``configure()`` → bytes to send; ``receive(data)`` → an event for each received
     message; ``audio()``/``interrupt()`` → request id and bytes to send. The request id
     of an utterance is made at its first chunk and kept until a chunk with ``end=True``.
+
+    The connection owns each request's lifecycle (:class:`RequestStatus`): a request
+    is tracked from its first chunk until it has finished (the client has stopped
+    sending it and its end frame has arrived), then only its final status is kept in a
+    window of the latest :attr:`FINISHED_WINDOW` requests, so a session that runs a
+    million short requests holds a constant-size state (:attr:`tracked_requests`).
     """
+
+    FINISHED_WINDOW = 256
+    """How many finished requests are remembered (to tell a late frame from a stranger's)."""
 
     def __init__(
         self,
@@ -555,6 +725,67 @@ class ClientConnection:
         self.capabilities: tuple[str, ...] = ()
         self.current_req_id: str | None = None
         self.last_req_id: str | None = None
+        self._requests: dict[str, _Request] = {}
+        self._finished: OrderedDict[str, RequestStatus] = OrderedDict()
+
+    # ------------------------------------------------------------------ requests
+
+    @property
+    def tracked_requests(self) -> int:
+        """How many request ids this connection holds (unfinished plus the finished window)."""
+        return len(self._requests) + len(self._finished)
+
+    @property
+    def open_requests(self) -> tuple[str, ...]:
+        """Ids of the requests that have not finished, oldest first."""
+        return tuple(self._requests)
+
+    def is_pending(self, req_id: str) -> bool:
+        """Whether ``req_id`` has not finished yet (its end frame is still to come)."""
+        return req_id in self._requests
+
+    def status(self, req_id: str) -> RequestStatus | None:
+        """The status of ``req_id``; None when unknown (never made here, or finished long ago)."""
+        request = self._requests.get(req_id)
+        if request is not None:
+            return request.outcome or RequestStatus.OPEN
+        return self._finished.get(req_id)
+
+    def is_paused(self, req_id: str) -> bool:
+        request = self._requests.get(req_id)
+        return request is not None and request.paused
+
+    def _remember(self, req_id: str, status: RequestStatus) -> None:
+        self._finished[req_id] = status
+        self._finished.move_to_end(req_id)
+        while len(self._finished) > self.FINISHED_WINDOW:
+            self._finished.popitem(last=False)
+
+    def _finish(self, req_id: str, request: _Request) -> RequestStatus:
+        del self._requests[req_id]
+        status = request.outcome or RequestStatus.COMPLETE
+        self._remember(req_id, status)
+        return status
+
+    def open_request(self) -> str:
+        """The id of the request being sent, made now (and tracked) if none is open."""
+        if self.current_req_id is None:
+            self.current_req_id = generate_log_id()
+            self.last_req_id = self.current_req_id
+            self._requests[self.current_req_id] = _Request()
+        return self.current_req_id
+
+    def _ended_by_client(self, req_id: str) -> None:
+        """The client sent ``end=True`` for ``req_id``."""
+        if self.current_req_id == req_id:
+            self.current_req_id = None
+        request = self._requests.get(req_id)
+        if request is not None:
+            request.sending = False
+            if request.end_received:
+                self._finish(req_id, request)
+
+    # ------------------------------------------------------------------ handshake
 
     def _require(self, *states: ClientState, action: str) -> None:
         if self.state not in states:
@@ -573,6 +804,8 @@ class ClientConnection:
         )
         self.state = ClientState.AWAITING_CONFIRM
         return data
+
+    # ------------------------------------------------------------------ receiving
 
     def receive(self, data: Any) -> ClientEvent:
         """Interpret one received WebSocket message.
@@ -613,65 +846,149 @@ class ClientConnection:
                 raise server_error_to_exception(msg, phase)
             raise AvatarSDKError(
                 AvatarSDKErrorCode.protocolError,
-                f"unexpected message type {msg.type} during the handshake (expected 2 or 4)",
+                f"unexpected message type {msg.type} during the handshake "
+                f"(expected {MessageType.SERVER_CONFIRM_SESSION.value} or {MessageType.SERVER_ERROR.value})",
                 phase=phase,
             )
 
         if msg.type == MessageType.SERVER_RESPONSE_ANIMATION:
-            return AnimationReceived(
-                req_id=msg.req_id,
-                end=msg.end,
-                keyframes=msg.keyframes,
-                raw=bytes(data),
-                connection_id=msg.connection_id,
-                avatar_id=msg.avatar_id,
-                animation_error=msg.animation_error,
-            )
+            return self._animation(msg, data)
         if msg.type == MessageType.SERVER_ERROR:
-            return ServerErrorReceived(server_error_to_exception(msg, phase))
+            error = server_error_to_exception(msg, phase)
+            request = self._requests.get(msg.req_id) if msg.req_id else None
+            if request is not None and request.outcome is None:
+                request.outcome = RequestStatus.FAILED
+                return ServerErrorReceived(error, RequestStatus.FAILED)
+            return ServerErrorReceived(error)
         if msg.type == MessageType.SERVER_PLAYBACK_STATE:
-            try:
-                state = PlaybackState(msg.playback_state)
-            except ValueError:
-                state = PlaybackState.UNSPECIFIED
-            return PlaybackStateReceived(msg.req_id, state, msg.played_ms, msg.reason, msg.connection_id)
+            return self._playback_state(msg)
         return UnknownMessage(msg.type, bytes(data))
 
-    def _req_id_for_chunk(self) -> str:
-        if self.current_req_id is None:
-            self.current_req_id = generate_log_id()
-            self.last_req_id = self.current_req_id
-        return self.current_req_id
+    def _animation(self, msg: Any, data: Any) -> AnimationReceived:
+        req_id = msg.req_id
+        has_frames = msg.keyframes.shape[0] > 0 or msg.animation_error is not None
+        anomaly: str | None = None
+        duplicate = False
+        status: RequestStatus | None = None
+        request = self._requests.get(req_id)
+        if request is None:
+            if req_id in self._finished:
+                duplicate = msg.end and not has_frames
+                anomaly = None if duplicate else "after_end"
+            else:
+                anomaly = "unknown_request"
+        else:
+            if request.end_received and (has_frames or not msg.end):
+                anomaly = "after_end"
+            if msg.end and not request.end_received:
+                request.end_received = True
+                if not request.sending:
+                    status = self._finish(req_id, request)
+        return AnimationReceived(
+            req_id=req_id,
+            end=msg.end,
+            keyframes=msg.keyframes,
+            raw=bytes(data),
+            connection_id=msg.connection_id,
+            avatar_id=msg.avatar_id,
+            animation_error=msg.animation_error,
+            anomaly=anomaly,
+            duplicate_end=duplicate,
+            status=status,
+        )
+
+    def _playback_state(self, msg: Any) -> PlaybackStateReceived:
+        try:
+            state = PlaybackState(msg.playback_state)
+        except ValueError:
+            state = PlaybackState.UNSPECIFIED
+        req_id = msg.req_id
+        new: RequestStatus | None = None
+        if state is PlaybackState.INTERRUPTED:
+            new = RequestStatus.PREEMPTED if msg.reason == "preempted" else RequestStatus.INTERRUPTED
+        status: RequestStatus | None = None
+        anomaly: str | None = None
+        request = self._requests.get(req_id)
+        if request is not None:
+            if state is PlaybackState.PAUSED:
+                request.paused = True
+            elif state is PlaybackState.PLAYING:
+                request.paused = False
+            if new is not None and request.outcome in (None, RequestStatus.INTERRUPTED):
+                if request.outcome is not new:
+                    request.outcome = status = new
+        elif req_id in self._finished:
+            # playout may end after generation: a finished request can still be cut short
+            if new is not None and self._finished[req_id] in (RequestStatus.COMPLETE, RequestStatus.INTERRUPTED):
+                if self._finished[req_id] is not new:
+                    self._finished[req_id] = status = new
+        else:
+            anomaly = "unknown_request"
+        return PlaybackStateReceived(
+            req_id, state, msg.played_ms, msg.reason, msg.connection_id, status=status, anomaly=anomaly
+        )
+
+    # ------------------------------------------------------------------ sending
 
     def audio(self, audio: Any, end: bool = False) -> tuple[str, bytes]:
-        """Request id and bytes of one audio chunk (validated first, nothing changes on error)."""
+        """Request id and bytes of one audio chunk, validated once and not copied.
+
+        PCM sessions take mono s16le bytes (see :func:`check_pcm_chunk`); Ogg Opus
+        sessions take slices of an Ogg Opus stream (:func:`check_ogg_chunk`). Nothing
+        changes when the chunk is refused.
+        """
         self._require(ClientState.OPEN, action="send audio")
-        data = validate_pcm_chunk(audio)
-        req_id = self._req_id_for_chunk()
-        message = build_audio(req_id, data, bool(end))
+        if self.audio_format == pb.AUDIO_FORMAT_OGG_OPUS:
+            current = self._requests.get(self.current_req_id or "")
+            n = check_ogg_chunk(audio, first=current is None or current.bytes_sent == 0)
+        else:
+            n = check_pcm_chunk(audio)
+        req_id = self.open_request()
+        message = build_audio(req_id, audio, bool(end))
+        self._requests[req_id].bytes_sent += n
         if end:
-            self.current_req_id = None
+            self._ended_by_client(req_id)
         return req_id, message
 
     def audio_messages(self, pcm: Any, chunk_bytes: int, *, end: bool = True) -> tuple[str, list[bytes]]:
-        """Request id and the messages of a whole stretch of PCM, cut into ``chunk_bytes``."""
+        """Request id and the messages of a whole stretch of PCM, cut into ``chunk_bytes``.
+
+        The request counts as ended by the client (with ``end``) once the messages are
+        made: send them all, or :meth:`interrupt` it.
+        """
         self._require(ClientState.OPEN, action="send audio")
-        data = validate_pcm_chunk(pcm)
-        if not isinstance(chunk_bytes, int) or chunk_bytes <= 0 or chunk_bytes % 2:
+        if self.audio_format != pb.AUDIO_FORMAT_PCM_S16LE:
+            raise InvalidStateError("audio_messages() cuts PCM; this session sends Ogg Opus")
+        n = check_pcm_chunk(pcm, "pcm", one_message=False)
+        if isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int) or chunk_bytes <= 0 or chunk_bytes % 2:
             raise ValueError(f"chunk_bytes must be a positive even number, got {chunk_bytes!r}")
-        req_id = self._req_id_for_chunk()
-        messages = _wire.encode_audio_messages(data, req_id, chunk_bytes, end=bool(end))
+        _check_size(chunk_bytes, "a chunk")
+        req_id = self.open_request()
+        messages = _wire.encode_audio_messages(pcm, req_id, chunk_bytes, end=bool(end))
+        self._requests[req_id].bytes_sent += n
         if end:
-            self.current_req_id = None
+            self._ended_by_client(req_id)
         return req_id, messages
 
     def interrupt(self) -> tuple[str, bytes]:
-        """Request id and bytes of a ClientInterrupt for the latest request."""
+        """Request id and bytes of a ClientInterrupt for the latest request.
+
+        A request that has not finished becomes INTERRUPTED (it finishes when its end
+        frame arrives); one that already finished keeps its status.
+        """
         self._require(ClientState.OPEN, action="interrupt")
         if not self.last_req_id:
             raise InvalidStateError("cannot interrupt: no audio has been sent yet")
         req_id = self.last_req_id
-        self.current_req_id = None
+        if self.current_req_id == req_id:
+            self.current_req_id = None
+        request = self._requests.get(req_id)
+        if request is not None:
+            request.sending = False
+            if request.outcome is None:
+                request.outcome = RequestStatus.INTERRUPTED
+            if request.end_received:
+                self._finish(req_id, request)
         return req_id, build_interrupt(req_id)
 
     def playback_control(self, kind: MessageType) -> tuple[str, bytes]:
@@ -681,9 +998,17 @@ class ClientConnection:
             raise InvalidStateError("cannot pause or resume: no audio has been sent yet")
         return self.last_req_id, build_playback_control(kind, self.last_req_id)
 
-    def close(self) -> None:
-        """Move to CLOSED (idempotent)."""
+    def close(self) -> list[tuple[str, RequestStatus]]:
+        """Move to CLOSED (idempotent); the requests that had not finished, with their
+        final status (their outcome if one was decided, else FAILED), oldest first."""
         self.state = ClientState.CLOSED
+        pending = []
+        for req_id, request in list(self._requests.items()):
+            if request.outcome is None:
+                request.outcome = RequestStatus.FAILED
+            pending.append((req_id, self._finish(req_id, request)))
+        self.current_req_id = None
+        return pending
 
 
 # --------------------------------------------------------------------------- server side

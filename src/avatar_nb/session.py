@@ -2,20 +2,28 @@
 
 ``init()`` exchanges the API key for a session token over HTTP (aiohttp),
 ``start()`` opens the WebSocket (websockets) and performs the handshake, ``send_audio()``
-streams PCM, a background read loop turns every server message into the seed's
+and ``stream()`` send audio, a background read loop turns every server message into the
 callbacks and into the session's :class:`~avatar_nb.timeline.Timeline`, and ``close()``
 ends it all, calling ``on_close`` exactly once.
 
-What each message means is decided by :class:`avatar_nb.protocol.ClientConnection`;
-this module only moves bytes and keeps time. The client does not offer
-permessage-deflate (PCM and float payloads barely compress, and deflating them is a
-large share of a client's CPU), and builds and decodes messages with the compiled core.
+What each message means, and where each request is in its lifecycle, is decided by
+:class:`avatar_nb.protocol.ClientConnection`; this module only moves bytes and keeps
+time. Every wait on the peer is bounded: ``token_timeout`` for the token request and
+for opening the WebSocket with its handshake, ``io_timeout`` for each send and for the
+closing handshake. The client does not offer permessage-deflate (PCM and float
+payloads barely compress, and deflating them is a large share of a client's CPU).
+
+Times in the Timeline are seconds on the monotonic clock since the session's origin:
+the moment streaming started (the first ``stream()`` or ``send_audio()`` call).
+Arrival times are read first thing when a message comes out of the socket, before
+it is decoded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -33,29 +41,33 @@ from .errors import (
     SessionTokenError,
     error_code_for_close_code,
 )
+from .events import PlaybackSignal, PlaybackStateEvent
+from .events import PlaybackState as PublicPlaybackState
+from .flame import DEFAULT_FPS
+from .pacing import DEFAULT_CHUNK_MS, Pacing, pacing_from_realtime
+from .proto import message_pb2 as pb
 from .protocol import (
+    MAX_AUDIO_CHUNK_BYTES,
     AnimationReceived,
     ClientConnection,
     ClientState,
     MessageType,
     PlaybackStateReceived,
+    RequestStatus,
     ServerErrorReceived,
-    UnknownMessage,
+    check_pcm_chunk,
     fps_from_capabilities,
     parse_token_response,
     redact,
-    session_token_url,
+    token_urls,
     upgrade_refusal_error,
-    validate_pcm_chunk,
     websocket_target,
 )
-from .flame import DEFAULT_FPS
 from .timeline import Timeline
 
 __all__ = ["AvatarSession", "new_avatar_session"]
 
 logger = logging.getLogger("avatar_nb.session")
-
 
 
 class _RedactingLogger(logging.LoggerAdapter):
@@ -71,17 +83,19 @@ class _RedactingLogger(logging.LoggerAdapter):
 _WS_LOGGER = _RedactingLogger(logging.getLogger("websockets.client"), {})
 _DEFAULT_TOKEN_LIFETIME = timedelta(minutes=5)
 _MAX_MESSAGE = 64 * 1024 * 1024
-_AUDIO_FORMATS = {"pcm_s16le": 0, "ogg_opus": 1}
+_AUDIO_FORMATS = {"pcm_s16le": pb.AUDIO_FORMAT_PCM_S16LE, "ogg_opus": pb.AUDIO_FORMAT_OGG_OPUS}
+_HANDSHAKE_CLOSE_TIMEOUT = 1.0  # a server that refused the handshake closes at once
+_READ_LOOP_GRACE = 1.0  # after the connection is gone, the read loop ends within a loop turn or two
 
 
 class AvatarSession:
     """One session with the avatar service. Single use: after ``close()`` make a new one.
 
-    Beyond the seed's API: ``interrupt()``, ``stream()`` (a whole clip, paced),
-    ``wait_for_end()``, ``async with``, and the properties ``connection_id``,
-    ``capabilities``, ``fps``, ``timeline`` (filled as frames arrive; it survives a
-    dropped connection) and ``closed``. Pass ``timeline`` to have the session fill a
-    Timeline that a live view already watches.
+    Beyond the seed's API: ``interrupt()``, ``pause()``/``resume()``, ``stream()`` (a
+    whole clip, paced), ``wait_for_end()``, ``async with``, and the properties
+    ``connection_id``, ``capabilities``, ``fps``, ``timeline`` (filled as frames arrive,
+    with the audio sent; it survives a dropped connection) and ``closed``. Pass
+    ``timeline`` to have the session fill a Timeline that a live view already watches.
     """
 
     def __init__(self, config: SessionConfig, *, timeline: Timeline | None = None) -> None:
@@ -97,14 +111,15 @@ class AvatarSession:
             livekit_egress=config.livekit_egress,
             agora_egress=config.agora_egress,
         )
+        self._ogg = config.audio_format.value == "ogg_opus"
+        self._encoder: tuple[str, Any] | None = None  # (req_id, OggOpusEncoder) of the open Ogg request
         self._read_task: asyncio.Task[None] | None = None
         self._closing = False
         self._close_notified = False
-        self._close_error: AvatarSDKError | None = None
+        self._close_error: AvatarSDKError | None = None  # why the connection failed (raised on later sends)
+        self._peer_close: AvatarSDKError | None = None  # a clean close by the server, for pending waiters
         self._t0: float | None = None
         self._started_at: float | None = None
-        self._ended: set[str] = set()
-        self._interrupted: set[str] = set()
         self._end_waiters: dict[str, list[asyncio.Future[None]]] = {}
         if timeline is None:
             timeline = Timeline(config.fps or DEFAULT_FPS, sample_rate=config.sample_rate)
@@ -139,7 +154,7 @@ class AvatarSession:
 
     @property
     def timeline(self) -> Timeline:
-        """Everything received so far (and the audio chunks sent), as a Timeline."""
+        """Everything received so far, and the audio sent, as a Timeline."""
         return self._timeline
 
     @property
@@ -162,53 +177,80 @@ class AvatarSession:
     # ------------------------------------------------------------------ init
 
     async def init(self) -> None:
-        """Get a session token from the console (``POST {console}/session-tokens``).
+        """Get a session token from the console.
 
-        Raises ``ValueError`` for missing configuration (before any request) and
-        :class:`SessionTokenError` when the console refuses, times out
-        (``config.token_timeout``) or answers something that is not a token.
+        Asks ``{root}/v1/auth/session-token`` first and, if that route answers 404,
+        ``{root}/v1/console/session-tokens`` once (the root is the console URL without a
+        trailing ``/v1/console``; docs/protocol.md, "Session token"). Raises ``ValueError``
+        for missing configuration (before any request) and :class:`SessionTokenError`
+        when the console refuses, does not answer within ``config.token_timeout`` (both
+        requests together), or answers something that is not a token. No error carries
+        the API key, in its text, attributes or causes.
         """
         config = self._config.validate()
         if self.closed:
             raise InvalidStateError("this session is closed; create a new one")
-        url = session_token_url(config.console_endpoint_url)
+        console, _ = config.endpoints()
+        primary, fallback = token_urls(console)
         expire_at = config.expire_at or datetime.now(timezone.utc) + _DEFAULT_TOKEN_LIFETIME
         payload = {"expireAt": int(expire_at.timestamp())}
         headers = {"X-Api-Key": config.api_key, "Content-Type": "application/json"}
-        timeout = aiohttp.ClientTimeout(total=config.token_timeout)
+        url = primary
+        failure: SessionTokenError | None = None
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as http:
-                async with http.post(url, json=payload, headers=headers) as response:
-                    status = response.status
-                    body = await response.text()
-        except asyncio.TimeoutError:
-            raise SessionTokenError(
+            async with asyncio.timeout(config.token_timeout):
+                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.token_timeout)) as http:
+                    status, body = await _post(http, url, payload, headers)
+                    if status == 404:
+                        url = fallback
+                        status, body = await _post(http, url, payload, headers)
+        except TimeoutError:
+            failure = SessionTokenError(
                 f"session token request to {url} timed out after {config.token_timeout:g} s",
                 code=AvatarSDKErrorCode.connectionFailed,
-            ) from None
+            )
         except aiohttp.ClientError as exc:
-            raise SessionTokenError(
-                f"session token request to {url} failed: {exc}",
+            # made here, raised below: the aiohttp error holds the request's headers
+            # (X-Api-Key), so it must be neither the cause nor the context
+            failure = SessionTokenError(
+                f"session token request to {url} failed: {_describe(exc)}",
                 code=AvatarSDKErrorCode.connectionFailed,
-            ) from exc
-        self._token = parse_token_response(status, body)
+            )
+        if failure is not None:
+            raise failure
+        try:
+            self._token = parse_token_response(status, body)
+        except SessionTokenError as exc:
+            failure = _scrub(exc, config.api_key)
+        if failure is not None:
+            raise failure
 
     # ------------------------------------------------------------------ start
 
     async def start(self) -> str:
-        """Open the WebSocket, perform the handshake, start the read loop; return the connection id."""
+        """Open the WebSocket, perform the handshake, start the read loop; return the connection id.
+
+        Opening the connection and the handshake together take at most
+        ``config.token_timeout`` seconds; a refusal is the classified
+        :class:`AvatarSDKError`.
+        """
         if self._ws is not None or self._protocol.state is not ClientState.IDLE:
             raise InvalidStateError("session already started (a session is single use)")
         if not self._token:
             raise InvalidStateError("session not initialized: call init() before start()")
         config = self._config.validate()
+        _, ingress = config.endpoints()
         url, headers = websocket_target(
-            config.ingress_endpoint_url,
+            ingress,
             config.avatar_id,
             app_id=config.app_id,
             session_token=self._token,
             use_query_auth=config.use_query_auth,
         )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + config.token_timeout
+        failure: AvatarSDKError | None = None
+        ws: Any = None
         try:
             ws = await websockets.connect(
                 url,
@@ -216,56 +258,69 @@ class AvatarSession:
                 compression=None,
                 max_size=_MAX_MESSAGE,
                 open_timeout=config.token_timeout,
+                close_timeout=config.io_timeout,
+                ping_timeout=config.io_timeout,
                 logger=_WS_LOGGER,
             )
         except InvalidStatus as exc:
-            response = exc.response
-            raise upgrade_refusal_error(response.status_code, response.body) from None
+            failure = upgrade_refusal_error(exc.response.status_code, exc.response.body)
         except InvalidURI:
-            raise AvatarSDKError(
+            failure = AvatarSDKError(
                 AvatarSDKErrorCode.connectionFailed,
-                f"invalid ingress URL built from ingress_endpoint_url {config.ingress_endpoint_url!r}",
+                f"invalid ingress URL built from ingress_endpoint_url {ingress!r}",
                 phase="websocket_connect",
-            ) from None
-        except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException) as exc:
-            raise AvatarSDKError(
+            )
+        except TimeoutError:
+            failure = AvatarSDKError(
+                AvatarSDKErrorCode.connectionFailed,
+                f"could not open the WebSocket to {ingress} within {config.token_timeout:g} s",
+                phase="websocket_connect",
+            )
+        except (OSError, websockets.exceptions.WebSocketException) as exc:
+            failure = AvatarSDKError(
                 AvatarSDKErrorCode.connectionFailed,
                 # websockets' messages may quote the URL, whose query can hold the session key
-                f"could not open the WebSocket to {config.ingress_endpoint_url}: {redact(str(exc)) or type(exc).__name__}",
+                f"could not open the WebSocket to {ingress}: {redact(str(exc)) or type(exc).__name__}",
                 phase="websocket_connect",
-            ) from exc
+            )
+        if failure is not None:
+            raise _scrub(failure, self._token)
         self._ws = ws
         self._started_at = time.monotonic()
+        graceful = False
         try:
-            await ws.send(self._protocol.configure())
-            raw = await asyncio.wait_for(ws.recv(), timeout=config.token_timeout)
+            async with asyncio.timeout_at(deadline):
+                await ws.send(self._protocol.configure())
+                raw = await ws.recv()
             self._protocol.receive(raw)  # raises the classified error on a refusal
         except ConnectionClosed as exc:
-            await self._abort_handshake()
-            raise _closed_error(exc, phase="websocket_handshake") from None
-        except asyncio.TimeoutError:
-            await self._abort_handshake()
-            raise AvatarSDKError(
+            failure = _closed_error(exc, phase="websocket_handshake")
+        except TimeoutError:
+            failure = AvatarSDKError(
                 AvatarSDKErrorCode.connectionFailed,
                 f"no handshake answer from the server within {config.token_timeout:g} s",
                 phase="websocket_handshake",
-            ) from None
+            )
+        except AvatarSDKError as exc:
+            failure, graceful = exc, True
         except BaseException:
-            await self._abort_handshake()
+            await self._abort_handshake(graceful=False)
             raise
+        if failure is not None:
+            await self._abort_handshake(graceful=graceful)
+            raise failure
         if config.fps is None:
             self._timeline.fps = self.fps
-        self._read_task = asyncio.get_running_loop().create_task(self._read_loop(ws))
+        self._read_task = loop.create_task(self._read_loop(ws))
         return self._protocol.connection_id or ""
 
-    async def _abort_handshake(self) -> None:
+    async def _abort_handshake(self, *, graceful: bool) -> None:
+        """Drop a connection whose handshake failed: a short closing handshake with a
+        server that answered (it refused), an abort with one that did not."""
         ws, self._ws = self._ws, None
         self._protocol.close()
         if ws is not None:
-            try:
-                await ws.close()
-            except Exception:
-                pass
+            await _shutdown(ws, _HANDSHAKE_CLOSE_TIMEOUT if graceful else 0.0)
 
     # ------------------------------------------------------------------ sending
 
@@ -281,95 +336,219 @@ class AvatarSession:
             raise InvalidStateError(f"cannot {action}: the session is not started or already closed")
         return self._ws
 
-    def _now(self) -> float:
-        now = time.monotonic()
-        if self._t0 is None:
-            self._t0 = now
-        return now - self._t0
+    def _elapsed(self, now: float | None = None) -> float:
+        """Seconds since the origin (since ``start()`` when nothing was streamed yet)."""
+        origin = self._t0 if self._t0 is not None else self._started_at
+        now = time.monotonic() if now is None else now
+        return now - origin if origin is not None else 0.0
 
     async def _send(self, ws: Any, data: bytes, *, action: str, req_id: str | None) -> None:
+        failure: AvatarSDKError | None = None
         try:
-            await ws.send(data)
+            async with asyncio.timeout(self._config.io_timeout):
+                await ws.send(data)
+        except TimeoutError:
+            failure = self._stalled(ws, action, req_id)
         except ConnectionClosed as exc:
-            raise _closed_error(exc, phase="websocket_send", req_id=req_id) from None
+            failure = self._close_error or _closed_error(exc, phase="websocket_send", req_id=req_id)
         except OSError as exc:
-            raise AvatarSDKError(
+            failure = AvatarSDKError(
                 AvatarSDKErrorCode.connectionFailed, f"failed to {action}: {exc}", phase="websocket_send", req_id=req_id
-            ) from exc
+            )
+        if failure is not None:
+            raise failure
+
+    def _stalled(self, ws: Any, action: str, req_id: str | None) -> AvatarSDKError:
+        """The peer took no data for ``io_timeout``: end the session (frames kept)."""
+        error = AvatarSDKError(
+            AvatarSDKErrorCode.connectionFailed,
+            f"the server took no data for {self._config.io_timeout:g} s (io_timeout) while trying to {action}; "
+            "the connection was aborted",
+            phase="websocket_send",
+            req_id=req_id,
+        )
+        if self._close_error is None:
+            self._close_error = error
+            self._timeline.add_error(str(error))
+        ws.transport.abort()  # the read loop sees the connection gone and finishes the session
+        return error
 
     async def send_audio(self, audio: bytes, end: bool = False) -> str:
-        """Send one chunk of mono s16le PCM; return its request id.
+        """Send one chunk of audio; return its request id.
 
-        The request id of an utterance is made at its first chunk and kept until a chunk
-        with ``end=True``. Raises ``TypeError``/``ValueError`` for audio that is not
-        bytes-like or has an odd length; nothing is sent then.
+        A PCM session takes mono s16le bytes (at most ``MAX_AUDIO_CHUNK_BYTES``); an
+        ``ogg_opus`` session takes a slice of an Ogg Opus stream, cut anywhere, whose
+        first slice in a request starts with an Ogg page, and an empty chunk with
+        ``end=True`` ends the request. The request id of an utterance is made at its
+        first chunk and kept until a chunk with ``end=True``. Raises ``TypeError`` or
+        ``ValueError`` for audio that cannot be sent; nothing is sent then.
+
+        The chunk is added to the Timeline with its send time and, for PCM, its
+        samples. ``send_audio()`` records no pacing: when each chunk left was the
+        caller's choice. A caller that sent as a microphone would (each chunk once it
+        was captured) can say so with ``session.timeline.meta["pacing"] = "capture"``,
+        which makes the pacing-dependent figures (lateness) apply.
         """
-        data = validate_pcm_chunk(audio)
         ws = self._require_open("send audio")
-        req_id, message = self._protocol.audio(data, bool(end))
-        sent_at = self._now()
+        req_id, message = self._protocol.audio(audio, bool(end))  # validates, no copy
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now  # streaming starts with the first chunk sent
+        sent_at = now - self._t0
         await self._send(ws, message, action="send audio", req_id=req_id)
-        self._timeline.add_audio_chunk(req_id, sent_at, len(data) // 2)
+        if self._ogg:
+            self._timeline.add_audio_chunk(req_id, sent_at, 0)  # Ogg is not decoded here
+        else:
+            view = memoryview(audio).cast("B")
+            self._timeline.add_audio_chunk(req_id, sent_at, view.nbytes // 2, pcm=view)
         return req_id
 
     async def stream(
         self,
         pcm: bytes,
         *,
-        chunk_ms: float = 40.0,
-        realtime: bool = True,
+        chunk_ms: float = DEFAULT_CHUNK_MS,
+        pacing: Pacing | None = None,
+        realtime: bool | None = None,
         end: bool = True,
         on_chunk: Callable[[int, int], None] | None = None,
     ) -> str:
-        """Send a whole stretch of PCM as one utterance in ``chunk_ms`` chunks; return its request id.
+        """Send a stretch of mono s16le PCM as one utterance in ``chunk_ms`` chunks; return its request id.
 
-        With ``realtime`` the chunks leave at the pace of the audio, scheduled against the
-        monotonic clock from the first chunk (no drift builds up); otherwise as fast as
-        the connection takes them. ``on_chunk(index, total)`` is called after each chunk.
-        An ``interrupt()`` while this runs stops it: the remaining chunks are not sent.
+        ``pacing`` (see :mod:`avatar_nb.pacing`): ``"capture"`` sends chunk ``i`` of
+        ``d`` seconds when its last sample would have been captured, ``(i + 1) * d``
+        after this call started; ``"playback"`` when its audio starts, ``i * d``;
+        ``"fast"`` as fast as the connection takes them. The schedule runs on the
+        monotonic clock from the start, so no drift builds up. ``realtime`` is the older
+        flag: ``False`` means ``"fast"``, ``True`` the default pacing; ``pacing`` wins.
+        The mode and ``chunk_ms`` are recorded in ``timeline.meta``.
+
+        On an ``ogg_opus`` session the PCM is encoded to Ogg Opus (bitrate from
+        ``config.bitrate``, 0 for the encoder's default) before the first chunk leaves,
+        chunk by chunk, and each chunk's bytes leave at that chunk's time; a request
+        continued over several calls (``end=False``) is one Ogg stream.
+
+        ``on_chunk(index, total)`` is called after each chunk. An ``interrupt()`` while
+        this runs stops it: the remaining chunks are not sent. Every chunk is added to
+        the Timeline with its send time and samples.
         """
-        data = validate_pcm_chunk(pcm)
-        if not (isinstance(chunk_ms, (int, float)) and chunk_ms > 0):
-            raise ValueError(f"chunk_ms must be a positive number of milliseconds, got {chunk_ms!r}")
-        rate = self._config.sample_rate
-        chunk_bytes = max(2, int(round(rate * chunk_ms / 1000.0)) * 2)
+        mode = pacing_from_realtime(realtime, pacing)
+        chunk_bytes = _chunk_bytes(chunk_ms, self._config.sample_rate)
         ws = self._require_open("send audio")
-        req_id, messages = self._protocol.audio_messages(data, chunk_bytes, end=end)
-        loop_start = time.monotonic()
-        total = len(messages)
-        for index, message in enumerate(messages):
-            if realtime and index:
-                delay = loop_start + index * chunk_bytes / 2 / rate - time.monotonic()
+        payloads: list[bytes | None]
+        if self._ogg:
+            n_bytes = check_pcm_chunk(pcm, "pcm", one_message=False)
+            req_id, payloads = self._encode_ogg(pcm, n_bytes, chunk_bytes, end)
+        else:
+            req_id, messages = self._protocol.audio_messages(pcm, chunk_bytes, end=end)  # validates pcm
+            payloads, n_bytes = list(messages), memoryview(pcm).nbytes
+        start = time.monotonic()
+        if self._t0 is None:
+            self._t0 = start
+        self._record_pacing(mode, float(chunk_ms))
+        view = memoryview(pcm).cast("B") if n_bytes else memoryview(b"")
+        rate = self._config.sample_rate
+        samples_per_chunk = chunk_bytes // 2
+        total_samples = n_bytes // 2
+        total = len(payloads)
+        for index, payload in enumerate(payloads):
+            first = index * samples_per_chunk
+            n = max(0, min(samples_per_chunk, total_samples - first))
+            if mode == "capture":
+                due: float | None = start + (first + n) / rate
+            elif mode == "playback":
+                due = start + first / rate
+            else:
+                due = None
+            if due is not None:
+                delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            if req_id in self._interrupted:
+            else:
+                await asyncio.sleep(0)  # let the read loop take arrivals as they come
+            if self._protocol.status(req_id) is RequestStatus.INTERRUPTED:
                 break  # interrupted while streaming: the rest of the utterance is dropped
             ws = self._require_open("send audio")
-            samples = min(chunk_bytes, len(data) - index * chunk_bytes) // 2
-            sent_at = self._now()
-            await self._send(ws, message, action="send audio", req_id=req_id)
-            self._timeline.add_audio_chunk(req_id, sent_at, max(0, samples))
+            sent_at = self._elapsed()
+            if payload is not None:
+                await self._send(ws, payload, action="send audio", req_id=req_id)
+            self._timeline.add_audio_chunk(req_id, sent_at, n, pcm=view[first * 2 : (first + n) * 2])
             if on_chunk is not None:
                 on_chunk(index, total)
         return req_id
 
+    def _encode_ogg(self, pcm: Any, n_bytes: int, chunk_bytes: int, end: bool) -> tuple[str, list[bytes | None]]:
+        """The messages of ``pcm`` as Ogg Opus, one per PCM chunk (None where the encoder
+        made no bytes for a chunk), encoded before anything is sent so that encoding
+        does not run between timed sends."""
+        from .audio import OggOpusEncoder
+
+        req_id = self._protocol.open_request()
+        if self._encoder is None or self._encoder[0] != req_id:
+            self._encoder = (req_id, OggOpusEncoder(self._config.sample_rate, bitrate=self._config.bitrate))
+        encoder = self._encoder[1]
+        view = memoryview(pcm).cast("B") if n_bytes else memoryview(b"")
+        starts = list(range(0, n_bytes, chunk_bytes)) or [0]
+        encoded: list[bytes] = []
+        for i, a in enumerate(starts):
+            data = encoder.encode(bytes(view[a : a + chunk_bytes]))
+            if end and i == len(starts) - 1:
+                data += encoder.flush()
+                self._encoder = None
+            encoded.append(data)
+        messages: list[bytes | None] = []
+        for i, data in enumerate(encoded):
+            last = end and i == len(encoded) - 1
+            if data or last:
+                messages.append(self._protocol.audio(data, last)[1])
+            else:
+                messages.append(None)
+        return req_id, messages
+
+    def _record_pacing(self, mode: str, chunk_ms: float) -> None:
+        """Record the pacing of the stream() calls in the Timeline's metadata; calls
+        with different modes leave ``pacing`` None (no one mode describes the run)."""
+        meta = self._timeline.meta
+        if "pacing" in meta and meta["pacing"] != mode:
+            meta["pacing"] = None
+        else:
+            meta["pacing"] = mode
+        if "chunk_ms" in meta and meta["chunk_ms"] != chunk_ms:
+            meta["chunk_ms"] = None
+        else:
+            meta["chunk_ms"] = chunk_ms
+
     async def interrupt(self) -> str:
-        """Stop generation for the latest request; return its request id."""
+        """Stop generation for the latest request; return its request id.
+
+        The request's status becomes ``interrupted`` in the Timeline (unless it had
+        already finished). A server that declared ``playback_state`` answers with an
+        INTERRUPTED playback state (``on_playback_state``).
+        """
         ws = self._require_open("interrupt")
         req_id, message = self._protocol.interrupt()
-        self._interrupted.add(req_id)
+        if self._encoder is not None and self._encoder[0] == req_id:
+            self._encoder = None
+        if self._protocol.is_pending(req_id):
+            self._timeline.set_request_status(req_id, RequestStatus.INTERRUPTED.value, at=self._elapsed())
         await self._send(ws, message, action="send interrupt", req_id=req_id)
         return req_id
 
     async def pause(self) -> str:
-        """Pause playback of the latest request (egress mode, ``playback_control`` capability)."""
+        """Pause playback of the latest request (egress or playout mode, ``playback_control`` capability).
+
+        A server that declared ``playback_state`` answers with the state after the
+        pause (PAUSED) through ``on_playback_state``; a pause held past the server's
+        limit ends in INTERRUPTED with reason ``pause_timeout`` (drop the request, do
+        not resume it).
+        """
         ws = self._require_open("pause")
         req_id, message = self._protocol.playback_control(MessageType.CLIENT_PAUSE)
         await self._send(ws, message, action="send pause", req_id=req_id)
         return req_id
 
     async def resume(self) -> str:
-        """Resume the paused request (egress mode, ``playback_control`` capability)."""
+        """Resume the paused request; the server answers with PLAYING (``on_playback_state``)."""
         ws = self._require_open("resume")
         req_id, message = self._protocol.playback_control(MessageType.CLIENT_RESUME)
         await self._send(ws, message, action="send resume", req_id=req_id)
@@ -380,18 +559,21 @@ class AvatarSession:
     async def wait_for_end(self, req_id: str | None = None, timeout: float | None = None) -> None:
         """Wait until the animation of ``req_id`` (default: the latest request) has ended.
 
-        Raises ``asyncio.TimeoutError`` after ``timeout`` seconds, and the connection's
-        :class:`AvatarSDKError` if it closed before the end arrived.
+        Raises ``asyncio.TimeoutError`` after ``timeout`` seconds, and an
+        :class:`AvatarSDKError` if the connection closed before the end arrived (with
+        the close code, also for a clean close by the server).
         """
         req_id = req_id or self._protocol.last_req_id
         if req_id is None:
             raise InvalidStateError("no request to wait for: no audio has been sent")
-        if req_id in self._ended:
-            return
+        if not self._protocol.is_pending(req_id):
+            status = self._protocol.status(req_id)
+            if status is RequestStatus.FAILED and not self._timeline_saw_end(req_id):
+                raise self._waiter_error(req_id)
+            if status is not None or self._timeline_saw_end(req_id):
+                return
         if self.closed:
-            raise self._close_error or AvatarSDKError(
-                AvatarSDKErrorCode.connectionClosed, "the session closed before the end frame arrived", req_id=req_id
-            )
+            raise self._waiter_error(req_id)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._end_waiters.setdefault(req_id, []).append(future)
         try:
@@ -400,6 +582,24 @@ class AvatarSession:
             waiters = self._end_waiters.get(req_id, [])
             if future in waiters:
                 waiters.remove(future)
+            if not waiters:
+                self._end_waiters.pop(req_id, None)
+
+    def _timeline_saw_end(self, req_id: str) -> bool:
+        """Whether the Timeline recorded an end frame for ``req_id`` (the run's own record)."""
+        tl = self._timeline
+        if req_id not in tl.req_ids:
+            return False
+        index = tl.req_ids.index(req_id)
+        return bool((tl.message_end & (tl.message_req == index)).any())
+
+    def _waiter_error(self, req_id: str | None = None) -> AvatarSDKError:
+        error = self._close_error or self._peer_close
+        if error is not None:
+            return error
+        return AvatarSDKError(
+            AvatarSDKErrorCode.connectionClosed, "the session closed before the end frame arrived", req_id=req_id
+        )
 
     def _resolve_waiters(self, req_id: str | None, error: BaseException | None = None) -> None:
         if req_id is None:
@@ -419,62 +619,126 @@ class AvatarSession:
 
     async def _read_loop(self, ws: Any) -> None:
         receive = self._protocol.receive
+        monotonic = time.monotonic
         try:
             async for data in ws:
+                arrival = monotonic()  # first thing: the message just left the socket
                 try:
                     event = receive(data)
                 except AvatarSDKError as exc:  # malformed: report and keep reading
                     self._timeline.add_error(str(exc))
                     self._notify_error(exc)
                     continue
-                if type(event) is AnimationReceived:
-                    self._on_animation(event)
-                elif type(event) is ServerErrorReceived:
+                kind = type(event)
+                if kind is AnimationReceived:
+                    self._on_animation(event, arrival)
+                elif kind is PlaybackStateReceived:
+                    self._on_playback_state(event, arrival)
+                elif kind is ServerErrorReceived:
                     self._timeline.add_error(str(event.error))
+                    if event.status is not None and event.error.req_id:
+                        self._timeline.set_request_status(
+                            event.error.req_id, event.status.value, at=self._elapsed(arrival)
+                        )
                     self._notify_error(event.error)
-                elif type(event) is PlaybackStateReceived or type(event) is UnknownMessage:
+                else:
                     logger.debug("ignored message: %r", event)
+            # the iteration ends quietly when the server closes cleanly (1000, 1001)
+            if self._close_error is None and not self._closing:
+                self._peer_close = _closed_error(ws.protocol.close_exc, phase="websocket_runtime")
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd is not None else None
-            if not self._closing and code not in (1000, 1001):
+            if self._close_error is None and not self._closing:
                 error = _closed_error(exc, phase="websocket_runtime")
-                self._close_error = error
-                self._timeline.add_error(str(error))
-                self._notify_error(error)
+                if code in (1000, 1001):
+                    self._peer_close = error  # a clean close: pending waiters still learn its code
+                else:
+                    self._close_error = error
+                    self._timeline.add_error(str(error))
+                    self._notify_error(error)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # never die silently
             error = AvatarSDKError(
                 AvatarSDKErrorCode.connectionFailed, f"read loop failed: {exc}", phase="websocket_runtime"
             )
-            self._close_error = error
+            self._close_error = self._close_error or error
             self._timeline.add_error(str(error))
             self._notify_error(error)
         await self._finish()
 
-    def _on_animation(self, event: AnimationReceived) -> None:
-        t0 = self._t0 if self._t0 is not None else self._started_at or time.monotonic()
-        arrival = time.monotonic() - t0
+    def _on_animation(self, event: AnimationReceived, arrival: float) -> None:
+        at = self._elapsed(arrival)
+        req_id = event.req_id
+        tl = self._timeline
         if event.animation_error is not None:
-            error = AvatarSDKError(
-                AvatarSDKErrorCode.protocolError,
-                f"unreadable animation payload for request {event.req_id}: {event.animation_error}",
-                phase="websocket_runtime",
-                req_id=event.req_id or None,
+            self._protocol_error(f"unreadable animation payload for request {req_id}: {event.animation_error}", req_id)
+        callback = self._config.on_playback
+        if callback is not None:
+            signal = PlaybackSignal(
+                req_id=req_id,
+                end=event.end,
+                connection_id=event.connection_id,
+                avatar_id=event.avatar_id,
+                has_animation=event.keyframes.shape[0] > 0 or event.animation_error is not None,
             )
-            self._timeline.add_error(str(error))
-            self._notify_error(error)
-        self._timeline.add_animation(event.keyframes, req_id=event.req_id, arrival=arrival, end=event.end)
+            try:
+                callback(signal)
+            except Exception:
+                logger.exception("on_playback callback raised")
+        if event.anomaly is not None:
+            detail = (
+                f"keyframes for request {req_id}, which this session did not make"
+                if event.anomaly == "unknown_request"
+                else f"keyframes for request {req_id} after its end frame"
+            )
+            tl.add_anomaly(req_id, event.anomaly, detail, at=at)
+        if not event.duplicate_end:
+            try:
+                tl.add_animation(event.keyframes, req_id=req_id, arrival=at, end=event.end)
+            except ValueError as exc:  # another keyframe width: a protocol error for this message
+                tl.add_anomaly(req_id, "width_change", str(exc), at=at)
+                self._protocol_error(f"animation message for request {req_id} rejected: {exc}", req_id)
+                tl.add_animation(event.keyframes[:0], req_id=req_id, arrival=at, end=event.end)  # keep its end
         callback = self._config.transport_frames
         if callback is not None:
             try:
                 callback(event.raw, event.end)
             except Exception:
                 logger.exception("transport_frames callback raised")
-        if event.end:
-            self._ended.add(event.req_id)
-            if event.req_id in self._end_waiters:
-                self._resolve_waiters(event.req_id)
+        if event.status is not None:
+            tl.set_request_status(req_id, event.status.value, at=at)
+        if event.end and req_id in self._end_waiters:
+            self._resolve_waiters(req_id)
+
+    def _on_playback_state(self, event: PlaybackStateReceived, arrival: float) -> None:
+        at = self._elapsed(arrival)
+        tl = self._timeline
+        tl.add_playback_state(event.req_id, event.state.name, event.played_ms, event.reason, at)
+        if event.anomaly is not None:
+            tl.add_anomaly(event.req_id, event.anomaly, f"playback state {event.state.name} for an unknown request", at=at)
+        if event.status is not None:
+            tl.set_request_status(event.req_id, event.status.value, at=at)
+        callback = self._config.on_playback_state
+        if callback is not None:
+            public = PlaybackStateEvent(
+                req_id=event.req_id,
+                state=PublicPlaybackState[event.state.name],
+                played_ms=int(event.played_ms),
+                reason=event.reason,
+                connection_id=event.connection_id,
+            )
+            try:
+                callback(public)
+            except Exception:
+                logger.exception("on_playback_state callback raised")
+
+    def _protocol_error(self, message: str, req_id: str) -> None:
+        error = AvatarSDKError(
+            AvatarSDKErrorCode.protocolError, message, phase="websocket_runtime", req_id=req_id or None
+        )
+        self._timeline.add_error(str(error))
+        self._notify_error(error)
 
     def _notify_error(self, error: Exception) -> None:
         callback = self._config.on_error
@@ -489,36 +753,43 @@ class AvatarSession:
     # ------------------------------------------------------------------ closing
 
     async def close(self) -> None:
-        """Close the connection and stop the read loop. Idempotent; ``on_close`` fires once."""
+        """Close the connection and stop the read loop. Idempotent; ``on_close`` fires once.
+
+        Returns within ``config.io_timeout`` plus about a second, whatever the peer
+        does: a closing handshake the peer does not complete in time is cut short.
+        """
         self._closing = True
         ws = self._ws
         if ws is not None:
-            try:
-                await ws.close()
-            except Exception:
-                pass
+            await _shutdown(ws, self._config.io_timeout)
         task = self._read_task
-        if task is not None and task is not asyncio.current_task():
-            if not task.done():
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=_READ_LOOP_GRACE)
+            except Exception:
+                task.cancel()
                 try:
-                    await asyncio.wait_for(asyncio.shield(task), timeout=5.0)
-                except (asyncio.TimeoutError, Exception):
-                    task.cancel()
-                    try:
-                        await task
-                    except BaseException:
-                        pass
+                    await task
+                except BaseException:
+                    pass
         await self._finish()
 
     async def _finish(self) -> None:
-        """Mark the session closed, fail pending waiters, call on_close (exactly once)."""
+        """Mark the session closed, settle open requests, fail pending waiters, call
+        on_close (exactly once)."""
         self._closing = True
-        self._protocol.close()
-        self._resolve_waiters(
-            None,
-            self._close_error
-            or AvatarSDKError(AvatarSDKErrorCode.connectionClosed, "the session closed before the end frame arrived"),
-        )
+        pending = self._protocol.close()
+        if pending:
+            at = self._elapsed()
+            cause = self._close_error or self._peer_close
+            why = f"the connection closed before its end frame ({cause.message})" if cause else (
+                "the session was closed before its end frame"
+            )
+            for req_id, status in pending:
+                self._timeline.set_request_status(req_id, status.value, at=at)
+                self._timeline.add_anomaly(req_id, "closed_before_end", why, at=at)
+        self._encoder = None
+        self._resolve_waiters(None, self._waiter_error())
         if self._close_notified:
             return
         self._close_notified = True
@@ -538,6 +809,67 @@ class AvatarSession:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+async def _post(http: Any, url: str, payload: dict[str, Any], headers: dict[str, str]) -> tuple[int, str]:
+    async with http.post(url, json=payload, headers=headers) as response:
+        return response.status, await response.text()
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception's type and text, with keys and tokens redacted."""
+    text = redact(str(exc))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _scrub(error: AvatarSDKError, secret: str | None) -> AvatarSDKError:
+    """``error`` with ``secret`` (an API key or session token a server may echo) blanked
+    in its text and attributes, and without a cause or context."""
+    if secret:
+        for name in ("message", "server_title", "server_detail", "server_code", "raw_body", "close_reason"):
+            value = getattr(error, name, None)
+            if isinstance(value, str) and secret in value:
+                setattr(error, name, value.replace(secret, "<redacted>"))
+        error.args = tuple(a.replace(secret, "<redacted>") if isinstance(a, str) else a for a in error.args)
+    error.__cause__ = None
+    error.__context__ = None
+    error.__suppress_context__ = True
+    return error
+
+
+def _chunk_bytes(chunk_ms: Any, sample_rate: int) -> int:
+    """Bytes of one ``chunk_ms`` chunk of mono s16le at ``sample_rate``; ``ValueError``
+    for anything but a positive, finite number of milliseconds small enough for one message."""
+    if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, (int, float)) or not (
+        math.isfinite(chunk_ms) and chunk_ms > 0
+    ):
+        raise ValueError(f"chunk_ms must be a positive, finite number of milliseconds, got {chunk_ms!r}")
+    chunk_bytes = max(2, int(round(sample_rate * chunk_ms / 1000.0)) * 2)
+    if chunk_bytes > MAX_AUDIO_CHUNK_BYTES:
+        longest = MAX_AUDIO_CHUNK_BYTES // 2 * 1000 // sample_rate
+        raise ValueError(
+            f"chunk_ms={chunk_ms!r} makes chunks of {chunk_bytes} bytes, above the {MAX_AUDIO_CHUNK_BYTES} "
+            f"one message can carry; at {sample_rate} Hz use at most {longest} ms"
+        )
+    return chunk_bytes
+
+
+async def _shutdown(ws: Any, timeout: float) -> None:
+    """Close ``ws`` within ``timeout`` seconds, then abort it; returns once it is gone."""
+    if timeout > 0:
+        try:
+            await asyncio.wait_for(ws.close(), timeout)
+            return
+        except Exception:
+            pass
+    ws.transport.abort()
+    try:
+        await asyncio.wait_for(ws.wait_closed(), _READ_LOOP_GRACE)
+    except Exception:
+        pass
 
 
 def _closed_error(exc: ConnectionClosed, *, phase: str, req_id: str | None = None) -> AvatarSDKError:
