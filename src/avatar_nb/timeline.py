@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .flame import CHANNELS, DEFAULT_FPS, EXPRESSION, FIXED_COLUMNS, SCALAR_CHANNELS, channel_names
+from .protocol import RequestStatus
 
 if TYPE_CHECKING:  # pandas and xarray load only when a table is asked for
     import pandas as pd
@@ -47,10 +48,10 @@ __all__ = ["CHANNELS", "REQUEST_STATUSES", "SCALAR_CHANNELS", "Timeline"]
 _FORMAT_VERSION = 2
 _READABLE_VERSIONS = (1, 2)
 
-REQUEST_STATUSES: tuple[str, ...] = ("open", "complete", "interrupted", "preempted", "failed")
-"""What can become of a request: still ``open``, ended normally (``complete``: its end
-frame arrived), ``interrupted`` by the client, ``preempted`` by a newer request, or
-``failed`` (a server error or a dropped connection ended it)."""
+REQUEST_STATUSES: tuple[str, ...] = tuple(status.value for status in RequestStatus)
+"""What can become of a request (the values of :class:`avatar_nb.protocol.RequestStatus`):
+still ``open``, ended normally (``complete``: its end frame arrived), ``interrupted``,
+``preempted`` by a newer request, or ``failed`` (a server error or a dropped connection)."""
 
 _PERCENTILES = (50, 90, 99)
 
@@ -217,6 +218,7 @@ class Timeline:
         A request whose end frame arrived and that was given no other status counts as
         ``"complete"``; every status set is kept in :attr:`request_history`.
         """
+        status = getattr(status, "value", status)  # a RequestStatus or its value
         if status not in REQUEST_STATUSES:
             raise ValueError(f"unknown request status {status!r}; accepted: {', '.join(map(repr, REQUEST_STATUSES))}")
         self._req(req_id)
