@@ -421,3 +421,33 @@ def test_reads_format_1_files(tmp_path):
     np.savez(tmp_path / "new.npz", header=np.frombuffer(json.dumps(bad).encode(), dtype=np.uint8))
     with pytest.raises(ValueError, match="timeline format 7; this version reads 1, 2"):
         Timeline.load(tmp_path / "new.npz")
+
+
+def _naive_audio_complete_at(tl: Timeline) -> np.ndarray:
+    """The definition, request by request and frame by frame."""
+    out = np.full(tl.n_keyframes, np.nan)
+    for i, (req, k) in enumerate(zip(tl.keyframe_req, tl.keyframe_index)):
+        chunks = np.flatnonzero(tl.chunk_req == req)
+        total = int(tl.chunk_samples[chunks].sum())
+        end = min(int(np.floor((k + 1) * tl.sample_rate / tl.fps)), total)
+        if end <= 0:
+            continue
+        reached = np.cumsum(tl.chunk_samples[chunks])
+        out[i] = tl.chunk_sent_at[chunks[np.searchsorted(reached, end)]]
+    return out
+
+
+def test_audio_complete_at_matches_its_definition_on_interleaved_requests():
+    rng = np.random.default_rng(3)
+    tl = Timeline(25, sample_rate=16000)
+    t = 0.0
+    for _ in range(300):  # chunks and keyframes of five requests, interleaved at random
+        req = f"r{rng.integers(5)}"
+        t += float(rng.uniform(0, 0.05))
+        if rng.random() < 0.6:
+            tl.add_audio_chunk(req, t, int(rng.choice([0, 160, 640, 1000])))
+        else:
+            tl.add_animation(_kf(int(rng.integers(0, 3))), req_id=req, arrival=t, end=False)
+    tl.add_animation(_kf(2), req_id="silent", arrival=t + 1, end=True)  # no audio at all
+    np.testing.assert_array_equal(tl.audio_complete_at, _naive_audio_complete_at(tl))
+    assert np.isnan(tl.audio_complete_at[-2:]).all()

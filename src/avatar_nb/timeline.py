@@ -404,20 +404,22 @@ class Timeline:
             if not n or not rate or not self._chunk_samples:
                 return out
             chunk_req, samples, sent = self.chunk_req, self.chunk_samples, self.chunk_sent_at
-            kf_req, within = self.keyframe_req, self.keyframe_index
-            for index in np.unique(kf_req):
-                chunks = np.flatnonzero(chunk_req == index)
-                if not chunks.size:
-                    continue
-                ends = np.cumsum(samples[chunks])  # request-relative sample reached by each chunk
-                total = int(ends[-1])
-                if total <= 0:
-                    continue
-                frames = np.flatnonzero(kf_req == index)
-                frame_end = _frame_end_sample(within[frames], rate, self.fps)
-                np.minimum(frame_end, total, out=frame_end)
-                hit = np.searchsorted(ends, frame_end, side="left")
-                out[frames] = sent[chunks[np.minimum(hit, chunks.size - 1)]]
+            kf_req = self.keyframe_req.astype(np.int64)
+            # chunks grouped by request (send order kept within each), with the
+            # request-relative sample each one reaches
+            order = np.argsort(chunk_req, kind="stable")
+            group = chunk_req[order].astype(np.int64)
+            reached = np.cumsum(samples[order])
+            starts = np.searchsorted(group, group, side="left")
+            reached -= np.concatenate(([0], reached))[starts]
+            total = np.bincount(chunk_req, weights=samples, minlength=len(self.req_ids)).astype(np.int64)
+            frame_end = np.minimum(_frame_end_sample(self.keyframe_index, rate, self.fps), total[kf_req])
+            # one sorted key over (request, sample): a search finds the first chunk of the
+            # keyframe's request that reached the end of its frame
+            stride = int(total.max(initial=0)) + 1
+            hit = np.searchsorted(group * stride + reached, kf_req * stride + frame_end, side="left")
+            known = frame_end > 0  # requests without audio (or nothing sent) stay NaN
+            out[known] = sent[order[hit[known]]]
             return out
 
         return self._cached("audio_complete_at", build)
