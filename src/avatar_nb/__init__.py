@@ -59,6 +59,10 @@ _EXPORTS: dict[str, str] = {
     "InvalidStateError": ".errors",
     "ServerErrorCode": ".errors",
     "SessionTokenError": ".errors",
+    "InterruptReason": ".events",
+    "PlaybackSignal": ".events",
+    "PlaybackState": ".events",
+    "PlaybackStateEvent": ".events",
     "generate_log_id": ".logid",
     "DEFAULT_FPS": ".flame",
     "SUPPORTED_SAMPLE_RATES": ".protocol",
@@ -137,6 +141,7 @@ if _TYPE_CHECKING:  # static analysers and IDEs see the eager imports
         ServerErrorCode,
         SessionTokenError,
     )
+    from .events import InterruptReason, PlaybackSignal, PlaybackState, PlaybackStateEvent  # noqa: F401
     from .flame import DEFAULT_FPS  # noqa: F401
     from .logid import generate_log_id  # noqa: F401
     from .opus import OggOpusDecoder, OggOpusEncoder, OggOpusError  # noqa: F401

@@ -481,7 +481,7 @@ class AvatarSession:
         """The messages of ``pcm`` as Ogg Opus, one per PCM chunk (None where the encoder
         made no bytes for a chunk), encoded before anything is sent so that encoding
         does not run between timed sends."""
-        from .audio import OggOpusEncoder
+        from .opus import OggOpusEncoder
 
         req_id = self._protocol.open_request()
         if self._encoder is None or self._encoder[0] != req_id:
