@@ -75,7 +75,7 @@ def animated_minute() -> np.ndarray:
     if _MINUTE is None:
         from avatar_nb import animate_sync
 
-        _MINUTE = animate_sync(speech_like(60.0, RATE, seed=7), RATE, realtime=False).keyframes
+        _MINUTE = animate_sync(speech_like(60.0, RATE, seed=7), RATE, pacing="fast").keyframes
     return _MINUTE
 
 
@@ -224,10 +224,10 @@ results = []
 for rep in range({repeat}):
     for mode in ("panel", "none") if rep % 2 == 0 else ("none", "panel"):
         if mode == "none":
-            tl = await an.animate(clip, 16000, service=svc, chunk_ms=40, realtime=True)
+            tl = await an.animate(clip, 16000, service=svc, chunk_ms=40, pacing="capture")
             results.append(dict(mode=mode, **lateness_stats(tl)))
         else:
-            panel = widgets.SessionPanel(clip, 16000, service=svc, chunk_ms=40, realtime=True)
+            panel = widgets.SessionPanel(clip, 16000, service=svc, chunk_ms=40, pacing="capture")
             display(panel)
             render, spent = panel._render, []
             def timed(render=render, spent=spent):
