@@ -181,3 +181,10 @@ async def test_capture_pacing_is_never_early(latency_ms):
     assert (tl.latency >= latency_ms / 1000 - 0.002).all()
     # the sent audio is attached by the session: every figure has its waveform
     assert tl.audio is not None and tl.audio.shape[0] == 12800
+
+
+async def test_a_chunk_too_large_for_one_message_is_refused_before_any_session(service):
+    before = service.stats["sessions_total"]
+    with pytest.raises(ValueError, match=r"chunk_ms=1000000 makes chunks of 32000000 bytes.*use at most \d+ ms"):
+        await animate(speech_like(0.2), 16000, service=service, chunk_ms=1_000_000)
+    assert service.stats["sessions_total"] == before

@@ -231,10 +231,10 @@ class RunSettings:
 
     def __post_init__(self) -> None:
         check_pacing(self.pacing)
-        object.__setattr__(self, "chunk_ms", check_chunk_ms(self.chunk_ms))
         if isinstance(self.sample_rate, bool) or self.sample_rate not in SUPPORTED_SAMPLE_RATES:
             accepted = ", ".join(map(str, SUPPORTED_SAMPLE_RATES))
             raise ValueError(f"unsupported sample_rate {self.sample_rate!r}; accepted: {accepted}")
+        object.__setattr__(self, "chunk_ms", check_chunk_ms(self.chunk_ms, self.sample_rate))
         if self.timeout is not None and not (isinstance(self.timeout, (int, float)) and self.timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds or None, got {self.timeout!r}")
         object.__setattr__(self, "session", dict(self.session))

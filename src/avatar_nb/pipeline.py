@@ -26,6 +26,7 @@ from .audio import prepare_audio
 from .endpoints import ENV_VARS, ServiceHandle, endpoints_from_env, open_service
 from .errors import AvatarSDKError, AvatarSDKErrorCode
 from .pacing import DEFAULT_CHUNK_MS, Pacing, pacing_from_realtime
+from .protocol import MAX_AUDIO_CHUNK_BYTES
 from .session import AvatarSession
 from .timeline import Timeline
 
@@ -58,13 +59,22 @@ def _audio_pcm(audio: Any, sample_rate: int | None, target_rate: int) -> bytes:
     return prepare_audio(audio, sample_rate, target_rate=target_rate)
 
 
-def check_chunk_ms(chunk_ms: Any) -> float:
-    """``chunk_ms`` as a float if it is a finite positive number of milliseconds, else a
-    ``ValueError`` naming the value (checked before any session is opened)."""
+def check_chunk_ms(chunk_ms: Any, sample_rate: int | None = None) -> float:
+    """``chunk_ms`` as a float if it is a finite positive number of milliseconds (and, with
+    ``sample_rate``, its chunks fit in one message), else a ``ValueError`` naming the
+    value. Runs check it before any session is opened."""
     if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, (int, float, np.integer, np.floating)):
         raise ValueError(f"chunk_ms must be a positive number of milliseconds, got {chunk_ms!r}")
     if not (math.isfinite(chunk_ms) and chunk_ms > 0):
         raise ValueError(f"chunk_ms must be a finite positive number of milliseconds, got {chunk_ms!r}")
+    if sample_rate:
+        chunk_bytes = int(round(sample_rate * chunk_ms / 1000.0)) * 2
+        if chunk_bytes > MAX_AUDIO_CHUNK_BYTES:
+            longest = MAX_AUDIO_CHUNK_BYTES // 2 * 1000 // sample_rate
+            raise ValueError(
+                f"chunk_ms={chunk_ms!r} makes chunks of {chunk_bytes} bytes, above the {MAX_AUDIO_CHUNK_BYTES} "
+                f"one message can carry; at {sample_rate} Hz use at most {longest} ms"
+            )
     return float(chunk_ms)
 
 
@@ -163,9 +173,9 @@ async def animate(
     pacing, ``chunk_ms``, sample rate, service and, for a local service, its simulated
     latency and jitter.
     """
-    chunk_ms = check_chunk_ms(chunk_ms)
-    mode = pacing_from_realtime(realtime, pacing)
     session_rate = int(target_rate)
+    chunk_ms = check_chunk_ms(chunk_ms, session_rate)
+    mode = pacing_from_realtime(realtime, pacing)
     session_kwargs["sample_rate"] = session_rate
     pcm = _audio_pcm(audio, sample_rate, session_rate)
     async with open_service(service, local_options={"realtime": mode != "fast"}, **session_kwargs) as handle:
