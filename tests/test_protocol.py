@@ -168,6 +168,30 @@ def test_upgrade_refusals(status, body, code):
     assert f"HTTP {status}" in str(err)
 
 
+@pytest.mark.parametrize(
+    "status,message,code",
+    [
+        (400, "Invalid session token", "sessionTokenInvalid"),
+        (400, "app id mismatch", "appIDMismatch"),
+        (404, "Avatar not found", "avatarNotFound"),
+        (401, "token is expired", "sessionTokenExpired"),
+    ],
+)
+def test_upgrade_refusals_with_the_hosted_services_json_body(status, message, code):
+    """The hosted service answers ``{"message": ...}`` and a newline; the detail is the message."""
+    err = upgrade_refusal_error(status, json.dumps({"message": message}, separators=(",", ":")) + "\n")
+    assert err.code.value == code and err.server_detail == message
+    assert str(err).endswith(f"(HTTP {status}): {message}")
+
+
+def test_egress_refused_with_code_16_is_invalid_egress_config():
+    client, server = pair()
+    server.receive(client.configure())
+    with pytest.raises(AvatarSDKError) as info:
+        client.receive(build_server_error(16, "livekit: unauthorized: invalid api token"))
+    assert info.value.code is AvatarSDKErrorCode.invalidEgressConfig and info.value.server_code == "16"
+
+
 # ----------------------------------------------------------------------------- audio validation
 
 
