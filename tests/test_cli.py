@@ -209,6 +209,8 @@ def test_raw_pcm_needs_its_rate(tmp_path):
         (["--sample-rate", "12345"], "unsupported sample rate 12345"),
         (["--chunk-ms", "0"], "must be a positive number"),
         (["--concurrency", "-1"], "must be a positive integer"),
+        (["--chunk-ms", "1e9"], "one message can carry"),
+        (["--pacing", "slow"], "invalid choice: 'slow'"),
     ],
 )
 def test_bad_options(tmp_path, args, message):

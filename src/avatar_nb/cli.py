@@ -85,7 +85,11 @@ def _print_tracebacks(results: list[ClipResult], debug: bool) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    settings = RunSettings(pacing=args.pacing, chunk_ms=args.chunk_ms, sample_rate=args.sample_rate, timeout=args.timeout)
+    try:
+        settings = RunSettings(pacing=args.pacing, chunk_ms=args.chunk_ms, sample_rate=args.sample_rate,
+                               timeout=args.timeout)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
     options = _endpoint_options(args)
     out_dir = _out_dir(args.out)
     writers = run_writers(args)
