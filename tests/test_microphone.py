@@ -127,7 +127,7 @@ def test_panel_checks_its_settings():
     with pytest.raises(ValueError, match="sample_rate"):
         MicrophonePanel(sample_rate=16000.0)
     panel = MicrophonePanel(chunk_ms=20, sample_rate=24000)
-    assert panel.chunk_samples == 480 and "svg" in panel.view
+    assert panel.chunk_samples == 480 and "<svg" in panel.wave and "<svg" in panel.face
 
 
 # --------------------------------------------------------------------------- against the local service
@@ -290,7 +290,7 @@ async def test_feed_file_goes_through_the_same_path(realtime_service, tmp_path, 
     assert panel.device == "file speech.wav" and panel.chunks["seq"].tolist() == list(range(25))
     # the live view redrew during the run, and skipped the ticks when nothing had changed
     assert panel.refreshes >= 5 and panel.refreshes <= panel.refresh_ticks + 1
-    assert "<svg" in panel.view and "first frame" in panel.stats
+    assert "<path" in panel.wave and "polyline" in panel.traces and "first frame" in panel.stats
 
 
 def test_markup_helpers():

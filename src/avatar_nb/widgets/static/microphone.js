@@ -104,8 +104,20 @@ function render({ model, el }) {
   message.className = "avatar-nb-mic-message";
   const stats = document.createElement("div");
   stats.className = "avatar-nb-mic-stats";
+  // the live view: waveform over channel traces, the face beside them (kernel-drawn SVG)
   const view = document.createElement("div");
   view.className = "avatar-nb-mic-view";
+  const lanes = document.createElement("div");
+  const wave = document.createElement("div");
+  const traces = document.createElement("div");
+  const face = document.createElement("div");
+  face.className = "avatar-nb-mic-face";
+  const caption = document.createElement("div");
+  caption.textContent = "latest keyframe";
+  const faceBox = document.createElement("div");
+  faceBox.append(face, caption);
+  lanes.append(wave, traces);
+  view.append(lanes, faceBox);
   el.append(bar, message, stats, view);
 
   let capture = null;  // {ctx, stream, node, source, sink}
@@ -117,13 +129,15 @@ function render({ model, el }) {
     message.textContent = error;
     message.style.display = error ? "block" : "none";
     stats.innerHTML = model.get("stats");
-    view.innerHTML = model.get("view");
+    wave.innerHTML = model.get("wave");
+    traces.innerHTML = model.get("traces");
+    face.innerHTML = model.get("face");
     const running = model.get("running");
     start.disabled = running || capture !== null;
     stop.disabled = !running && capture === null;
     interrupt.disabled = !running;
   };
-  for (const name of ["status", "error", "stats", "view", "running"]) model.on(`change:${name}`, sync);
+  for (const name of ["status", "error", "stats", "wave", "traces", "face", "running"]) model.on(`change:${name}`, sync);
 
   const report = (content) => model.send(content);
 
