@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import numbers
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -843,7 +844,7 @@ def _scrub(error: AvatarSDKError, secret: str | None) -> AvatarSDKError:
 def _chunk_bytes(chunk_ms: Any, sample_rate: int) -> int:
     """Bytes of one ``chunk_ms`` chunk of mono s16le at ``sample_rate``; ``ValueError``
     for anything but a positive, finite number of milliseconds small enough for one message."""
-    if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, (int, float)) or not (
+    if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, numbers.Real) or not (
         math.isfinite(chunk_ms) and chunk_ms > 0
     ):
         raise ValueError(f"chunk_ms must be a positive, finite number of milliseconds, got {chunk_ms!r}")
