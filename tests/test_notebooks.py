@@ -65,3 +65,6 @@ def test_notebook_runs(path, kernel_env, tmp_path):
     # the notebooks show figures and widgets, not only text
     assert "image/png" in kinds or "application/vnd.jupyter.widget-view+json" in kinds
     assert not any("Traceback" in "".join(o.get("text", "")) for o in outputs if o.output_type == "stream")
+    if path.stem == "01_quickstart":  # the run as a video that plays inline
+        html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+        assert "<video controls" in html and "data:video/mp4;base64," in html
