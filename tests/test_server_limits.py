@@ -87,3 +87,23 @@ async def test_stop_closes_active_sessions_with_1001():
     with pytest.raises(ConnectionClosed):
         await asyncio.wait_for(ws.recv(), 10)
     assert ws.close_code == 1001
+
+
+async def test_the_largest_audio_chunk_is_taken_and_a_larger_message_closes_1009():
+    """The service's message limit is the client's MAX_AUDIO_CHUNK_BYTES plus its envelope."""
+    from avatar_nb.protocol import MAX_AUDIO_CHUNK_BYTES, build_audio
+
+    from .helpers import collect_until_end, expected_frames, keyframes_of
+
+    async with LocalService(realtime=False) as svc:
+        ws = await open_raw(svc)
+        await handshake(ws)
+        await ws.send(build_audio("20260101000000_bigbigbigbig", bytes(MAX_AUDIO_CHUNK_BYTES), True))
+        messages = await collect_until_end(ws, "20260101000000_bigbigbigbig")
+        assert keyframes_of(messages).shape[0] == expected_frames(MAX_AUDIO_CHUNK_BYTES // 2)
+        # cut into messages any client takes (websockets' default limit is 1 MiB)
+        assert len(messages) > 1 and all(len(m.animation) < 2**20 for m in messages)
+        with pytest.raises(ConnectionClosed):  # while sending it, or at the next receive
+            await ws.send(build_audio("r2", bytes(MAX_AUDIO_CHUNK_BYTES + 8192), True))
+            await receive(ws, 30)
+        assert ws.close_code == 1009

@@ -44,6 +44,7 @@ from aiohttp import WSMsgType, web
 from ..errors import CloseCode, ServerErrorCode
 from ..flame import FIXED_COLUMNS
 from ..protocol import (
+    MAX_AUDIO_CHUNK_BYTES,
     AudioReceived,
     InterruptRequested,
     MessageType,
@@ -63,9 +64,11 @@ __all__ = ["check_upgrade", "ingress_handler", "IngressSession"]
 
 logger = logging.getLogger("avatar_nb.server")
 
-_MAX_MESSAGE = 16 * 1024 * 1024
+# the largest audio chunk a client may send, plus room for its envelope (req_id, tags)
+_MAX_MESSAGE = MAX_AUDIO_CHUNK_BYTES + 4096
 _CLOSE_POLICY = 1008  # a handshake the client got wrong
 _CLOSE_TIMEOUT = 2.0  # the polite close (error, close frame, the peer's answer) before an abort
+_KEYFRAMES_PER_MESSAGE = 250  # 10 s at 25 fps; 70-120 KB for 50-100 expression coefficients
 _SMALL_SEND = 16 * 1024  # bytes a send may write into an empty socket buffer without a timeout
 _EMPTY = np.zeros((0, FIXED_COLUMNS), dtype=np.float32)
 
@@ -425,7 +428,14 @@ class IngressSession:
     # ------------------------------------------------------------------ sending
 
     async def _emit(self, req_id: str, keyframes: np.ndarray, end: bool, arrived: float) -> None:
-        """Send keyframes now (fast mode) or when due (paced mode)."""
+        """Send keyframes now (fast mode) or when due (paced mode), in messages of at most
+        ``_KEYFRAMES_PER_MESSAGE`` (a whole clip in one audio message would otherwise make
+        one animation message larger than clients take: websockets' default is 1 MiB)."""
+        n, step = keyframes.shape[0], _KEYFRAMES_PER_MESSAGE
+        for start in range(0, max(n, 1), step):  # an end without keyframes is one message too
+            await self._emit_one(req_id, keyframes[start : start + step], end and start + step >= n, arrived)
+
+    async def _emit_one(self, req_id: str, keyframes: np.ndarray, end: bool, arrived: float) -> None:
         if not self.paced:
             await self._send_animation(req_id, keyframes, end)
             return
