@@ -139,3 +139,14 @@ def test_error_text_and_attributes():
     assert "http_status=404" in repr(err) and "websocket_connect" in repr(err)
     t = SessionTokenError("refused", http_status=401, server_detail="d")
     assert t.phase == "session_token" and isinstance(t, AvatarSDKError) and t.server_detail == "d"
+
+
+@pytest.mark.parametrize("phase", ["websocket_handshake", "websocket_runtime"])
+def test_server_error_codes_classify_the_same_by_number_and_by_name(phase):
+    from avatar_nb.errors import AvatarSDKErrorCode, ServerErrorCode, classify_error
+
+    for code in ServerErrorCode:
+        by_number = classify_error(phase=phase, server_code=str(code.value), detail="egress said no")
+        by_name = classify_error(phase=phase, server_code=code.name, detail="egress said no")
+        assert by_number is by_name, code
+    assert classify_error(phase=phase, server_code="99", detail="") is AvatarSDKErrorCode.serverError

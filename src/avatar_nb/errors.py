@@ -291,8 +291,9 @@ def classify_error(
         return AvatarSDKErrorCode.invalidEgressConfig
     if in_session and known is ServerErrorCode.UNAVAILABLE:
         return AvatarSDKErrorCode.egressUnavailable
-    if code is not None and code.isdigit() and 4000 <= int(code) < 5000:
-        mapped = error_code_for_close_code(int(code))
+    numeric = int(code) if code is not None and code.isdigit() else known
+    if numeric is not None and 4000 <= numeric < 5000:
+        mapped = error_code_for_close_code(int(numeric))
         if mapped is not AvatarSDKErrorCode.connectionClosed:
             return mapped
 
