@@ -178,8 +178,9 @@ class IngressSession:
             limit = min(limit, state.session_time_limit)
         self._timers.append(self.loop.call_later(max(0.0, limit), self._expire))
         self._timers.append(self.loop.call_later(state.handshake_timeout, self._check_configured))
+        self._idle_timer: asyncio.TimerHandle | None = None
         if state.idle_timeout:
-            self._timers.append(self.loop.call_later(state.idle_timeout, self._check_idle))
+            self._idle_timer = self.loop.call_later(state.idle_timeout, self._check_idle)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -215,7 +216,7 @@ class IngressSession:
     def _cancel_timers(self) -> None:
         for timer in self._timers:
             timer.cancel()
-        for timer in (self.timer, self._playout_timer):
+        for timer in (self.timer, self._playout_timer, self._idle_timer):
             if timer is not None:
                 timer.cancel()
 
@@ -289,8 +290,8 @@ class IngressSession:
         if idle is None or self.closing:
             return
         remaining = self.last_audio + idle - self.loop.time()
-        if remaining > 0:
-            self._timers.append(self.loop.call_later(remaining, self._check_idle))
+        if remaining > 0:  # audio came meanwhile: check again when it can have run out
+            self._idle_timer = self.loop.call_later(remaining, self._check_idle)
             return
         self._spawn_close(1000, "idle timeout", (ServerErrorCode.OK, f"no audio input for {idle:g}s"))
 
