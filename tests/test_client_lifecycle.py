@@ -213,3 +213,20 @@ def test_message_types_and_oneof_fields_match_the_schema():
     for kind in MessageType:
         if kind is not MessageType.UNSPECIFIED:
             assert oneof[kind.name.lower()] == kind.data_field
+
+
+async def test_a_session_over_loopback_keeps_constant_state(service):
+    from avatar_nb import new_avatar_session
+
+    async with new_avatar_session(**service.session_kwargs()) as session:
+        for _ in range(ClientConnection.FINISHED_WINDOW + 200):
+            req = await session.send_audio(b"\x00\x00" * 640, end=True)
+            await session.wait_for_end(req, timeout=10)
+        protocol = session._protocol
+        assert protocol.open_requests == () and protocol.tracked_requests == ClientConnection.FINISHED_WINDOW
+        assert session._end_waiters == {}
+        # a request finished long ago is still known to have ended, from the Timeline's record
+        first = session.timeline.req_ids[0]
+        assert protocol.status(first) is None
+        await session.wait_for_end(first, timeout=0.001)
+    assert session.timeline.complete and len(session.timeline.req_ids) == ClientConnection.FINISHED_WINDOW + 200
