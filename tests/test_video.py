@@ -267,3 +267,25 @@ def test_frames_follow_media_time_across_utterances():
             tl.add_audio_chunk(f"r{r}", 0.0, int(RATE / FPS))
             tl.add_animation(np.full((1, 20), i, np.float32), req_id=f"r{r}", arrival=0.1, end=i == n - 1)
     np.testing.assert_array_equal(video.frame_keyframes(tl), np.arange(15))
+
+
+def test_cli_run_writes_a_video_per_clip_after_streaming(tmp_path, capsys):
+    import csv
+
+    from avatar_nb.audio import write_wav
+    from avatar_nb.cli import main
+
+    write_wav(tmp_path / "hello.wav", speech_like(1.2, RATE, seed=4), RATE)
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "hello.wav"), "--out", str(out), "--fast", "--no-plot", "--video", "--quiet"]) == 0
+    video_path = out / "hello.mp4"
+    with av.open(str(video_path)) as container:
+        assert len(container.streams.video) == 1 and len(container.streams.audio) == 1
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames == Timeline.load(out / "hello.npz").n_keyframes
+    with open(out / "summary.csv") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["mp4"].endswith("hello.mp4")
+    assert main(["run", str(tmp_path / "hello.wav"), "--out", str(tmp_path / "o2"), "--fast", "--no-plot",
+                 "--quiet"]) == 0
+    assert not list((tmp_path / "o2").glob("*.mp4"))  # only when asked

@@ -48,6 +48,7 @@ __all__ = [
     "FIGURE",
     "NPZ",
     "RAW_SUFFIXES",
+    "VIDEO",
     "BadInput",
     "Clip",
     "ClipResult",
@@ -429,6 +430,15 @@ NPZ = Writer("npz", _write_npz)
 
 FIGURE = Writer("png", _write_figure)
 """Writes :func:`avatar_nb.plots.report` of the Timeline, titled with the clip's name."""
+
+
+def _write_video(result: ClipResult, stem: Path) -> Path:
+    assert result.timeline is not None
+    return result.timeline.to_video(stem.parent / f"{stem.name}.mp4").path
+
+
+VIDEO = Writer("mp4", _write_video)
+"""Writes the run as an MP4 with its audio (:meth:`~avatar_nb.Timeline.to_video`)."""
 
 
 def default_writers(*, plot: bool = True) -> list[Writer]:

@@ -22,7 +22,17 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .batch import BadInput, ClipResult, RunSettings, Writer, default_writers, make_out_dir, run_batch, write_summary_csv
+from .batch import (
+    VIDEO,
+    BadInput,
+    ClipResult,
+    RunSettings,
+    Writer,
+    default_writers,
+    make_out_dir,
+    run_batch,
+    write_summary_csv,
+)
 from .pacing import DEFAULT_CHUNK_MS, DEFAULT_PACING, PACING_MODES
 from .protocol import SUPPORTED_SAMPLE_RATES
 
@@ -62,7 +72,8 @@ def _endpoint_options(args: argparse.Namespace) -> dict[str, str]:
 def run_writers(args: argparse.Namespace) -> list[Writer]:
     """The files ``run`` and ``demo`` write per clip, in the batch's render phase (after
     every session ended). Further outputs (a video ...) append their :class:`Writer` here."""
-    return default_writers(plot=not getattr(args, "no_plot", False))
+    writers = default_writers(plot=not getattr(args, "no_plot", False))
+    return [*writers, VIDEO] if getattr(args, "video", False) else writers
 
 
 def _out_dir(text: str) -> Path:
@@ -277,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=_positive_float, default=None, help="seconds to wait for each clip's end frame")
     run.add_argument("--json", action="store_true", help="one JSON object per clip on stdout (times in seconds)")
     run.add_argument("--no-plot", action="store_true", help="skip the .png figures")
+    run.add_argument("--video", action="store_true", help="also write each run as an .mp4 (face, waveform, audio)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_pacing(run)
     for _, flag, help_text in _REMOTE_FLAGS:
