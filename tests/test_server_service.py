@@ -45,6 +45,11 @@ def test_generated_credentials_differ_per_instance():
         (dict(jitter_ms=float("inf")), "jitter_ms"),
         (dict(session_time_limit=-5), "session_time_limit"),
         (dict(max_sessions=0), "max_sessions"),
+        (dict(send_timeout=0), "send_timeout"),
+        (dict(handshake_timeout=float("nan")), "handshake_timeout"),
+        (dict(max_backlog=-1), "max_backlog"),
+        (dict(pause_limit=0), "pause_limit"),
+        (dict(egress="livekit"), "egress"),
     ],
 )
 def test_bad_settings(kwargs, match):
