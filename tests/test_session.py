@@ -190,7 +190,7 @@ async def test_token_refused_with_json_error(service):
 
 
 async def test_token_request_shape_and_default_expiry():
-    """Headers, JSON body and route of PROTOCOL.md section 1; the snake-case answer is accepted."""
+    """Headers, JSON body and route of docs/protocol.md ("Session token"); the snake-case answer is accepted."""
     seen: list[tuple[str, dict, dict]] = []
 
     async def token(request):
