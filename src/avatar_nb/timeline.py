@@ -828,9 +828,10 @@ def _check_sample_rate(sample_rate: Any) -> int | None:
 
 def _as_int16(audio: bytes | np.ndarray) -> np.ndarray:
     if isinstance(audio, (bytes, bytearray, memoryview)):
-        if len(audio) % 2:
-            raise ValueError(f"audio has {len(audio)} bytes, an odd number; expected mono s16le")
-        return np.frombuffer(bytes(audio), dtype="<i2").astype(np.int16)
+        view = memoryview(audio).cast("B") if isinstance(audio, memoryview) else audio
+        if len(view) % 2:
+            raise ValueError(f"audio has {len(view)} bytes, an odd number; expected mono s16le")
+        return np.frombuffer(view, dtype="<i2").astype(np.int16)  # one copy, owned by the timeline
     arr = np.asarray(audio)
     if arr.dtype != np.int16 or arr.ndim != 1:
         raise ValueError(f"audio must be s16le bytes or a 1-D int16 array, got {arr.dtype} {arr.shape}")
