@@ -80,7 +80,7 @@ _EXPORTS: dict[str, str] = {
     "LocalService": ".server",
 }
 
-_SUBMODULES = ("analysis", "batch", "flame", "plots", "tidy", "widgets")
+_SUBMODULES = ("analysis", "batch", "flame", "plots", "tidy", "video", "widgets")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "show"])
 
