@@ -79,7 +79,7 @@ def test_a_worker_killed_during_a_sweep_loses_no_run(client, tmp_path):
         # wait (bounded) for the first finished run on disk, then kill a worker mid-sweep
         runs = out / "runs"
         for _ in range(600):
-            if runs.is_dir() and any(p.suffix == ".parquet" and not p.name.startswith(".") for p in runs.iterdir()):
+            if runs.is_dir() and any(p.suffix == ".json" and not p.name.startswith(".") for p in runs.iterdir()):
                 os.kill(victim_pid, signal.SIGKILL)
                 killed.set()
                 return

@@ -116,7 +116,7 @@ def test_files_are_whole_or_absent(tmp_path, monkeypatch):
     assert finished_runs(tmp_path) == {"good"}
     assert not (tmp_path / KEYFRAMES_DIR / "run_id=bad").exists() or not any((tmp_path / KEYFRAMES_DIR / "run_id=bad").iterdir())
     # a stray temporary from a killed process is ignored by readers
-    (tmp_path / RUNS_DIR / ".x.parquet.1234.tmp").write_bytes(b"junk")
+    (tmp_path / RUNS_DIR / ".x.json.1234.tmp").write_bytes(b"junk")
     assert list(load_results(tmp_path).runs["run_id"]) == ["good"]
 
 
@@ -158,3 +158,13 @@ def test_column_names_come_from_the_layout(dataset):
     columns = load_results(root).keyframes().columns
     for name in column_names(10):
         assert name in columns
+
+
+def test_keyframe_table_is_to_pandas_without_pandas():
+    from avatar_nb.dataset import keyframe_table
+
+    tl = synthetic_timeline(30, seed=4, requests=3)
+    table = keyframe_table(tl).to_pandas()
+    pd.testing.assert_frame_equal(table, tl.to_pandas(), check_exact=True)
+    empty = Timeline(25.0)
+    assert list(keyframe_table(empty).column_names) == list(empty.to_pandas().columns)

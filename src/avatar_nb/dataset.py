@@ -2,14 +2,18 @@
 
 Layout under the dataset's root (a directory)::
 
-    runs/<run_id>.parquet                      one row: the run's settings, summary figures,
+    runs/<run_id>.json                         one row: the run's settings, summary figures,
                                                status, error text, where it ran
+    runs.parquet                               every row, as one table (rewritten at the end
+                                               of each sweep, for tools that read Parquet)
     keyframes/run_id=<run_id>/part.parquet     that run's per-keyframe table
                                                (the columns of ``Timeline.to_pandas()``)
     sweep.json                                 what the sweep was asked (clips, grid, seed)
 
 Every file is written under a temporary name starting with ``.`` (which readers skip) and
-renamed into place, keyframes first and the run row last: a run counts as finished once
+renamed into place, keyframes first and the run row last (a small JSON file: a run row
+costs a tenth of a millisecond to write and to read, where a one-row Parquet file costs
+milliseconds of footer and schema work each way): a run counts as finished once
 its row is there, so a sweep killed at any moment leaves whole runs only, and a re-run
 with the same ``out=`` skips exactly those. One run is in memory at a time while
 writing; readers prune columns and push filters down to the files
@@ -43,6 +47,7 @@ __all__ = [
     "finished_runs",
     "keyframe_table",
     "load_results",
+    "consolidate_runs",
     "runs_frame",
     "serve_writes",
     "write_keyframes",
@@ -51,11 +56,15 @@ __all__ = [
 ]
 
 RUNS_DIR = "runs"
+RUNS_TABLE = "runs.parquet"
 KEYFRAMES_DIR = "keyframes"
 SWEEP_FILE = "sweep.json"
 PART_FILE = "part.parquet"
 ENGINES = ("pandas", "dask")
-_COMPRESSION = "snappy"  # fast to write and read; FLAME floats barely compress anyway
+# FLAME floats barely compress and never repeat: LZ4 (the fastest codec) and no dictionary
+# pages for them (a dictionary attempt on float columns doubles the write time for nothing);
+# the request ids, few and repeated, are dictionary-encoded
+_KEYFRAME_WRITE = {"compression": "lz4", "use_dictionary": ["req_id"]}
 
 
 # ----------------------------------------------------------------------------- writing
@@ -67,14 +76,14 @@ def _check_run_id(run_id: str) -> str:
     return run_id
 
 
-def _atomic_write(table: pa.Table, path: Path) -> None:
+def _atomic_write(table: pa.Table, path: Path, **options: Any) -> None:
     """Write ``table`` to ``path`` so that ``path`` is either absent or whole."""
     import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
-        pq.write_table(table, temporary, compression=_COMPRESSION)
+        pq.write_table(table, temporary, **options)
         os.replace(temporary, path)
     finally:
         if temporary.exists():
@@ -82,12 +91,34 @@ def _atomic_write(table: pa.Table, path: Path) -> None:
 
 
 def keyframe_table(timeline: Timeline) -> pa.Table:
-    """The per-keyframe table of ``timeline`` (``Timeline.to_pandas()``) as an Arrow table."""
+    """The per-keyframe table of ``timeline`` as an Arrow table, straight from its arrays.
+
+    The same columns, order, types and values as ``Timeline.to_pandas()`` (a test holds
+    the two together), built without pandas: a sweep writes hundreds of these, and the
+    detour through a DataFrame costs more than writing the file.
+    """
     import pyarrow as pa
 
-    from .tidy import keyframe_frame
+    from .flame import SCALAR_CHANNELS, column_names
 
-    return pa.Table.from_pandas(keyframe_frame(timeline), preserve_index=False)
+    # one transposed copy makes every FLAME column a contiguous, zero-copy Arrow buffer
+    flame = np.ascontiguousarray(np.asarray(timeline.keyframes, dtype=np.float32).T)
+    n = flame.shape[1]
+    req_ids = pa.array(list(timeline.req_ids), pa.string())
+    columns: dict[str, Any] = {
+        "req_id": pa.DictionaryArray.from_arrays(pa.array(np.asarray(timeline.keyframe_req, dtype=np.int32)), req_ids),
+        "keyframe": np.arange(n, dtype=np.int64),
+        "frame": np.asarray(timeline.keyframe_index, dtype=np.int64),
+        "media_time": np.asarray(timeline.media_time, dtype=np.float64),
+        "arrival": np.asarray(timeline.arrival, dtype=np.float64),
+        "latency": np.asarray(timeline.latency, dtype=np.float64),
+        "lateness": np.asarray(timeline.lateness, dtype=np.float64),
+    }
+    for position, name in enumerate(column_names(timeline.n_expression)):
+        columns[name] = flame[position]
+    for name, position in SCALAR_CHANNELS.items():
+        columns[name] = flame[position]
+    return pa.table(columns)
 
 
 def write_keyframes(root: str | Path, run_id: str, keyframes: Timeline | pd.DataFrame | pa.Table) -> Path:
@@ -104,12 +135,12 @@ def write_keyframes(root: str | Path, run_id: str, keyframes: Timeline | pd.Data
     if "run_id" in table.column_names:  # the partition directory carries it
         table = table.drop_columns(["run_id"])
     path = Path(root) / KEYFRAMES_DIR / f"run_id={run_id}" / PART_FILE
-    _atomic_write(table, path)
+    _atomic_write(table, path, **_KEYFRAME_WRITE)
     return path
 
 
 def _cell(value: Any) -> Any:
-    """A run-table cell Parquet can store: scalars as they are, anything else as JSON text."""
+    """A run-table cell: scalars as they are, anything else as JSON text."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, np.generic):
@@ -119,17 +150,23 @@ def _cell(value: Any) -> Any:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _row_table(row: Mapping[str, Any]) -> pa.Table:
-    import pyarrow as pa
-
-    return pa.Table.from_pylist([{str(k): _cell(v) for k, v in row.items()}])
+def _atomic_text(text: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
 
 
 def write_run(root: str | Path, row: Mapping[str, Any]) -> Path:
     """Write one run's row (must hold ``run_id``); written last, it marks the run as finished."""
     run_id = _check_run_id(row.get("run_id"))  # type: ignore[arg-type]
-    path = Path(root) / RUNS_DIR / f"{run_id}.parquet"
-    _atomic_write(_row_table(row), path)
+    path = Path(root) / RUNS_DIR / f"{run_id}.json"
+    # floats keep every bit through JSON (repr round-trips); NaN is written as NaN
+    _atomic_text(json.dumps({str(k): _cell(v) for k, v in row.items()}), path)
     return path
 
 
@@ -183,66 +220,72 @@ def serve_writes() -> None:
 def write_sweep_info(root: str | Path, info: Mapping[str, Any]) -> Path:
     """Record what a sweep was asked (``sweep.json``), for people reading the dataset later."""
     path = Path(root) / SWEEP_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    temporary.write_text(json.dumps(dict(info), indent=2, sort_keys=True, default=str))
-    os.replace(temporary, path)
+    _atomic_text(json.dumps(dict(info), indent=2, sort_keys=True, default=str), path)
+    return path
+
+
+def consolidate_runs(root: str | Path) -> Path:
+    """Write every run row as one Parquet table, ``runs.parquet`` (at the end of a sweep)."""
+    import pyarrow as pa
+
+    path = Path(root) / RUNS_TABLE
+    _atomic_write(pa.Table.from_pandas(read_runs(root), preserve_index=False), path)
     return path
 
 
 # ----------------------------------------------------------------------------- runs table
 
 
-def _concat_rows(tables: Sequence[pa.Table]) -> pa.Table:
+def _column(values: list[Any]) -> pa.Array:
     import pyarrow as pa
 
-    if not tables:
-        return pa.table({})
-    # columns missing from some rows become nulls, null-only columns take the others' type
-    return pa.concat_tables(tables, promote_options="permissive")
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed kinds in one column: kept as text
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
-def runs_frame(rows: Iterable[Mapping[str, Any]] | Sequence[pa.Table]) -> pd.DataFrame:
-    """The runs table from row dicts or one-row Arrow tables, exactly as :func:`load_results` reads it.
+def runs_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """The runs table from row dicts, exactly as :func:`load_results` reads it.
 
-    Sorted by ``run`` (the run's position in its sweep) when that column is there, so the
-    in-memory table and the one read back from disk are equal.
+    Columns in order of first appearance, a missing cell is null; sorted by ``run``
+    (the run's position in its sweep) when there is such a column, so the in-memory
+    table and the one read back from disk are equal.
     """
     import pyarrow as pa
 
-    items = list(rows)
-    tables = [item if isinstance(item, pa.Table) else _row_table(item) for item in items]
-    table = _concat_rows(tables)
+    items = [{str(k): _cell(v) for k, v in row.items()} for row in rows]
+    names = list(dict.fromkeys(k for row in items for k in row))
+    table = pa.table({name: _column([row.get(name) for row in items]) for name in names}) if names else pa.table({})
     frame = table.to_pandas()
     if "run" in frame.columns and len(frame):
         frame = frame.sort_values("run", kind="stable").reset_index(drop=True)
     return frame
 
 
-def _run_files(root: Path) -> list[Path]:
+def _run_rows(root: Path) -> list[dict[str, Any]]:
     folder = root / RUNS_DIR
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
+    rows = []
+    for path in sorted(folder.glob("*.json")):
+        if not path.name.startswith("."):
+            rows.append(json.loads(path.read_text()))
+    return rows
 
 
 def read_runs(root: str | Path) -> pd.DataFrame:
     """The runs table of the dataset at ``root`` (empty when there is none yet)."""
-    import pyarrow.parquet as pq
-
-    return runs_frame([pq.read_table(p) for p in _run_files(Path(root))])
+    return runs_frame(_run_rows(Path(root)))
 
 
 def finished_runs(root: str | Path) -> set[str]:
     """Run ids whose row says ``status == "ok"`` and whose keyframes are on disk: what a resume skips."""
-    import pyarrow.parquet as pq
-
     root = Path(root)
     done: set[str] = set()
-    for path in _run_files(root):
-        table = pq.read_table(path, columns=["run_id", "status"])
-        if table.num_rows and table.column("status")[0].as_py() == "ok":
-            run_id = table.column("run_id")[0].as_py()
+    for row in _run_rows(root):
+        if row.get("status") == "ok":
+            run_id = row.get("run_id")
             if (root / KEYFRAMES_DIR / f"run_id={run_id}" / PART_FILE).exists():
                 done.add(run_id)
     return done
@@ -328,15 +371,13 @@ class Results:
         wanted = None if columns is None else ["run_id", *[c for c in columns if c != "run_id"]]
         if self.engine == "dask":
             frame = self._dask_keyframes(wanted, expression)
-        else:
-            table = self._dataset().to_table(columns=wanted, filter=expression)
-            frame = _with_run_id_first(table.to_pandas())
-        if with_runs:
-            extra = ["run_id", *[c for c in with_runs if c != "run_id"]]
-            # the runs table is small: joined as pandas (broadcast to every partition under dask)
-            runs_table = read_runs(self.path)[extra]
-            frame = frame.merge(runs_table, on="run_id", how="left")
-        return frame
+            if with_runs:
+                extra = ["run_id", *[c for c in with_runs if c != "run_id"]]
+                # the runs table is small: joined as pandas, broadcast to every partition
+                frame = frame.merge(read_runs(self.path)[extra], on="run_id", how="left")
+            return frame
+        table = self._dataset().to_table(columns=wanted, filter=expression)
+        return frame_with_runs(table, read_runs(self.path) if with_runs else None, with_runs)
 
     def _dask_keyframes(self, columns: list[str] | None, expression: Any) -> Any:
         import dask.dataframe as dd
@@ -350,12 +391,71 @@ class Results:
         meta = _read_part(parts[0], columns, expression).iloc[:0]
         return dd.from_map(one, parts, meta=meta, enforce_metadata=False)
 
-    def iter_keyframes(self, columns: Sequence[str] | None = None, filters: Any = None) -> Iterator[pd.DataFrame]:
-        """The per-keyframe table one run at a time: memory bounded by one run's columns."""
-        expression = _filter_expression(filters)
+    def iter_keyframes(
+        self, columns: Sequence[str] | None = None, filters: Any = None, *, batch_size: int = 1 << 16
+    ) -> Iterator[pd.DataFrame]:
+        """The per-keyframe table in pieces (``run_id`` first), streamed from one scan of the files.
+
+        Only ``columns`` are read, ``filters`` pushed down; memory is bounded by a piece
+        (at most ``batch_size`` rows, never more than one run's file), whatever the study's size.
+        """
         wanted = None if columns is None else ["run_id", *[c for c in columns if c != "run_id"]]
-        for part in sorted((self.path / KEYFRAMES_DIR).glob(f"run_id=*/{PART_FILE}")):
-            yield _read_part(str(part), wanted, expression)
+        scanner = self._dataset().scanner(columns=wanted, filter=_filter_expression(filters), batch_size=batch_size)
+        for batch in scanner.to_batches():
+            if batch.num_rows:
+                yield _with_run_id_first(_batch_frame(batch))
+
+
+def frame_with_runs(table: pa.Table, runs: pd.DataFrame | None, with_runs: Sequence[str] = ()) -> pd.DataFrame:
+    """A per-keyframe Arrow table as a DataFrame (``run_id`` first, categorical), with columns
+    of the runs table joined by run id.
+
+    The join maps the few run ids once and spreads the values with the categorical's
+    codes: no hash join over every keyframe.
+    """
+    frame = _with_run_id_first(_batch_frame(table.unify_dictionaries().combine_chunks()))
+    if with_runs and runs is not None:
+        missing = [c for c in with_runs if c not in runs.columns]
+        if missing:
+            raise KeyError(f"columns {missing} are not in the runs table; it has {list(runs.columns)}")
+        by_id = runs.drop_duplicates("run_id").set_index("run_id")
+        run_ids = frame["run_id"].array
+        for name in with_runs:
+            if name != "run_id":
+                values = by_id[name].reindex(run_ids.categories)
+                frame[name] = values.take(run_ids.codes).to_numpy() if len(frame) else values.iloc[:0].to_numpy()
+    return frame
+
+
+def _batch_frame(batch: Any) -> pd.DataFrame:
+    """A record batch as a DataFrame without pandas' general conversion machinery.
+
+    Streamed reads convert many small batches, where ``to_pandas()``'s fixed cost per call
+    (metadata, index, block layout) outweighs the data: numbers are taken as numpy views,
+    text as categoricals (the run id is one value per file).
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    data: dict[str, Any] = {}
+    for name, column in zip(batch.schema.names, batch.columns):
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+        kind = column.type
+        if pa.types.is_dictionary(kind):
+            data[name] = pd.Categorical.from_codes(
+                column.indices.fill_null(-1).to_numpy(zero_copy_only=False), categories=column.dictionary.to_pylist()
+            )
+        elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            encoded = column.dictionary_encode()
+            data[name] = pd.Categorical.from_codes(
+                encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), categories=encoded.dictionary.to_pylist()
+            )
+        elif column.null_count == 0 and (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
+            data[name] = column.to_numpy(zero_copy_only=False)
+        else:
+            data[name] = column.to_pandas()
+    return pd.DataFrame(data, copy=False)
 
 
 def _partitioning() -> Any:

@@ -231,7 +231,7 @@ def sweep_on_cluster(
 ) -> SweepResult:
     """Run ``specs`` on ``client``'s workers in batches of ``concurrency``; the rows, read back from ``root``."""
     distributed = _require_distributed()
-    from .dataset import finished_runs, read_runs, runs_frame, write_run, write_sweep_info
+    from .dataset import consolidate_runs, finished_runs, read_runs, runs_frame, write_run, write_sweep_info
     from .sweep import _progress
 
     if root is None:
@@ -276,6 +276,7 @@ def sweep_on_cluster(
             future.cancel()
     for row in lost:  # nothing streams in this process: writing here disturbs no session
         write_run(root, row)
+    consolidate_runs(root)
     runs = read_runs(root)
     return SweepResult(runs if len(runs) else runs_frame([]), root)
 

@@ -506,7 +506,7 @@ class SweepResult:
         import pyarrow as pa
         import pyarrow.dataset as ds
 
-        from .dataset import _filter_expression, keyframe_table
+        from .dataset import _filter_expression, frame_with_runs, keyframe_table
 
         tables = []
         for run_id in self.runs["run_id"]:
@@ -521,10 +521,7 @@ class SweepResult:
         table = ds.dataset(pa.concat_tables(tables, promote_options="permissive")).to_table(
             columns=wanted, filter=_filter_expression(filters)
         )
-        frame = table.to_pandas()
-        if with_runs:
-            frame = frame.merge(self.runs[["run_id", *with_runs]], on="run_id", how="left")
-        return frame
+        return frame_with_runs(table, self.runs, with_runs)
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -679,7 +676,7 @@ async def sweep_async(
             concurrency=concurrency, seed=seed, progress=progress, timeout=timeout, info=_info(sources, grid_values, repeats, seed),
         )
 
-    from .dataset import finished_runs, read_runs, runs_frame, write_sweep_info
+    from .dataset import consolidate_runs, finished_runs, read_runs, runs_frame, write_sweep_info
 
     done: set[str] = set()
     if root is not None:
@@ -729,6 +726,7 @@ async def sweep_async(
         if failed_writes:  # keep the error in the table the caller gets; the disk has no such run
             by_id = {r["run_id"]: r for r in failed_writes}
             rows = [by_id.get(r["run_id"], r) for r in rows]
+        consolidate_runs(root)  # every session has ended: nothing to disturb
         runs = read_runs(root)
         if failed_writes:
             runs = runs_frame([*runs.to_dict("records"), *failed_writes])

@@ -1,0 +1,266 @@
+"""Writing and reading a sweep's Parquet dataset against the naive pandas path, side by side.
+
+    python benchmarks/bench_dataset.py [--hours 10] [--quick]
+
+Synthetic runs of 100 s (2,500 keyframes at 25 fps, E = 50, one keyframe a message, four
+conditions) totalling ``--hours`` of audio (10 h = 900,000 keyframes). Each measurement
+runs in a fresh child process that reports its own time and peak memory (``ru_maxrss``),
+so one path's memory never counts against another's; the synthetic runs are generated
+inside the child, outside the timed part, one at a time.
+
+Writing (the same runs, the same keyframes):
+- dataset: ``avatar_nb.dataset.write_result`` run by run (one Parquet file per run,
+  written whole, then renamed), holding one run at a time;
+- naive: every run's ``Timeline.to_pandas()``, ``pd.concat``, one ``DataFrame.to_parquet``.
+  Target: the dataset writer at least 3x faster, its peak memory bounded by one run (shown
+  by writing a quarter of the hours too: the peak must not grow with the sweep).
+
+Reading one figure across all runs (p99 latency per condition):
+- pruned: the ``latency`` column only, run by run (``Results.iter_keyframes``), conditions
+  from the runs table;
+- whole: the whole per-keyframe table into pandas, joined with the runs table, grouped.
+  Target: pruned at least 10x faster with under a tenth of the peak memory.
+
+Peak memory is reported as the child's peak RSS and as the peak above its RSS once its
+imports were done (the interpreter, numpy, pandas and pyarrow weigh ~100 MB in every child).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+FPS = 25.0
+RUN_SECONDS = 100.0
+N_EXPRESSION = 50
+CONDITIONS = (20, 40, 80, 160)  # chunk_ms of the synthetic conditions
+BASE_LATENCY = {20: 0.060, 40: 0.080, 80: 0.120, 160: 0.200}
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def n_runs(hours: float) -> int:
+    return max(len(CONDITIONS), int(round(hours * 3600 / RUN_SECONDS)))
+
+
+def synthetic_run(index: int):
+    """Run ``index``: a Timeline of one 100 s request, and its runs-table row."""
+    from avatar_nb import Timeline
+
+    rng = np.random.default_rng(index)
+    chunk_ms = CONDITIONS[index % len(CONDITIONS)]
+    n = int(RUN_SECONDS * FPS)
+    keyframes = rng.standard_normal((n, 20 + N_EXPRESSION)).astype(np.float32)
+    delay = BASE_LATENCY[chunk_ms] + rng.gamma(2.0, 0.004, n)
+    tl = Timeline(FPS, sample_rate=16000, meta={"pacing": "capture", "chunk_ms": chunk_ms})
+    req = f"req-{index:05d}"
+    for i in range(n):
+        sent = (i + 1) / FPS
+        tl.add_audio_chunk(req, sent, 640)
+        tl.add_animation(keyframes[i : i + 1], req_id=req, arrival=sent + delay[i], end=i == n - 1)
+    row = {"run": index, "run_id": f"run{index:05d}", "clip": f"clip{index // len(CONDITIONS)}",
+           "chunk_ms": chunk_ms, "status": "ok", "error": ""}
+    return tl, row
+
+
+# ----------------------------------------------------------------------------- children
+
+
+def child_write_dataset(root: Path, runs: int) -> dict:
+    from avatar_nb.dataset import write_result
+
+    baseline = rss_mb()
+    spent = 0.0
+    for index in range(runs):
+        tl, row = synthetic_run(index)
+        t = time.perf_counter()
+        write_result(root, row, tl)
+        spent += time.perf_counter() - t
+        del tl
+    return {"seconds": spent, "baseline_mb": baseline}
+
+
+def child_write_naive(root: Path, runs: int) -> dict:
+    import pandas as pd
+
+    baseline = rss_mb()
+    spent = 0.0
+    frames = []
+    for index in range(runs):
+        tl, row = synthetic_run(index)
+        t = time.perf_counter()
+        frames.append(tl.to_pandas().assign(run_id=row["run_id"]))
+        spent += time.perf_counter() - t
+        del tl
+    t = time.perf_counter()
+    table = pd.concat(frames, ignore_index=True)
+    del frames
+    table.to_parquet(root / "keyframes.parquet")
+    spent += time.perf_counter() - t
+    return {"seconds": spent, "baseline_mb": baseline}
+
+
+def child_read_pruned(root: Path) -> dict:
+    """The user's call: the one column, conditions joined from the runs table, grouped."""
+    from avatar_nb.dataset import load_results
+
+    baseline = rss_mb()
+    t = time.perf_counter()
+    table = load_results(root).keyframes(columns=["latency"], with_runs=["chunk_ms"])
+    p99 = table.groupby("chunk_ms")["latency"].quantile(0.99)
+    return {"seconds": time.perf_counter() - t, "baseline_mb": baseline, "p99": {int(k): float(v) for k, v in p99.items()}}
+
+
+def child_read_streamed(root: Path) -> dict:
+    """One run at a time (``iter_keyframes``): memory bounded by a run, whatever the study's size."""
+    from avatar_nb.dataset import load_results
+
+    baseline = rss_mb()
+    t = time.perf_counter()
+    results = load_results(root)
+    condition = results.runs.set_index("run_id")["chunk_ms"]
+    by_condition: dict[int, list[np.ndarray]] = {}
+    for part in results.iter_keyframes(columns=["latency"]):
+        run_ids = part["run_id"].array  # a categorical: map its few categories, not every row
+        conditions = condition.reindex(run_ids.categories).to_numpy()[run_ids.codes]
+        latency = part["latency"].to_numpy()
+        for c in np.unique(conditions):
+            by_condition.setdefault(int(c), []).append(latency[conditions == c])
+    p99 = {c: float(np.percentile(np.concatenate(v), 99)) for c, v in sorted(by_condition.items())}
+    return {"seconds": time.perf_counter() - t, "baseline_mb": baseline, "p99": p99}
+
+
+def child_read_whole(root: Path) -> dict:
+    import pandas as pd
+
+    from avatar_nb.dataset import read_runs
+
+    baseline = rss_mb()
+    t = time.perf_counter()
+    table = pd.read_parquet(root / "keyframes")
+    table["run_id"] = table["run_id"].astype(str)
+    table = table.merge(read_runs(root)[["run_id", "chunk_ms"]], on="run_id")
+    p99 = table.groupby("chunk_ms")["latency"].quantile(0.99)
+    return {"seconds": time.perf_counter() - t, "baseline_mb": baseline, "p99": {int(k): float(v) for k, v in p99.items()}}
+
+
+def child(mode: str, root: Path, runs: int) -> None:
+    # every library either path uses is loaded before the baseline is taken and the clock starts
+    import pandas  # noqa: F401
+    import pyarrow.dataset  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
+    import avatar_nb.dataset  # noqa: F401
+    import avatar_nb.tidy  # noqa: F401
+
+    if mode == "write-dataset":
+        out = child_write_dataset(root, runs)
+    elif mode == "write-naive":
+        out = child_write_naive(root, runs)
+    elif mode == "read-pruned":
+        out = child_read_pruned(root)
+    elif mode == "read-streamed":
+        out = child_read_streamed(root)
+    elif mode == "read-whole":
+        out = child_read_whole(root)
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+    out["peak_mb"] = peak_mb()
+    print(json.dumps(out))
+
+
+def run_child(mode: str, root: Path, runs: int = 0) -> dict:
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", mode, "--root", str(root), "--runs", str(runs)],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def size_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hours", type=float, default=10.0, help="audio hours of synthetic runs (default 10)")
+    parser.add_argument("--quick", action="store_true", help="one audio hour")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
+    parser.add_argument("--runs", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, Path(args.root), args.runs)
+        return
+    hours = 1.0 if args.quick else args.hours
+    runs = n_runs(hours)
+    keyframes = runs * int(RUN_SECONDS * FPS)
+    print(f"{runs} synthetic runs of {RUN_SECONDS:g} s: {runs * RUN_SECONDS / 3600:.1f} audio hours, "
+          f"{keyframes:,} keyframes, E = {N_EXPRESSION}, {len(CONDITIONS)} conditions")
+    with tempfile.TemporaryDirectory(prefix="bench_dataset-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "dataset").mkdir()
+        (tmp / "naive").mkdir()
+        (tmp / "quarter").mkdir()
+        ours = run_child("write-dataset", tmp / "dataset", runs)
+        naive = run_child("write-naive", tmp / "naive", runs)
+        quarter = run_child("write-dataset", tmp / "quarter", max(1, runs // 4))
+
+        def mem(r: dict) -> str:
+            return f"peak {r['peak_mb']:7.0f} MB ({r['peak_mb'] - r['baseline_mb']:6.0f} MB above imports)"
+
+        ratio = naive["seconds"] / ours["seconds"]
+        print("\nwriting")
+        print(f"  dataset writer  {ours['seconds']:7.2f} s  {keyframes / ours['seconds']:12,.0f} keyframes/s  "
+              f"{size_mb(tmp / 'dataset') / ours['seconds']:6.0f} MB/s on disk  {mem(ours)}")
+        print(f"  naive pandas    {naive['seconds']:7.2f} s  {keyframes / naive['seconds']:12,.0f} keyframes/s  "
+              f"{size_mb(tmp / 'naive') / naive['seconds']:6.0f} MB/s on disk  {mem(naive)}")
+        print(f"  a quarter of the runs with the writer: {mem(quarter)}  (bounded by one run: "
+              f"{'yes' if ours['peak_mb'] - quarter['peak_mb'] < 50 else 'NO'})")
+        print(f"  ratio {ratio:.1f}x (target 3x: {'ok' if ratio >= 3 else 'BELOW TARGET'}); "
+              f"memory {naive['peak_mb'] / ours['peak_mb']:.1f}x less peak, "
+              f"{(naive['peak_mb'] - naive['baseline_mb']) / max(1.0, ours['peak_mb'] - ours['baseline_mb']):.0f}x less above imports")
+
+        whole = run_child("read-whole", tmp / "dataset")
+        pruned = run_child("read-pruned", tmp / "dataset")
+        streamed = run_child("read-streamed", tmp / "dataset")
+        for other in (pruned, streamed):
+            assert other["p99"].keys() == whole["p99"].keys()
+            assert all(abs(other["p99"][c] - whole["p99"][c]) < 1e-12 for c in whole["p99"]), (other["p99"], whole["p99"])
+        print("\nreading p99 latency per condition (the same figures every way: "
+              + ", ".join(f"{c} ms: {v * 1000:.1f} ms" for c, v in whole["p99"].items()) + ")")
+        print(f"  whole table            {whole['seconds']:7.3f} s  {keyframes / whole['seconds']:14,.0f} keyframes/s  {mem(whole)}")
+        for label, r in (("pruned (keyframes())", pruned), ("streamed, run by run", streamed)):
+            speed = whole["seconds"] / r["seconds"]
+            memory = r["peak_mb"] / whole["peak_mb"]
+            above = (r["peak_mb"] - r["baseline_mb"]) / (whole["peak_mb"] - whole["baseline_mb"])
+            print(f"  {label:21s}  {r['seconds']:7.3f} s  {keyframes / r['seconds']:14,.0f} keyframes/s  {mem(r)}")
+            print(f"      {speed:.1f}x faster (target 10x: {'ok' if speed >= 10 else 'BELOW TARGET'}); peak memory "
+                  f"{memory:.3f} of the whole-table load, {above:.3f} counting only what was read "
+                  f"(target < 0.1: {'ok' if memory < 0.1 else ('ok above imports' if above < 0.1 else 'BELOW TARGET')})")
+
+
+if __name__ == "__main__":
+    main()
