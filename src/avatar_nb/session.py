@@ -85,7 +85,7 @@ _WS_LOGGER = _RedactingLogger(logging.getLogger("websockets.client"), {})
 _DEFAULT_TOKEN_LIFETIME = timedelta(minutes=5)
 _MAX_MESSAGE = 64 * 1024 * 1024
 _AUDIO_FORMATS = {"pcm_s16le": pb.AUDIO_FORMAT_PCM_S16LE, "ogg_opus": pb.AUDIO_FORMAT_OGG_OPUS}
-_HANDSHAKE_CLOSE_TIMEOUT = 1.0  # a server that refused the handshake closes at once
+_HANDSHAKE_CLOSE_TIMEOUT = 1.0  # seconds; a server that refused the handshake closes at once
 _READ_LOOP_GRACE = 1.0  # after the connection is gone, the read loop ends within a loop turn or two
 
 
@@ -305,23 +305,25 @@ class AvatarSession:
         except AvatarSDKError as exc:
             failure, graceful = exc, True
         except BaseException:
-            await self._abort_handshake(graceful=False)
+            await self._abort_handshake(0.0)
             raise
         if failure is not None:
-            await self._abort_handshake(graceful=graceful)
+            remaining = max(0.0, deadline - loop.time())
+            await self._abort_handshake(min(_HANDSHAKE_CLOSE_TIMEOUT, remaining) if graceful else 0.0)
             raise failure
         if config.fps is None:
             self._timeline.fps = self.fps
         self._read_task = loop.create_task(self._read_loop(ws))
         return self._protocol.connection_id or ""
 
-    async def _abort_handshake(self, *, graceful: bool) -> None:
+    async def _abort_handshake(self, close_timeout: float) -> None:
         """Drop a connection whose handshake failed: a short closing handshake with a
-        server that answered (it refused), an abort with one that did not."""
+        server that answered (it refused), within what is left of ``token_timeout``; an
+        abort with one that did not."""
         ws, self._ws = self._ws, None
         self._protocol.close()
         if ws is not None:
-            await _shutdown(ws, _HANDSHAKE_CLOSE_TIMEOUT if graceful else 0.0)
+            await _shutdown(ws, close_timeout)
 
     # ------------------------------------------------------------------ sending
 
