@@ -289,3 +289,11 @@ def test_cli_run_writes_a_video_per_clip_after_streaming(tmp_path, capsys):
     assert main(["run", str(tmp_path / "hello.wav"), "--out", str(tmp_path / "o2"), "--fast", "--no-plot",
                  "--quiet"]) == 0
     assert not list((tmp_path / "o2").glob("*.mp4"))  # only when asked
+
+
+def test_a_video_too_large_to_embed_is_linked(tmp_path, monkeypatch):
+    result = clip_timeline(10).to_video(tmp_path / "big.mp4", size=(128, 96))
+    monkeypatch.setattr(video, "_EMBED_LIMIT", 100)
+    monkeypatch.chdir(tmp_path)
+    html = result._repr_html_()
+    assert "base64" not in html and 'src="big.mp4"' in html and "too large to embed" in html

@@ -47,6 +47,7 @@ PANELS: tuple[str, ...] = ("face", "waveform")
 """What a video frame can show: the face, and the waveform strip (with time and keyframe index) below it."""
 
 _MIN_SIZE = 64
+_EMBED_LIMIT = 50_000_000  # bytes of MP4 embedded inline in a notebook; larger files are linked
 _STRIP_WINDOW = 6.0  # seconds of audio shown in the waveform strip around the playhead
 
 # colours (RGB)
@@ -350,10 +351,17 @@ class Video:
         import base64
         import html
 
-        data = base64.b64encode(self.path.read_bytes()).decode("ascii")
         note = f"<div><i>{html.escape(self.note)}</i></div>" if self.note else ""
-        return (f'<video controls width="{self.size[0]}" src="data:video/mp4;base64,{data}"></video>'
-                f"<div><code>{html.escape(str(self.path))}</code></div>{note}")
+        caption = f"<div><code>{html.escape(str(self.path))}</code></div>"
+        size = self.path.stat().st_size
+        if size > _EMBED_LIMIT:  # a notebook holding hundreds of MB of base64 is unusable: link the file
+            relative = os.path.relpath(self.path)
+            src = "" if relative.startswith("..") else f' src="{html.escape(relative)}"'
+            why = (f"<div><i>{size / 1e6:.0f} MB: too large to embed in the notebook"
+                   + ("" if src else "; open the file to watch it") + "</i></div>")
+            return f'<video controls width="{self.size[0]}"{src}></video>{caption}{why}{note}'
+        data = base64.b64encode(self.path.read_bytes()).decode("ascii")
+        return f'<video controls width="{self.size[0]}" src="data:video/mp4;base64,{data}"></video>{caption}{note}'
 
 
 def _fps_fraction(fps: float) -> Fraction:
