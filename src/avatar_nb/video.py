@@ -207,7 +207,8 @@ class _Strip:
         padded = np.zeros(n_cols * per_column, dtype=np.int16)
         padded[: self.samples] = audio
         blocks = padded.reshape(n_cols, per_column)
-        scale = (self.wave_h / 2 - 1) / 32768.0
+        peak = max(int(np.abs(blocks.max())), int(np.abs(blocks.min())), 1)
+        scale = (self.wave_h / 2 - 1) / peak  # scaled to the clip's peak: quiet recordings stay readable
         mid = self.wave_top + self.wave_h / 2
         self.top = np.floor(mid - blocks.max(axis=1) * scale).astype(np.int32)
         self.bottom = np.ceil(mid - blocks.min(axis=1) * scale).astype(np.int32)
