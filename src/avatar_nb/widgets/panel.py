@@ -10,7 +10,6 @@ so it takes no noticeable time from the stream.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from typing import Any
 
@@ -138,11 +137,6 @@ class SessionPanel(w.VBox):
 
     # ------------------------------------------------------------------ the run
 
-    async def _stream(self, session: AvatarSession) -> str:
-        if "pacing" in inspect.signature(session.stream).parameters:
-            return await session.stream(self.pcm, chunk_ms=self.chunk_ms, pacing=self.pacing)
-        return await session.stream(self.pcm, chunk_ms=self.chunk_ms, realtime=self.pacing != "fast")
-
     async def _run(self) -> Timeline:
         self.start_button.disabled = True
         self.stop_button.disabled = False
@@ -159,7 +153,7 @@ class SessionPanel(w.VBox):
                                 "service": handle.label})
                 async with session:
                     self._set_status(f"streaming ({session.connection_id})")
-                    req = await self._stream(session)
+                    req = await session.stream(self.pcm, chunk_ms=self.chunk_ms, pacing=self.pacing)
                     self._set_status("waiting for the last frames")
                     await session.wait_for_end(req, timeout=30.0)
         except Exception as exc:
@@ -171,10 +165,6 @@ class SessionPanel(w.VBox):
                 await refresher
             except asyncio.CancelledError:
                 pass
-            if tl.audio is None and tl.sample_rate and tl.chunk_samples.size:
-                # a session that does not attach what it sent: the part of the clip that went out
-                sent = min(int(tl.chunk_samples.sum()), len(self.pcm) // 2)
-                tl.audio = self.pcm[: 2 * sent]
             self._refresh_ended = time.monotonic()
             self._render()
             outcome = final_status(tl)
