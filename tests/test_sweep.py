@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +13,7 @@ import avatar_nb
 from avatar_nb import load_results, sweep
 from avatar_nb.analysis import av_offset
 from avatar_nb.audio import speech_like, write_wav
-from avatar_nb.sweep import RunSpec, collect_clips, plan
+from avatar_nb.sweeps import RunSpec, collect_clips, plan
 
 RATE = 16000
 
@@ -140,3 +143,10 @@ def test_run_ids_are_stable_and_name_the_whole_condition():
 def test_public_names():
     assert avatar_nb.sweep is sweep and avatar_nb.load_results is load_results
     assert avatar_nb.analysis.av_offset is av_offset
+    # importing the modules first (as unpickling on a cluster worker does) keeps the functions
+    code = (
+        "import avatar_nb.sweeps, avatar_nb.dataset, avatar_nb.scaleout, avatar_nb; "
+        "assert avatar_nb.sweep is avatar_nb.sweeps.sweep and callable(avatar_nb.load_results); "
+        "import sys; assert 'pandas' not in sys.modules and 'pyarrow' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

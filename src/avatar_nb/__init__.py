@@ -75,7 +75,7 @@ _EXPORTS: dict[str, str] = {
     "open_service": ".endpoints",
     "Timeline": ".timeline",
     # many runs: sweeps and their datasets
-    "sweep": ".sweep",
+    "sweep": ".sweeps",
     "load_results": ".dataset",
     "LocalService": ".server",
 }
@@ -150,5 +150,5 @@ if _TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .server import LocalService  # noqa: F401
     from .session import AvatarSession, new_avatar_session  # noqa: F401
     from .timeline import Timeline  # noqa: F401
-    from .sweep import sweep  # noqa: F401
+    from .sweeps import sweep  # noqa: F401
     from .dataset import load_results  # noqa: F401

@@ -7,7 +7,7 @@ per batch. On a worker:
   on first use and kept), so sessions of one batch share it as they do in process;
 - a local service is started once per worker process and configuration, and reused by
   every later task (:func:`worker_service`); a remote service is reached with the
-  endpoints and credentials of a :class:`~avatar_nb.sweep.ServiceSpec`, whose ``repr``
+  endpoints and credentials of a :class:`~avatar_nb.sweeps.ServiceSpec`, whose ``repr``
   hides them (task arguments can show up in logs; task keys are ``avatar_nb-sweep-...``
   names chosen here, never derived from the arguments);
 - a batch's sessions stream together (``concurrency`` at once: paced sessions mostly
@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .sweep import ClipSource, RunSpec, ServiceSpec, SweepResult, prepare_all, run_one, run_row, where
+from .sweeps import ClipSource, RunSpec, ServiceSpec, SweepResult, prepare_all, run_one, run_row, where
 
 if TYPE_CHECKING:
     from .server import LocalService
@@ -166,7 +166,7 @@ async def _stream_batch(
                     prepared=prepared.get((spec.clip, spec.sample_rate)),
                 )
         except Exception as exc:  # the service could not be reached: a failed row, the batch goes on
-            from .sweep import _error_text
+            from .sweeps import _error_text
 
             return run_row(spec, None, status="failed", error=_error_text(exc), seed=seed, worker=worker), None
 
@@ -232,7 +232,7 @@ def sweep_on_cluster(
     """Run ``specs`` on ``client``'s workers in batches of ``concurrency``; the rows, read back from ``root``."""
     distributed = _require_distributed()
     from .dataset import consolidate_runs, finished_runs, read_runs, runs_frame, write_run, write_sweep_info
-    from .sweep import _progress
+    from .sweeps import _progress
 
     if root is None:
         raise ValueError(

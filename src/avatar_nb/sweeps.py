@@ -1,7 +1,8 @@
 """sweep(): many runs (clips x conditions x repeats) into one runs table and a Parquet dataset.
 
-A sweep is the product of its clips, the values of its ``grid`` and its repeats. Every
-run is one clip streamed as one utterance through one session, with bounded
+``avatar_nb.sweep`` is this module's :func:`sweep` (the module is named ``sweeps`` so that
+importing it never replaces the function on the package). A sweep is the product of its
+clips, the values of its ``grid`` and its repeats. Every run is one clip streamed as one utterance through one session, with bounded
 concurrency, against one service per distinct service configuration (a grid over
 ``latency_ms`` gets one :class:`~avatar_nb.LocalService` per value, each opened with
 :func:`avatar_nb.open_service` and kept for the sweep).
