@@ -301,3 +301,92 @@ def test_markup_helpers():
     svg = waveform_svg((np.sin(np.arange(RATE)) * 1000).astype(np.int16), RATE, 3 * RATE, window=2.0)
     assert "<path" in svg and "3.0 s so far" in svg
     assert "keyframes <b>0</b>" in stats_html(Timeline(sample_rate=RATE))
+
+
+# --------------------------------------------------------------------------- in a real kernel
+
+
+@pytest.fixture
+def kernel(tmp_path, monkeypatch):
+    """A kernel of this interpreter, as Jupyter runs one (interrupts are SIGINT)."""
+    import json
+    import sys
+
+    from jupyter_client.manager import start_new_kernel
+
+    spec = tmp_path / "kernels" / "avatar-nb-mic"
+    spec.mkdir(parents=True)
+    spec.joinpath("kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "avatar_nb tests", "language": "python", "interrupt_mode": "signal"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    monkeypatch.setenv("MPLBACKEND", "agg")
+    km, kc = start_new_kernel(kernel_name="avatar-nb-mic", cwd=str(tmp_path))
+    try:
+        yield km, kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def run_cell(kc, code: str, timeout: float = 60.0) -> str:
+    """Execute ``code``; return its printed output. A cell error fails the test, with its traceback."""
+    out: list[str] = []
+
+    def hook(msg):
+        if msg["msg_type"] == "stream":
+            out.append(msg["content"]["text"])
+        elif msg["msg_type"] == "error":
+            pytest.fail(f"cell failed: {msg['content']['ename']}: {msg['content']['evalue']}\n"
+                        + "\n".join(msg["content"]["traceback"]) + f"\n--- cell:\n{code}")
+
+    kc.execute_interactive(code, timeout=timeout, output_hook=hook)
+    return "".join(out)
+
+
+_PAGE_STAND_IN = """
+import asyncio, time
+import avatar_nb as an
+from avatar_nb.widgets import MicrophonePanel
+svc = an.LocalService(latency_ms=80).start()
+panel = MicrophonePanel(svc)
+
+async def page(panel):
+    # what the page does while it captures: a numbered 40 ms chunk every 40 ms, until cancelled
+    await panel._ready.wait()
+    seq = 0
+    while True:
+        await asyncio.sleep(0.04)
+        panel._on_browser_msg(panel, {"type": "chunk", "seq": seq, "t": time.monotonic()}, [bytes(1280)])
+        seq += 1
+"""
+
+_REPORT = """
+feeder.cancel()
+print("closed", panel.session.closed, "running", panel.is_running, "statuses", panel.timeline.requests.status.tolist(),
+      "chunks", len(panel.chunks))
+"""
+
+
+def test_a_kernel_interrupt_between_cells_stops_the_capture(kernel):
+    km, kc = kernel
+    run_cell(kc, _PAGE_STAND_IN + "task = panel.start()\nfeeder = asyncio.ensure_future(page(panel))\n")
+    deadline = time.monotonic() + 20
+    while "True" not in run_cell(kc, "print(len(panel.chunks) >= 10)") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    km.interrupt_kernel()  # the kernel is idle: ipykernel alone would ignore this
+    report = run_cell(kc, "await asyncio.wait_for(asyncio.shield(task), 20)\n" + _REPORT)
+    assert "closed True running False statuses ['complete']" in report, report
+
+
+def test_a_kernel_interrupt_while_a_cell_waits_closes_the_session(kernel):
+    km, kc = kernel
+    run_cell(kc, _PAGE_STAND_IN + "task = panel.start()\nfeeder = asyncio.ensure_future(page(panel))\n")
+    msg_id = kc.execute("await panel.wait()")
+    time.sleep(1.5)  # the cell is waiting on the panel while chunks stream
+    km.interrupt_kernel()
+    reply = kc.get_shell_msg(timeout=30)
+    assert reply["parent_header"]["msg_id"] == msg_id and reply["content"]["status"] == "error"
+    report = run_cell(kc, _REPORT)
+    assert "closed True running False" in report, report
+    assert int(report.split("chunks")[1]) >= 10, report

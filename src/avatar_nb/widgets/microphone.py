@@ -254,7 +254,7 @@ class MicrophonePanel(anywidget.AnyWidget):
         self._stop_requested: asyncio.Event | None = None
         self._queue: asyncio.Queue[OutgoingChunk | None] | None = None
         self._reset_run()
-        self._sigint_previous: Any = None
+        self._sigint_handler: Any = None
         self.on_msg(self._on_browser_msg)
         self._render()
 
@@ -321,7 +321,6 @@ class MicrophonePanel(anywidget.AnyWidget):
         self._stop_requested = asyncio.Event()
         self._queue = asyncio.Queue()
         self._task = loop.create_task(self._run())
-        self._watch_sigint(loop)
         return self._task
 
     async def stop(self, timeout: float = 3.0) -> Timeline:
@@ -555,7 +554,7 @@ class MicrophonePanel(anywidget.AnyWidget):
                 async with session:
                     sender = asyncio.get_running_loop().create_task(self._send_loop(session))
                     self._ready.set()
-                    self._set_status("listening")
+                    self._set_status("listening" + (f" ({self.device})" if self.device else ""))
                     if self._use_microphone:
                         self._send_to_page({"type": "capture"})
                     await self._until_stopped(sender)
@@ -677,26 +676,43 @@ class MicrophonePanel(anywidget.AnyWidget):
 
     # ------------------------------------------------------------------ kernel interrupt
 
-    def _watch_sigint(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Between cells ipykernel ignores SIGINT, so "Interrupt the kernel" would leave a
-        capture running; while one runs the panel takes SIGINT to mean "stop". During a
-        cell ipykernel installs its own handler and puts this one back afterwards."""
-        if threading.current_thread() is not threading.main_thread() or not _in_kernel():
+    def _watch_sigint(self) -> None:
+        """Between cells ipykernel ignores SIGINT (its handler is ``SIG_IGN``), so
+        "Interrupt the kernel" would leave a capture running. While a run lasts, an
+        ignored SIGINT is replaced by one that stops the capture (checked at every
+        refresher tick). Only ``SIG_IGN`` is ever replaced: during a cell ipykernel puts
+        its own handler in and ours back afterwards; in a script Ctrl-C keeps its meaning.
+        """
+        if threading.current_thread() is not threading.main_thread():
             return
-        if self._sigint_previous is not None:
+        try:
+            current = signal.getsignal(signal.SIGINT)
+        except ValueError:
             return
+        if current is not signal.SIG_IGN:
+            return
+        loop = asyncio.get_running_loop()
 
         def on_sigint(signum: int, frame: Any) -> None:
-            loop.call_soon_threadsafe(self._request_stop, abort=True)
+            if self.is_running:
+                loop.call_soon_threadsafe(self._kernel_interrupted)
+            else:  # left behind by a cell that ran while the run ended
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-        with contextlib.suppress(ValueError):
-            self._sigint_previous = signal.signal(signal.SIGINT, on_sigint)
+        self._sigint_handler = on_sigint
+        signal.signal(signal.SIGINT, on_sigint)
+
+    def _kernel_interrupted(self) -> None:
+        self.sequencer.error("the kernel was interrupted: capture stopped")
+        self._request_stop(abort=True)
 
     def _unwatch_sigint(self) -> None:
-        previous, self._sigint_previous = self._sigint_previous, None
-        if previous is not None and threading.current_thread() is threading.main_thread():
-            with contextlib.suppress(ValueError):
-                signal.signal(signal.SIGINT, previous)
+        handler, self._sigint_handler = getattr(self, "_sigint_handler", None), None
+        if handler is None or threading.current_thread() is not threading.main_thread():
+            return
+        with contextlib.suppress(ValueError):
+            if signal.getsignal(signal.SIGINT) is handler:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     # ------------------------------------------------------------------ drawing
 
@@ -717,6 +733,7 @@ class MicrophonePanel(anywidget.AnyWidget):
         due = loop.time()
         while True:
             self.refresh_ticks += 1
+            self._watch_sigint()
             if self._needs_redraw(False):
                 for _ in self._draw_steps():
                     # give socket reads (the arrival stamps) and chunk sends their turn
@@ -778,15 +795,6 @@ class MicrophonePanel(anywidget.AnyWidget):
         if not parts:
             return np.zeros(0, dtype=np.int16)
         return np.concatenate(parts[::-1])[-need:]
-
-
-def _in_kernel() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 # --------------------------------------------------------------------------- markup
