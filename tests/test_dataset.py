@@ -168,3 +168,24 @@ def test_keyframe_table_is_to_pandas_without_pandas():
     pd.testing.assert_frame_equal(table, tl.to_pandas(), check_exact=True)
     empty = Timeline(25.0)
     assert list(keyframe_table(empty).column_names) == list(empty.to_pandas().columns)
+
+
+def test_a_batch_writes_the_same_dataset(tmp_path):
+    import asyncio
+
+    from avatar_nb.audio import speech_like
+    from avatar_nb.batch import NPZ, RunSettings, render, run_batch
+    from avatar_nb.dataset import batch_writer
+    from avatar_nb.server import LocalService
+
+    clips = [(speech_like(0.4, 16000, seed=i), 16000) for i in range(2)]
+    with LocalService(realtime=False) as service:
+        results = asyncio.run(run_batch(clips, RunSettings(pacing="fast"), service=service, progress=False))
+    render(results, tmp_path, [NPZ, batch_writer()], progress=False)
+    back = load_results(tmp_path)
+    assert sorted(back.runs["run_id"]) == sorted(r.name for r in results)
+    assert set(back.runs["status"]) == {"ok"} and set(back.runs["pacing"]) == {"fast"}
+    for result in results:
+        table = back.keyframes(runs=[result.name]).drop(columns="run_id")
+        pd.testing.assert_frame_equal(_plain(table), _plain(result.timeline.to_pandas()), check_exact=True)
+    assert finished_runs(tmp_path) == {r.name for r in results}

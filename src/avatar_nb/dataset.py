@@ -44,6 +44,7 @@ __all__ = [
     "RUNS_DIR",
     "KEYFRAMES_DIR",
     "Results",
+    "batch_writer",
     "finished_runs",
     "keyframe_table",
     "load_results",
@@ -215,6 +216,26 @@ def serve_writes() -> None:
         reply = pickle.dumps((row.get("run_id"), error))
         sink.write(len(reply).to_bytes(8, "little") + reply)
         sink.flush()
+
+
+def batch_writer(root: str | Path | None = None) -> Any:
+    """A :class:`avatar_nb.batch.Writer` that adds each batch result to a dataset.
+
+    For ``avatar-nb run`` and :func:`avatar_nb.batch.render`: each result's per-keyframe
+    table and row (:meth:`~avatar_nb.batch.ClipResult.row`) go into the dataset at
+    ``root`` (default: the batch's output folder itself, so ``load_results(out)`` reads a
+    batch's results as it reads a sweep's), under the run id of the result's file stem.
+    Used in the render phase, after every session has ended.
+    """
+    from .batch import Writer
+
+    def write(result: Any, stem: Path) -> Path:
+        target = Path(root) if root is not None else stem.parent
+        row = {"run_id": stem.name, **result.row()}
+        write_result(target, row, result.timeline)
+        return target / KEYFRAMES_DIR / f"run_id={stem.name}" / PART_FILE
+
+    return Writer("dataset", write)
 
 
 def write_sweep_info(root: str | Path, info: Mapping[str, Any]) -> Path:
