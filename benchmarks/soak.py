@@ -253,6 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"service RSS: start {rss[0]:.1f} MB, after {args.warmup:g} s warm-up {base:.1f} MB (baseline), "
           f"peak {rss.max():.1f} MB, end {end:.1f} MB; end / baseline = {end / base:.3f}; "
           f"slope after warm-up {slope:+.3f} MB/min")
+    half = t >= t[-1] / 2
+    if half.sum() >= 2:
+        late = np.polyfit(t[half], rss[half], 1)[0] * 60.0
+        print(f"service RSS over the second half: {rss[half].min():.1f}..{rss[half].max():.1f} MB, "
+              f"slope {late:+.3f} MB/min")
     print("service stats: " + ", ".join(f"{k}={v}" for k, v in service_stats.items()))
     print("rss samples (s, MB): " + " ".join(f"{s:.0f}:{m:.1f}" for s, m in zip(t, rss)))
     return 0 if expected == matched and not errors else 1
