@@ -46,7 +46,7 @@ async def test_fast_is_unpaced_and_the_realtime_flag_still_works(service):
     fast = await paced_run(service, realtime=False)
     assert fast.meta["pacing"] == "fast"
     # the unpaced run sends its ten chunks in a fraction of the paced run's time
-    assert fast.chunk_sent_at[-1] < capture.chunk_sent_at[-1] / 4
+    assert fast.chunk_sent_at[-1] < capture.chunk_sent_at[-1] / 2
     default = await paced_run(service, realtime=True)
     assert default.meta["pacing"] == DEFAULT_PACING
     explicit = await paced_run(service, realtime=False, pacing="playback")  # pacing wins
