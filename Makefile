@@ -16,7 +16,7 @@ test: $(STAMP)
 
 install: $(STAMP)
 
-CORE_SOURCES := $(wildcard src/avatar_nb/*.pyx src/avatar_nb/*.pxd) src/avatar_nb/_kernels.h
+CORE_SOURCES := $(wildcard src/avatar_nb/*.pyx src/avatar_nb/*.pxd src/avatar_nb/*.h)
 
 $(STAMP): pyproject.toml setup.py $(CORE_SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml setup.py $(CORE_SOURCES)
 	touch $(STAMP)
 
 # recompile the compiled core (_pcm, _envelope, _flame, _wire) in place after editing a
-# .pyx, .pxd or _kernels.h (the editable install picks it up)
+# .pyx, .pxd or .h (the editable install picks it up)
 build: $(STAMP)
 	$(PY) setup.py build_ext --inplace
 

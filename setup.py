@@ -41,7 +41,7 @@ compile_args = ["-O1", "-g", "-UNDEBUG", "-fsanitize=address", "-fno-omit-frame-
 link_args = ["-fsanitize=address"] if checked else []
 
 PACKAGE = Path("src/avatar_nb")
-SHARED = [str(p) for p in sorted(PACKAGE.glob("*.pxd"))] + [str(PACKAGE / "_kernels.h")]
+SHARED = [str(p) for p in sorted(PACKAGE.glob("*.pxd")) + sorted(PACKAGE.glob("*.h"))]
 
 extensions = [
     Extension(

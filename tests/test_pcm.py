@@ -161,3 +161,80 @@ def test_peak_envelope_and_features_inputs():
         _pcm.frame_features(b"\x00\x00", 16000, 0)
     with pytest.raises(ValueError, match="even number of bytes"):
         _pcm.frame_features(b"\x00", 16000, 25)
+
+
+def test_to_s16le_names_what_it_was_given():
+    with pytest.raises(TypeError, match=r"takes a numpy array \(or a sequence\) of samples, got NoneType; accepted dtypes: float32"):
+        _pcm.to_s16le(None)
+    with pytest.raises(TypeError, match="got dict"):
+        _pcm.to_s16le({"a": 1})
+    with pytest.raises(ValueError, match="got a single float value"):
+        _pcm.to_s16le(0.5)
+    with pytest.raises(TypeError, match="unsupported sample dtype bool"):
+        _pcm.to_s16le(np.zeros(3, bool))
+
+
+def test_non_contiguous_buffers_are_read_in_order():
+    """A strided memoryview is taken as its bytes in order, as bytes(view) gives them."""
+    view = memoryview(b"a\x00b\x00c\x00d\x00")[::2]
+    assert not view.c_contiguous
+    assert _wire.encode_audio_messages(view, "r", 2) == _wire.encode_audio_messages(bytes(view), "r", 2)
+    assert _pcm.from_s16le(view).tolist() == _pcm.from_s16le(bytes(view)).tolist()
+    anim = _wire.encode_animation_message(np.ones((1, 21), np.float32), req_id="r")
+    spread = np.frombuffer(anim, np.uint8).repeat(2)[::2]  # a non-contiguous numpy view of the bytes
+    assert _wire.decode_message(memoryview(spread)).req_id == "r"
+    with pytest.raises(TypeError, match=r"expected a bytes-like object \(bytes, bytearray, memoryview\), got NoneType"):
+        _wire.decode_message(None)
+
+
+def test_wire_rules_follow_protobuf():
+    """Issue reproducers: tags of more than 5 bytes or 32 bits, groups, strings in egress configs."""
+    # a tag padded to 5 bytes is still a tag; 6 bytes, or a value past 32 bits, is not
+    assert _wire.decode_message(b"\x88\x80\x80\x80\x00\x05").type == 5
+    assert pb.Message.FromString(b"\x88\x80\x80\x80\x00\x05").type == 5
+    with pytest.raises(ValueError, match="tag longer than 5 bytes at byte offset 0"):
+        _wire.decode_message(b"\x88\x80\x80\x80\x80\x00\x05")
+    with pytest.raises(ValueError, match="does not fit 32 bits"):
+        _wire.decode_message(b"\x88\x80\x80\x80\x10\x05")
+    # unknown groups are skipped, nested up to 100 deep
+    group = lambda depth: b"\xa3\x01" * depth + b"\x08\x01" + b"\xa4\x01" * depth  # field 20
+    assert _wire.decode_message(b"\x08\x05" + group(1)).type == 5
+    assert _wire.decode_message(group(100)).type == 0
+    with pytest.raises(ValueError, match="groups nested deeper than 100 levels"):
+        _wire.decode_message(group(101))
+    with pytest.raises(ValueError, match="end-group tag of field 21 closes the group of field 20"):
+        _wire.decode_message(b"\xa3\x01\xac\x01")
+    with pytest.raises(ValueError, match="end-group tag without a start-group tag at byte offset 2"):
+        _wire.decode_message(b"\xa4\x01")
+    # a group with a known field's number and the wrong wire type is an unknown field too
+    assert _wire.decode_message(b"\x13\x14").data_field == 0
+    # invalid UTF-8 inside livekit_egress (a map value) and agora_egress
+    livekit = pb.Message(type=1)
+    livekit.client_configure_session.livekit_egress.extra_attributes["k"] = "\u00e9"
+    bad = livekit.SerializeToString().replace("\u00e9".encode(), b"\xc3\x28")
+    for data in (bad, pb.Message(type=1).SerializeToString() + b"\x12\x05\x3a\x03\x12\x01\xff"):
+        with pytest.raises(Exception):
+            pb.Message.FromString(data)
+        with pytest.raises(ValueError, match="invalid UTF-8 in string field"):
+            _wire.decode_message(data)
+        with pytest.raises(ValueError, match="message 0: invalid UTF-8 in string field"):
+            _flame.decode_animation_batch([data])
+
+
+def test_batch_rejects_what_decode_message_rejects():
+    """Issue reproducer: a malformed earlier oneof member used to be skipped by length in a batch."""
+    anim = _wire.encode_animation_message(np.ones((1, 70), np.float32))
+    data = b"\x08\x05\x12\x01\x07" + anim[2:]  # client_configure_session holding a bad tag
+    with pytest.raises(ValueError, match="invalid field number 0 at byte offset 4"):
+        _wire.decode_message(data)
+    with pytest.raises(ValueError, match="message 0: invalid field number 0 at byte offset 4"):
+        _flame.decode_animation_batch([data])
+
+
+def test_capabilities_merge_across_repeated_members_like_protobuf():
+    data = b"\x08\x02" + b"\x1a\x03\x12\x01a" * 3 + b"\x1a\x03\x0a\x01c" + b"\x1a\x03\x12\x01b"
+    assert _wire.decode_message(data).capabilities == tuple(pb.Message.FromString(data).server_confirm_session.capabilities)
+    assert _wire.decode_message(data).capabilities == ("a", "a", "a", "b")
+    replaced = data + b"\x22\x00" + b"\x1a\x03\x12\x01z"  # another member in between drops them
+    assert _wire.decode_message(replaced).capabilities == ("z",)
+    assert list(pb.Message.FromString(replaced).server_confirm_session.capabilities) == ["z"]

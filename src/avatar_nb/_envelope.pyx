@@ -15,7 +15,8 @@ Field numbers come from ``_wire_numbers.pxd``; the layout is docs/protocol.md's
 (proto/message.proto).
 """
 
-from libc.stdint cimport uint32_t
+from libc.stdint cimport int32_t, uint32_t
+from libc.string cimport memset
 
 from avatar_nb._reader cimport (
     WT_I32, WT_LEN, WT_VARINT, Reader, Span, read_bool, read_bytes, read_int32, read_int64, read_len,
@@ -26,31 +27,38 @@ from avatar_nb._wire_numbers cimport *
 ctypedef int (*MemberReader)(Reader* r, Envelope* env) except -1
 
 
-cdef inline void _absent(Span* span) noexcept:
-    span.start = -1
-    span.length = 0
+cdef Envelope _NO_MEMBER  # every member field absent or zero (filled at import, below)
 
 
 cdef int _clear_member(Envelope* env) except -1:
     """Forget the fields of the oneof member read so far (a later member replaces it)."""
-    env.data_field = 0
-    _absent(&env.connection_id)
-    _absent(&env.req_id)
-    _absent(&env.avatar_id)
-    _absent(&env.error_message)
-    _absent(&env.reason)
-    _absent(&env.audio)
-    _absent(&env.animation)
-    env.end = False
-    env.sample_rate = env.bitrate = env.audio_format = env.transport_compression = env.egress_type = 0
-    env.error_code = env.playback_state = 0
-    env.played_ms = 0
+    cdef CapabilitySink sink = env.on_capability
+    cdef void* ctx = env.ctx
+    cdef int32_t message_type = env.type
     cdef Span clear
-    if env.on_capability != NULL:
+    env[0] = _NO_MEMBER
+    env.type = message_type
+    env.on_capability = sink
+    env.ctx = ctx
+    if sink != NULL:
         clear.start = -1
         clear.length = 0
-        env.on_capability(env.ctx, NULL, clear)
+        sink(ctx, NULL, clear)
     return 0
+
+
+cdef void _init_no_member() noexcept:
+    memset(&_NO_MEMBER, 0, sizeof(Envelope))
+    _NO_MEMBER.connection_id.start = -1
+    _NO_MEMBER.req_id.start = -1
+    _NO_MEMBER.avatar_id.start = -1
+    _NO_MEMBER.error_message.start = -1
+    _NO_MEMBER.reason.start = -1
+    _NO_MEMBER.audio.start = -1
+    _NO_MEMBER.animation.start = -1
+
+
+_init_no_member()
 
 
 # ----------------------------------------------------------------------------- egress configs
@@ -71,7 +79,7 @@ cdef int _validate_map_entry(Reader* r) except -1:
 
 cdef int _validate_livekit(Reader* r) except -1:
     cdef uint32_t field, wt
-    cdef Py_ssize_t s, n
+    cdef Py_ssize_t s = 0, n = 0
     cdef Span ignored
     cdef Reader sub
     while r.pos < r.end:
@@ -106,7 +114,7 @@ cdef int _validate_agora(Reader* r) except -1:
 
 cdef int _configure_session(Reader* r, Envelope* env) except -1:
     cdef uint32_t field, wt
-    cdef Py_ssize_t s, n
+    cdef Py_ssize_t s = 0, n = 0
     cdef Reader sub
     while r.pos < r.end:
         read_tag(r, &field, &wt)
@@ -253,11 +261,11 @@ cdef MemberReader _member_reader(uint32_t field) noexcept:
 cdef int walk_envelope(Reader* r, Envelope* env) except -1:
     """Read the whole envelope ``r`` into ``env`` (``on_capability``/``ctx`` set by the caller)."""
     cdef uint32_t field, wt
-    cdef Py_ssize_t s, n
+    cdef Py_ssize_t s = 0, n = 0
     cdef Reader sub
     cdef MemberReader read_member
     env.type = 0
-    _clear_member(env)
+    _clear_member(env)  # data_field is 0 from here until a member is read
     while r.pos < r.end:
         read_tag(r, &field, &wt)
         if wt == WT_VARINT and field == MESSAGE_TYPE:
@@ -270,7 +278,8 @@ cdef int walk_envelope(Reader* r, Envelope* env) except -1:
                 if env.data_field != <int>field:
                     # a later member of the oneof replaces an earlier one; the same
                     # member again merges into it (protobuf's rules)
-                    _clear_member(env)
+                    if env.data_field != 0:
+                        _clear_member(env)
                     env.data_field = field
                 sub = sub_reader(r, s, n)
                 read_member(&sub, env)

@@ -29,7 +29,7 @@ cimport numpy as cnp
 from avatar_nb._envelope cimport Envelope, walk_envelope
 from avatar_nb._flame_layout cimport *
 from avatar_nb._reader cimport (
-    WT_I32, WT_LEN, Reader, as_bytes_view, fail, read_len, read_tag, reader_over, skip_field, sub_reader,
+    WT_I32, WT_LEN, Reader, as_bytes_view, avnb_fail, fail, read_len, read_tag, reader_over, skip_field, sub_reader,
 )
 from avatar_nb._wire_numbers cimport DATA_SERVER_RESPONSE_ANIMATION
 from avatar_nb._writer cimport len_field_size, put_len_field, put_len_header, tag_of, varint_size
@@ -56,7 +56,7 @@ cdef inline bint _is_float_field(uint32_t field) noexcept:
 cdef int _flame_counts(Reader* r, Py_ssize_t* counts) except -1:
     """Count the floats of each field in one Flame message (``counts`` indexed by field number)."""
     cdef uint32_t field, wt
-    cdef Py_ssize_t s, n
+    cdef Py_ssize_t s = 0, n = 0
     cdef int i
     for i in range(FLAME_EXPRESSION + 1):
         counts[i] = 0
@@ -66,7 +66,8 @@ cdef int _flame_counts(Reader* r, Py_ssize_t* counts) except -1:
             read_len(r, &s, &n)
             if n % 4:
                 r.pos = s
-                return fail(r, f"packed float field {field} has length {n}, not a multiple of 4")
+                return avnb_fail(r.base + r.pos, "packed float field %u has length %zd, not a multiple of 4",
+                                 <unsigned int>field, n)
             counts[field] += n // 4
         elif wt == WT_I32 and _is_float_field(field):
             if r.end - r.pos < 4:
@@ -100,7 +101,7 @@ cdef int _scan_flames(Reader* r, Py_ssize_t* n_frames, Py_ssize_t* n_expr) excep
     """Pass 1 over a FlameAnimation: validate, count keyframes, check every E is ``n_expr``
     (``n_expr`` < 0 on entry: take the first keyframe's)."""
     cdef uint32_t field, wt
-    cdef Py_ssize_t s, n
+    cdef Py_ssize_t s = 0, n = 0
     cdef Py_ssize_t counts[FLAME_EXPRESSION + 1]
     cdef Reader sub
     n_frames[0] = 0
@@ -124,7 +125,7 @@ cdef int _flame_fill(Reader* r, float* row, Py_ssize_t width) except -1:
     outside ``row`` even if pass 1 and pass 2 disagreed.
     """
     cdef uint32_t field, wt
-    cdef Py_ssize_t s, n, off, limit, k
+    cdef Py_ssize_t s = 0, n = 0, off, limit, k
     cdef Py_ssize_t filled[FLAME_EXPRESSION + 1]
     cdef int i
     for i in range(FLAME_EXPRESSION + 1):
@@ -159,7 +160,7 @@ cdef int _flame_fill(Reader* r, float* row, Py_ssize_t width) except -1:
 cdef int _fill_flames(Reader* r, float* out, Py_ssize_t width, Py_ssize_t n_frames) except -1:
     """Pass 2 over a FlameAnimation: copy ``n_frames`` keyframes into rows of ``out``."""
     cdef uint32_t field, wt
-    cdef Py_ssize_t s, n, k = 0
+    cdef Py_ssize_t s = 0, n = 0, k = 0
     cdef Reader sub
     while r.pos < r.end:
         read_tag(r, &field, &wt)

@@ -25,8 +25,13 @@ cdef enum:
 cdef extern from *:
     """
     /* column offset and width of Flame fields 1..6, indexed by field number (0 unused) */
-    static const Py_ssize_t avnb_flame_offset[7] = {0, 0, 3, 6, 9, 12, 18};
-    static const Py_ssize_t avnb_flame_width[7] = {0, 3, 3, 3, 3, 6, 2};
+    #if defined(__GNUC__)
+    #define AVNB_MAYBE_UNUSED __attribute__((unused))
+    #else
+    #define AVNB_MAYBE_UNUSED
+    #endif
+    static const Py_ssize_t avnb_flame_offset[7] AVNB_MAYBE_UNUSED = {0, 0, 3, 6, 9, 12, 18};
+    static const Py_ssize_t avnb_flame_width[7] AVNB_MAYBE_UNUSED = {0, 3, 3, 3, 3, 6, 2};
     """
     const Py_ssize_t FLAME_OFFSET "avnb_flame_offset"[7]
     const Py_ssize_t FLAME_WIDTH "avnb_flame_width"[7]

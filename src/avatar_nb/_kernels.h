@@ -1,5 +1,4 @@
-/* The compiled core's innermost loops (avatar_nb._pcm), written so that the compiler
- * vectorises them, and the decoders' UTF-8 check (avnb_utf8_valid, at the end).
+/* avatar_nb._pcm's innermost loops, written so that the compiler vectorises them.
  *
  * On x86-64 Linux with GCC or clang each kernel is compiled three times (AVX-512,
  * AVX2, baseline SSE2) and the best one for the running CPU is picked when the module
@@ -136,51 +135,6 @@ static void avnb_minmax_i16(const int16_t *restrict x, ptrdiff_t n, ptrdiff_t bi
         mins[b] = (float)lo * (1.0f / 32768.0f);
         maxs[b] = (float)hi * (1.0f / 32768.0f);
     }
-}
-
-/* Strict UTF-8 (Unicode 15, table 3-7), as protobuf checks string fields: no overlong
- * forms, no surrogates (U+D800..DFFF), nothing above U+10FFFF. ASCII runs are checked
- * eight bytes at a time. Returns 1 when valid. */
-static inline int avnb_utf8_valid(const uint8_t *s, ptrdiff_t n)
-{
-    ptrdiff_t i = 0;
-    while (i < n) {
-        if (n - i >= 8) {
-            uint64_t word;
-            memcpy(&word, s + i, 8);
-            if ((word & 0x8080808080808080ULL) == 0) {
-                i += 8;
-                continue;
-            }
-        }
-        uint8_t c = s[i];
-        if (c < 0x80) {
-            i += 1;
-            continue;
-        }
-        ptrdiff_t len;
-        uint8_t lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-        if (c >= 0xC2 && c <= 0xDF) {
-            len = 2;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            if (c == 0xE0) lo = 0xA0;
-            if (c == 0xED) hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            if (c == 0xF0) lo = 0x90;
-            if (c == 0xF4) hi = 0x8F;
-        } else {
-            return 0;
-        }
-        if (n - i < len) return 0;
-        if (s[i + 1] < lo || s[i + 1] > hi) return 0;
-        for (ptrdiff_t k = 2; k < len; k++) {
-            if (s[i + k] < 0x80 || s[i + k] > 0xBF) return 0;
-        }
-        i += len;
-    }
-    return 1;
 }
 
 #endif /* AVATAR_NB_KERNELS_H */

@@ -194,25 +194,23 @@ def _to_s16le_typed(const sample_t[:, :] x, bint clip, bint has_channels):
     raise ValueError(f"{where} is {bad_value:g}, outside [-1, 1]; pass clip=True to clip it")
 
 
-_SAMPLE_DTYPES = (np.float32, np.float64, np.int16, np.int32, np.uint8)
+_SAMPLE_TYPES = frozenset([cnp.NPY_FLOAT32, cnp.NPY_FLOAT64, cnp.NPY_INT16, cnp.NPY_INT32, cnp.NPY_UINT8])
 
 
 cdef object _samples_array(object samples):
-    """``samples`` as a little-endian numpy array of an accepted dtype, 1-D or 2-D."""
+    """``samples`` as a numpy array of an accepted dtype in native byte order, 1-D or 2-D."""
     if isinstance(samples, (bytes, bytearray, memoryview, str)):
         raise TypeError(
             f"to_s16le() takes a numpy array of samples, got {type(samples).__name__}; "
             f"accepted dtypes: {_ACCEPTED}"
         )
     arr = np.asarray(samples)
-    if arr.dtype.kind not in "biufc":  # None, dicts, strings ...: not numbers at all
-        raise TypeError(
-            f"to_s16le() takes a numpy array (or a sequence) of samples, got {type(samples).__name__}; "
-            f"accepted dtypes: {_ACCEPTED}"
-        )
-    if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and not _LITTLE_ENDIAN):
-        arr = arr.astype(arr.dtype.newbyteorder("<"))
-    if arr.dtype not in _SAMPLE_DTYPES:
+    if cnp.PyArray_TYPE(arr) not in _SAMPLE_TYPES:
+        if arr.dtype.kind not in "biufc":  # None, dicts, strings ...: not numbers at all
+            raise TypeError(
+                f"to_s16le() takes a numpy array (or a sequence) of samples, got {type(samples).__name__}; "
+                f"accepted dtypes: {_ACCEPTED}"
+            )
         raise TypeError(f"unsupported sample dtype {arr.dtype}; accepted: {_ACCEPTED}")
     if arr.ndim == 0:
         raise ValueError(
@@ -223,6 +221,8 @@ cdef object _samples_array(object samples):
         raise ValueError(f"samples must be 1-D (mono) or 2-D (frames, channels), got shape {arr.shape}")
     if arr.ndim == 2 and arr.shape[1] == 0:
         raise ValueError(f"samples have no channels: shape {arr.shape}")
+    if not arr.dtype.isnative:  # the loops read native values and write little-endian bytes
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr
 
 

@@ -14,14 +14,15 @@ what these decoders accept is exactly what ``Message.FromString`` accepts:
 - an unknown group is skipped up to its matching end tag; an end tag anywhere else,
   or one for another field, is an error;
 - submessages and groups nest at most ``DEPTH_LIMIT`` deep;
-- a string field must be valid UTF-8 (checked in C, see ``avnb_utf8_valid``).
+- a string field must be valid UTF-8 (checked in C: ``_reader.h``).
 """
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 
-cdef extern from "_kernels.h" nogil:
-    bint avnb_utf8_valid(const uint8_t* s, Py_ssize_t n)
+cdef extern from "_reader.h":
+    bint avnb_utf8_valid(const uint8_t* s, Py_ssize_t n) nogil
+    int avnb_fail(Py_ssize_t offset, const char* fmt, ...) except -1
 
 
 cdef enum WireType:
@@ -75,8 +76,9 @@ cdef inline Reader sub_reader(const Reader* r, Py_ssize_t start, Py_ssize_t leng
     return sub
 
 
-cdef inline int fail(const Reader* r, str what) except -1:
-    raise ValueError(f"{what} at byte offset {r.base + r.pos}")
+cdef inline int fail(const Reader* r, const char* what) except -1:
+    """Raise ValueError naming ``what`` and the reader's position (formatting in _reader.h)."""
+    return avnb_fail(r.base + r.pos, "%s", what)
 
 
 cdef inline int read_varint(Reader* r, uint64_t* out) except -1:
@@ -105,6 +107,7 @@ cdef inline int read_tag(Reader* r, uint32_t* field, uint32_t* wire_type) except
     cdef Py_ssize_t at = r.pos
     cdef int i
     cdef uint8_t b
+    field[0] = wire_type[0] = 0  # defined even on error (keeps the compiler's flow analysis quiet)
     if r.pos < r.end and r.buf[r.pos] < 0x80:  # one-byte tags: fields 1..15
         tag = r.buf[r.pos]
         r.pos += 1
@@ -121,9 +124,9 @@ cdef inline int read_tag(Reader* r, uint32_t* field, uint32_t* wire_type) except
             tag |= (<uint64_t>(b & 0x7F)) << (7 * i)
             if b < 0x80:
                 break
-        if tag > 0xFFFFFFFF:
+        if (tag >> 32) != 0:
             r.pos = at
-            return fail(r, f"tag {tag} does not fit 32 bits")
+            return avnb_fail(r.base + r.pos, "tag %llu does not fit 32 bits", <unsigned long long>tag)
     if (tag >> 3) == 0:
         r.pos = at
         return fail(r, "invalid field number 0")
@@ -134,12 +137,12 @@ cdef inline int read_tag(Reader* r, uint32_t* field, uint32_t* wire_type) except
 
 cdef inline int read_len(Reader* r, Py_ssize_t* start, Py_ssize_t* length) except -1:
     """Read a length prefix and check that the bytes it announces are all there."""
-    cdef uint64_t n
+    cdef uint64_t n = 0
     cdef Py_ssize_t at = r.pos
     read_varint(r, &n)
     if n > <uint64_t>(r.end - r.pos):
         r.pos = at
-        return fail(r, f"length {n} runs past the end of the buffer")
+        return avnb_fail(r.base + r.pos, "length %llu runs past the end of the buffer", <unsigned long long>n)
     start[0] = r.pos
     length[0] = <Py_ssize_t>n
     r.pos += <Py_ssize_t>n
@@ -148,7 +151,7 @@ cdef inline int read_len(Reader* r, Py_ssize_t* start, Py_ssize_t* length) excep
 
 cdef inline int read_bytes(Reader* r, Span* out) except -1:
     """A length-delimited field's span, as an offset within the outermost buffer."""
-    cdef Py_ssize_t s, n
+    cdef Py_ssize_t s = 0, n = 0
     read_len(r, &s, &n)
     out.start = r.base + s
     out.length = n
@@ -157,7 +160,7 @@ cdef inline int read_bytes(Reader* r, Span* out) except -1:
 
 cdef inline int read_string(Reader* r, Span* out) except -1:
     """A string field's span; invalid UTF-8 is an error, as in protobuf."""
-    cdef Py_ssize_t s, n
+    cdef Py_ssize_t s = 0, n = 0
     read_len(r, &s, &n)
     if not avnb_utf8_valid(r.buf + s, n):
         r.pos = s
@@ -169,21 +172,21 @@ cdef inline int read_string(Reader* r, Span* out) except -1:
 
 cdef inline int read_int32(Reader* r, int32_t* out) except -1:
     """int32 and enum fields: the low 32 bits of the varint, as protobuf keeps them."""
-    cdef uint64_t v
+    cdef uint64_t v = 0
     read_varint(r, &v)
-    out[0] = <int32_t>(<uint32_t>(v & 0xFFFFFFFF))
+    out[0] = <int32_t>(<uint32_t>v)  # C truncation keeps the low 32 bits
     return 0
 
 
 cdef inline int read_int64(Reader* r, int64_t* out) except -1:
-    cdef uint64_t v
+    cdef uint64_t v = 0
     read_varint(r, &v)
     out[0] = <int64_t>v
     return 0
 
 
 cdef inline int read_bool(Reader* r, bint* out) except -1:
-    cdef uint64_t v
+    cdef uint64_t v = 0
     read_varint(r, &v)
     out[0] = v != 0
     return 0
@@ -191,8 +194,8 @@ cdef inline int read_bool(Reader* r, bint* out) except -1:
 
 cdef inline int skip_scalar(Reader* r, uint32_t wire_type) except -1:
     """Skip a field of any wire type but the group ones."""
-    cdef uint64_t v
-    cdef Py_ssize_t s, n
+    cdef uint64_t v = 0
+    cdef Py_ssize_t s = 0, n = 0
     if wire_type == WT_VARINT:
         read_varint(r, &v)
     elif wire_type == WT_I64:
@@ -208,7 +211,7 @@ cdef inline int skip_scalar(Reader* r, uint32_t wire_type) except -1:
     elif wire_type == WT_EGROUP:
         return fail(r, "end-group tag without a start-group tag")
     else:
-        return fail(r, f"invalid wire type {wire_type}")
+        return avnb_fail(r.base + r.pos, "invalid wire type %u", <unsigned int>wire_type)
     return 0
 
 
@@ -226,19 +229,20 @@ cdef inline int skip_group(Reader* r, uint32_t field) except -1:
     while True:
         if wt == WT_SGROUP:
             if r.depth + n_open + 1 > DEPTH_LIMIT:
-                return fail(r, f"groups nested deeper than {DEPTH_LIMIT} levels")
+                return avnb_fail(r.base + r.pos, "groups nested deeper than %d levels", <int>DEPTH_LIMIT)
             open_fields[n_open] = f
             n_open += 1
         elif wt == WT_EGROUP:
             if f != open_fields[n_open - 1]:
-                return fail(r, f"end-group tag of field {f} closes the group of field {open_fields[n_open - 1]}")
+                return avnb_fail(r.base + r.pos, "end-group tag of field %u closes the group of field %u",
+                                <unsigned int>f, <unsigned int>open_fields[n_open - 1])
             n_open -= 1
             if n_open == 0:
                 return 0
         else:
             skip_scalar(r, wt)
         if r.pos >= r.end:
-            return fail(r, f"unterminated group of field {open_fields[n_open - 1]}")
+            return avnb_fail(r.base + r.pos, "unterminated group of field %u", <unsigned int>open_fields[n_open - 1])
         read_tag(r, &f, &wt)
 
 
