@@ -186,7 +186,8 @@ async def test_spatialreal_with_a_valid_livekit_egress_gets_control_frames_and_s
         await session.close()
     assert [s for _, s, _ in rec.sequence()] == ["PLAYING", "ENDED"]
     assert rec.signals and not any(s.has_animation for s in rec.signals)
-    assert [s.end for s in rec.signals].count(True) == 1
+    # the end signal twice (generation, then playout drained), as spatialreal documents for egress
+    assert [s.end for s in rec.signals].count(True) == 2
 
 
 @pytest.mark.parametrize("kind", ["livekit", "agora"])
@@ -226,3 +227,20 @@ async def test_avatar_nb_classifies_refused_egress():
             await session.start()
         assert info.value.code.value == "invalidEgressConfig"
         assert "unauthorized" in str(info.value) and "wrong" not in str(info.value)
+
+
+async def test_avatar_nb_with_a_valid_egress_takes_the_duplicate_end():
+    pcm = _pcm.to_s16le(speech_like(0.5, 16000, seed=2))
+    async with LocalService(realtime=False, egress=EGRESS) as svc:
+        rec = Recorder()
+        lk = avatar_nb.LiveKitEgressConfig(url="wss://lk.example.invalid", api_token="lk-token", room_name="room-1")
+        session = _avatar_nb(svc, rec, livekit_egress=lk)
+        await session.init()
+        await session.start()
+        for i in range(0, len(pcm), CHUNK):
+            await session.send_audio(pcm[i : i + CHUNK], end=i + CHUNK >= len(pcm))
+        await rec.wait_states(2)
+        await session.close()
+    assert rec.errors == []
+    assert [s for _, s, _ in rec.sequence()] == ["PLAYING", "ENDED"]
+    assert [s.end for s in rec.signals].count(True) == 2 and not any(s.has_animation for s in rec.signals)

@@ -3,7 +3,9 @@
 No media leaves the machine. A session configured with ``livekit_egress`` or
 ``agora_egress`` is checked against the rooms, channels and credentials the service
 was given; valid ones are served as an egress session would be (animation goes to
-the room, so the WebSocket carries empty control frames, plus playback states),
+the room, so the WebSocket carries empty control frames, plus playback states; the
+end control frame comes when generation ends and once more when playout has drained,
+the duplicate that the official clients document for egress),
 invalid ones are refused at the handshake with ServerError code 16 and a message
 containing ``unauthorized``, as the hosted service refuses credentials it cannot
 use. Secrets are compared in constant time and never echoed.

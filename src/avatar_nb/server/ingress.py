@@ -49,6 +49,7 @@ from ..protocol import (
     InterruptRequested,
     MessageType,
     PlaybackControlRequested,
+    PlaybackState,
     ProtocolViolation,
     ServerConnection,
     SessionConfigured,
@@ -410,6 +411,10 @@ class IngressSession:
     def _report(self, reports: list[Report]) -> None:
         """Send playback states (in order, without waiting) and re-arm the playout timer."""
         for report in reports:
+            if self.egress and report.state is PlaybackState.ENDED:
+                # in egress mode an end control frame also says the playout has drained:
+                # the request's end arrives twice, as the hosted egress may deliver it
+                self._spawn(self._send(self._animation_bytes(report.req_id, _EMPTY, True)))
             data = self.protocol.playback_state(
                 report.req_id, report.state, played_ms=report.played_ms, reason=report.reason
             )
