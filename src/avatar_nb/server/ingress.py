@@ -25,9 +25,7 @@ Bounded in memory and time, whatever the client does:
   (the HTTP upgrade itself is bounded by the server's keep-alive timeout, set to the
   same value in :mod:`avatar_nb.server.service`).
 
-Timers are loop callbacks (``call_at``), not tasks: one sender task per session waits
-on an event that the head-of-queue timer sets, so a paced session costs one wake-up per
-animation message.
+Paced messages wait in the session's :class:`~avatar_nb.server.outbox.Outbox`.
 """
 
 from __future__ import annotations
@@ -36,7 +34,6 @@ import asyncio
 import json
 import logging
 import time
-from collections import deque
 
 import numpy as np
 from aiohttp import WSMsgType, web
@@ -56,6 +53,7 @@ from ..protocol import (
 )
 from .animator import Animator
 from .ogg_input import OggOpusInput
+from .outbox import Outbox
 from .pacing import Link, Pacer
 from .playout import Playout, Report
 from .state import ServiceState
@@ -156,15 +154,7 @@ class IngressSession:
         self.sample_rate = 0
         self.ogg_input: OggOpusInput | None = None  # set for an Ogg Opus session
         self.egress = False  # animation goes to a (simulated) room: control frames only
-        # pending animation messages: (due loop time, req_id, keyframes, end)
-        self.queue: deque[tuple[float, str, np.ndarray, bool]] = deque()
-        self.queued_keyframes = 0
-        self.drained = asyncio.Event()  # set while the queue is within its bound
-        self.drained.set()
-        self.max_backlog = max(1, int(round(state.max_backlog * state.fps)))
-        self.wake = asyncio.Event()
-        self.timer: asyncio.TimerHandle | None = None
-        self.sender: asyncio.Task | None = None
+        self.outbox: Outbox | None = None  # paced sessions, once configured
         self.last_audio = self.loop.time()
         self.closing = False
         self.pacer = Pacer(state.latency_ms, state.jitter_ms, seed=(state.seed, state.stats.sessions_total))
@@ -198,10 +188,11 @@ class IngressSession:
     async def shutdown(self) -> None:
         self.closing = True
         self._cancel_timers()
-        for task in (self.sender, *self._tasks):
+        sender = self.outbox.task if self.outbox is not None else None
+        for task in (sender, *self._tasks):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
-        for task in (self.sender, *self._tasks):
+        for task in (sender, *self._tasks):
             if task is not None and task is not asyncio.current_task():
                 try:
                     await task
@@ -217,7 +208,7 @@ class IngressSession:
     def _cancel_timers(self) -> None:
         for timer in self._timers:
             timer.cancel()
-        for timer in (self.timer, self._playout_timer, self._idle_timer):
+        for timer in (self._playout_timer, self._idle_timer):
             if timer is not None:
                 timer.cancel()
 
@@ -225,10 +216,8 @@ class IngressSession:
         """Drop the connection at once: nothing queued is sent, the slot frees."""
         self.closing = True
         self._cancel_timers()
-        self.queue.clear()
-        self.queued_keyframes = 0
-        self.drained.set()
-        self.wake.set()
+        if self.outbox is not None:
+            self.outbox.close()
         if self.transport is not None:
             self.transport.abort()
 
@@ -246,10 +235,8 @@ class IngressSession:
         if self.closing:
             return
         self.closing = True
-        self.queue.clear()
-        self.queued_keyframes = 0
-        self.drained.set()
-        self.wake.set()
+        if self.outbox is not None:
+            self.outbox.close()
         if self._peer_stalled():
             self.abort()
             return
@@ -339,7 +326,13 @@ class IngressSession:
         self.last_audio = self.loop.time()
         await self._send(self.protocol.confirm())
         if self.paced:
-            self.sender = self.loop.create_task(self._sender())
+            self.outbox = Outbox(
+                self._animation_bytes,
+                self._send_bytes_animation,
+                link=self.link,
+                max_keyframes=max(1, int(round(state.max_backlog * state.fps))),
+                on_peak=self._note_backlog,
+            )
 
     async def _on_audio(self, event: AudioReceived) -> None:
         animator = self.animator
@@ -378,16 +371,11 @@ class IngressSession:
             return
         if event.streaming and self.animator is not None:
             self.animator.reset_utterance()
-        if not self.paced:  # nothing is ever queued: everything went out already
+        if self.outbox is None:  # nothing is ever queued: everything went out already
             await self._send_animation(event.req_id, _EMPTY, True)
             return
         # drop what was not sent yet; the interrupted request ends now, ahead of the rest
-        kept = deque(item for item in self.queue if item[1] != event.req_id)
-        self.queued_keyframes = sum(item[2].shape[0] for item in kept)
-        kept.appendleft((self.loop.time(), event.req_id, _EMPTY, True))
-        self.queue = kept
-        self._update_drained()
-        self._reschedule()
+        self.outbox.end_now(event.req_id, _EMPTY)
 
     async def _on_playback_control(self, event: PlaybackControlRequested) -> None:
         if self.playout is None:
@@ -442,57 +430,17 @@ class IngressSession:
             await self._emit_one(req_id, keyframes[start : start + step], end and start + step >= n, arrived)
 
     async def _emit_one(self, req_id: str, keyframes: np.ndarray, end: bool, arrived: float) -> None:
-        if not self.paced:
+        if self.outbox is None:
             await self._send_animation(req_id, keyframes, end)
             return
         due = self.pacer.due(arrived) if self.state.realtime else arrived
-        self.queue.append((due, req_id, keyframes, end))
-        self.queued_keyframes += keyframes.shape[0]
-        if self.queued_keyframes > self.state.stats.peak_backlog_keyframes:
-            self.state.stats.peak_backlog_keyframes = self.queued_keyframes
-        if len(self.queue) == 1:
-            self._reschedule()
-        self._update_drained()
-        if not self.drained.is_set():
-            # the client is given its animation more slowly than it sends audio: stop
-            # reading its audio until the queue is back within bounds (or the send
-            # timeout drops a client that stopped reading)
-            await self.drained.wait()
+        # waits while the queue is over its bound: the client is given its animation more
+        # slowly than it sends audio, so its audio is not read until the queue drains
+        await self.outbox.put(due, req_id, keyframes, end)
 
-    def _update_drained(self) -> None:
-        if self.queued_keyframes > self.max_backlog and not self.closing:
-            self.drained.clear()
-        else:
-            self.drained.set()
-
-    def _reschedule(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.queue:
-            self.timer = self.loop.call_at(self.queue[0][0], self.wake.set)
-
-    async def _sender(self) -> None:
-        loop = self.loop
-        link = self.link if self.link.active else None
-        while not self.closing:
-            await self.wake.wait()
-            self.wake.clear()
-            now = loop.time()
-            while self.queue and self.queue[0][0] <= now + 0.0005 and not self.closing:
-                due, req_id, keyframes, end = self.queue.popleft()
-                self.queued_keyframes -= keyframes.shape[0]
-                data = self._animation_bytes(req_id, keyframes, end)
-                if link is not None:
-                    arrival = link.arrival(due, len(data))
-                    if arrival > loop.time():
-                        await asyncio.sleep(arrival - loop.time())
-                await self._send_bytes_animation(req_id, keyframes, end, data)
-                self._update_drained()
-                now = loop.time()
-            self.timer = None
-            if self.queue and not self.closing:
-                self.timer = loop.call_at(self.queue[0][0], self.wake.set)
+    def _note_backlog(self, keyframes: int) -> None:
+        if keyframes > self.state.stats.peak_backlog_keyframes:
+            self.state.stats.peak_backlog_keyframes = keyframes
 
     def _animation_bytes(self, req_id: str, keyframes: np.ndarray, end: bool) -> bytes:
         # in egress mode the animation goes to the room: the WebSocket gets a control frame
