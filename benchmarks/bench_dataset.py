@@ -137,14 +137,14 @@ def child_read_streamed(root: Path) -> dict:
     baseline = rss_mb()
     t = time.perf_counter()
     results = load_results(root)
-    condition = results.runs.set_index("run_id")["chunk_ms"]
+    condition = dict(zip(results.runs["run_id"], results.runs["chunk_ms"]))
     by_condition: dict[int, list[np.ndarray]] = {}
     for part in results.iter_keyframes(columns=["latency"]):
-        run_ids = part["run_id"].array  # a categorical: map its few categories, not every row
-        conditions = condition.reindex(run_ids.categories).to_numpy()[run_ids.codes]
+        run_ids = part["run_id"].array  # a categorical: one category per run in the piece
         latency = part["latency"].to_numpy()
-        for c in np.unique(conditions):
-            by_condition.setdefault(int(c), []).append(latency[conditions == c])
+        for code, run_id in enumerate(run_ids.categories):
+            values = latency if len(run_ids.categories) == 1 else latency[run_ids.codes == code]
+            by_condition.setdefault(int(condition[run_id]), []).append(values)
     p99 = {c: float(np.percentile(np.concatenate(v), 99)) for c, v in sorted(by_condition.items())}
     return {"seconds": time.perf_counter() - t, "baseline_mb": baseline, "p99": p99}
 
