@@ -101,3 +101,17 @@ def test_error_codes_come_from_server_error_code():
     server = _configured()
     event = server.receive("text after it")
     assert _wire.decode_message(event.reply).error_code == ServerErrorCode.INVALID_ARGUMENT
+
+
+def test_an_egress_config_with_invalid_utf8_is_refused_at_the_handshake():
+    from avatar_nb.proto import message_pb2 as pb
+
+    msg = pb.Message(type=1)
+    cfg = msg.client_configure_session
+    cfg.sample_rate, cfg.egress_type = 16000, pb.EGRESS_TYPE_LIVEKIT
+    cfg.livekit_egress.url, cfg.livekit_egress.room_name = "U", "r"
+    data = msg.SerializeToString().replace(b"\x0a\x01U", b"\x0a\x01\xff")
+    server = ServerConnection("c", supports_egress=True)
+    event = server.receive(data)
+    assert isinstance(event, ProtocolViolation) and event.close
+    assert "failed to unmarshal initial message" in event.message

@@ -24,6 +24,7 @@ from typing import Any, Union
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from . import _wire
 from .errors import (
@@ -1242,7 +1243,15 @@ class ServerConnection:
                     ServerErrorCode.UNAVAILABLE, "egress client is not configured on server", close=True
                 )
             # the egress sub-messages are read once per session, by the protobuf library
-            cfg = pb.Message.FromString(bytes(data)).client_configure_session
+            # (which also checks their strings are UTF-8)
+            try:
+                cfg = pb.Message.FromString(bytes(data)).client_configure_session
+            except DecodeError as exc:
+                return self._violation(
+                    ServerErrorCode.INVALID_ARGUMENT,
+                    f"failed to unmarshal initial message: invalid egress configuration ({exc})",
+                    close=True,
+                )
             if msg.egress_type == pb.EGRESS_TYPE_LIVEKIT and cfg.HasField("livekit_egress"):
                 egress = cfg.livekit_egress
             elif msg.egress_type == pb.EGRESS_TYPE_AGORA and cfg.HasField("agora_egress"):
