@@ -340,8 +340,9 @@ def run_cell(kc, code: str, timeout: float = 60.0) -> str:
             pytest.fail(f"cell failed: {msg['content']['ename']}: {msg['content']['evalue']}\n"
                         + "\n".join(msg["content"]["traceback"]) + f"\n--- cell:\n{code}")
 
-    kc.execute_interactive(code, timeout=timeout, output_hook=hook)
-    return "".join(out)
+    reply = kc.execute_interactive(code, timeout=timeout, output_hook=hook, user_expressions={"report": "_report"})
+    report = reply["content"].get("user_expressions", {}).get("report", {})
+    return "".join(out) + report.get("data", {}).get("text/plain", "")
 
 
 _PAGE_STAND_IN = """
@@ -363,8 +364,8 @@ async def page(panel):
 
 _REPORT = """
 feeder.cancel()
-print("closed", panel.session.closed, "running", panel.is_running, "statuses", panel.timeline.requests.status.tolist(),
-      "chunks", len(panel.chunks))
+_report = " ".join(map(str, ["closed", panel.session.closed, "running", panel.is_running,
+                             "statuses", panel.timeline.requests.status.tolist(), "chunks", len(panel.chunks)]))
 """
 
 
@@ -372,7 +373,7 @@ def test_a_kernel_interrupt_between_cells_stops_the_capture(kernel):
     km, kc = kernel
     run_cell(kc, _PAGE_STAND_IN + "task = panel.start()\nfeeder = asyncio.ensure_future(page(panel))\n")
     deadline = time.monotonic() + 20
-    while "True" not in run_cell(kc, "print(len(panel.chunks) >= 10)") and time.monotonic() < deadline:
+    while "True" not in run_cell(kc, "_report = len(panel.chunks) >= 10") and time.monotonic() < deadline:
         time.sleep(0.2)
     km.interrupt_kernel()  # the kernel is idle: ipykernel alone would ignore this
     report = run_cell(kc, "await asyncio.wait_for(asyncio.shield(task), 20)\n" + _REPORT)
@@ -382,11 +383,15 @@ def test_a_kernel_interrupt_between_cells_stops_the_capture(kernel):
 def test_a_kernel_interrupt_while_a_cell_waits_closes_the_session(kernel):
     km, kc = kernel
     run_cell(kc, _PAGE_STAND_IN + "task = panel.start()\nfeeder = asyncio.ensure_future(page(panel))\n")
-    msg_id = kc.execute("await panel.wait()")
-    time.sleep(1.5)  # the cell is waiting on the panel while chunks stream
+    msg_id = kc.execute("await panel.wait()", stop_on_error=False)  # its error must not abort the next cell
+    while True:  # until the cell runs (an interrupt before it would stop the idle capture instead)
+        msg = kc.get_iopub_msg(timeout=30)
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_input":
+            break
+    time.sleep(1.0)  # the cell is waiting on the panel while chunks stream
     km.interrupt_kernel()
     reply = kc.get_shell_msg(timeout=30)
     assert reply["parent_header"]["msg_id"] == msg_id and reply["content"]["status"] == "error"
     report = run_cell(kc, _REPORT)
     assert "closed True running False" in report, report
-    assert int(report.split("chunks")[1]) >= 10, report
+    assert int(report.split("chunks")[1].strip(" '\"")) >= 10, report
