@@ -74,3 +74,34 @@ async def test_nesting_inside_strings_is_not_nesting(service):
     body = {"expireAt": int(time.time()) + 60, "note": "[" * 100}
     status, text = await post_token(service.console_url + "/session-tokens", api_key=service.api_key, body=body)
     assert status == 200 and json.loads(text)["sessionToken"]
+
+
+async def test_a_body_in_pieces_is_read_whole_and_a_stalled_one_is_refused():
+    import asyncio
+
+    from avatar_nb.server import LocalService
+
+    async with LocalService(handshake_timeout=0.5) as svc:
+        body = json.dumps({"expireAt": int(time.time()) + 60}).encode()
+
+        async def post(parts: list[bytes], length: int) -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", svc.port)
+            head = (
+                f"POST /v1/console/session-tokens HTTP/1.1\r\nHost: x\r\nX-Api-Key: {svc.api_key}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(head.encode())
+            for part in parts:
+                writer.write(part)
+                await writer.drain()
+                await asyncio.sleep(0.05)  # separate segments, well within the timeout
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+            size = int(next(v for k, _, v in (h.partition(b":") for h in head.split(b"\r\n")) if k.lower() == b"content-length"))
+            answer = head + await asyncio.wait_for(reader.readexactly(size), 30)
+            writer.close()
+            return answer
+
+        answer = await post([body[:5], body[5:]], len(body))
+        assert answer.startswith(b"HTTP/1.1 200") and b"sessionToken" in answer
+        answer = await post([body[:5]], len(body))  # the rest never comes
+        assert answer.startswith(b"HTTP/1.1 400") and b"not received within 0.5s" in answer

@@ -9,6 +9,7 @@ classify them as invalid requests, and the API key is never echoed.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import math
@@ -35,6 +36,19 @@ def _invalid(detail: str) -> web.Response:
 
 _MAX_BODY = 4096  # bytes: a token request is {"expireAt": <unix seconds>}
 _MAX_DEPTH = 32  # a token request is one flat object; deeper nesting is refused unparsed
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The request's body up to one byte more than :data:`_MAX_BODY` (enough to refuse it)."""
+    parts: list[bytes] = []
+    size = 0
+    while size <= _MAX_BODY:
+        part = await request.content.read(_MAX_BODY + 1 - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
 
 
 def _reject_constant(name: str) -> Any:
@@ -84,7 +98,12 @@ def token_handler(state: ServiceState, key_name: str):
         if request.content_length is not None and request.content_length > _MAX_BODY:
             state.stats.refusals += 1
             return _invalid(f"request body is larger than {_MAX_BODY} bytes")
-        raw = await request.content.read(_MAX_BODY + 1)
+        try:
+            async with asyncio.timeout(state.handshake_timeout):
+                raw = await _read_body(request)
+        except TimeoutError:
+            state.stats.refusals += 1
+            return _invalid(f"request body not received within {state.handshake_timeout:g}s")
         if len(raw) > _MAX_BODY:
             state.stats.refusals += 1
             return _invalid(f"request body is larger than {_MAX_BODY} bytes")
