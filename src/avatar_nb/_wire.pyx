@@ -13,7 +13,8 @@ naming the byte offset. Decoding is linear in the input's size.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.stdint cimport uint8_t, uint32_t
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.string cimport memcpy
 
 import numpy as np
 
@@ -22,7 +23,10 @@ from avatar_nb._flame cimport decode_flame_payload, encode_flame_payload
 from avatar_nb._flame_layout cimport FIXED_COLUMNS
 from avatar_nb._reader cimport Reader, Span, as_bytes_view, reader_over
 from avatar_nb._wire_numbers cimport *
-from avatar_nb._writer cimport len_field_size, put_len_field, put_len_header, put_varint_field, varint_field_size
+from avatar_nb._writer cimport (
+    len_field_size, put_len_field, put_len_header, put_len_tag, put_varint, put_varint_field, varint_field_size,
+    varint_size,
+)
 
 _EMPTY_KEYFRAMES = np.zeros((0, FIXED_COLUMNS), dtype=np.float32)
 _EMPTY_KEYFRAMES.setflags(write=False)
@@ -215,33 +219,42 @@ def encode_audio_messages(pcm, str req_id, Py_ssize_t chunk_bytes, *, bint end=T
         raise ValueError(f"chunk_bytes must be a positive even number of bytes, got {chunk_bytes}")
     if total % 2:
         raise ValueError(f"s16le PCM must have an even number of bytes, got {total}")
-    cdef bytes rid = req_id.encode("utf-8")
     cdef list out = []
-    cdef Py_ssize_t off = 0, n, inner, size
+    if total == 0 and not end:
+        return out
+    cdef const char* src = <const char*>&mv[0] if total else <const char*>b""
+    # the bytes every message shares are written once, then copied: the type field and
+    # the member's tag (head), the req_id field, the end field
+    cdef bytes rid = req_id.encode("utf-8")
+    cdef Py_ssize_t rid_len = PyBytes_GET_SIZE(rid)
+    cdef bytes rid_field = PyBytes_FromStringAndSize(NULL, _optional_len_field_size(AUDIO_REQ_ID, rid_len))
+    _put_optional(PyBytes_AS_STRING(rid_field), AUDIO_REQ_ID, rid)
+    cdef Py_ssize_t rid_size = PyBytes_GET_SIZE(rid_field)
+    cdef const char* rid_bytes = PyBytes_AS_STRING(rid_field)
+    cdef char head[16]
+    cdef char end_field[16]
+    cdef Py_ssize_t head_size = put_len_tag(put_varint_field(head, MESSAGE_TYPE, MESSAGE_CLIENT_AUDIO_INPUT),
+                                            DATA_CLIENT_AUDIO_INPUT) - head
+    cdef Py_ssize_t end_size = put_varint_field(end_field, AUDIO_END, 1) - end_field
+    cdef Py_ssize_t off = 0, n, inner
     cdef bint last
     cdef bytes buf
     cdef char* p
-    cdef const char* src = <const char*>&mv[0] if total else <const char*>b""
-    if total == 0 and not end:
-        return out
-    cdef Py_ssize_t head = varint_field_size(MESSAGE_TYPE, MESSAGE_CLIENT_AUDIO_INPUT)
-    cdef Py_ssize_t rid_size = _optional_len_field_size(AUDIO_REQ_ID, len(rid))
     while True:
         n = min(chunk_bytes, total - off)
         last = off + n >= total
-        inner = rid_size + _optional_len_field_size(AUDIO_AUDIO, n)
-        if last and end:
-            inner += varint_field_size(AUDIO_END, 1)
-        size = head + len_field_size(DATA_CLIENT_AUDIO_INPUT, inner)
-        buf = PyBytes_FromStringAndSize(NULL, size)
+        inner = rid_size + _optional_len_field_size(AUDIO_AUDIO, n) + (end_size if last and end else 0)
+        buf = PyBytes_FromStringAndSize(NULL, head_size + varint_size(<uint64_t>inner) + inner)
         p = PyBytes_AS_STRING(buf)
-        p = put_varint_field(p, MESSAGE_TYPE, MESSAGE_CLIENT_AUDIO_INPUT)
-        p = put_len_header(p, DATA_CLIENT_AUDIO_INPUT, inner)
-        p = _put_optional(p, AUDIO_REQ_ID, rid)
+        memcpy(p, head, head_size)
+        p = put_varint(p + head_size, <uint64_t>inner)
+        memcpy(p, rid_bytes, rid_size)
+        p += rid_size
         if last and end:
-            p = put_varint_field(p, AUDIO_END, 1)
+            memcpy(p, end_field, end_size)
+            p += end_size
         if n:
-            p = put_len_field(p, AUDIO_AUDIO, src + off, n)
+            put_len_field(p, AUDIO_AUDIO, src + off, n)
         out.append(buf)
         off += n
         if last:

@@ -45,8 +45,12 @@ cdef inline char* put_varint_field(char* p, uint32_t field, uint64_t v) noexcept
     return put_varint(put_varint(p, tag_of(field, WT_VARINT)), v)
 
 
+cdef inline char* put_len_tag(char* p, uint32_t field) noexcept nogil:
+    return put_varint(p, tag_of(field, WT_LEN))
+
+
 cdef inline char* put_len_header(char* p, uint32_t field, Py_ssize_t n) noexcept nogil:
-    return put_varint(put_varint(p, tag_of(field, WT_LEN)), <uint64_t>n)
+    return put_varint(put_len_tag(p, field), <uint64_t>n)
 
 
 cdef inline char* put_len_field(char* p, uint32_t field, const char* data, Py_ssize_t n) noexcept nogil:
