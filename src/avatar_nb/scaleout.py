@@ -195,7 +195,11 @@ def run_batch_on_worker(
         future = asyncio.run_coroutine_threadsafe(
             _stream_batch(specs, clips, service, prepared, timeout, seed, worker), _worker_loop()
         )
-        results = future.result()
+        # each run bounds its own waits (end-frame timeout, token request); this bound only
+        # catches a loop that stopped answering: every run's allowance, one after another
+        audio = sum(len(p.pcm) / 2 / p.sample_rate for p in prepared.values())
+        per_run = 60.0 if timeout is None else timeout + 30.0
+        results = future.result(timeout=per_run * len(specs) + 2 * audio + 60.0)
     finally:
         _gate.stop_streaming()
     rows = []
