@@ -244,7 +244,7 @@ def test_bad_paths_give_clear_errors_and_no_partial_file(tmp_path):
 
 def test_a_failure_while_encoding_removes_the_partial_file(tmp_path, monkeypatch):
     tl = clip_timeline(30)
-    real = video.render_frames
+    real = video._draw_frames
 
     def failing(*args, **kwargs):
         for i, frame in enumerate(real(*args, **kwargs)):
@@ -252,7 +252,7 @@ def test_a_failure_while_encoding_removes_the_partial_file(tmp_path, monkeypatch
                 raise RuntimeError("renderer broke")
             yield frame
 
-    monkeypatch.setattr(video, "render_frames", failing)
+    monkeypatch.setattr(video, "_draw_frames", failing)
     (tmp_path / "keep.mp4").write_bytes(b"old")
     with pytest.raises(RuntimeError, match="renderer broke"):
         tl.to_video(tmp_path / "keep.mp4", size=(128, 96))
@@ -297,3 +297,13 @@ def test_a_video_too_large_to_embed_is_linked(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     html = result._repr_html_()
     assert "base64" not in html and 'src="big.mp4"' in html and "too large to embed" in html
+
+
+def test_face_only_frames_redraw_their_text_line():
+    tl = clip_timeline(30)
+    frames = list(video.render_frames(tl, size=(320, 240), panels="face"))
+    assert frames[0].shape == (240, 320, 3)
+    ink = [int((f[:30].astype(np.int32).sum(axis=-1) < 300).sum()) for f in frames]
+    assert ink[0] > 20  # the text is there
+    assert max(ink) < 1.3 * min(ink)  # and earlier frames' text does not pile up
+    assert not np.array_equal(frames[10][:30], frames[20][:30])
