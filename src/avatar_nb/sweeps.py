@@ -591,6 +591,12 @@ class _Writer:
             self._errors[run_id] = error
 
     def submit(self, row: dict[str, Any], timeline: Timeline | None) -> None:
+        if timeline is not None:
+            # merge the Timeline's appended blocks (a millisecond) so that pickling it for the
+            # writer is one copy of a few arrays, not thousands of small objects holding the
+            # interpreter lock for tens of milliseconds while other sessions stream
+            timeline.keyframes  # noqa: B018 - building the array merges the blocks in place
+            timeline.audio  # noqa: B018
         self._rows[row["run_id"]] = row
         self._queue.put((str(self.root), row, timeline))
 
