@@ -15,7 +15,6 @@ from avatar_nb.dataset import (
     finished_runs,
     load_results,
     runs_frame,
-    write_keyframes,
     write_result,
     write_run,
 )
