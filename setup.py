@@ -61,7 +61,9 @@ setup(
         extensions,
         compiler_directives=directives,
         include_path=["src"],  # `from avatar_nb._reader cimport ...` finds src/avatar_nb/*.pxd
-        # force=True under the checked build, so switching modes always recompiles
+        # force=True under the checked build, so switching modes always recompiles; its C
+        # files go to build/checked, so the release build's own are never replaced by them
         force=checked,
+        build_dir="build/checked" if checked else None,
     ),
 )

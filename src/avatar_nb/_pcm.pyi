@@ -7,11 +7,6 @@ import numpy.typing as npt
 
 from typing_extensions import Buffer
 
-FLAME_FIELDS: tuple[tuple[str, int], ...]
-"""Deprecated: read ``avatar_nb.flame.FIELDS``."""
-FLAME_FIXED_COLUMNS: int
-"""Deprecated: read ``avatar_nb.flame.FIXED_COLUMNS``."""
-
 def to_s16le(samples: npt.ArrayLike, *, clip: bool = True) -> bytes: ...
 def from_s16le(data: Buffer) -> npt.NDArray[np.float32]: ...
 def peak_envelope(

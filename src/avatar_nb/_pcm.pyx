@@ -20,10 +20,8 @@ import numpy as np
 cimport cython
 cimport numpy as cnp
 
-from avatar_nb._flame_layout cimport FIXED_COLUMNS
 from avatar_nb._reader cimport as_bytes_view
 
-from .flame import FIELDS as _FIELDS
 
 cnp.import_array()
 
@@ -35,10 +33,6 @@ cdef extern from "_kernels.h" nogil:
     int avnb_minmax_f32(const float* x, Py_ssize_t n, Py_ssize_t bins, float* mins, float* maxs)
     int avnb_minmax_f64(const double* x, Py_ssize_t n, Py_ssize_t bins, float* mins, float* maxs)
     void avnb_minmax_i16(const int16_t* x, Py_ssize_t n, Py_ssize_t bins, float* mins, float* maxs)
-
-# Deprecated aliases of avatar_nb.flame.FIXED_COLUMNS and FIELDS, kept while callers move.
-FLAME_FIXED_COLUMNS = FIXED_COLUMNS
-FLAME_FIELDS = tuple((name, width) for name, _, width in _FIELDS) + (("expression", -1),)
 
 # ----------------------------------------------------------------------------- PCM
 #
