@@ -121,7 +121,7 @@ def test_credentials_stay_out_of_keys_and_logs(client, tmp_path, monkeypatch):
         res = sweep(clips(0.3), pacing="fast", service=service, out=tmp_path / "s", client=client, progress=False)
         secret = service.api_key
     assert set(res.runs["status"]) == {"ok"} and set(res.runs["service"]) != {"local"}
-    assert submitted and all(key.startswith("avatar_nb-sweep-") for key, _ in submitted)
+    assert submitted and all(key.startswith(("avatar_nb-sweep-", "avatar_nb-clip-")) for key, _ in submitted)
     assert not any(secret in key or secret in args for key, args in submitted)
     logs = [*client.get_scheduler_logs(), *(line for lines in client.get_worker_logs().values() for line in lines)]
     assert not any(secret in str(line) for line in logs)

@@ -219,6 +219,11 @@ def run_batch_on_worker(
 # ----------------------------------------------------------------------------- client side
 
 
+def _clip(clip: ClipSource) -> ClipSource:
+    """A clip as a task result, so the run tasks on a worker share one copy of its audio."""
+    return clip
+
+
 def sweep_on_cluster(
     client: Any,
     specs: Sequence[RunSpec],
@@ -251,6 +256,14 @@ def sweep_on_cluster(
     by_name = {c.name: c for c in clips}
     batches = [todo[i : i + concurrency] for i in range(0, len(todo), concurrency)]
     token = uuid.uuid4().hex[:8]
+    # clips given as arrays travel once, as a small task of their own whose result the
+    # run tasks share (and that Dask recomputes if the worker holding it is lost), not inside
+    # every task that needs them; clips given as paths are read where they run
+    needed_names = {spec.clip for spec in todo}
+    in_memory = [by_name[name] for name in sorted(needed_names) if by_name[name].path is None]
+    by_name = dict(by_name)
+    for index, clip in enumerate(in_memory):
+        by_name[clip.name] = client.submit(_clip, clip, key=f"avatar_nb-clip-{token}-{index:05d}", pure=False)
     futures = {}
     for index, batch in enumerate(batches):
         needed = {spec.clip: by_name[spec.clip] for spec in batch}
