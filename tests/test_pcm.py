@@ -1,4 +1,4 @@
-"""The compiled core's contracts: accepted inputs, errors that say what is accepted, offsets."""
+"""The compiled core's contracts: accepted inputs, errors that say what is accepted, offsets, protobuf's wire rules."""
 
 from __future__ import annotations
 

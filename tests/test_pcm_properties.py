@@ -1,4 +1,5 @@
-"""Property tests: every _pcm function against its pure numpy/protobuf twin in _reference."""
+"""Property tests: every function of the compiled core (_pcm, _wire, _flame) against its pure
+numpy/protobuf twin in _reference, and the decoders' accept/reject against protobuf."""
 
 from __future__ import annotations
 

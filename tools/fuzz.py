@@ -218,6 +218,8 @@ def input_at(seed: int, index: int) -> tuple[str, bytes]:
 
 # ----------------------------------------------------------------------------- the comparison
 
+_ANIMATION_MEMBER = pb.Message.DESCRIPTOR.fields_by_name["server_response_animation"].number
+
 
 def _protobuf(fn, *args):
     try:
@@ -247,7 +249,7 @@ def compare(data: bytes) -> str:
         assert getattr(got, key) == value, (key, getattr(got, key), value)
     if batch_ok:
         np.testing.assert_array_equal(batch, pb_batch)
-    if got.data_field == 6:
+    if got.data_field == _ANIMATION_MEMBER:
         payload_ok, kf = _protobuf(ref.decode_animation, got.animation)
         assert (got.animation_error is None) == payload_ok, (got.animation_error, kf)
         ours_ok, ours_kf = _ours(_flame.decode_animation, got.animation)
