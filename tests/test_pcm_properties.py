@@ -325,11 +325,12 @@ def _wire_fields(children):
     return st.one_of(scalar, length_delimited, groups, odd)
 
 
-_wire_messages = st.recursive(
-    st.just(b""),
-    lambda children: st.lists(_wire_fields(children), max_size=5).map(b"".join),
-    max_leaves=30,
-)
+def _field_runs(children):
+    """Up to five fields in a row; ``children`` are the runs nested inside them."""
+    return st.lists(_wire_fields(children), max_size=5).map(b"".join)
+
+
+_wire_messages = st.recursive(st.just(b""), _field_runs, max_leaves=30)
 
 
 def _outcome(fn, data):
