@@ -41,6 +41,10 @@ and checks, in this process, that
 - the panel rendered: its waveform, traces and face SVGs and its latency line are on
   the page, with no microphone error; ``microphone.png`` is its screenshot.
 
+Before that, the notebook runs once in a browser with no microphone at all (no fake
+device): pressing Start must show the panel's "No microphone" message and set
+``panel.error`` in the kernel (``no-microphone/no-microphone.png``).
+
 Options: ``--notebook`` (the notebook to run), ``--out`` (screenshots and logs),
 ``--timeout`` (seconds for the notebook), ``--microphone`` (run the microphone check),
 ``--wav`` (the fake microphone's file; default: six seconds of generated speech-like
@@ -157,8 +161,14 @@ class MicrophoneCheck:
         ]
 
 
-def run_notebook(url: str, n_code: int, out: Path, timeout: float, mic: MicrophoneCheck | None = None) -> list[str]:
-    """Open ``url`` in headless Chromium, run all cells, check and screenshot; return problems."""
+def run_notebook(
+    url: str, n_code: int, out: Path, timeout: float, mic: MicrophoneCheck | None = None, *, refusal: bool = False
+) -> list[str]:
+    """Open ``url`` in headless Chromium, run all cells, check and screenshot; return problems.
+
+    With ``mic``, capture from the panel with the fake microphone (:func:`capture_in_browser`);
+    with ``refusal`` (a browser without any microphone), check that pressing Start explains
+    that there is none (:func:`refusal_in_browser`)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
@@ -242,9 +252,52 @@ def run_notebook(url: str, n_code: int, out: Path, timeout: float, mic: Micropho
         print(f"  screenshots of {shown} cells with rich output in {out}")
         if mic is not None and not problems:
             problems.extend(capture_in_browser(page, mic, out))
+        if refusal and not problems:
+            problems.extend(refusal_in_browser(page, out))
         widget_errors = [e for e in console_errors if "widget" in e.lower() or "anywidget" in e.lower()]
         problems.extend(f"browser console: {e[:300]}" for e in widget_errors)
         browser.close()
+    return problems
+
+
+def append_cell(page: Any, code: str) -> None:
+    """Add a code cell below the last one and run it."""
+    page.locator(".jp-Notebook .jp-Cell").last.locator(".jp-InputArea-prompt").click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")
+    page.keyboard.press("Enter")
+    page.keyboard.type(code)
+    page.keyboard.press("Shift+Enter")
+
+
+def refusal_in_browser(page: Any, out: Path) -> list[str]:
+    """In a browser without a microphone, Start must say so in the panel and in ``panel.error``."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    panel = page.locator(".avatar-nb-mic").first
+    start = panel.locator("button.avatar-nb-mic-start")
+    message = panel.locator(".avatar-nb-mic-message")
+    try:
+        page.wait_for_function("b => !b.disabled", arg=start.element_handle(), timeout=60_000)
+        panel.scroll_into_view_if_needed()
+        start.click()
+        message.wait_for(state="visible", timeout=30_000)
+    except PlaywrightTimeout:
+        panel.screenshot(path=str(out / "no-microphone.png"))
+        return ["without a microphone, Start showed no message"]
+    page.wait_for_timeout(1000)  # the kernel's status after the error
+    panel.screenshot(path=str(out / "no-microphone.png"))
+    text = message.inner_text()
+    print(f"  without a microphone, the panel says: {text!r} (status {panel.locator('.avatar-nb-mic-status').inner_text()!r})")
+    problems = [] if text.startswith("No microphone") else [f"the panel's message does not say there is no microphone: {text!r}"]
+    append_cell(page, "print('PANEL ERROR:', panel.error)")
+    shown = page.locator(".jp-OutputArea-output").filter(has_text="PANEL ERROR:")
+    try:
+        shown.first.wait_for(timeout=30_000)
+        if "PANEL ERROR: No microphone" not in shown.first.inner_text():
+            problems.append(f"panel.error in the kernel: {shown.first.inner_text()!r}")
+    except PlaywrightTimeout:
+        problems.append("could not read panel.error from the kernel")
     return problems
 
 
@@ -290,12 +343,7 @@ def capture_in_browser(page: Any, mic: MicrophoneCheck, out: Path) -> list[str]:
     # save the kernel's Timeline from a cell appended below the last one
     mic.timeline.parent.mkdir(parents=True, exist_ok=True)
     mic.timeline.unlink(missing_ok=True)
-    page.locator(".jp-Notebook .jp-Cell").last.locator(".jp-InputArea-prompt").click()
-    page.keyboard.press("Escape")
-    page.keyboard.press("b")
-    page.keyboard.press("Enter")
-    page.keyboard.type(f"{mic.panel}.timeline.save({str(mic.timeline)!r})")
-    page.keyboard.press("Shift+Enter")
+    append_cell(page, f"{mic.panel}.timeline.save({str(mic.timeline)!r})")
     deadline = time.monotonic() + 30
     while not mic.timeline.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -441,7 +489,13 @@ def main() -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         print(f"running {args.notebook.name} in JupyterLab + headless Chromium")
         with jupyterlab(folder, log) as url:
-            problems = run_notebook(url.format(path=args.notebook.name), n_code, args.out, args.timeout, mic)
+            problems = []
+            if mic is not None:  # first a browser with no microphone at all, then the fake one
+                print("  pass 1: a browser without a microphone")
+                problems += run_notebook(url.format(path=args.notebook.name), n_code, args.out / "no-microphone",
+                                         args.timeout, refusal=True)
+                print("  pass 2: a fake microphone playing", mic.wav)
+            problems += run_notebook(url.format(path=args.notebook.name), n_code, args.out, args.timeout, mic)
     if mic is not None and mic.timeline.exists():
         problems.extend(check_capture(mic))
         print(f"  Timeline saved to {mic.timeline}")
