@@ -37,13 +37,15 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # notebook 01 in JupyterLab in headless Chromium, screenshots in build/browser-check; then
-# notebook 07's microphone panel fed by a fake microphone playing a WAV file, its captured
-# audio and Timeline checked (build/browser-check/microphone)
+# notebook 07's microphone panel without a microphone, then fed by a fake one playing a WAV
+# file (Start, Interrupt after 2 s, Stop), its captured audio and Timeline checked
+# (build/browser-check/microphone)
 # (needs Debian's chromium: apt-get install -y chromium; not part of `make test`)
 browser-check: $(STAMP)
 	$(PY) -m pip install -e '.[browser]'
 	$(PY) tools/browser_check.py --out build/browser-check
-	$(PY) tools/browser_check.py --notebook notebooks/07_microphone.ipynb --microphone --out build/browser-check/microphone
+	$(PY) tools/browser_check.py --notebook notebooks/07_microphone.ipynb --microphone --interrupt-after 2 \
+		--out build/browser-check/microphone
 
 clean:
 	rm -rf build

@@ -37,7 +37,9 @@ and checks, in this process, that
   alignment of the whole capture read as unrelated audio; the slips are printed, and
   the single-alignment figure too;
 - keyframes arrived for it: at least 90 % of the frames its duration calls for, every
-  request complete, no capture gaps or rejected chunks;
+  request complete (with ``--interrupt-after S``, Interrupt is pressed S seconds in: the
+  first request must be ``interrupted`` and the capture go on as a second, complete
+  one), no capture gaps or rejected chunks;
 - the panel rendered: its waveform, traces and face SVGs and its latency line are on
   the page, with no microphone error; ``microphone.png`` is its screenshot.
 
@@ -50,7 +52,8 @@ Options: ``--notebook`` (the notebook to run), ``--out`` (screenshots and logs),
 ``--wav`` (the fake microphone's file; default: six seconds of generated speech-like
 audio written to ``<out>/fake-microphone.wav``), ``--capture-seconds``, ``--timeline``
 (where the Timeline is saved; default ``<out>/microphone.npz``), ``--panel`` (the
-notebook variable holding the panel; default ``panel``), ``--min-ncc``.
+notebook variable holding the panel; default ``panel``), ``--min-ncc``,
+``--interrupt-after``.
 """
 
 from __future__ import annotations
@@ -152,6 +155,7 @@ class MicrophoneCheck:
     capture_seconds: float = 4.0
     panel: str = "panel"
     min_ncc: float = 0.9
+    interrupt_after: float | None = None
 
     def chromium_args(self) -> list[str]:
         return [
@@ -321,7 +325,13 @@ def capture_in_browser(page: Any, mic: MicrophoneCheck, out: Path) -> list[str]:
         panel.screenshot(path=str(out / "microphone.png"))
         return [f"the panel did not start capturing: status {status.inner_text()!r}, message {message!r}"]
     print(f"  capturing for {mic.capture_seconds:g} s: {status.inner_text()}")
-    page.wait_for_timeout(int(mic.capture_seconds * 1000))
+    if mic.interrupt_after is not None and mic.interrupt_after < mic.capture_seconds:
+        page.wait_for_timeout(int(mic.interrupt_after * 1000))
+        panel.locator("button.avatar-nb-mic-interrupt").click()
+        print(f"  Interrupt pressed after {mic.interrupt_after:g} s")
+        page.wait_for_timeout(int((mic.capture_seconds - mic.interrupt_after) * 1000))
+    else:
+        page.wait_for_timeout(int(mic.capture_seconds * 1000))
     panel.locator("button.avatar-nb-mic-stop").click()
     problems: list[str] = []
     try:
@@ -384,8 +394,10 @@ def check_capture(mic: MicrophoneCheck) -> list[str]:
         problems.append(f"captured audio matches {mic.wav.name} with a correlation of {ncc:.3f} < {mic.min_ncc}")
     if tl.n_keyframes < 0.9 * expected:
         problems.append(f"{tl.n_keyframes} keyframes for {tl.audio_duration:.2f} s of captured audio (expected ~{expected})")
-    if not tl.complete:
-        problems.append(f"not every request completed: {tl.requests['status'].tolist()}")
+    statuses = tl.requests["status"].tolist()
+    wanted = ["complete"] if mic.interrupt_after is None else ["interrupted", "complete"]
+    if statuses != wanted:
+        problems.append(f"request statuses {statuses}, expected {wanted}")
     if tl.meta.get("pacing") != "capture":
         problems.append(f"the Timeline says pacing {tl.meta.get('pacing')!r}, not 'capture'")
     if cap.get("gaps") or cap.get("rejected"):
@@ -470,6 +482,8 @@ def main() -> int:
                         help="where to save the captured Timeline (default <out>/microphone.npz)")
     parser.add_argument("--panel", default="panel", help="the notebook variable holding the MicrophonePanel")
     parser.add_argument("--min-ncc", type=float, default=0.9, help="least normalised cross-correlation accepted")
+    parser.add_argument("--interrupt-after", type=float, default=None,
+                        help="press Interrupt this many seconds into the capture (two requests expected)")
     args = parser.parse_args()
     mic = None
     if args.microphone:
@@ -478,7 +492,7 @@ def main() -> int:
         if not wav.is_file():
             parser.error(f"--wav {args.wav}: no such file")
         timeline = (args.timeline or out / "microphone.npz").resolve()
-        mic = MicrophoneCheck(wav, timeline, args.capture_seconds, args.panel, args.min_ncc)
+        mic = MicrophoneCheck(wav, timeline, args.capture_seconds, args.panel, args.min_ncc, args.interrupt_after)
     with tempfile.TemporaryDirectory(prefix="avatar-nb-browser-") as tmp:
         folder = Path(tmp) / "notebooks"
         folder.mkdir()
