@@ -100,15 +100,24 @@ def test_files_are_whole_or_absent(tmp_path, monkeypatch):
     tl = synthetic_timeline(20, seed=1)
     write_result(tmp_path, {"run": 0, "run_id": "good", "status": "ok"}, tl)
 
-    # a writer killed mid-file: the failure leaves neither the file nor its temporary
-    def broken(table, where, **kwargs):
-        with open(where, "wb") as fh:
-            fh.write(b"PAR1 half a file")
+    # a write that fails after its temporary was written (or while encoding) leaves
+    # neither the file nor its temporary
+    import avatar_nb.dataset as dataset_module
+
+    def broken_rename(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(pq, "write_table", broken)
+    monkeypatch.setattr(dataset_module.os, "replace", broken_rename)
     with pytest.raises(OSError, match="disk full"):
         write_result(tmp_path, {"run": 1, "run_id": "bad", "status": "ok"}, tl)
+    monkeypatch.undo()
+
+    def broken_encoder(table, where, **kwargs):
+        raise OSError("encoder failed")
+
+    monkeypatch.setattr(pq, "write_table", broken_encoder)
+    with pytest.raises(OSError, match="encoder failed"):
+        write_result(tmp_path, {"run": 2, "run_id": "bad2", "status": "ok"}, tl)
     monkeypatch.undo()
     leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and p.name.startswith(".")]
     assert leftovers == []

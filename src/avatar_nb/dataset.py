@@ -65,7 +65,12 @@ ENGINES = ("pandas", "dask")
 # FLAME floats barely compress and never repeat: LZ4 (the fastest codec) and no dictionary
 # pages for them (a dictionary attempt on float columns doubles the write time for nothing);
 # the request ids, few and repeated, are dictionary-encoded
-_KEYFRAME_WRITE = {"compression": "lz4", "use_dictionary": ["req_id"]}
+# No Arrow schema in the footer: it doubles the footer, which every read of every run parses
+# first (a one-column read of a run is mostly footer); the only type it would restore, the
+# request ids' dictionary, readers rebuild as a categorical.
+_KEYFRAME_WRITE = {"compression": "lz4", "use_dictionary": ["req_id"], "store_schema": False}
+# min/max statistics where filters use them (identity and timing); FLAME values go without
+_STATISTICS = ["req_id", "keyframe", "frame", "media_time", "arrival", "latency", "lateness"]
 
 
 # ----------------------------------------------------------------------------- writing
@@ -81,10 +86,17 @@ def _atomic_write(table: pa.Table, path: Path, **options: Any) -> None:
     """Write ``table`` to ``path`` so that ``path`` is either absent or whole."""
     import pyarrow.parquet as pq
 
+    import pyarrow as pa
+
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
-        pq.write_table(table, temporary, **options)
+        # encoded in memory (one run: about a megabyte), then one write: Arrow's file stream
+        # issues a write per page and per footer piece, which doubles the time of a small file
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, **options)
+        with open(temporary, "wb") as fh:
+            fh.write(sink.getvalue())
         os.replace(temporary, path)
     finally:
         if temporary.exists():
@@ -136,7 +148,8 @@ def write_keyframes(root: str | Path, run_id: str, keyframes: Timeline | pd.Data
     if "run_id" in table.column_names:  # the partition directory carries it
         table = table.drop_columns(["run_id"])
     path = Path(root) / KEYFRAMES_DIR / f"run_id={run_id}" / PART_FILE
-    _atomic_write(table, path, **_KEYFRAME_WRITE)
+    statistics = [c for c in _STATISTICS if c in table.column_names]
+    _atomic_write(table, path, write_statistics=statistics, **_KEYFRAME_WRITE)
     return path
 
 
@@ -449,7 +462,13 @@ def _read_parts(parts: Sequence[tuple[str, Path]], columns: Sequence[str] | None
     import pyarrow.parquet as pq
 
     file_columns = None if columns is None else [c for c in columns if c != "run_id"]
-    tables = [pq.ParquetFile(path).read(columns=file_columns) for _, path in parts]
+
+    def read(path: Path) -> pa.Table:
+        return pq.ParquetFile(path).read(columns=file_columns, use_threads=False)
+
+    # one after another: a file's column is a fraction of a millisecond of work, less than
+    # handing it to a thread pool costs (measured: threads were slower on two cores)
+    tables = [read(path) for _, path in parts]
     if not tables:
         names = ["run_id", *(file_columns or [])]
         return pa.table({name: pa.array([], pa.string()) if name == "run_id" else pa.array([], pa.float64()) for name in names})
@@ -465,24 +484,34 @@ def frame_with_runs(table: pa.Table, runs: pd.DataFrame | None, with_runs: Seque
     of the runs table joined by run id.
 
     The join maps the few run ids once and spreads the values with the categorical's
-    codes: no hash join over every keyframe.
+    codes (no hash join over every keyframe), and the joined columns are part of the frame
+    from the start (adding columns to a built frame copies its blocks).
     """
-    frame = _with_run_id_first(_batch_frame(table.unify_dictionaries().combine_chunks()))
+    import pandas as pd
+
+    columns = _arrow_columns(table.unify_dictionaries().combine_chunks())
     if with_runs and runs is not None:
         missing = [c for c in with_runs if c not in runs.columns]
         if missing:
             raise KeyError(f"columns {missing} are not in the runs table; it has {list(runs.columns)}")
         by_id = runs.drop_duplicates("run_id").set_index("run_id")
-        run_ids = frame["run_id"].array
+        run_ids = pd.Categorical(columns["run_id"]) if not isinstance(columns["run_id"], pd.Categorical) else columns["run_id"]
         for name in with_runs:
             if name != "run_id":
-                values = by_id[name].reindex(run_ids.categories)
-                frame[name] = values.take(run_ids.codes).to_numpy() if len(frame) else values.iloc[:0].to_numpy()
-    return frame
+                values = by_id[name].reindex(run_ids.categories).to_numpy()
+                columns[name] = values[run_ids.codes] if len(run_ids) else values[:0]
+    return _with_run_id_first(pd.DataFrame(columns, copy=False))
 
 
 def _batch_frame(batch: Any) -> pd.DataFrame:
-    """A record batch as a DataFrame without pandas' general conversion machinery.
+    """A record batch as a DataFrame (see :func:`_arrow_columns`)."""
+    import pandas as pd
+
+    return pd.DataFrame(_arrow_columns(batch), copy=False)
+
+
+def _arrow_columns(batch: Any) -> dict[str, Any]:
+    """A record batch's columns for a DataFrame, without pandas' general conversion machinery.
 
     Streamed reads convert many small batches, where ``to_pandas()``'s fixed cost per call
     (metadata, index, block layout) outweighs the data: numbers are taken as numpy views,
@@ -509,7 +538,7 @@ def _batch_frame(batch: Any) -> pd.DataFrame:
             data[name] = column.to_numpy(zero_copy_only=False)
         else:
             data[name] = column.to_pandas()
-    return pd.DataFrame(data, copy=False)
+    return data
 
 
 def _partitioning() -> Any:
