@@ -293,6 +293,15 @@ async def test_feed_file_goes_through_the_same_path(realtime_service, tmp_path, 
     assert "<path" in panel.wave and "polyline" in panel.traces and "first frame" in panel.stats
 
 
+async def test_the_panel_holds_only_a_window_of_audio_beside_the_timeline(service, speech):
+    panel = MicrophonePanel(service, window=0.5)
+    tl = await panel.feed_file(speech, realtime=False)
+    assert tl.meta["pacing"] == "fast" and tl.meta["source"] == "feed_file"
+    np.testing.assert_array_equal(tl.audio, speech)  # the whole capture is in the Timeline
+    assert panel._recent_samples <= 1.5 * RATE + CHUNK  # the waveform's window (+1 s), not the run
+    assert panel._all_captured is None
+
+
 def test_markup_helpers():
     from avatar_nb.timeline import Timeline
 

@@ -34,6 +34,7 @@ zero (on one machine it is a few ms), so every capture time and the origin follo
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import html
 import math
@@ -265,7 +266,11 @@ class MicrophonePanel(anywidget.AnyWidget):
         self._origin: float | None = None  # kernel monotonic time of the capture start
         self._page_first: tuple[float, float] | None = None  # (page stamp, capture time) of the first chunk
         self._log: dict[str, list[Any]] = {k: [] for k in ("seq", "kind", "samples", "captured_at", "arrived_at", "sent_at", "end")}
-        self._captured: list[np.ndarray] = []
+        # the last few seconds of capture, for the waveform (bounded), and all of it only
+        # until the session shows that it attaches what it sends to the Timeline itself
+        self._recent: collections.deque[np.ndarray] = collections.deque()
+        self._recent_samples = 0
+        self._all_captured: list[np.ndarray] | None = []
         self._captured_samples = 0
         self.device = ""
         self.capture_rate: float | None = None
@@ -502,8 +507,14 @@ class MicrophonePanel(anywidget.AnyWidget):
             self.sequencer.error(f"the session fell {_MAX_QUEUED} chunks behind the capture; capture stopped")
             self._request_stop(abort=True)
             return
-        samples_arr = np.frombuffer(chunk.pcm, dtype="<i2")
-        self._captured.append(samples_arr)
+        block = np.frombuffer(chunk.pcm, dtype="<i2")
+        self._recent.append(block)
+        self._recent_samples += block.shape[0]
+        keep = int((self.window + 1.0) * self.sample_rate)
+        while self._recent and self._recent_samples - self._recent[0].shape[0] >= keep:
+            self._recent_samples -= self._recent.popleft().shape[0]
+        if self._all_captured is not None:
+            self._all_captured.append(block)
         self._captured_samples = end_sample
         log = self._log
         log["seq"].append(chunk.seq)
@@ -549,7 +560,7 @@ class MicrophonePanel(anywidget.AnyWidget):
                     chunk_ms=self.chunk_ms,
                     sample_rate=self.sample_rate,
                     service=handle.label,
-                    source="microphone",
+                    source="microphone" if self._use_microphone else "feed_file",
                 )
                 async with session:
                     sender = asyncio.get_running_loop().create_task(self._send_loop(session))
@@ -578,6 +589,8 @@ class MicrophonePanel(anywidget.AnyWidget):
             with contextlib.suppress(BaseException):
                 await refresher
             self._refresh_ended = time.monotonic()
+            if self._use_microphone:
+                self._send_to_page({"type": "stop"})  # whatever ended the run, the page stops capturing
             self._record_capture()
             self._unwatch_sigint()
             self.running = False
@@ -619,9 +632,10 @@ class MicrophonePanel(anywidget.AnyWidget):
                     await session.send_audio(b"", end=True)
                 return
             await session.send_audio(chunk.pcm, end=chunk.end)
-            # skip entries of chunks not queued (none are): log index follows queue order
-            log["sent_at"][index] = time.monotonic() - (self._origin or 0.0)
+            log["sent_at"][index] = time.monotonic() - (self._origin or 0.0)  # the log follows queue order
             index += 1
+            if self._all_captured is not None and self.timeline.audio is not None:
+                self._all_captured = None  # the session keeps the sent audio: no second copy
             if chunk.end:
                 return
 
@@ -643,8 +657,9 @@ class MicrophonePanel(anywidget.AnyWidget):
     def _record_capture(self) -> None:
         """Attach the captured audio and the capture times to the Timeline."""
         tl = self.timeline
-        if self._captured and tl.audio is None:
-            tl.audio = np.concatenate(self._captured)
+        if self._all_captured and tl.audio is None:
+            tl.audio = np.concatenate(self._all_captured)
+        self._all_captured = None
         seq = self.sequencer
         tl.meta["capture"] = {
             **tl.meta.get("capture", {}),
@@ -787,7 +802,7 @@ class MicrophonePanel(anywidget.AnyWidget):
         need = int(self.window * self.sample_rate)
         parts: list[np.ndarray] = []
         have = 0
-        for block in reversed(self._captured):
+        for block in reversed(self._recent):
             parts.append(block)
             have += block.shape[0]
             if have >= need:
