@@ -107,29 +107,43 @@ def main() -> None:
     args = parser.parse_args()
     duration, repeat = (6.0, 2) if args.quick else (20.0, 4)
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c.format(duration=duration, repeat=repeat)) for c in _CELLS]
+    nb.cells = [
+        nbformat.v4.new_code_cell(c.format(duration=duration, repeat=repeat)) for c in _CELLS
+    ]
     with tempfile.TemporaryDirectory() as root:
         spec = os.path.join(root, "kernels", "avatar-nb-bench")
         os.makedirs(spec)
         with open(os.path.join(spec, "kernel.json"), "w") as f:
-            json.dump({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                       "display_name": "avatar_nb bench", "language": "python"}, f)
+            json.dump(
+                {
+                    "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                    "display_name": "avatar_nb bench",
+                    "language": "python",
+                },
+                f,
+            )
         os.environ["JUPYTER_PATH"] = root
         os.environ["MPLBACKEND"] = "agg"
-        NotebookClient(nb, kernel_name="avatar-nb-bench", timeout=900, resources={"metadata": {"path": root}}).execute()
+        NotebookClient(
+            nb, kernel_name="avatar-nb-bench", timeout=900, resources={"metadata": {"path": root}}
+        ).execute()
     text = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
     results = json.loads(text.split("RESULTS ", 1)[1])
-    print(f"microphone panel in an ipykernel: {duration:g} s of speech in 40 ms chunks at capture pace, "
-          f"LocalService 80 ms latency, {repeat} runs per mode (alternating); medians over runs, ms")
+    print(
+        f"microphone panel in an ipykernel: {duration:g} s of speech in 40 ms chunks at capture pace, "
+        f"LocalService 80 ms latency, {repeat} runs per mode (alternating); medians over runs, ms"
+    )
     base = None
     for mode in ("session", "panel, no view", "panel"):
         runs = [r for r in results if r["mode"] == mode]
 
-        def med(key: str) -> float:
+        def med(key: str, runs: list = runs) -> float:
             return float(np.median([r[key] for r in runs]))
 
-        line = (f"  {mode:15s} latency p50 {med('latency_p50'):6.1f}  p99 {med('latency_p99'):6.1f}   "
-                f"lateness p50 {med('lateness_p50'):6.1f}  p99 {med('lateness_p99'):6.1f}   jitter {med('jitter'):5.2f}")
+        line = (
+            f"  {mode:15s} latency p50 {med('latency_p50'):6.1f}  p99 {med('latency_p99'):6.1f}   "
+            f"lateness p50 {med('lateness_p50'):6.1f}  p99 {med('lateness_p99'):6.1f}   jitter {med('jitter'):5.2f}"
+        )
         if base is None:
             base = med("latency_p99")
         else:
@@ -137,9 +151,11 @@ def main() -> None:
             line += f"\n  {'':15s} chunk wait before send p99 {med('send_wait_p99'):.2f}"
         if mode == "panel":
             hz = [r["refresh_hz"] for r in runs]
-            line += (f"; refresher {min(hz):.1f}-{max(hz):.1f} wake-ups per second (target >= 10), "
-                     f"{np.mean([r['render_ms'] for r in runs]):.2f} ms per redraw (max "
-                     f"{max(r['render_max_ms'] for r in runs):.1f})")
+            line += (
+                f"; refresher {min(hz):.1f}-{max(hz):.1f} wake-ups per second (target >= 10), "
+                f"{np.mean([r['render_ms'] for r in runs]):.2f} ms per redraw (max "
+                f"{max(r['render_max_ms'] for r in runs):.1f})"
+            )
         print(line)
     if not all(r["complete"] for r in results):
         print("  WARNING: a run did not complete")

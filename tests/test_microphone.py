@@ -32,8 +32,12 @@ def speech() -> np.ndarray:
 
 def page_msg(panel: MicrophonePanel, content: dict, buffers: list | None = None) -> None:
     """Deliver ``content`` (and binary ``buffers``) as the page's custom widget message."""
-    panel._handle_msg({"content": {"data": {"method": "custom", "content": content}},
-                       "buffers": [memoryview(b) for b in (buffers or [])]})
+    panel._handle_msg(
+        {
+            "content": {"data": {"method": "custom", "content": content}},
+            "buffers": [memoryview(b) for b in (buffers or [])],
+        }
+    )
 
 
 def chunk_msg(panel: MicrophonePanel, seq: int, pcm: bytes, end: bool = False) -> None:
@@ -57,7 +61,7 @@ async def deliver_paced(panel: MicrophonePanel, pieces: list[tuple[int, bytes, b
 
 def pieces_of(samples: np.ndarray) -> list[bytes]:
     data = samples.astype("<i2").tobytes()
-    return [data[i:i + 2 * CHUNK] for i in range(0, len(data), 2 * CHUNK)]
+    return [data[i : i + 2 * CHUNK] for i in range(0, len(data), 2 * CHUNK)]
 
 
 # --------------------------------------------------------------------------- sequencing (no I/O)
@@ -89,7 +93,10 @@ def test_sequencer_rejects_wrong_sizes_and_fills_their_slot():
     seq = CaptureSequencer(640)
     out = seq.accept(0, bytes(641))
     assert [(c.kind, len(c.pcm)) for c in out] == [("silence", 1280)]
-    assert "641 bytes, an odd number" in seq.errors[-1] and "accepted: 1280 bytes (640 samples)" in seq.errors[-1]
+    assert (
+        "641 bytes, an odd number" in seq.errors[-1]
+        and "accepted: 1280 bytes (640 samples)" in seq.errors[-1]
+    )
     out = seq.accept(1, bytes(1000))  # even, but not a chunk, and not the last one
     assert out[0].kind == "silence" and "1000 bytes (500 samples)" in seq.errors[-1]
     out = seq.accept(2, bytes(2000))  # too long
@@ -103,7 +110,9 @@ def test_sequencer_accepts_a_short_last_chunk_and_nothing_after_it():
     assert last.kind == "audio" and last.end and len(last.pcm) == 300
     assert seq.accept(2, bytes(1280)) == [] and seq.after_end == 1
     odd = CaptureSequencer(640)
-    (filler,) = odd.accept(0, bytes(301), end=True)  # an odd last chunk: rejected, but the end still goes
+    (filler,) = odd.accept(
+        0, bytes(301), end=True
+    )  # an odd last chunk: rejected, but the end still goes
     assert filler.kind == "silence" and filler.end and odd.rejected == 1
 
 
@@ -160,7 +169,11 @@ async def test_pacing_each_chunk_leaves_before_the_next_is_captured(realtime_ser
     await deliver_paced(panel, [(i, p, i == len(pieces) - 1) for i, p in enumerate(pieces)])
     tl = await asyncio.wait_for(task, 30.0)
     c = panel.chunks
-    sent, arrived, captured = c["sent_at"].to_numpy(), c["arrived_at"].to_numpy(), c["captured_at"].to_numpy()
+    sent, arrived, captured = (
+        c["sent_at"].to_numpy(),
+        c["arrived_at"].to_numpy(),
+        c["captured_at"].to_numpy(),
+    )
     # sent as they arrive: never before, and always before the next chunk arrived (no batching)
     assert (sent >= arrived).all()
     assert (sent[:-1] < arrived[1:]).all()
@@ -175,8 +188,14 @@ async def test_out_of_order_gap_and_duplicate_over_the_wire(realtime_service, sp
     task = await started(panel)
     p = pieces_of(speech[: 6 * CHUNK])
     # 2 overtakes 1 (1 arrives late), 4 never arrives, 5 is repeated
-    order = [(0, p[0], False), (2, p[2], False), (1, p[1], False), (3, p[3], False),
-             (5, p[5], False), (5, p[5], False)]
+    order = [
+        (0, p[0], False),
+        (2, p[2], False),
+        (1, p[1], False),
+        (3, p[3], False),
+        (5, p[5], False),
+        (5, p[5], False),
+    ]
     await deliver_paced(panel, order)
     chunk_msg(panel, 6, p[0][:200], end=True)
     tl = await asyncio.wait_for(task, 30.0)
@@ -184,8 +203,16 @@ async def test_out_of_order_gap_and_duplicate_over_the_wire(realtime_service, sp
     assert (cap["gaps"], cap["late"], cap["duplicates"]) == (2, 1, 1)
     assert cap["kind"] == ["audio", "silence", "audio", "audio", "silence", "audio", "audio"]
     assert cap["gap_seconds"] == pytest.approx(2 * CHUNK_S)
-    expected = np.concatenate([speech[:CHUNK], np.zeros(CHUNK, np.int16), speech[2 * CHUNK:4 * CHUNK],
-                               np.zeros(CHUNK, np.int16), speech[5 * CHUNK:6 * CHUNK], speech[:100]])
+    expected = np.concatenate(
+        [
+            speech[:CHUNK],
+            np.zeros(CHUNK, np.int16),
+            speech[2 * CHUNK : 4 * CHUNK],
+            np.zeros(CHUNK, np.int16),
+            speech[5 * CHUNK : 6 * CHUNK],
+            speech[:100],
+        ]
+    )
     np.testing.assert_array_equal(tl.audio, expected)  # media time stays that of the capture
     assert tl.complete
     assert any("chunk 1 arrived after" in e for e in tl.errors)
@@ -199,7 +226,9 @@ async def test_wrong_sizes_are_recorded_and_nothing_invalid_is_sent(realtime_ser
     p = pieces_of(speech[: 3 * CHUNK])
     chunk_msg(panel, 0, p[0])
     chunk_msg(panel, 1, p[1][:-1])  # odd
-    page_msg(panel, {"type": "chunk", "seq": 2, "t": time.monotonic(), "end": False}, [])  # no buffer
+    page_msg(
+        panel, {"type": "chunk", "seq": 2, "t": time.monotonic(), "end": False}, []
+    )  # no buffer
     chunk_msg(panel, 3, p[2], end=True)
     tl = await asyncio.wait_for(task, 30.0)
     assert tl.meta["capture"]["rejected"] == 2
@@ -212,7 +241,7 @@ async def test_stop_mid_chunk_sends_the_partial_chunk_with_end(realtime_service,
     panel = MicrophonePanel(realtime_service)
     task = await started(panel)
     p = pieces_of(speech[: 3 * CHUNK])
-    await deliver_paced(panel, [(0, p[0], False), (1, p[1], False), (2, p[2][:2 * 250], True)])
+    await deliver_paced(panel, [(0, p[0], False), (1, p[1], False), (2, p[2][: 2 * 250], True)])
     tl = await asyncio.wait_for(task, 30.0)
     assert list(tl.chunk_samples) == [CHUNK, CHUNK, 250]
     assert tl.complete and tl.audio.size == 2 * CHUNK + 250
@@ -249,8 +278,15 @@ async def test_interrupt_keeps_capturing_as_a_new_request(realtime_service, spee
 async def test_a_refused_microphone_is_explained_and_the_session_closed(realtime_service):
     panel = MicrophonePanel(realtime_service)
     task = await started(panel)
-    page_msg(panel, {"type": "error", "name": "NotAllowedError", "message": "Permission denied",
-                     "hint": "microphone permission was refused"})
+    page_msg(
+        panel,
+        {
+            "type": "error",
+            "name": "NotAllowedError",
+            "message": "Permission denied",
+            "hint": "microphone permission was refused",
+        },
+    )
     tl = await asyncio.wait_for(task, 30.0)
     assert "permission was refused" in panel.error and "NotAllowedError" in panel.error
     assert panel.error in tl.errors
@@ -258,7 +294,9 @@ async def test_a_refused_microphone_is_explained_and_the_session_closed(realtime
     assert panel.session.closed and not panel.running
 
 
-async def test_closing_the_widget_stops_the_capture_and_closes_the_session(realtime_service, speech):
+async def test_closing_the_widget_stops_the_capture_and_closes_the_session(
+    realtime_service, speech
+):
     panel = MicrophonePanel(realtime_service)
     task = await started(panel)
     p = pieces_of(speech[: 3 * CHUNK])
@@ -282,10 +320,10 @@ async def test_feed_file_goes_through_the_same_path(realtime_service, tmp_path, 
     import soundfile
 
     wav = tmp_path / "speech.wav"
-    soundfile.write(wav, speech[: RATE], RATE, subtype="PCM_16")
+    soundfile.write(wav, speech[:RATE], RATE, subtype="PCM_16")
     panel = MicrophonePanel(realtime_service)
     tl = await panel.feed_file(wav)
-    np.testing.assert_array_equal(tl.audio, speech[: RATE])
+    np.testing.assert_array_equal(tl.audio, speech[:RATE])
     assert tl.complete and tl.n_keyframes == 25 and tl.meta["pacing"] == "capture"
     assert panel.device == "file speech.wav" and panel.chunks["seq"].tolist() == list(range(25))
     # the live view redrew during the run, and skipped the ticks when nothing had changed
@@ -307,7 +345,9 @@ def test_markup_helpers():
 
     svg = waveform_svg(np.zeros(0, np.int16), RATE, 0)
     assert svg.startswith("<svg") and "0.0 s so far" in svg
-    svg = waveform_svg((np.sin(np.arange(RATE)) * 1000).astype(np.int16), RATE, 3 * RATE, window=2.0)
+    svg = waveform_svg(
+        (np.sin(np.arange(RATE)) * 1000).astype(np.int16), RATE, 3 * RATE, window=2.0
+    )
     assert "<path" in svg and "3.0 s so far" in svg
     assert "keyframes <b>0</b>" in stats_html(Timeline(sample_rate=RATE))
 
@@ -325,9 +365,16 @@ def kernel(tmp_path, monkeypatch):
 
     spec = tmp_path / "kernels" / "avatar-nb-mic"
     spec.mkdir(parents=True)
-    spec.joinpath("kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "avatar_nb tests", "language": "python", "interrupt_mode": "signal"}))
+    spec.joinpath("kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "avatar_nb tests",
+                "language": "python",
+                "interrupt_mode": "signal",
+            }
+        )
+    )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
     monkeypatch.setenv("MPLBACKEND", "agg")
     km, kc = start_new_kernel(kernel_name="avatar-nb-mic", cwd=str(tmp_path))
@@ -346,10 +393,15 @@ def run_cell(kc, code: str, timeout: float = 60.0) -> str:
         if msg["msg_type"] == "stream":
             out.append(msg["content"]["text"])
         elif msg["msg_type"] == "error":
-            pytest.fail(f"cell failed: {msg['content']['ename']}: {msg['content']['evalue']}\n"
-                        + "\n".join(msg["content"]["traceback"]) + f"\n--- cell:\n{code}")
+            pytest.fail(
+                f"cell failed: {msg['content']['ename']}: {msg['content']['evalue']}\n"
+                + "\n".join(msg["content"]["traceback"])
+                + f"\n--- cell:\n{code}"
+            )
 
-    reply = kc.execute_interactive(code, timeout=timeout, output_hook=hook, user_expressions={"report": "_report"})
+    reply = kc.execute_interactive(
+        code, timeout=timeout, output_hook=hook, user_expressions={"report": "_report"}
+    )
     report = reply["content"].get("user_expressions", {}).get("report", {})
     return "".join(out) + report.get("data", {}).get("text/plain", "")
 
@@ -380,9 +432,14 @@ _report = " ".join(map(str, ["closed", panel.session.closed, "running", panel.is
 
 def test_a_kernel_interrupt_between_cells_stops_the_capture(kernel):
     km, kc = kernel
-    run_cell(kc, _PAGE_STAND_IN + "task = panel.start()\nfeeder = asyncio.ensure_future(page(panel))\n")
+    run_cell(
+        kc, _PAGE_STAND_IN + "task = panel.start()\nfeeder = asyncio.ensure_future(page(panel))\n"
+    )
     deadline = time.monotonic() + 20
-    while "True" not in run_cell(kc, "_report = len(panel.chunks) >= 10") and time.monotonic() < deadline:
+    while (
+        "True" not in run_cell(kc, "_report = len(panel.chunks) >= 10")
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
     km.interrupt_kernel()  # the kernel is idle: ipykernel alone would ignore this
     report = run_cell(kc, "await asyncio.wait_for(asyncio.shield(task), 20)\n" + _REPORT)
@@ -391,8 +448,12 @@ def test_a_kernel_interrupt_between_cells_stops_the_capture(kernel):
 
 def test_a_kernel_interrupt_while_a_cell_waits_closes_the_session(kernel):
     km, kc = kernel
-    run_cell(kc, _PAGE_STAND_IN + "task = panel.start()\nfeeder = asyncio.ensure_future(page(panel))\n")
-    msg_id = kc.execute("await panel.wait()", stop_on_error=False)  # its error must not abort the next cell
+    run_cell(
+        kc, _PAGE_STAND_IN + "task = panel.start()\nfeeder = asyncio.ensure_future(page(panel))\n"
+    )
+    msg_id = kc.execute(
+        "await panel.wait()", stop_on_error=False
+    )  # its error must not abort the next cell
     while True:  # until the cell runs (an interrupt before it would stop the idle capture instead)
         msg = kc.get_iopub_msg(timeout=30)
         if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_input":

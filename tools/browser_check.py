@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import secrets
@@ -434,7 +435,7 @@ def blockwise_alignment(captured: Any, reference: Any, rate: int) -> tuple[float
     if not scores:
         return 0.0, []
     slips = []
-    for (_, previous), (start, lag) in zip(lags, lags[1:]):
+    for (_, previous), (start, lag) in itertools.pairwise(lags):
         moved = (lag - previous + reference.size // 2) % reference.size - reference.size // 2
         if abs(moved) > rate / 1000:
             slips.append((start / rate, moved / rate))

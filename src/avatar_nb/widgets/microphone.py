@@ -41,7 +41,6 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,7 +100,11 @@ class CaptureSequencer:
     _filled: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        if isinstance(self.chunk_samples, bool) or not isinstance(self.chunk_samples, int) or self.chunk_samples <= 0:
+        if (
+            isinstance(self.chunk_samples, bool)
+            or not isinstance(self.chunk_samples, int)
+            or self.chunk_samples <= 0
+        ):
             raise ValueError(f"chunk_samples must be a positive int, got {self.chunk_samples!r}")
 
     @property
@@ -128,8 +131,10 @@ class CaptureSequencer:
         if seq < self.next_seq:
             if seq in self._filled:
                 self.late += 1
-                self.error(f"chunk {seq} arrived after chunk {self.next_seq - 1}; its slot was already "
-                           "filled with silence, so it was dropped")
+                self.error(
+                    f"chunk {seq} arrived after chunk {self.next_seq - 1}; its slot was already "
+                    "filled with silence, so it was dropped"
+                )
             else:
                 self.duplicates += 1
                 self.error(f"chunk {seq} arrived twice; the repeat was dropped")
@@ -139,8 +144,10 @@ class CaptureSequencer:
             missing = seq - self.next_seq
             self.gaps += missing
             self.gap_samples += missing * self.chunk_samples
-            self.error(f"chunks {self.next_seq}..{seq - 1} never arrived: filled with "
-                       f"{missing * self.chunk_samples} samples of silence")
+            self.error(
+                f"chunks {self.next_seq}..{seq - 1} never arrived: filled with "
+                f"{missing * self.chunk_samples} samples of silence"
+            )
             out.extend(self._silence(s) for s in range(self.next_seq, seq))
         self.next_seq = seq + 1
         size = len(data)
@@ -154,7 +161,9 @@ class CaptureSequencer:
             accepted = f"{self.chunk_bytes} bytes ({self.chunk_samples} samples)"
             if end:
                 accepted += " or, for the last chunk, an even number up to that"
-            self.error(f"chunk {seq} rejected: {bad}; accepted: {accepted}. Its slot was filled with silence")
+            self.error(
+                f"chunk {seq} rejected: {bad}; accepted: {accepted}. Its slot was filled with silence"
+            )
             out.append(self._silence(seq, end))
         else:
             out.append(OutgoingChunk(seq, bytes(data), bool(end), "audio"))
@@ -224,13 +233,17 @@ class MicrophonePanel(anywidget.AnyWidget):
         end_timeout: float = 10.0,
         **session_kwargs: Any,
     ) -> None:
-        if not (isinstance(chunk_ms, (int, float)) and not isinstance(chunk_ms, bool) and chunk_ms > 0):
-            raise ValueError(f"chunk_ms must be a positive number of milliseconds, got {chunk_ms!r}")
+        if not (
+            isinstance(chunk_ms, (int, float)) and not isinstance(chunk_ms, bool) and chunk_ms > 0
+        ):
+            raise ValueError(
+                f"chunk_ms must be a positive number of milliseconds, got {chunk_ms!r}"
+            )
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
             raise ValueError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
         if not (isinstance(refresh_hz, (int, float)) and refresh_hz > 0):
             raise ValueError(f"refresh_hz must be a positive number, got {refresh_hz!r}")
-        chunk_samples = int(round(sample_rate * chunk_ms / 1000.0))
+        chunk_samples = round(sample_rate * chunk_ms / 1000.0)
         if chunk_samples < 1:
             raise ValueError(f"chunk_ms={chunk_ms!r} at {sample_rate} Hz is less than one sample")
         super().__init__(sample_rate=sample_rate, chunk_samples=chunk_samples)
@@ -264,8 +277,12 @@ class MicrophonePanel(anywidget.AnyWidget):
     def _reset_run(self) -> None:
         self.sequencer = CaptureSequencer(self.chunk_samples)
         self._origin: float | None = None  # kernel monotonic time of the capture start
-        self._page_first: tuple[float, float] | None = None  # (page stamp, capture time) of the first chunk
-        self._log: dict[str, list[Any]] = {k: [] for k in ("seq", "kind", "samples", "captured_at", "arrived_at", "sent_at", "end")}
+        self._page_first: tuple[float, float] | None = (
+            None  # (page stamp, capture time) of the first chunk
+        )
+        self._log: dict[str, list[Any]] = {
+            k: [] for k in ("seq", "kind", "samples", "captured_at", "arrived_at", "sent_at", "end")
+        }
         # the last few seconds of capture, for the waveform (bounded), and all of it only
         # until the session shows that it attaches what it sends to the Timeline itself
         self._recent: collections.deque[np.ndarray] = collections.deque()
@@ -305,8 +322,10 @@ class MicrophonePanel(anywidget.AnyWidget):
         return pd.DataFrame({k: list(v) for k, v in self._log.items()})
 
     def __repr__(self) -> str:
-        return (f"<MicrophonePanel {self.chunk_ms:g} ms chunks @ {self.sample_rate} Hz, status={self.status!r}, "
-                f"{self.timeline.n_keyframes} keyframes>")
+        return (
+            f"<MicrophonePanel {self.chunk_ms:g} ms chunks @ {self.sample_rate} Hz, status={self.status!r}, "
+            f"{self.timeline.n_keyframes} keyframes>"
+        )
 
     # ------------------------------------------------------------------ control
 
@@ -374,7 +393,9 @@ class MicrophonePanel(anywidget.AnyWidget):
 
     # ------------------------------------------------------------------ the file stand-in
 
-    async def feed_file(self, path: str | Path | Any, *, realtime: bool = True, seconds: float | None = None) -> Timeline:
+    async def feed_file(
+        self, path: str | Path | Any, *, realtime: bool = True, seconds: float | None = None
+    ) -> Timeline:
         """Stream an audio file (or an array with this panel's sample rate) through the
         kernel-side path the microphone uses: chunk messages with sequence numbers and
         capture stamps, delivered at capture pace (chunk ``i`` when its last sample
@@ -403,14 +424,18 @@ class MicrophonePanel(anywidget.AnyWidget):
             loop = asyncio.get_running_loop()
             start = loop.time()
             for seq in range(n):
-                if task.done() or (self._stop_requested is not None and self._stop_requested.is_set()):
+                if task.done() or (
+                    self._stop_requested is not None and self._stop_requested.is_set()
+                ):
                     break
-                piece = pcm[seq * step:(seq + 1) * step]
+                piece = pcm[seq * step : (seq + 1) * step]
                 if realtime:
                     due = start + (seq * step + len(piece)) / 2 / self.sample_rate
                     await asyncio.sleep(max(0.0, due - loop.time()))
                 last = seq == n - 1
-                self._on_browser_msg(self, {"type": "chunk", "seq": seq, "t": time.monotonic(), "end": last}, [piece])
+                self._on_browser_msg(
+                    self, {"type": "chunk", "seq": seq, "t": time.monotonic(), "end": last}, [piece]
+                )
             if not self._end_queued:
                 self._request_stop()
             return await asyncio.shield(task)
@@ -429,7 +454,9 @@ class MicrophonePanel(anywidget.AnyWidget):
         if ready not in done:
             ready.cancel()
             await task  # raises what failed
-            raise RuntimeError(f"the session ended before capture started: {self.error or self.status}")
+            raise RuntimeError(
+                f"the session ended before capture started: {self.error or self.status}"
+            )
 
     # ------------------------------------------------------------------ browser messages
 
@@ -444,10 +471,16 @@ class MicrophonePanel(anywidget.AnyWidget):
             elif self._use_microphone and self._ready is not None and self._ready.is_set():
                 self._send_to_page({"type": "capture"})  # a run started from code: join it
             elif not self._use_microphone:
-                self._send_to_page({"type": "stop"})  # the file stand-in is running: release the microphone
-                self.sequencer.error("Start pressed while a file was being fed; the microphone was not used")
+                self._send_to_page(
+                    {"type": "stop"}
+                )  # the file stand-in is running: release the microphone
+                self.sequencer.error(
+                    "Start pressed while a file was being fed; the microphone was not used"
+                )
         elif kind == "stop":
-            self._page_capturing = False  # the page stopped without an end chunk: end the request here
+            self._page_capturing = (
+                False  # the page stopped without an end chunk: end the request here
+            )
             self._request_stop(abort=True)
         elif kind == "interrupt":
             asyncio.ensure_future(self._interrupt_safely())
@@ -470,12 +503,19 @@ class MicrophonePanel(anywidget.AnyWidget):
     def _on_chunk(self, content: dict[str, Any], buffers: list[Any]) -> None:
         now = time.monotonic()
         seq, end = content.get("seq"), bool(content.get("end"))
-        if not self.is_running or self._queue is None or self._ready is None or not self._ready.is_set():
+        if (
+            not self.is_running
+            or self._queue is None
+            or self._ready is None
+            or not self._ready.is_set()
+        ):
             self.sequencer.error(f"chunk {seq!r} dropped: no session is open to take it")
             return
         if len(buffers) != 1:
             data = b""
-            self.sequencer.error(f"chunk {seq!r} carried {len(buffers)} binary buffers; expected exactly one")
+            self.sequencer.error(
+                f"chunk {seq!r} carried {len(buffers)} binary buffers; expected exactly one"
+            )
             # treated as a chunk of the wrong size below (zero bytes), so its slot is filled
         else:
             data = bytes(buffers[0])
@@ -504,7 +544,9 @@ class MicrophonePanel(anywidget.AnyWidget):
         else:
             captured_at = capture_end  # a filler, or a page without stamps: its nominal time
         if self._queue.qsize() >= _MAX_QUEUED:
-            self.sequencer.error(f"the session fell {_MAX_QUEUED} chunks behind the capture; capture stopped")
+            self.sequencer.error(
+                f"the session fell {_MAX_QUEUED} chunks behind the capture; capture stopped"
+            )
             self._request_stop(abort=True)
             return
         block = np.frombuffer(chunk.pcm, dtype="<i2")
@@ -529,13 +571,19 @@ class MicrophonePanel(anywidget.AnyWidget):
     async def _interrupt_safely(self) -> None:
         try:
             await self.interrupt()
-        except Exception as exc:  # the button must not raise into the comm handler
+        except Exception as exc:  # noqa: BLE001 - a button press must not raise into the comm handler
             self.sequencer.error(f"interrupt failed: {exc}")
 
     def _request_stop(self, *, abort: bool = False) -> None:
         if self._stop_requested is None or not self.is_running:
             return
-        if abort and self._queue is not None and self._ready is not None and self._ready.is_set() and not self._end_queued:
+        if (
+            abort
+            and self._queue is not None
+            and self._ready is not None
+            and self._ready.is_set()
+            and not self._end_queued
+        ):
             # no more audio will come: end the request with what was sent
             self._end_queued = True
             self._queue.put_nowait(None)
@@ -545,7 +593,9 @@ class MicrophonePanel(anywidget.AnyWidget):
     # ------------------------------------------------------------------ the run
 
     async def _run(self) -> Timeline:
-        assert self._queue is not None and self._ready is not None and self._stop_requested is not None
+        assert (
+            self._queue is not None and self._ready is not None and self._stop_requested is not None
+        )
         self.running = True
         refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
         sender: asyncio.Task[None] | None = None
@@ -575,7 +625,7 @@ class MicrophonePanel(anywidget.AnyWidget):
         except asyncio.CancelledError:
             self._set_status("stopped (cancelled); session closed")
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever ended the run is shown and recorded
             text = str(exc) or type(exc).__name__
             self.error = self.error or f"the run failed: {text}"
             self.timeline.add_error(text)
@@ -590,7 +640,9 @@ class MicrophonePanel(anywidget.AnyWidget):
                 await refresher
             self._refresh_ended = time.monotonic()
             if self._use_microphone:
-                self._send_to_page({"type": "stop"})  # whatever ended the run, the page stops capturing
+                self._send_to_page(
+                    {"type": "stop"}
+                )  # whatever ended the run, the page stops capturing
             self._record_capture()
             self._unwatch_sigint()
             self.running = False
@@ -632,7 +684,9 @@ class MicrophonePanel(anywidget.AnyWidget):
                     await session.send_audio(b"", end=True)
                 return
             await session.send_audio(chunk.pcm, end=chunk.end)
-            log["sent_at"][index] = time.monotonic() - (self._origin or 0.0)  # the log follows queue order
+            log["sent_at"][index] = time.monotonic() - (
+                self._origin or 0.0
+            )  # the log follows queue order
             index += 1
             if self._all_captured is not None and self.timeline.audio is not None:
                 self._all_captured = None  # the session keeps the sent audio: no second copy
@@ -646,12 +700,16 @@ class MicrophonePanel(anywidget.AnyWidget):
         try:
             await session.wait_for_end(req, timeout=self.end_timeout)
         except asyncio.TimeoutError:
-            self.timeline.add_error(f"no end frame for {req} within {self.end_timeout:g} s of the end of the capture")
+            self.timeline.add_error(
+                f"no end frame for {req} within {self.end_timeout:g} s of the end of the capture"
+            )
 
     def _final_status(self) -> str:
         tl = self.timeline
         if self.error:
-            return "stopped: " + ("no microphone" if self.error.startswith("No microphone") else "error")
+            return "stopped: " + (
+                "no microphone" if self.error.startswith("No microphone") else "error"
+            )
         return f"done: {tl.n_keyframes} keyframes for {tl.audio_duration:.2f} s of capture"
 
     def _record_capture(self) -> None:
@@ -676,7 +734,9 @@ class MicrophonePanel(anywidget.AnyWidget):
         for text in seq.errors:
             tl.add_error(f"capture: {text}")
         if seq.n_errors > len(seq.errors):
-            tl.add_error(f"capture: {seq.n_errors - len(seq.errors)} more capture errors not listed")
+            tl.add_error(
+                f"capture: {seq.n_errors - len(seq.errors)} more capture errors not listed"
+            )
 
     async def _abort(self, reason: str) -> None:
         """Stop at once (kernel interrupt, widget closed): cancel the run; its finally
@@ -777,8 +837,13 @@ class MicrophonePanel(anywidget.AnyWidget):
         self.refreshes += 1
         spent = 0.0
         started = time.perf_counter()
-        self.wave = waveform_svg(self._recent_audio(), self.sample_rate, self._captured_samples,
-                                 window=self.window, width=self.trace_width)
+        self.wave = waveform_svg(
+            self._recent_audio(),
+            self.sample_rate,
+            self._captured_samples,
+            window=self.window,
+            width=self.trace_width,
+        )
         spent += time.perf_counter() - started
         yield
         started = time.perf_counter()
@@ -815,35 +880,55 @@ class MicrophonePanel(anywidget.AnyWidget):
 # --------------------------------------------------------------------------- markup
 
 
-def waveform_svg(recent: np.ndarray, sample_rate: int, total_samples: int, *, window: float = 8.0,
-                 width: int = 520, height: int = 70) -> str:
+def waveform_svg(
+    recent: np.ndarray,
+    sample_rate: int,
+    total_samples: int,
+    *,
+    window: float = 8.0,
+    width: int = 520,
+    height: int = 70,
+) -> str:
     """The last ``window`` seconds of captured int16 audio as an SVG min/max envelope,
     right-aligned at the capture's current end (``total_samples``), time in seconds."""
     left, right = 44, 16
     lane_w = width - left - right
     text = 'font-size="10" fill="#555" font-family="sans-serif"'
-    body = [f'<rect width="{width}" height="{height}" fill="white"/>',
-            f'<rect x="{left}" y="14" width="{lane_w}" height="{height - 18}" fill="none" stroke="#bbb"/>']
+    body = [
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<rect x="{left}" y="14" width="{lane_w}" height="{height - 18}" fill="none" stroke="#bbb"/>',
+    ]
     end = total_samples / sample_rate
     t0 = max(0.0, end - window)
-    body.append(f'<text x="{left}" y="10" font-size="11" fill="#2471a3" font-family="sans-serif">captured audio'
-                f'<tspan fill="#555">, {end:.1f} s so far</tspan></text>')
+    body.append(
+        f'<text x="{left}" y="10" font-size="11" fill="#2471a3" font-family="sans-serif">captured audio'
+        f'<tspan fill="#555">, {end:.1f} s so far</tspan></text>'
+    )
     mid, half = 14 + (height - 18) / 2, (height - 18) / 2 - 2
     n = recent.shape[0]
     if n:
         bins = max(1, min(lane_w // 2, n))  # a vertical line every two pixels
         usable = (n // bins) * bins
-        blocks = recent[n - usable:].astype(np.float32).reshape(bins, -1) / 32768.0
+        blocks = recent[n - usable :].astype(np.float32).reshape(bins, -1) / 32768.0
         lo, hi = blocks.min(axis=1), blocks.max(axis=1)
         # x of each bin: its time within the window
         t_start = end - usable / sample_rate
-        xs = left + ((t_start + (np.arange(bins) + 0.5) * (usable / bins) / sample_rate) - t0) / window * lane_w
+        xs = (
+            left
+            + ((t_start + (np.arange(bins) + 0.5) * (usable / bins) / sample_rate) - t0)
+            / window
+            * lane_w
+        )
         # one %-format over all the numbers: several times faster than a string per bin
         coords = np.column_stack([xs, mid - hi * half, mid - lo * half]).ravel()
         path = ("M%.1f,%.1fV%.1f" * bins) % tuple(coords.tolist())
         body.append(f'<path d="{path}" stroke="#2471a3" stroke-width="1" fill="none"/>')
     body.append(f'<text x="{left - 4}" y="{mid + 3:.1f}" text-anchor="end" {text}>0</text>')
-    return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">' + "".join(body) + "</svg>"
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
+        + "".join(body)
+        + "</svg>"
+    )
 
 
 def stats_html(tl: Timeline, sequencer: CaptureSequencer | None = None) -> str:
@@ -866,5 +951,9 @@ def stats_html(tl: Timeline, sequencer: CaptureSequencer | None = None) -> str:
         counts = sequencer.counts()
         trouble = {k: v for k, v in counts.items() if k not in ("gap_samples", "errors") and v}
         if trouble:
-            parts.append('<span style="color:#b03a2e">' + html.escape(", ".join(f"{k} {v}" for k, v in trouble.items())) + "</span>")
+            parts.append(
+                '<span style="color:#b03a2e">'
+                + html.escape(", ".join(f"{k} {v}" for k, v in trouble.items()))
+                + "</span>"
+            )
     return " &nbsp;·&nbsp; ".join(parts)
