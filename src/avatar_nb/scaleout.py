@@ -256,13 +256,17 @@ def sweep_on_cluster(
     by_name = {c.name: c for c in clips}
     batches = [todo[i : i + concurrency] for i in range(0, len(todo), concurrency)]
     token = uuid.uuid4().hex[:8]
-    # clips given as arrays travel once, as a small task of their own whose result the
-    # run tasks share (and that Dask recomputes if the worker holding it is lost), not inside
-    # every task that needs them; clips given as paths are read where they run
-    needed_names = {spec.clip for spec in todo}
-    in_memory = [by_name[name] for name in sorted(needed_names) if by_name[name].path is None]
+    # a clip given as an array that several batches need travels once, as a small task of
+    # its own whose result those batches share (and that Dask recomputes if the worker
+    # holding it is lost); one that a single batch needs rides in that batch's arguments;
+    # clips given as paths are read where they run
+    uses: dict[str, int] = {}
+    for batch in batches:
+        for name in {spec.clip for spec in batch}:
+            uses[name] = uses.get(name, 0) + 1
+    shared = [by_name[name] for name in sorted(uses) if uses[name] > 1 and by_name[name].path is None]
     by_name = dict(by_name)
-    for index, clip in enumerate(in_memory):
+    for index, clip in enumerate(shared):
         by_name[clip.name] = client.submit(_clip, clip, key=f"avatar_nb-clip-{token}-{index:05d}", pure=False)
     futures = {}
     for index, batch in enumerate(batches):
