@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
-import os
 import resource
 import sys
 import time
@@ -70,7 +69,11 @@ def service_process(conn) -> None:
     async def main() -> None:
         async with LocalService(realtime=True, latency_ms=80.0) as svc:
             token = svc.issue_token(expire_at=time.time() + 24 * 3600)
-            conn.send(dict(ingress=svc.ingress_url, app_id=svc.app_id, avatar_id=svc.avatar_id, token=token))
+            conn.send(
+                dict(
+                    ingress=svc.ingress_url, app_id=svc.app_id, avatar_id=svc.avatar_id, token=token
+                )
+            )
             loop = asyncio.get_running_loop()
             while True:
                 command = await loop.run_in_executor(None, conn.recv)
@@ -100,7 +103,9 @@ def _expected(clip: bytes, utterances: int) -> list[np.ndarray]:
     return [np.concatenate([animator.feed(clip), animator.finish()]) for _ in range(utterances)]
 
 
-async def _run_sessions(target: dict, first: int, n: int, n_total: int, seconds: float, utterance: float) -> dict:
+async def _run_sessions(
+    target: dict, first: int, n: int, n_total: int, seconds: float, utterance: float
+) -> dict:
     import aiohttp
 
     from avatar_nb import _wire
@@ -110,10 +115,19 @@ async def _run_sessions(target: dict, first: int, n: int, n_total: int, seconds:
     utterances = max(1, int(np.ceil(seconds / utterance)))
     expected = _expected(clip, utterances)
     url, headers = websocket_target(
-        target["ingress"], target["avatar_id"], app_id=target["app_id"], session_token=target["token"]
+        target["ingress"],
+        target["avatar_id"],
+        app_id=target["app_id"],
+        session_token=target["token"],
     )
     loop = asyncio.get_running_loop()
-    stats = dict(expected=sum(e.shape[0] for e in expected) * n, received=0, matched=0, mismatched=0, errors=[])
+    stats = dict(
+        expected=sum(e.shape[0] for e in expected) * n,
+        received=0,
+        matched=0,
+        mismatched=0,
+        errors=[],
+    )
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     start_at = loop.time() + 1.0
 
@@ -190,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--utterance", type=float, default=8.0, help="seconds of audio per request")
     parser.add_argument("--workers", type=int, default=2, help="load generator processes")
     parser.add_argument("--sample", type=float, default=5.0, help="seconds between RSS samples")
-    parser.add_argument("--warmup", type=float, default=60.0, help="seconds before the RSS baseline")
+    parser.add_argument(
+        "--warmup", type=float, default=60.0, help="seconds before the RSS baseline"
+    )
     args = parser.parse_args(argv)
     seconds = args.minutes * 60.0
     ctx = mp.get_context("spawn")
@@ -245,19 +261,27 @@ def main(argv: list[str] | None = None) -> int:
         after = t >= t[len(t) // 2]
     base, end = rss[after][0], rss[-1]
     slope = np.polyfit(t[after], rss[after], 1)[0] * 60.0 if after.sum() >= 2 else float("nan")
-    print(f"soak: {args.sessions} real-time sessions x {args.minutes:g} min, {args.utterance:g} s utterances, "
-          f"{CHUNK_MS} ms chunks, service latency 80 ms")
-    print(f"keyframes: expected {expected}, received {received}, matched in order {matched}, "
-          f"mismatched {mismatched}, lost {expected - matched}")
+    print(
+        f"soak: {args.sessions} real-time sessions x {args.minutes:g} min, {args.utterance:g} s utterances, "
+        f"{CHUNK_MS} ms chunks, service latency 80 ms"
+    )
+    print(
+        f"keyframes: expected {expected}, received {received}, matched in order {matched}, "
+        f"mismatched {mismatched}, lost {expected - matched}"
+    )
     print(f"errors: {len(errors)}" + "".join(f"\n  {e}" for e in errors[:10]))
-    print(f"service RSS: start {rss[0]:.1f} MB, after {args.warmup:g} s warm-up {base:.1f} MB (baseline), "
-          f"peak {rss.max():.1f} MB, end {end:.1f} MB; end / baseline = {end / base:.3f}; "
-          f"slope after warm-up {slope:+.3f} MB/min")
+    print(
+        f"service RSS: start {rss[0]:.1f} MB, after {args.warmup:g} s warm-up {base:.1f} MB (baseline), "
+        f"peak {rss.max():.1f} MB, end {end:.1f} MB; end / baseline = {end / base:.3f}; "
+        f"slope after warm-up {slope:+.3f} MB/min"
+    )
     half = t >= t[-1] / 2
     if half.sum() >= 2:
         late = np.polyfit(t[half], rss[half], 1)[0] * 60.0
-        print(f"service RSS over the second half: {rss[half].min():.1f}..{rss[half].max():.1f} MB, "
-              f"slope {late:+.3f} MB/min")
+        print(
+            f"service RSS over the second half: {rss[half].min():.1f}..{rss[half].max():.1f} MB, "
+            f"slope {late:+.3f} MB/min"
+        )
     print("service stats: " + ", ".join(f"{k}={v}" for k, v in service_stats.items()))
     print("rss samples (s, MB): " + " ".join(f"{s:.0f}:{m:.1f}" for s, m in zip(t, rss)))
     return 0 if expected == matched and not errors else 1

@@ -118,7 +118,9 @@ def test_utterances_continue_one_stream():
     animator = Animator(16000)
     first = np.concatenate([animator.feed(a), animator.finish()])
     second = np.concatenate([animator.feed(b), animator.finish()])
-    assert first.shape[0] == expected_frames(len(a) // 2) and second.shape[0] == expected_frames(len(b) // 2)
+    assert first.shape[0] == expected_frames(len(a) // 2) and second.shape[0] == expected_frames(
+        len(b) // 2
+    )
     alone = animate_all(b)
     # the head drift of the second utterance continues from the first, unlike a fresh stream
     assert not np.allclose(second[:, 4], alone[:, 4])

@@ -83,7 +83,9 @@ def _spatialreal(svc: LocalService, rec: Recorder, **kw):
 
 def _avatar_nb(svc: LocalService, rec: Recorder, **kw):
     return avatar_nb.new_avatar_session(
-        **svc.session_kwargs(on_playback_state=rec.state, on_playback=rec.signal, on_error=rec.error, **kw)
+        **svc.session_kwargs(
+            on_playback_state=rec.state, on_playback=rec.signal, on_error=rec.error, **kw
+        )
     )
 
 
@@ -175,7 +177,9 @@ async def test_spatialreal_with_a_valid_livekit_egress_gets_control_frames_and_s
     pcm = _pcm.to_s16le(speech_like(0.5, 16000, seed=2))
     async with LocalService(realtime=False, egress=EGRESS) as svc:
         rec = Recorder()
-        lk = spatialreal.LiveKitEgressConfig(url="wss://lk.example.invalid", api_token="lk-token", room_name="room-1")
+        lk = spatialreal.LiveKitEgressConfig(
+            url="wss://lk.example.invalid", api_token="lk-token", room_name="room-1"
+        )
         session = _spatialreal(svc, rec, livekit_egress=lk)
         await session.init()
         await session.start()
@@ -195,11 +199,15 @@ async def test_official_clients_classify_refused_egress(kind):
     async with LocalService(realtime=False, egress=EGRESS) as svc:
         for module, expected in ((avatarkit, "invalidEgressConfig"), (spatialreal, "serverError")):
             if kind == "livekit":
-                cfg = {"livekit_egress": module.LiveKitEgressConfig(
-                    url="wss://lk.example.invalid", api_token="wrong", room_name="room-1"
-                )}
+                cfg = {
+                    "livekit_egress": module.LiveKitEgressConfig(
+                        url="wss://lk.example.invalid", api_token="wrong", room_name="room-1"
+                    )
+                }
             else:
-                cfg = {"agora_egress": module.AgoraEgressConfig(channel_name="chan-1", token="wrong")}
+                cfg = {
+                    "agora_egress": module.AgoraEgressConfig(channel_name="chan-1", token="wrong")
+                }
             session = module.new_avatar_session(
                 api_key=svc.api_key,
                 app_id=svc.app_id,
@@ -220,7 +228,9 @@ async def test_official_clients_classify_refused_egress(kind):
 
 async def test_avatar_nb_classifies_refused_egress():
     async with LocalService(realtime=False, egress=EGRESS) as svc:
-        lk = avatar_nb.LiveKitEgressConfig(url="wss://lk.example.invalid", api_token="wrong", room_name="room-1")
+        lk = avatar_nb.LiveKitEgressConfig(
+            url="wss://lk.example.invalid", api_token="wrong", room_name="room-1"
+        )
         session = avatar_nb.new_avatar_session(**svc.session_kwargs(livekit_egress=lk))
         await session.init()
         with pytest.raises(avatar_nb.AvatarSDKError) as info:
@@ -233,7 +243,9 @@ async def test_avatar_nb_with_a_valid_egress_takes_the_duplicate_end():
     pcm = _pcm.to_s16le(speech_like(0.5, 16000, seed=2))
     async with LocalService(realtime=False, egress=EGRESS) as svc:
         rec = Recorder()
-        lk = avatar_nb.LiveKitEgressConfig(url="wss://lk.example.invalid", api_token="lk-token", room_name="room-1")
+        lk = avatar_nb.LiveKitEgressConfig(
+            url="wss://lk.example.invalid", api_token="lk-token", room_name="room-1"
+        )
         session = _avatar_nb(svc, rec, livekit_egress=lk)
         await session.init()
         await session.start()
@@ -243,4 +255,6 @@ async def test_avatar_nb_with_a_valid_egress_takes_the_duplicate_end():
         await session.close()
     assert rec.errors == []
     assert [s for _, s, _ in rec.sequence()] == ["PLAYING", "ENDED"]
-    assert [s.end for s in rec.signals].count(True) == 2 and not any(s.has_animation for s in rec.signals)
+    assert [s.end for s in rec.signals].count(True) == 2 and not any(
+        s.has_animation for s in rec.signals
+    )

@@ -69,7 +69,9 @@ async def test_latency_is_recovered_from_the_client_side(speech_pcm, chunk_ms):
         await svc.__aenter__()
     try:
         clip = speech_pcm * 2  # 4 s: 100 keyframes per setting
-        runs = await asyncio.gather(*(_paced(svc, clip, chunk_ms * RATE // 1000 * 2) for svc in services))
+        runs = await asyncio.gather(
+            *(_paced(svc, clip, chunk_ms * RATE // 1000 * 2) for svc in services)
+        )
     finally:
         for svc in services:
             await svc.__aexit__(None, None, None)
@@ -80,7 +82,9 @@ async def test_latency_is_recovered_from_the_client_side(speech_pcm, chunk_ms):
         assert latency.min() >= ms / 1000 - 0.001  # never early
         medians.append(float(np.median(latency)))
     medians = np.array(medians)
-    np.testing.assert_allclose(medians - medians[0], (np.array(settings) - settings[0]) / 1000, atol=0.002)
+    np.testing.assert_allclose(
+        medians - medians[0], (np.array(settings) - settings[0]) / 1000, atol=0.002
+    )
 
 
 async def test_network_delay_adds_to_the_latency(speech_pcm):
@@ -94,7 +98,9 @@ async def test_network_delay_adds_to_the_latency(speech_pcm):
         for svc in services:
             await svc.__aexit__(None, None, None)
     (sent0, arrival0), (sent1, arrival1) = runs
-    assert (arrival1 - sent1).min() >= 0.100 - 0.001  # 40 ms of service latency, then 60 ms on the way
+    assert (
+        arrival1 - sent1
+    ).min() >= 0.100 - 0.001  # 40 ms of service latency, then 60 ms on the way
     assert abs(np.median(arrival1 - sent1) - np.median(arrival0 - sent0) - 0.060) < 0.002
 
 
@@ -147,7 +153,9 @@ def _shifted(pcm: bytes, samples: int) -> bytes:
 
 def _animate(pcm: bytes, **kwargs) -> np.ndarray:
     animator = Animator(RATE, **kwargs)
-    return np.concatenate([animator.feed(pcm[i : i + 1000]) for i in range(0, len(pcm), 1000)] + [animator.finish()])
+    return np.concatenate(
+        [animator.feed(pcm[i : i + 1000]) for i in range(0, len(pcm), 1000)] + [animator.finish()]
+    )
 
 
 @pytest.mark.parametrize("offset_ms", [-80.0, -12.5, 0.0, 17.3, 40.0, 120.0])
@@ -162,7 +170,7 @@ async def test_av_offset_shifts_the_motion_exactly(offset_ms):
         await stream(ws, pcm, "o", chunk=1234)
         got = keyframes_of(await collect_until_end(ws, "o"))
         await ws.close()
-    samples = int(round(offset_ms * RATE / 1000))
+    samples = round(offset_ms * RATE / 1000)
     np.testing.assert_array_equal(got, _animate(_shifted(pcm, samples)))
     assert got.shape[0] == expected_frames(len(pcm) // 2)
 

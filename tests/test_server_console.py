@@ -10,9 +10,14 @@ import pytest
 from .helpers import post_token
 
 
-@pytest.mark.parametrize("route,key", [("/v1/console/session-tokens", "sessionToken"), ("/v1/auth/session-token", "session_token")])
+@pytest.mark.parametrize(
+    "route,key",
+    [("/v1/console/session-tokens", "sessionToken"), ("/v1/auth/session-token", "session_token")],
+)
 async def test_token_routes(service, route, key):
-    status, body = await post_token(service.base_url + route, api_key=service.api_key, body={"expireAt": int(time.time()) + 60})
+    status, body = await post_token(
+        service.base_url + route, api_key=service.api_key, body={"expireAt": int(time.time()) + 60}
+    )
     assert status == 200
     token = json.loads(body)[key]
     claims = service.state.signer.verify(token)
@@ -32,7 +37,9 @@ async def test_token_routes(service, route, key):
         ("OK", ["not", "an", "object"], 400, "INVALID_ARGUMENT", "JSON object"),
     ],
 )
-async def test_token_refusals_use_the_json_error_shape(service, api_key, body, status, code, detail):
+async def test_token_refusals_use_the_json_error_shape(
+    service, api_key, body, status, code, detail
+):
     key = service.api_key if api_key == "OK" else api_key
     got, text = await post_token(service.console_url + "/session-tokens", api_key=key, body=body)
     assert got == status
@@ -43,7 +50,9 @@ async def test_token_refusals_use_the_json_error_shape(service, api_key, body, s
 
 
 async def test_token_body_not_json(service):
-    status, text = await post_token(service.console_url + "/session-tokens", api_key=service.api_key, body=None, raw=b"{nope")
+    status, text = await post_token(
+        service.console_url + "/session-tokens", api_key=service.api_key, body=None, raw=b"{nope"
+    )
     assert status == 400 and "JSON object" in text
 
 
@@ -63,16 +72,25 @@ async def test_token_body_not_json(service):
 async def test_non_json_numbers_and_deep_nesting_are_400(service, raw):
     """Python's json takes NaN, Infinity and 1e400 (as inf) and recurses on nesting: the
     console answers each with a 400 in the documented error shape, never a 500."""
-    status, text = await post_token(service.console_url + "/session-tokens", api_key=service.api_key, body=None, raw=raw)
+    status, text = await post_token(
+        service.console_url + "/session-tokens", api_key=service.api_key, body=None, raw=raw
+    )
     assert status == 400, text[:200]
     error = json.loads(text)["errors"][0]
-    assert error["status"] == 400 and error["code"] == "INVALID_ARGUMENT" and error["title"] and error["id"]
+    assert (
+        error["status"] == 400
+        and error["code"] == "INVALID_ARGUMENT"
+        and error["title"]
+        and error["id"]
+    )
     assert error["detail"]
 
 
 async def test_nesting_inside_strings_is_not_nesting(service):
     body = {"expireAt": int(time.time()) + 60, "note": "[" * 100}
-    status, text = await post_token(service.console_url + "/session-tokens", api_key=service.api_key, body=body)
+    status, text = await post_token(
+        service.console_url + "/session-tokens", api_key=service.api_key, body=body
+    )
     assert status == 200 and json.loads(text)["sessionToken"]
 
 
@@ -96,7 +114,13 @@ async def test_a_body_in_pieces_is_read_whole_and_a_stalled_one_is_refused():
                 await writer.drain()
                 await asyncio.sleep(0.05)  # separate segments, well within the timeout
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-            size = int(next(v for k, _, v in (h.partition(b":") for h in head.split(b"\r\n")) if k.lower() == b"content-length"))
+            size = int(
+                next(
+                    v
+                    for k, _, v in (h.partition(b":") for h in head.split(b"\r\n"))
+                    if k.lower() == b"content-length"
+                )
+            )
             answer = head + await asyncio.wait_for(reader.readexactly(size), 30)
             writer.close()
             return answer

@@ -17,7 +17,15 @@ from websockets.exceptions import ConnectionClosed
 from avatar_nb.proto import message_pb2 as pb
 from avatar_nb.server import LocalService
 
-from .helpers import collect_until_end, expected_frames, handshake, keyframes_of, open_raw, receive, stream
+from .helpers import (
+    collect_until_end,
+    expected_frames,
+    handshake,
+    keyframes_of,
+    open_raw,
+    receive,
+    stream,
+)
 
 
 async def _until(condition, timeout: float = 30.0, what: str = "") -> None:
@@ -48,7 +56,11 @@ async def _stall(ws, svc: LocalService, pcm: bytes) -> asyncio.Task:
 
     uploader = asyncio.create_task(upload())
     await _until(
-        lambda: uploader.done() or any(s._peer_stalled() for s in _sessions(svc)) or svc.stats["stalled_peers"],
+        lambda: (
+            uploader.done()
+            or any(s._peer_stalled() for s in _sessions(svc))
+            or svc.stats["stalled_peers"]
+        ),
         what="the service's sends to a client that does not read to block",
     )
     return uploader
@@ -58,7 +70,9 @@ async def _good_client_gets_in(svc: LocalService, pcm: bytes) -> None:
     ws = await open_raw(svc)
     assert (await handshake(ws)).type == pb.MESSAGE_SERVER_CONFIRM_SESSION
     await stream(ws, pcm, "good")
-    assert keyframes_of(await collect_until_end(ws, "good")).shape[0] == expected_frames(len(pcm) // 2, fps=svc.fps)
+    assert keyframes_of(await collect_until_end(ws, "good")).shape[0] == expected_frames(
+        len(pcm) // 2, fps=svc.fps
+    )
     await ws.close()
 
 
@@ -74,7 +88,9 @@ _HEAVY = dict(fps=100.0, n_expression=1000)
 
 
 async def test_a_client_that_stops_reading_is_dropped_by_the_send_timeout(speech_pcm):
-    async with LocalService(realtime=False, max_sessions=1, send_timeout=0.3, idle_timeout=None, **_HEAVY) as svc:
+    async with LocalService(
+        realtime=False, max_sessions=1, send_timeout=0.3, idle_timeout=None, **_HEAVY
+    ) as svc:
         ws = await open_raw(svc)
         await handshake(ws)
         uploader = await _stall(ws, svc, speech_pcm)
@@ -88,7 +104,13 @@ async def test_paced_backlog_stays_bounded_while_a_client_does_not_read(speech_p
     """Paced: the queue of a client that uploads but never reads stops at the bound
     (the service stops reading its audio), and the send timeout then drops it."""
     async with LocalService(
-        realtime=True, latency_ms=0.0, max_sessions=1, send_timeout=0.5, max_backlog=0.5, idle_timeout=None, **_HEAVY
+        realtime=True,
+        latency_ms=0.0,
+        max_sessions=1,
+        send_timeout=0.5,
+        max_backlog=0.5,
+        idle_timeout=None,
+        **_HEAVY,
     ) as svc:
         ws = await open_raw(svc)
         await handshake(ws)
@@ -105,12 +127,16 @@ async def test_paced_backlog_stays_bounded_while_a_client_does_not_read(speech_p
 async def test_idle_timeout_closes_a_stalled_client_whatever_is_queued(speech_pcm):
     """The idle close does not wait behind sends that a stalled client will never take
     (the send timeout here is far longer than the test)."""
-    async with LocalService(realtime=False, max_sessions=1, send_timeout=3600, idle_timeout=0.3, **_HEAVY) as svc:
+    async with LocalService(
+        realtime=False, max_sessions=1, send_timeout=3600, idle_timeout=0.3, **_HEAVY
+    ) as svc:
         ws = await open_raw(svc)
         await handshake(ws)
         uploader = await _stall(ws, svc, speech_pcm)
         uploader.cancel()  # no more audio: the idle timer runs out
-        await _until(lambda: svc.stats["sessions_active"] == 0, what="the idle timeout to end the session")
+        await _until(
+            lambda: svc.stats["sessions_active"] == 0, what="the idle timeout to end the session"
+        )
         assert svc.stats["stalled_peers"] == 0  # it was the idle timeout, not a send timeout
         await _good_client_gets_in(svc, speech_pcm[:16000])
         await _finish(uploader, ws)
@@ -118,12 +144,19 @@ async def test_idle_timeout_closes_a_stalled_client_whatever_is_queued(speech_pc
 
 async def test_session_time_limit_closes_a_stalled_client(speech_pcm):
     async with LocalService(
-        realtime=False, max_sessions=1, send_timeout=3600, session_time_limit=1.0, idle_timeout=None, **_HEAVY
+        realtime=False,
+        max_sessions=1,
+        send_timeout=3600,
+        session_time_limit=1.0,
+        idle_timeout=None,
+        **_HEAVY,
     ) as svc:
         ws = await open_raw(svc)
         await handshake(ws)
         uploader = await _stall(ws, svc, speech_pcm)
-        await _until(lambda: svc.stats["sessions_active"] == 0, what="the time limit to end the session")
+        await _until(
+            lambda: svc.stats["sessions_active"] == 0, what="the time limit to end the session"
+        )
         await _good_client_gets_in(svc, speech_pcm[:16000])
         await _finish(uploader, ws)
 
@@ -186,7 +219,9 @@ async def test_a_fast_uploader_is_slowed_down_not_buffered(speech_pcm):
     without bound: the service stops reading until its queue drains, and every keyframe
     still arrives, once and in order."""
     clip = speech_pcm[:32000]  # 1 s
-    async with LocalService(realtime=True, latency_ms=0.0, bandwidth_bps=400_000, max_backlog=0.2) as svc:
+    async with LocalService(
+        realtime=True, latency_ms=0.0, bandwidth_bps=400_000, max_backlog=0.2
+    ) as svc:
         ws = await open_raw(svc)
         await handshake(ws)
         sender = asyncio.create_task(stream(ws, clip * 3, "fast"))

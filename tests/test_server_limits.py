@@ -22,7 +22,9 @@ async def test_idle_session_is_told_and_closed():
         ws = await open_raw(svc)
         await handshake(ws)
         err = _wire.decode_message(await asyncio.wait_for(ws.recv(), 10))
-        assert err.type == pb.MESSAGE_SERVER_ERROR and err.error_message == "no audio input for 0.2s"
+        assert (
+            err.type == pb.MESSAGE_SERVER_ERROR and err.error_message == "no audio input for 0.2s"
+        )
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 10)
 
@@ -58,7 +60,11 @@ async def test_token_expiry_ends_the_session_with_4002():
         ws = await open_raw(svc, token=svc.issue_token(expire_at=math.ceil(time.time()) + 1))
         await handshake(ws)
         err = await receive(ws)
-        assert (err.type, err.error_code, err.error_message) == (pb.MESSAGE_SERVER_ERROR, 4002, "session time limit reached")
+        assert (err.type, err.error_code, err.error_message) == (
+            pb.MESSAGE_SERVER_ERROR,
+            4002,
+            "session time limit reached",
+        )
         with pytest.raises(ConnectionClosed):
             await receive(ws)
         assert ws.close_code == 4002
@@ -98,7 +104,9 @@ async def test_the_largest_audio_chunk_is_taken_and_a_larger_message_closes_1009
     async with LocalService(realtime=False) as svc:
         ws = await open_raw(svc)
         await handshake(ws)
-        await ws.send(build_audio("20260101000000_bigbigbigbig", bytes(MAX_AUDIO_CHUNK_BYTES), True))
+        await ws.send(
+            build_audio("20260101000000_bigbigbigbig", bytes(MAX_AUDIO_CHUNK_BYTES), True)
+        )
         messages = await collect_until_end(ws, "20260101000000_bigbigbigbig")
         assert keyframes_of(messages).shape[0] == expected_frames(MAX_AUDIO_CHUNK_BYTES // 2)
         # cut into messages any client takes (websockets' default limit is 1 MiB)

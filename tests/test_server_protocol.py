@@ -47,10 +47,14 @@ def test_lifecycle_of_one_request():
 def test_interrupts_say_what_to_stop():
     server = _configured()
     server.receive(_audio("a"))
-    assert server.receive(build_interrupt("a")) == InterruptRequested("a", streaming=True, pending=True)
+    assert server.receive(build_interrupt("a")) == InterruptRequested(
+        "a", streaming=True, pending=True
+    )
     assert server.phase("a") is RequestPhase.ENDED and server.current_req_id is None
     # again before its end went out: nothing streams any more, the end is still owed
-    assert server.receive(build_interrupt("a")) == InterruptRequested("a", streaming=False, pending=True)
+    assert server.receive(build_interrupt("a")) == InterruptRequested(
+        "a", streaming=False, pending=True
+    )
     server.animation("a", _EMPTY, end=True)
     assert server.receive(build_interrupt("a")) == InterruptRequested("a")  # nothing to stop
     assert server.receive(build_interrupt("never-seen")) == InterruptRequested("never-seen")
@@ -91,7 +95,9 @@ def test_unfinished_requests_are_tracked_until_their_end_goes_out():
     assert server.tracked_requests == 10
     for i in range(10):
         server.animation(f"p{i}", _EMPTY, end=True)
-    assert server.tracked_requests == 10 and all(server.phase(f"p{i}") is RequestPhase.FINISHED for i in range(10))
+    assert server.tracked_requests == 10 and all(
+        server.phase(f"p{i}") is RequestPhase.FINISHED for i in range(10)
+    )
 
 
 def test_error_codes_come_from_server_error_code():

@@ -17,12 +17,19 @@ from .helpers import handshake, open_raw, post_token
 
 
 def test_thread_mode_and_properties():
-    svc = LocalService(realtime=False, api_key="sk-test-123", app_id="app-x", avatar_ids=["a1", "a2"])
+    svc = LocalService(
+        realtime=False, api_key="sk-test-123", app_id="app-x", avatar_ids=["a1", "a2"]
+    )
     assert "not started" in repr(svc)
     with svc:
         assert svc.console_url == f"http://127.0.0.1:{svc.port}/v1/console"
         assert svc.ingress_url == f"http://127.0.0.1:{svc.port}/v2/driveningress"
-        assert (svc.api_key, svc.app_id, svc.avatar_id, svc.avatar_ids) == ("sk-test-123", "app-x", "a1", ("a1", "a2"))
+        assert (svc.api_key, svc.app_id, svc.avatar_id, svc.avatar_ids) == (
+            "sk-test-123",
+            "app-x",
+            "a1",
+            ("a1", "a2"),
+        )
         kwargs = svc.session_kwargs(sample_rate=8000)
         assert kwargs["console_endpoint_url"] == svc.console_url and kwargs["sample_rate"] == 8000
         assert "sk-test-123" not in repr(svc) and "sk-test-123" not in repr(svc.state)
@@ -58,9 +65,8 @@ def test_bad_settings(kwargs, match):
 
 
 def test_port_in_use_is_reported():
-    with LocalService() as first:
-        with pytest.raises(OSError):
-            LocalService(port=first.port).start()
+    with LocalService() as first, pytest.raises(OSError):
+        LocalService(port=first.port).start()
 
 
 def test_start_stop_contract():
@@ -100,7 +106,9 @@ def test_describe_prints_urls_and_credentials():
 
 
 async def test_serve_forever_prints_credentials_and_stops_on_ctrl_c():
-    code = "from avatar_nb.server import serve_forever; serve_forever('127.0.0.1', 0, realtime=False)"
+    code = (
+        "from avatar_nb.server import serve_forever; serve_forever('127.0.0.1', 0, realtime=False)"
+    )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
@@ -147,7 +155,9 @@ async def test_secrets_stay_out_of_logs_and_errors(caplog, speech_pcm):
         forged = token[:-4] + "AAAA"
         status, body = await refusal(svc, token=forged, query_auth=True)
         assert status == 400 and forged not in body
-        status, body = await post_token(svc.console_url + "/session-tokens", api_key="sk-guess", body={"expireAt": 1})
+        status, body = await post_token(
+            svc.console_url + "/session-tokens", api_key="sk-guess", body={"expireAt": 1}
+        )
         assert status == 401 and "sk-guess" not in body and "sk-never-logged" not in body
     # the raw test client (websockets) logs its own request line; the service's loggers
     # (aiohttp.*, avatar_nb.*, asyncio) must not show what it received

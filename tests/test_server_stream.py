@@ -10,8 +10,8 @@ import pytest
 
 from avatar_nb import _pcm, _wire
 from avatar_nb.audio import speech_like
-from avatar_nb.protocol import build_interrupt
 from avatar_nb.proto import message_pb2 as pb
+from avatar_nb.protocol import build_interrupt
 from avatar_nb.server import LocalService
 
 from .helpers import collect_until_end, expected_frames, handshake, keyframes_of, open_raw, stream
@@ -27,7 +27,10 @@ async def test_stream_returns_every_keyframe_then_end(service, rate):
     kf = keyframes_of(messages)
     assert kf.shape == (expected_frames(len(pcm) // 2, rate), 70)
     assert [m.end for m in messages] == [False] * (len(messages) - 1) + [True]
-    assert all(m.connection_id == confirm.connection_id and m.avatar_id == service.avatar_id for m in messages)
+    assert all(
+        m.connection_id == confirm.connection_id and m.avatar_id == service.avatar_id
+        for m in messages
+    )
     await ws.close()
 
 
@@ -42,7 +45,9 @@ async def test_utterances_interrupt_and_preemption(service, speech_pcm):
     assert got.shape[0] == len(half) // 2 // 640
     # 2: a full new utterance works after the interrupt
     await stream(ws, speech_pcm, "u2")
-    assert keyframes_of(await collect_until_end(ws, "u2")).shape[0] == expected_frames(len(speech_pcm) // 2)
+    assert keyframes_of(await collect_until_end(ws, "u2")).shape[0] == expected_frames(
+        len(speech_pcm) // 2
+    )
     # 3: a new req_id while u3 is still open ends u3 (preemption), then u4 runs
     await stream(ws, half, "u3", end=False)
     await stream(ws, half, "u4")
@@ -52,21 +57,34 @@ async def test_utterances_interrupt_and_preemption(service, speech_pcm):
     # 4: audio for a request that already ended is an error, and the session goes on
     await stream(ws, half[:1280], "u2")
     err = _wire.decode_message(await ws.recv())
-    assert err.type == pb.MESSAGE_SERVER_ERROR and err.error_code == 3 and "already ended" in err.error_message
+    assert (
+        err.type == pb.MESSAGE_SERVER_ERROR
+        and err.error_code == 3
+        and "already ended" in err.error_message
+    )
     await stream(ws, half, "u5")
-    assert keyframes_of(await collect_until_end(ws, "u5")).shape[0] == expected_frames(len(half) // 2)
+    assert keyframes_of(await collect_until_end(ws, "u5")).shape[0] == expected_frames(
+        len(half) // 2
+    )
     await ws.close()
 
 
 @pytest.mark.parametrize(
     "bad,expected",
     [
-        (_wire.encode_audio_messages(b"\x00" * 4, "x", 4)[0].replace(b"\x1a\x04\x00\x00\x00\x00", b"\x1a\x03\x00\x00\x00"), None),
+        (
+            _wire.encode_audio_messages(b"\x00" * 4, "x", 4)[0].replace(
+                b"\x1a\x04\x00\x00\x00\x00", b"\x1a\x03\x00\x00\x00"
+            ),
+            None,
+        ),
         ("hello", "text frame"),
         (b"\x08\x03\x22\xff\xff", "failed to unmarshal"),
     ],
 )
-async def test_bad_messages_get_an_error_and_the_session_continues(service, speech_pcm, bad, expected):
+async def test_bad_messages_get_an_error_and_the_session_continues(
+    service, speech_pcm, bad, expected
+):
     ws = await open_raw(service)
     await handshake(ws)
     if expected is None:  # patch the inner length too: an odd-length but well-formed audio chunk
@@ -79,7 +97,9 @@ async def test_bad_messages_get_an_error_and_the_session_continues(service, spee
     err = _wire.decode_message(await ws.recv())
     assert err.type == pb.MESSAGE_SERVER_ERROR and expected in err.error_message
     await stream(ws, speech_pcm, "after")
-    assert keyframes_of(await collect_until_end(ws, "after")).shape[0] == expected_frames(len(speech_pcm) // 2)
+    assert keyframes_of(await collect_until_end(ws, "after")).shape[0] == expected_frames(
+        len(speech_pcm) // 2
+    )
     await ws.close()
 
 
@@ -100,7 +120,9 @@ async def test_misbehaving_client_next_to_a_good_one(service, speech_pcm):
         await ws.close()
         return kf
 
-    results = await asyncio.gather(bad_client(), *(good_client(f"g{i}") for i in range(4)), bad_client())
+    results = await asyncio.gather(
+        bad_client(), *(good_client(f"g{i}") for i in range(4)), bad_client()
+    )
     good = results[1:5]
     for kf in good:
         assert kf.shape[0] == expected_frames(len(speech_pcm) // 2)

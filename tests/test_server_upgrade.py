@@ -15,16 +15,24 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from avatar_nb import _pcm, _wire
 from avatar_nb.audio import speech_like
-from avatar_nb.protocol import build_configure_session
 from avatar_nb.proto import message_pb2 as pb
+from avatar_nb.protocol import build_configure_session
 from avatar_nb.server import LocalService
 
-from .helpers import collect_until_end, expected_frames, handshake, keyframes_of, open_raw, refusal, stream
+from .helpers import (
+    collect_until_end,
+    expected_frames,
+    handshake,
+    keyframes_of,
+    open_raw,
+    refusal,
+    stream,
+)
 
 
 def body(message: str) -> str:
     """The hosted service's refusal body: compact JSON with ``message``, then a newline."""
-    return '{"message":"%s"}\n' % message
+    return '{"message":"' + message + '"}\n'
 
 
 @pytest.mark.parametrize("query_auth", [False, True])
@@ -39,10 +47,17 @@ async def test_both_auth_styles_are_accepted(service, query_auth):
 
 @pytest.mark.parametrize("query_auth", [False, True])
 async def test_upgrade_refusals(query_auth):
-    async with LocalService(realtime=False, other_app_ids=("app-other",)) as svc, LocalService() as stranger:
+    async with (
+        LocalService(realtime=False, other_app_ids=("app-other",)) as svc,
+        LocalService() as stranger,
+    ):
         cases = [
             (dict(token="not-a-token"), 400, "Invalid session token"),
-            (dict(token=stranger.issue_token(app_id=svc.app_id)), 400, "Invalid session token"),  # forged
+            (
+                dict(token=stranger.issue_token(app_id=svc.app_id)),
+                400,
+                "Invalid session token",
+            ),  # forged
             (dict(app_id="app-unknown"), 404, "app id unrecognized"),
             (dict(token=svc.issue_token(app_id="app-other")), 400, "app id mismatch"),
             (dict(token=svc.issue_token(expire_at=time.time() - 5)), 401, "token is expired"),
@@ -50,7 +65,9 @@ async def test_upgrade_refusals(query_auth):
             (dict(avatar_id=""), 404, "Avatar not found"),
         ]
         for kwargs, status, text in cases:
-            assert await refusal(svc, query_auth=query_auth, **kwargs) == (status, body(text)), kwargs
+            assert await refusal(svc, query_auth=query_auth, **kwargs) == (status, body(text)), (
+                kwargs
+            )
         assert svc.stats["sessions_total"] == 0
         assert svc.stats["refusals"] == len(cases)
 
@@ -103,7 +120,9 @@ async def test_unsupported_sample_rate(service, rate):
 
 
 async def test_unsupported_audio_format_and_egress(service):
-    msg, _ = await _handshake_error(service, build_configure_session(16000, audio_format=7))  # no such format
+    msg, _ = await _handshake_error(
+        service, build_configure_session(16000, audio_format=7)
+    )  # no such format
     assert msg.error_message == "unsupported audio format: 7"
 
     class Agora:
@@ -135,7 +154,9 @@ async def test_permessage_deflate_when_offered_and_enabled(compression):
         assert ("permessage-deflate" in _extensions(ws)) is compression
         assert (await handshake(ws)).type == pb.MESSAGE_SERVER_CONFIRM_SESSION
         await stream(ws, pcm, "z")
-        assert keyframes_of(await collect_until_end(ws, "z")).shape[0] == expected_frames(len(pcm) // 2)
+        assert keyframes_of(await collect_until_end(ws, "z")).shape[0] == expected_frames(
+            len(pcm) // 2
+        )
         await ws.close()
 
 

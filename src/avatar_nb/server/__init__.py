@@ -4,4 +4,11 @@ from .animator import Animator
 from .egress import SimulatedEgress
 from .service import DEFAULT_IDLE_TIMEOUT, LocalService, describe, serve_forever
 
-__all__ = ["Animator", "DEFAULT_IDLE_TIMEOUT", "LocalService", "SimulatedEgress", "describe", "serve_forever"]
+__all__ = [
+    "DEFAULT_IDLE_TIMEOUT",
+    "Animator",
+    "LocalService",
+    "SimulatedEgress",
+    "describe",
+    "serve_forever",
+]

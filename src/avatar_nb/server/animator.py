@@ -91,7 +91,9 @@ class _MotionModel:
         rows = np.zeros((_BLOCK, self.width))
         rows[:, _TRANSLATION] = 0.002 * np.sin(2 * np.pi * 0.07 * t)
         rows[:, _TRANSLATION + 1] = 0.0015 * np.sin(2 * np.pi * 0.05 * t + 1.0)
-        rows[:, _ROTATION : _ROTATION + 3] = 0.05 * np.sin(2 * np.pi * self.head_freq[None, :] * t[:, None] + self.head_phase[None, :])
+        rows[:, _ROTATION : _ROTATION + 3] = 0.05 * np.sin(
+            2 * np.pi * self.head_freq[None, :] * t[:, None] + self.head_phase[None, :]
+        )
         if self.n_expression:
             rows[:, _FIXED:] = 0.05 * np.sin(
                 2 * np.pi * self.drift_freq[None, :] * t[:, None] + self.drift_phase[None, :]
@@ -134,7 +136,7 @@ class Animator:
         if n_expression < 0:
             raise ValueError(f"n_expression must be >= 0, got {n_expression}")
         if not isinstance(offset_samples, int) or isinstance(offset_samples, bool):
-            raise ValueError(f"offset_samples must be an int (samples), got {offset_samples!r}")
+            raise TypeError(f"offset_samples must be an int (samples), got {offset_samples!r}")
         self.offset_samples = offset_samples
         self.sample_rate = int(sample_rate)
         self.fps = float(fps)
@@ -142,7 +144,7 @@ class Animator:
         self.width = _FIXED + self.n_expression
         spf = self.sample_rate / self.fps
         self._integral_frames = abs(spf - round(spf)) < 1e-9
-        self._spf = int(round(spf)) if self._integral_frames else spf
+        self._spf = round(spf) if self._integral_frames else spf
         self._model = _motion_model(int(seed), self.fps, self.n_expression)
         # blinks and saccades: this stream's own generator, from the same seed
         rng = np.random.default_rng([int(seed), 1])
@@ -151,7 +153,7 @@ class Animator:
         self._next_blink = self._blink_gap()
         self._blink_at = -100
         self._gaze = (0.0, 0.0)
-        self._blink_len = max(1, int(round(len(_BLINK) * self.fps / _BLINK_FPS)))
+        self._blink_len = max(1, round(len(_BLINK) * self.fps / _BLINK_FPS))
         self._next_saccade = int(rng.uniform(1.0, 3.0) * self.fps)
         self._jaw = 0.0
         self._nod = 0.0
@@ -175,7 +177,7 @@ class Animator:
         """First sample of frame ``k`` of the utterance."""
         if self._integral_frames:
             return k * self._spf
-        return int(math.floor(k * self._spf + 1e-9))
+        return math.floor(k * self._spf + 1e-9)
 
     def feed(self, pcm: bytes) -> np.ndarray:
         """Add s16le audio of the current utterance; return keyframes of the frames it completed."""
@@ -188,7 +190,9 @@ class Animator:
                 skipped = min(self._skip, samples.shape[0])
                 samples, self._skip = samples[skipped:], self._skip - skipped
             if samples.shape[0]:
-                self._pending = np.concatenate((self._pending, samples)) if self._pending.size else samples
+                self._pending = (
+                    np.concatenate((self._pending, samples)) if self._pending.size else samples
+                )
         return self._produce(final=False)
 
     def finish(self) -> np.ndarray:
@@ -242,7 +246,11 @@ class Animator:
             features = _pcm.frame_features(audio, self.sample_rate, self.fps)
         else:
             parts = [
-                _pcm.frame_features(audio[self._span(k) - base : min(self._span(k + 1), available) - base], self.sample_rate, self.fps)
+                _pcm.frame_features(
+                    audio[self._span(k) - base : min(self._span(k + 1), available) - base],
+                    self.sample_rate,
+                    self.fps,
+                )
                 for k in range(k0, k1)
             ]
             features = {key: np.concatenate([p[key][:1] for p in parts]) for key in parts[0]}

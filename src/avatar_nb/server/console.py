@@ -26,7 +26,17 @@ __all__ = ["error_response", "token_handler"]
 
 def error_response(status: int, code: str, title: str, detail: str) -> web.Response:
     """A response in the JSON error shape of docs/protocol.md, section 1."""
-    body = {"errors": [{"id": str(uuid.uuid4()), "status": status, "code": code, "title": title, "detail": detail}]}
+    body = {
+        "errors": [
+            {
+                "id": str(uuid.uuid4()),
+                "status": status,
+                "code": code,
+                "title": title,
+                "detail": detail,
+            }
+        ]
+    }
     return web.Response(status=status, text=json.dumps(body), content_type="application/json")
 
 
@@ -91,10 +101,14 @@ def token_handler(state: ServiceState, key_name: str):
 
     async def handle(request: web.Request) -> web.Response:
         given = request.headers.get("X-Api-Key", "")
-        if not given or not hmac.compare_digest(given.encode("utf-8"), state.api_key.encode("utf-8")):
+        if not given or not hmac.compare_digest(
+            given.encode("utf-8"), state.api_key.encode("utf-8")
+        ):
             state.stats.refusals += 1
             what = "missing" if not given else "wrong"
-            return error_response(401, "INVALID_API_KEY", "Invalid API Key", f"the X-Api-Key header is {what}")
+            return error_response(
+                401, "INVALID_API_KEY", "Invalid API Key", f"the X-Api-Key header is {what}"
+            )
         if request.content_length is not None and request.content_length > _MAX_BODY:
             state.stats.refusals += 1
             return _invalid(f"request body is larger than {_MAX_BODY} bytes")
@@ -115,11 +129,15 @@ def token_handler(state: ServiceState, key_name: str):
         if expire is None:
             state.stats.refusals += 1
             return _invalid("expireAt is required (unix seconds)")
-        integral = isinstance(expire, int) or (isinstance(expire, float) and math.isfinite(expire) and expire.is_integer())
+        integral = isinstance(expire, int) or (
+            isinstance(expire, float) and math.isfinite(expire) and expire.is_integer()
+        )
         if isinstance(expire, bool) or not integral:
             state.stats.refusals += 1
             shown = expire if isinstance(expire, (int, float, str)) else type(expire).__name__
-            return _invalid(f"expireAt must be an integer number of unix seconds, got {str(shown)[:40]!r}")
+            return _invalid(
+                f"expireAt must be an integer number of unix seconds, got {str(shown)[:40]!r}"
+            )
         now = time.time()
         if expire <= now:
             state.stats.refusals += 1

@@ -59,7 +59,9 @@ class SimulatedEgress:
             if config.room_name not in self.livekit_rooms or config.url != self.livekit_url:
                 return f"livekit egress unauthorized: no access to room {config.room_name!r} at {config.url!r}"
             token_ok = _same(config.api_token, self.livekit_api_token)
-            pair_ok = _same(config.api_key, self.livekit_api_key) and _same(config.api_secret, self.livekit_api_secret)
+            pair_ok = _same(config.api_key, self.livekit_api_key) and _same(
+                config.api_secret, self.livekit_api_secret
+            )
             if not (token_ok or pair_ok):
                 return "livekit egress unauthorized: invalid credentials (api_token or api_key/api_secret)"
             return None

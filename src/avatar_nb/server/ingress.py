@@ -59,7 +59,7 @@ from .playout import Playout, Report
 from .state import ServiceState
 from .tokens import InvalidToken
 
-__all__ = ["check_upgrade", "ingress_handler", "IngressSession"]
+__all__ = ["IngressSession", "check_upgrade", "ingress_handler"]
 
 logger = logging.getLogger("avatar_nb.server")
 
@@ -111,9 +111,13 @@ def ingress_handler(state: ServiceState):
             return checked
         claims, avatar_id = checked
         transport = request.transport
-        ws = web.WebSocketResponse(compress=state.compression, max_msg_size=_MAX_MESSAGE, timeout=_CLOSE_TIMEOUT)
+        ws = web.WebSocketResponse(
+            compress=state.compression, max_msg_size=_MAX_MESSAGE, timeout=_CLOSE_TIMEOUT
+        )
         await ws.prepare(request)
-        session = IngressSession(state, ws, transport, avatar_id=avatar_id, expires_at=claims.expires_at)
+        session = IngressSession(
+            state, ws, transport, avatar_id=avatar_id, expires_at=claims.expires_at
+        )
         state.sessions.add(session)
         state.stats.sessions_total += 1
         state.stats.sessions_active += 1
@@ -148,7 +152,9 @@ class IngressSession:
         self.avatar_id = avatar_id
         self.connection_id = state.new_connection_id()
         # egress is decided here (simulated rooms and credentials), so the protocol lets it through
-        self.protocol = ServerConnection(self.connection_id, capabilities=state.capabilities(), supports_egress=True)
+        self.protocol = ServerConnection(
+            self.connection_id, capabilities=state.capabilities(), supports_egress=True
+        )
         self.loop = asyncio.get_running_loop()
         self.animator: Animator | None = None
         self.sample_rate = 0
@@ -157,7 +163,9 @@ class IngressSession:
         self.outbox: Outbox | None = None  # paced sessions, once configured
         self.last_audio = self.loop.time()
         self.closing = False
-        self.pacer = Pacer(state.latency_ms, state.jitter_ms, seed=(state.seed, state.stats.sessions_total))
+        self.pacer = Pacer(
+            state.latency_ms, state.jitter_ms, seed=(state.seed, state.stats.sessions_total)
+        )
         self.link = Link(state.net_delay_ms, state.bandwidth_bps)
         self.paced = state.realtime or self.link.active
         self.playout: Playout | None = None
@@ -281,7 +289,9 @@ class IngressSession:
         if remaining > 0:  # audio came meanwhile: check again when it can have run out
             self._idle_timer = self.loop.call_later(remaining, self._check_idle)
             return
-        self._spawn_close(1000, "idle timeout", (ServerErrorCode.OK, f"no audio input for {idle:g}s"))
+        self._spawn_close(
+            1000, "idle timeout", (ServerErrorCode.OK, f"no audio input for {idle:g}s")
+        )
 
     # ------------------------------------------------------------------ receiving
 
@@ -309,16 +319,26 @@ class IngressSession:
             if state.egress is not None:
                 refusal = state.egress.refusal(event.egress_type, event.egress)
             if refusal is not None:
-                code = ServerErrorCode.UNAVAILABLE if state.egress is None else ServerErrorCode.UNAUTHENTICATED
-                await self.close(_CLOSE_POLICY, "egress refused", reply=self.protocol.refuse(code, refusal))
+                code = (
+                    ServerErrorCode.UNAVAILABLE
+                    if state.egress is None
+                    else ServerErrorCode.UNAUTHENTICATED
+                )
+                await self.close(
+                    _CLOSE_POLICY, "egress refused", reply=self.protocol.refuse(code, refusal)
+                )
                 return
             self.egress = True
         self.sample_rate = event.sample_rate
         self.ogg_input = OggOpusInput.for_session(event.sample_rate, event.audio_format)
         # the mouth lags (positive) or leads the audio by av_offset_ms, to the sample
-        offset = int(round(state.av_offset_ms * event.sample_rate / 1000.0))
+        offset = round(state.av_offset_ms * event.sample_rate / 1000.0)
         self.animator = Animator(
-            event.sample_rate, state.fps, n_expression=state.n_expression, seed=state.seed, offset_samples=offset
+            event.sample_rate,
+            state.fps,
+            n_expression=state.n_expression,
+            seed=state.seed,
+            offset_samples=offset,
         )
         if state.playout or self.egress:
             self.playout = Playout(state.fps, state.pause_limit)
@@ -330,7 +350,7 @@ class IngressSession:
                 self._animation_bytes,
                 self._send_bytes_animation,
                 link=self.link,
-                max_keyframes=max(1, int(round(state.max_backlog * state.fps))),
+                max_keyframes=max(1, round(state.max_backlog * state.fps)),
                 on_peak=self._note_backlog,
             )
 
@@ -345,14 +365,20 @@ class IngressSession:
         if self.ogg_input is not None:  # Ogg Opus: the PCM of the pages this chunk completes
             audio, problem = self.ogg_input.decode(event.req_id, audio, event.end)
             if problem is not None:
-                await self._send(self.protocol.error(ServerErrorCode.INVALID_ARGUMENT, problem, req_id=event.req_id))
+                await self._send(
+                    self.protocol.error(
+                        ServerErrorCode.INVALID_ARGUMENT, problem, req_id=event.req_id
+                    )
+                )
         if self.state.credits_seconds is not None:
             self.state.audio_seconds_used += len(audio) / 2 / self.sample_rate
             if self.state.audio_seconds_used > self.state.credits_seconds:
                 await self.close(
                     int(CloseCode.CREDITS_EXHAUSTED),
                     "credits exhausted",
-                    reply=self.protocol.error(ServerErrorCode.CREDITS_EXHAUSTED, "credits exhausted"),
+                    reply=self.protocol.error(
+                        ServerErrorCode.CREDITS_EXHAUSTED, "credits exhausted"
+                    ),
                 )
                 return
         keyframes = animator.feed(audio)
@@ -427,9 +453,13 @@ class IngressSession:
         one animation message larger than clients take: websockets' default is 1 MiB)."""
         n, step = keyframes.shape[0], _KEYFRAMES_PER_MESSAGE
         for start in range(0, max(n, 1), step):  # an end without keyframes is one message too
-            await self._emit_one(req_id, keyframes[start : start + step], end and start + step >= n, arrived)
+            await self._emit_one(
+                req_id, keyframes[start : start + step], end and start + step >= n, arrived
+            )
 
-    async def _emit_one(self, req_id: str, keyframes: np.ndarray, end: bool, arrived: float) -> None:
+    async def _emit_one(
+        self, req_id: str, keyframes: np.ndarray, end: bool, arrived: float
+    ) -> None:
         if self.outbox is None:
             await self._send_animation(req_id, keyframes, end)
             return
@@ -439,8 +469,9 @@ class IngressSession:
         await self.outbox.put(due, req_id, keyframes, end)
 
     def _note_backlog(self, keyframes: int) -> None:
-        if keyframes > self.state.stats.peak_backlog_keyframes:
-            self.state.stats.peak_backlog_keyframes = keyframes
+        self.state.stats.peak_backlog_keyframes = max(
+            self.state.stats.peak_backlog_keyframes, keyframes
+        )
 
     def _animation_bytes(self, req_id: str, keyframes: np.ndarray, end: bool) -> bytes:
         # in egress mode the animation goes to the room: the WebSocket gets a control frame
@@ -448,9 +479,13 @@ class IngressSession:
         return self.protocol.animation(req_id, payload, end=end, avatar_id=self.avatar_id)
 
     async def _send_animation(self, req_id: str, keyframes: np.ndarray, end: bool) -> None:
-        await self._send_bytes_animation(req_id, keyframes, end, self._animation_bytes(req_id, keyframes, end))
+        await self._send_bytes_animation(
+            req_id, keyframes, end, self._animation_bytes(req_id, keyframes, end)
+        )
 
-    async def _send_bytes_animation(self, req_id: str, keyframes: np.ndarray, end: bool, data: bytes) -> None:
+    async def _send_bytes_animation(
+        self, req_id: str, keyframes: np.ndarray, end: bool, data: bytes
+    ) -> None:
         self.state.stats.keyframes_out += keyframes.shape[0]
         await self._send(data)
         if self.playout is not None:
@@ -461,7 +496,11 @@ class IngressSession:
             return
         try:
             transport = self.transport
-            if transport is not None and not transport.get_write_buffer_size() and len(data) <= _SMALL_SEND:
+            if (
+                transport is not None
+                and not transport.get_write_buffer_size()
+                and len(data) <= _SMALL_SEND
+            ):
                 # the socket takes everything at once: this send cannot wait on the peer
                 # (the common case, without the cost of a timer per message)
                 await self.ws.send_bytes(data)
@@ -472,7 +511,11 @@ class IngressSession:
         except TimeoutError:
             # the client stopped reading: drop it rather than hold its backlog
             self.state.stats.stalled_peers += 1
-            logger.info("session %s: send timed out after %gs, dropping it", self.connection_id, self.state.send_timeout)
+            logger.info(
+                "session %s: send timed out after %gs, dropping it",
+                self.connection_id,
+                self.state.send_timeout,
+            )
             self.abort()
         except (ConnectionError, RuntimeError):
             self.closing = True

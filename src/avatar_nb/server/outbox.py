@@ -34,7 +34,15 @@ Send = Callable[[str, np.ndarray, bool, bytes], Awaitable[None]]
 class Outbox:
     """The paced animation queue of one session."""
 
-    def __init__(self, build: Build, send: Send, *, link: Link, max_keyframes: int, on_peak: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        build: Build,
+        send: Send,
+        *,
+        link: Link,
+        max_keyframes: int,
+        on_peak: Callable[[int], None],
+    ) -> None:
         self.loop = asyncio.get_running_loop()
         self._build = build
         self._send = send

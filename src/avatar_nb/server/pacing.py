@@ -25,9 +25,13 @@ __all__ = ["Link", "Pacer"]
 class Pacer:
     """Due times (on the caller's clock, in seconds) of one session's animation messages."""
 
-    def __init__(self, latency_ms: float, jitter_ms: float = 0.0, *, seed: int | tuple[int, ...] = 0) -> None:
+    def __init__(
+        self, latency_ms: float, jitter_ms: float = 0.0, *, seed: int | tuple[int, ...] = 0
+    ) -> None:
         if not latency_ms >= 0 or not jitter_ms >= 0:
-            raise ValueError(f"latency_ms and jitter_ms must be >= 0, got {latency_ms} and {jitter_ms}")
+            raise ValueError(
+                f"latency_ms and jitter_ms must be >= 0, got {latency_ms} and {jitter_ms}"
+            )
         self.latency = latency_ms / 1000.0
         self.jitter = jitter_ms / 1000.0
         self._random = random.Random(repr(seed))  # repr: a stable seed for tuples too
@@ -38,8 +42,7 @@ class Pacer:
         due = arrived + self.latency
         if self.jitter > 0:
             due += abs(self._random.gauss(0.0, self.jitter))
-        if due < self.last_due:
-            due = self.last_due
+        due = max(due, self.last_due)
         self.last_due = due
         return due
 
@@ -57,7 +60,9 @@ class Link:
         if not (math.isfinite(delay_ms) and delay_ms >= 0):
             raise ValueError(f"delay_ms must be a finite number >= 0, got {delay_ms!r}")
         if bandwidth_bps is not None and not (math.isfinite(bandwidth_bps) and bandwidth_bps > 0):
-            raise ValueError(f"bandwidth_bps must be a finite number > 0 or None, got {bandwidth_bps!r}")
+            raise ValueError(
+                f"bandwidth_bps must be a finite number > 0 or None, got {bandwidth_bps!r}"
+            )
         self.delay = delay_ms / 1000.0
         self.bytes_per_second = None if bandwidth_bps is None else bandwidth_bps / 8.0
         self.free_at = float("-inf")

@@ -65,7 +65,7 @@ class Playout:
         self._since = now
 
     def _report(self, req_id: str, state: PlaybackState, played: float, reason: str = "") -> Report:
-        return Report(req_id, state, int(round(played * 1000.0)), reason)
+        return Report(req_id, state, round(played * 1000.0), reason)
 
     def _retire(self, report: Report) -> Report:
         """The current request is over with ``report``; remember its last state."""

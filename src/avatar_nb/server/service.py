@@ -43,7 +43,9 @@ def _positive(name: str, value: Any, *, allow_zero: bool = False, allow_none: bo
     ok = ok and (value >= 0 if allow_zero else value > 0)
     if not ok:
         need = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a number {need}{' or None' if allow_none else ''}, got {value!r}")
+        raise ValueError(
+            f"{name} must be a number {need}{' or None' if allow_none else ''}, got {value!r}"
+        )
 
 
 class LocalService:
@@ -139,14 +141,24 @@ class LocalService:
         _positive("send_timeout", send_timeout)
         _positive("handshake_timeout", handshake_timeout)
         _positive("max_backlog", max_backlog)
-        ok = isinstance(av_offset_ms, (int, float)) and not isinstance(av_offset_ms, bool) and math.isfinite(av_offset_ms)
+        ok = (
+            isinstance(av_offset_ms, (int, float))
+            and not isinstance(av_offset_ms, bool)
+            and math.isfinite(av_offset_ms)
+        )
         if not ok or abs(av_offset_ms) > 1000.0:
-            raise ValueError(f"av_offset_ms must be a number of milliseconds in -1000..1000, got {av_offset_ms!r}")
+            raise ValueError(
+                f"av_offset_ms must be a number of milliseconds in -1000..1000, got {av_offset_ms!r}"
+            )
         if egress is not None and not isinstance(egress, SimulatedEgress):
-            raise ValueError(f"egress must be a SimulatedEgress or None, got {type(egress).__name__}")
+            raise ValueError(
+                f"egress must be a SimulatedEgress or None, got {type(egress).__name__}"
+            )
         if not isinstance(n_expression, int) or n_expression < 0:
             raise ValueError(f"n_expression must be an int >= 0, got {n_expression!r}")
-        if max_sessions is not None and (not isinstance(max_sessions, int) or isinstance(max_sessions, bool) or max_sessions < 1):
+        if max_sessions is not None and (
+            not isinstance(max_sessions, int) or isinstance(max_sessions, bool) or max_sessions < 1
+        ):
             raise ValueError(f"max_sessions must be an int >= 1 or None, got {max_sessions!r}")
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an int in 0..65535 (0 picks a free one), got {port!r}")
@@ -197,7 +209,9 @@ class LocalService:
     @property
     def port(self) -> int:
         if self._port is None:
-            raise InvalidStateError("the service is not running: call start() or use it as a context manager")
+            raise InvalidStateError(
+                "the service is not running: call start() or use it as a context manager"
+            )
         return self._port
 
     @property
@@ -394,7 +408,9 @@ def describe(service: LocalService) -> str:
     )
 
 
-def serve_forever(host: str = "127.0.0.1", port: int = 0, *, ready: Any = None, **kwargs: Any) -> None:
+def serve_forever(
+    host: str = "127.0.0.1", port: int = 0, *, ready: Any = None, **kwargs: Any
+) -> None:
     """Run a LocalService in this thread until interrupted (Ctrl-C returns cleanly).
 
     ``ready(service)`` is called once it listens (default: print :func:`describe`).

@@ -69,7 +69,9 @@ class ServiceState:
     audio_seconds_used: float = 0.0
 
     def __repr__(self) -> str:  # the API key stays out of logs
-        return f"ServiceState(app_id={self.app_id!r}, avatar_ids={self.avatar_ids!r}, fps={self.fps})"
+        return (
+            f"ServiceState(app_id={self.app_id!r}, avatar_ids={self.avatar_ids!r}, fps={self.fps})"
+        )
 
     @property
     def app_ids(self) -> tuple[str, ...]:

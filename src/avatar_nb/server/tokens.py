@@ -54,7 +54,8 @@ class TokenSigner:
 
     def issue(self, app_id: str, expires_at: int) -> str:
         payload = json.dumps(
-            {"app": app_id, "exp": int(expires_at), "jti": secrets.token_hex(8)}, separators=(",", ":")
+            {"app": app_id, "exp": int(expires_at), "jti": secrets.token_hex(8)},
+            separators=(",", ":"),
         ).encode("utf-8")
         return f"{_b64(payload)}.{_b64(self._sign(payload))}"
 
