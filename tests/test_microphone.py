@@ -290,7 +290,10 @@ async def test_a_refused_microphone_is_explained_and_the_session_closed(realtime
     tl = await asyncio.wait_for(task, 30.0)
     assert "permission was refused" in panel.error and "NotAllowedError" in panel.error
     assert panel.error in tl.errors
-    assert panel.status == "stopped: no microphone"
+    assert (
+        panel.error.startswith("Microphone unavailable: ")
+        and panel.status == "stopped: microphone unavailable"
+    )
     assert panel.session.closed and not panel.running
 
 

@@ -43,9 +43,12 @@ and checks, in this process, that
 - the panel rendered: its waveform, traces and face SVGs and its latency line are on
   the page, with no microphone error; ``microphone.png`` is its screenshot.
 
-Before that, the notebook runs once in a browser with no microphone at all (no fake
-device): pressing Start must show the panel's "No microphone" message and set
-``panel.error`` in the kernel (``no-microphone/no-microphone.png``).
+Before that, the notebook runs in two browsers that get no microphone: one with no
+capture device at all, one whose permission prompt is refused (headless Chromium with a
+fake device but no fake prompt). In each, pressing Start must show the panel's message
+saying why ("no microphone was found", "permission was refused") and set
+``panel.error`` in the kernel (screenshots ``no-device/no-device.png`` and
+``permission/permission.png``).
 
 Options: ``--notebook`` (the notebook to run), ``--out`` (screenshots and logs),
 ``--timeout`` (seconds for the notebook), ``--microphone`` (run the microphone check),
@@ -88,6 +91,8 @@ CHROMIUM_ARGS = [
 # JupyterLab settings for a quiet, fully rendered page: every cell in the DOM (so cells
 # below the fold can be checked), no news or update checks over the network.
 LAB_SETTINGS = {
+    # no autosave: a later pass reopens the notebook and must find it as it was copied
+    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
 }
@@ -167,13 +172,14 @@ class MicrophoneCheck:
 
 
 def run_notebook(
-    url: str, n_code: int, out: Path, timeout: float, mic: MicrophoneCheck | None = None, *, refusal: bool = False
+    url: str, n_code: int, out: Path, timeout: float, mic: MicrophoneCheck | None = None, *, refusal: str = ""
 ) -> list[str]:
     """Open ``url`` in headless Chromium, run all cells, check and screenshot; return problems.
 
     With ``mic``, capture from the panel with the fake microphone (:func:`capture_in_browser`);
-    with ``refusal`` (a browser without any microphone), check that pressing Start explains
-    that there is none (:func:`refusal_in_browser`)."""
+    with ``refusal`` (one of :data:`REFUSALS`: a browser without any microphone, or one
+    that refuses the permission), check that pressing Start explains it
+    (:func:`refusal_in_browser`)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
@@ -182,7 +188,7 @@ def run_notebook(
         raise SystemExit("chromium not found: apt-get install -y chromium")
     problems: list[str] = []
     with sync_playwright() as p:
-        args = CHROMIUM_ARGS + (mic.chromium_args() if mic is not None else [])
+        args = CHROMIUM_ARGS + (mic.chromium_args() if mic is not None else []) + REFUSALS.get(refusal, ("", []))[1]
         browser = p.chromium.launch(executable_path=executable, args=args, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 2400})
         console_errors: list[str] = []
@@ -258,7 +264,7 @@ def run_notebook(
         if mic is not None and not problems:
             problems.extend(capture_in_browser(page, mic, out))
         if refusal and not problems:
-            problems.extend(refusal_in_browser(page, out))
+            problems.extend(refusal_in_browser(page, out, refusal))
         widget_errors = [e for e in console_errors if "widget" in e.lower() or "anywidget" in e.lower()]
         problems.extend(f"browser console: {e[:300]}" for e in widget_errors)
         browser.close()
@@ -275,8 +281,18 @@ def append_cell(page: Any, code: str) -> None:
     page.keyboard.press("Shift+Enter")
 
 
-def refusal_in_browser(page: Any, out: Path) -> list[str]:
-    """In a browser without a microphone, Start must say so in the panel and in ``panel.error``."""
+# the ways a page gets no microphone: (what the panel must say, Chromium's arguments)
+REFUSALS: dict[str, tuple[str, list[str]]] = {
+    # no capture device at all
+    "no-device": ("no microphone was found", []),
+    # a device, but headless Chromium answers the permission prompt with a refusal
+    "permission": ("permission was refused", ["--use-fake-device-for-media-stream"]),
+}
+
+
+def refusal_in_browser(page: Any, out: Path, refusal: str) -> list[str]:
+    """Without a microphone (or its permission), Start must say why in the panel and in
+    ``panel.error``."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     panel = page.locator(".avatar-nb-mic").first
@@ -288,18 +304,20 @@ def refusal_in_browser(page: Any, out: Path) -> list[str]:
         start.click()
         message.wait_for(state="visible", timeout=30_000)
     except PlaywrightTimeout:
-        panel.screenshot(path=str(out / "no-microphone.png"))
-        return ["without a microphone, Start showed no message"]
+        panel.screenshot(path=str(out / f"{refusal}.png"))
+        return [f"{refusal}: Start showed no message"]
     page.wait_for_timeout(1000)  # the kernel's status after the error
-    panel.screenshot(path=str(out / "no-microphone.png"))
+    panel.screenshot(path=str(out / f"{refusal}.png"))
     text = message.inner_text()
-    print(f"  without a microphone, the panel says: {text!r} (status {panel.locator('.avatar-nb-mic-status').inner_text()!r})")
-    problems = [] if text.startswith("No microphone") else [f"the panel's message does not say there is no microphone: {text!r}"]
+    status = panel.locator(".avatar-nb-mic-status").inner_text()
+    print(f"  {refusal}: the panel says {text!r} (status {status!r})")
+    wanted = REFUSALS[refusal][0]
+    problems = [] if wanted in text else [f"{refusal}: the panel's message does not say {wanted!r}: {text!r}"]
     append_cell(page, "print('PANEL ERROR:', panel.error)")
     shown = page.locator(".jp-OutputArea-output").filter(has_text="PANEL ERROR:")
     try:
         shown.first.wait_for(timeout=30_000)
-        if "PANEL ERROR: No microphone" not in shown.first.inner_text():
+        if "PANEL ERROR: Microphone unavailable" not in shown.first.inner_text():
             problems.append(f"panel.error in the kernel: {shown.first.inner_text()!r}")
     except PlaywrightTimeout:
         problems.append("could not read panel.error from the kernel")
@@ -505,11 +523,12 @@ def main() -> int:
         print(f"running {args.notebook.name} in JupyterLab + headless Chromium")
         with jupyterlab(folder, log) as url:
             problems = []
-            if mic is not None:  # first a browser with no microphone at all, then the fake one
-                print("  pass 1: a browser without a microphone")
-                problems += run_notebook(url.format(path=args.notebook.name), n_code, args.out / "no-microphone",
-                                         args.timeout, refusal=True)
-                print("  pass 2: a fake microphone playing", mic.wav)
+            if mic is not None:  # first browsers that get no microphone, then the fake one
+                for refusal in REFUSALS:
+                    print(f"  a browser that gets no microphone: {refusal}")
+                    problems += run_notebook(url.format(path=args.notebook.name), n_code, args.out / refusal,
+                                             args.timeout, refusal=refusal)
+                print("  a fake microphone playing", mic.wav)
             problems += run_notebook(url.format(path=args.notebook.name), n_code, args.out, args.timeout, mic)
     if mic is not None and mic.timeline.exists():
         problems.extend(check_capture(mic))

@@ -493,9 +493,11 @@ class MicrophonePanel(anywidget.AnyWidget):
             self._set_status("listening" + (f" ({self.device})" if self.device else ""))
         elif kind == "error":
             name, message, hint = (str(content.get(k) or "") for k in ("name", "message", "hint"))
-            self.error = f"No microphone: {hint or 'it could not be opened'} ({name}: {message})"
+            self.error = (
+                f"Microphone unavailable: {hint or 'it could not be opened'} ({name}: {message})"
+            )
             self.timeline.add_error(self.error)
-            self._set_status("no microphone")
+            self._set_status("microphone unavailable")
             self._request_stop(abort=True)
         else:
             self.sequencer.error(f"unknown message from the page dropped: {str(content)[:80]}")
@@ -707,9 +709,8 @@ class MicrophonePanel(anywidget.AnyWidget):
     def _final_status(self) -> str:
         tl = self.timeline
         if self.error:
-            return "stopped: " + (
-                "no microphone" if self.error.startswith("No microphone") else "error"
-            )
+            unavailable = self.error.startswith("Microphone unavailable")
+            return "stopped: " + ("microphone unavailable" if unavailable else "error")
         return f"done: {tl.n_keyframes} keyframes for {tl.audio_duration:.2f} s of capture"
 
     def _record_capture(self) -> None:
