@@ -6,7 +6,8 @@ A sweep of ``--clips`` short speech-like clips, fast pacing, against a local ser
 worker process on the clusters, started by a warm-up sweep before the clock starts; one in
 the sweeping process for the in-process reference), written to a Parquet dataset each time.
 
-Printed: throughput in clips per second for each, the scaling of 2 workers over 1 (target
+Each configuration runs ``--repeat`` times (default 3) and the fastest counts (the machines
+are shared: the least disturbed run). Printed: throughput in clips per second for each, the scaling of 2 workers over 1 (target
 at least 1.5x, an efficiency of 75%), and where a cluster run's time goes, from Dask's own
 task stream: per task (a batch of ``--concurrency`` runs streamed together), its compute
 time against the streaming of its runs (from the runs table); Dask's overhead per run is the
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="length of each clip")
     parser.add_argument("--concurrency", type=int, default=4, help="sessions at once (per worker on a cluster)")
     parser.add_argument("--quick", action="store_true", help="40 clips")
+    parser.add_argument("--repeat", type=int, default=3, help="sweeps per configuration; the fastest counts")
     args = parser.parse_args()
     n = 40 if args.quick else args.clips
 
@@ -49,11 +51,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_scaleout-") as tmp:
         tmp = Path(tmp)
         sweep(warm, pacing="fast", out=tmp / "warm-local", progress=False)
-        t = time.perf_counter()
-        local = sweep(work, pacing="fast", concurrency=args.concurrency, out=tmp / "local", progress=False)
-        local_seconds = time.perf_counter() - t
-        assert set(local.runs["status"]) == {"ok"}, local.runs["error"].unique()
-        results = {"in process": (local_seconds, local.runs, None)}
+        best = None
+        for attempt in range(args.repeat):
+            t = time.perf_counter()
+            local = sweep(work, pacing="fast", concurrency=args.concurrency, out=tmp / f"local-{attempt}", progress=False)
+            seconds = time.perf_counter() - t
+            assert set(local.runs["status"]) == {"ok"}, local.runs["error"].unique()
+            if best is None or seconds < best[0]:
+                best = (seconds, local.runs, None)
+        results = {"in process": best}
 
         for workers in (1, 2):
             with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
@@ -62,13 +68,17 @@ def main() -> None:
                 sweep(warm, pacing="fast", out=tmp / f"warm-{workers}", client=client, concurrency=1, progress=False)
                 from distributed import get_task_stream
 
-                with get_task_stream(client) as stream:
-                    t = time.perf_counter()
-                    res = sweep(work, pacing="fast", concurrency=args.concurrency, out=tmp / f"cluster-{workers}",
-                                client=client, progress=False)
-                    seconds = time.perf_counter() - t
-                assert set(res.runs["status"]) == {"ok"}, res.runs["error"].unique()
-                results[f"{workers} worker{'s' if workers > 1 else ''}"] = (seconds, res.runs, stream.data)
+                best = None
+                for attempt in range(args.repeat):
+                    with get_task_stream(client) as stream:
+                        t = time.perf_counter()
+                        res = sweep(work, pacing="fast", concurrency=args.concurrency,
+                                    out=tmp / f"cluster-{workers}-{attempt}", client=client, progress=False)
+                        seconds = time.perf_counter() - t
+                    assert set(res.runs["status"]) == {"ok"}, res.runs["error"].unique()
+                    if best is None or seconds < best[0]:
+                        best = (seconds, res.runs, stream.data)
+                results[f"{workers} worker{'s' if workers > 1 else ''}"] = best
 
         print()
         for label, (seconds, runs, _) in results.items():
@@ -79,7 +89,7 @@ def main() -> None:
         scaling = two / one
         print(f"\n  2 workers / 1 worker: {scaling:.2f}x (efficiency {scaling / 2:.0%}; target 1.5x: "
               f"{'ok' if scaling >= 1.5 else 'BELOW TARGET'})")
-        inproc = len(local.runs) / local_seconds
+        inproc = len(results["in process"][1]) / results["in process"][0]
         print(f"  in process / 1 worker: {inproc / one:.2f}x")
 
         for label in ("1 worker", "2 workers"):
