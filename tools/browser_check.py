@@ -452,6 +452,9 @@ def blockwise_alignment(captured: Any, reference: Any, rate: int) -> tuple[float
         lags.append((start, (lag - start) % reference.size))
     if not scores:
         return 0.0, []
+    # a near-silent block aligns anywhere: slips are looked for among the others only
+    floor = 0.1 * float(np.median(weights))
+    lags = [pair for pair, weight in zip(lags, weights) if weight >= floor]
     slips = []
     for (_, previous), (start, lag) in itertools.pairwise(lags):
         moved = (lag - previous + reference.size // 2) % reference.size - reference.size // 2

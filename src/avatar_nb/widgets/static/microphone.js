@@ -78,12 +78,21 @@ function describeError(err) {
     NotFoundError: "no microphone was found on this computer",
     NotReadableError: "the microphone is in use by another program or could not be opened",
     OverconstrainedError: "no microphone satisfies the requested settings",
+    AutoplayBlocked: "the browser holds audio until the page is clicked: press Start",
     TypeError: "this browser offers no microphone API here (is the page served over https or localhost?)",
   };
   return { name, message: (err && err.message) || String(err), hint: hints[name] || "the microphone could not be opened" };
 }
 
+// One view per widget captures: the one where Start was pressed, else the first to
+// claim it (a widget displayed twice must not open the microphone twice).
+const owners = new WeakMap();
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 function render({ model, el }) {
+  const token = {};
+  const claim = () => { if (!owners.has(model)) owners.set(model, token); return owners.get(model) === token; };
   el.classList.add("avatar-nb-mic");
   const bar = document.createElement("div");
   bar.className = "avatar-nb-mic-bar";
@@ -181,7 +190,11 @@ function render({ model, el }) {
       };
       source.connect(node); node.connect(sink); sink.connect(ctx.destination);
       Object.assign(capture, { node, source, sink });
-      await ctx.resume();
+      // without a user gesture (a run started from code) a browser may hold audio suspended
+      await Promise.race([ctx.resume(), sleep(2000)]);
+      if (ctx.state !== "running") {
+        throw Object.assign(new Error(`the audio context is ${ctx.state}`), { name: "AutoplayBlocked" });
+      }
       if (sending) node.port.postMessage("start");
       const track = stream.getAudioTracks()[0];
       report({ type: "capturing", device: track ? track.label : "", capture_rate: ctx.sampleRate,
@@ -215,17 +228,21 @@ function render({ model, el }) {
 
   model.on("msg:custom", (msg) => {
     if (msg.type === "capture") {
+      if (!claim()) return;
       sending = true;
       if (!capture) open();
       else if (capture.node) capture.node.port.postMessage("start");
     }
     else if (msg.type === "stop") requestStop(false);
   });
-  start.addEventListener("click", () => { report({ type: "start" }); open(); });
+  start.addEventListener("click", () => { owners.set(model, token); report({ type: "start" }); open(); });
   stop.addEventListener("click", () => requestStop(true));
   interrupt.addEventListener("click", () => report({ type: "interrupt" }));
   sync();
-  return () => teardown();  // the view is removed (cell cleared, widget closed)
+  return () => {  // the view is removed (cell cleared, widget closed)
+    teardown();
+    if (owners.get(model) === token) owners.delete(model);
+  };
 }
 
 export default { render };
