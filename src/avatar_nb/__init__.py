@@ -78,6 +78,7 @@ _EXPORTS: dict[str, str] = {
     "sweep": ".sweeps",
     "load_results": ".dataset",
     "LocalService": ".server",
+    "SimulatedEgress": ".server",
 }
 
 _SUBMODULES = ("analysis", "batch", "flame", "plots", "tidy", "video", "widgets")
@@ -147,7 +148,7 @@ if _TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .opus import OggOpusDecoder, OggOpusEncoder, OggOpusError  # noqa: F401
     from .pipeline import AnimationTimeout, animate, animate_sync  # noqa: F401
     from .protocol import SUPPORTED_SAMPLE_RATES  # noqa: F401
-    from .server import LocalService  # noqa: F401
+    from .server import LocalService, SimulatedEgress  # noqa: F401
     from .session import AvatarSession, new_avatar_session  # noqa: F401
     from .timeline import Timeline  # noqa: F401
     from .sweeps import sweep  # noqa: F401
