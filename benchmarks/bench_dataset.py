@@ -60,7 +60,7 @@ def peak_mb() -> float:
 
 
 def n_runs(hours: float) -> int:
-    return max(len(CONDITIONS), int(round(hours * 3600 / RUN_SECONDS)))
+    return max(len(CONDITIONS), round(hours * 3600 / RUN_SECONDS))
 
 
 def synthetic_run(index: int):
@@ -81,8 +81,15 @@ def synthetic_run(index: int):
     # a sweep takes each run's summary as it ends, so the Timeline's timing arrays exist
     # before anything is written, on both paths alike
     summary = tl.summary()
-    row = {"run": index, "run_id": f"run{index:05d}", "clip": f"clip{index // len(CONDITIONS)}",
-           "chunk_ms": chunk_ms, "status": "ok", "error": "", "latency_p99": summary["latency_p99"]}
+    row = {
+        "run": index,
+        "run_id": f"run{index:05d}",
+        "clip": f"clip{index // len(CONDITIONS)}",
+        "chunk_ms": chunk_ms,
+        "status": "ok",
+        "error": "",
+        "latency_p99": summary["latency_p99"],
+    }
     return tl, row
 
 
@@ -131,7 +138,11 @@ def child_read_pruned(root: Path) -> dict:
     t = time.perf_counter()
     table = load_results(root).keyframes(columns=["latency"], with_runs=["chunk_ms"])
     p99 = table.groupby("chunk_ms")["latency"].quantile(0.99)
-    return {"seconds": time.perf_counter() - t, "baseline_mb": baseline, "p99": {int(k): float(v) for k, v in p99.items()}}
+    return {
+        "seconds": time.perf_counter() - t,
+        "baseline_mb": baseline,
+        "p99": {int(k): float(v) for k, v in p99.items()},
+    }
 
 
 def child_read_streamed(root: Path) -> dict:
@@ -164,16 +175,20 @@ def child_read_whole(root: Path) -> dict:
     table["run_id"] = table["run_id"].astype(str)
     table = table.merge(read_runs(root)[["run_id", "chunk_ms"]], on="run_id")
     p99 = table.groupby("chunk_ms")["latency"].quantile(0.99)
-    return {"seconds": time.perf_counter() - t, "baseline_mb": baseline, "p99": {int(k): float(v) for k, v in p99.items()}}
+    return {
+        "seconds": time.perf_counter() - t,
+        "baseline_mb": baseline,
+        "p99": {int(k): float(v) for k, v in p99.items()},
+    }
 
 
 def child(mode: str, root: Path, runs: int) -> None:
     # every library either path uses is loaded before the baseline is taken and the clock starts
     import pandas  # noqa: F401
-    import pyarrow.dataset  # noqa: F401
+    import pyarrow.dataset
     import pyarrow.parquet  # noqa: F401
 
-    import avatar_nb.dataset  # noqa: F401
+    import avatar_nb.dataset
     import avatar_nb.tidy  # noqa: F401
 
     if mode == "write-dataset":
@@ -204,7 +219,9 @@ def run_child(mode: str, root: Path, runs: int = 0) -> dict:
             root.mkdir()
         result = subprocess.run(
             [sys.executable, __file__, "--child", mode, "--root", str(root), "--runs", str(runs)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         out = json.loads(result.stdout.strip().splitlines()[-1])
         if best is None or out["seconds"] < best["seconds"]:
@@ -223,9 +240,13 @@ def size_mb(path: Path) -> float:
 def main() -> None:
     global REPEAT
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hours", type=float, default=10.0, help="audio hours of synthetic runs (default 10)")
+    parser.add_argument(
+        "--hours", type=float, default=10.0, help="audio hours of synthetic runs (default 10)"
+    )
     parser.add_argument("--quick", action="store_true", help="one audio hour")
-    parser.add_argument("--repeat", type=int, default=2, help="children per measurement; the fastest counts")
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="children per measurement; the fastest counts"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--runs", type=int, default=0, help=argparse.SUPPRESS)
@@ -237,8 +258,10 @@ def main() -> None:
     hours = 1.0 if args.quick else args.hours
     runs = n_runs(hours)
     keyframes = runs * int(RUN_SECONDS * FPS)
-    print(f"{runs} synthetic runs of {RUN_SECONDS:g} s: {runs * RUN_SECONDS / 3600:.1f} audio hours, "
-          f"{keyframes:,} keyframes, E = {N_EXPRESSION}, {len(CONDITIONS)} conditions")
+    print(
+        f"{runs} synthetic runs of {RUN_SECONDS:g} s: {runs * RUN_SECONDS / 3600:.1f} audio hours, "
+        f"{keyframes:,} keyframes, E = {N_EXPRESSION}, {len(CONDITIONS)} conditions"
+    )
     with tempfile.TemporaryDirectory(prefix="bench_dataset-") as tmp:
         tmp = Path(tmp)
         (tmp / "dataset").mkdir()
@@ -253,33 +276,53 @@ def main() -> None:
 
         ratio = naive["seconds"] / ours["seconds"]
         print("\nwriting")
-        print(f"  dataset writer  {ours['seconds']:7.2f} s  {keyframes / ours['seconds']:12,.0f} keyframes/s  "
-              f"{size_mb(tmp / 'dataset') / ours['seconds']:6.0f} MB/s on disk  {mem(ours)}")
-        print(f"  naive pandas    {naive['seconds']:7.2f} s  {keyframes / naive['seconds']:12,.0f} keyframes/s  "
-              f"{size_mb(tmp / 'naive') / naive['seconds']:6.0f} MB/s on disk  {mem(naive)}")
-        print(f"  a quarter of the runs with the writer: {mem(quarter)}  (bounded by one run: "
-              f"{'yes' if ours['peak_mb'] - quarter['peak_mb'] < 50 else 'NO'})")
-        print(f"  ratio {ratio:.1f}x (target 3x: {'ok' if ratio >= 3 else 'BELOW TARGET'}); "
-              f"memory {naive['peak_mb'] / ours['peak_mb']:.1f}x less peak, "
-              f"{(naive['peak_mb'] - naive['baseline_mb']) / max(1.0, ours['peak_mb'] - ours['baseline_mb']):.0f}x less above imports")
+        print(
+            f"  dataset writer  {ours['seconds']:7.2f} s  {keyframes / ours['seconds']:12,.0f} keyframes/s  "
+            f"{size_mb(tmp / 'dataset') / ours['seconds']:6.0f} MB/s on disk  {mem(ours)}"
+        )
+        print(
+            f"  naive pandas    {naive['seconds']:7.2f} s  {keyframes / naive['seconds']:12,.0f} keyframes/s  "
+            f"{size_mb(tmp / 'naive') / naive['seconds']:6.0f} MB/s on disk  {mem(naive)}"
+        )
+        print(
+            f"  a quarter of the runs with the writer: {mem(quarter)}  (bounded by one run: "
+            f"{'yes' if ours['peak_mb'] - quarter['peak_mb'] < 50 else 'NO'})"
+        )
+        print(
+            f"  ratio {ratio:.1f}x (target 3x: {'ok' if ratio >= 3 else 'BELOW TARGET'}); "
+            f"memory {naive['peak_mb'] / ours['peak_mb']:.1f}x less peak, "
+            f"{(naive['peak_mb'] - naive['baseline_mb']) / max(1.0, ours['peak_mb'] - ours['baseline_mb']):.0f}x less above imports"
+        )
 
         whole = run_child("read-whole", tmp / "dataset")
         pruned = run_child("read-pruned", tmp / "dataset")
         streamed = run_child("read-streamed", tmp / "dataset")
         for other in (pruned, streamed):
             assert other["p99"].keys() == whole["p99"].keys()
-            assert all(abs(other["p99"][c] - whole["p99"][c]) < 1e-12 for c in whole["p99"]), (other["p99"], whole["p99"])
-        print("\nreading p99 latency per condition (the same figures every way: "
-              + ", ".join(f"{c} ms: {v * 1000:.1f} ms" for c, v in whole["p99"].items()) + ")")
-        print(f"  whole table            {whole['seconds']:7.3f} s  {keyframes / whole['seconds']:14,.0f} keyframes/s  {mem(whole)}")
+            assert all(abs(other["p99"][c] - whole["p99"][c]) < 1e-12 for c in whole["p99"]), (
+                other["p99"],
+                whole["p99"],
+            )
+        print(
+            "\nreading p99 latency per condition (the same figures every way: "
+            + ", ".join(f"{c} ms: {v * 1000:.1f} ms" for c, v in whole["p99"].items())
+            + ")"
+        )
+        print(
+            f"  whole table            {whole['seconds']:7.3f} s  {keyframes / whole['seconds']:14,.0f} keyframes/s  {mem(whole)}"
+        )
         for label, r in (("pruned (keyframes())", pruned), ("streamed, run by run", streamed)):
             speed = whole["seconds"] / r["seconds"]
             memory = r["peak_mb"] / whole["peak_mb"]
             above = (r["peak_mb"] - r["baseline_mb"]) / (whole["peak_mb"] - whole["baseline_mb"])
-            print(f"  {label:21s}  {r['seconds']:7.3f} s  {keyframes / r['seconds']:14,.0f} keyframes/s  {mem(r)}")
-            print(f"      {speed:.1f}x faster (target 10x: {'ok' if speed >= 10 else 'BELOW TARGET'}); peak memory "
-                  f"{memory:.3f} of the whole-table load, {above:.3f} counting only what was read "
-                  f"(target < 0.1: {'ok' if memory < 0.1 else ('ok above imports' if above < 0.1 else 'BELOW TARGET')})")
+            print(
+                f"  {label:21s}  {r['seconds']:7.3f} s  {keyframes / r['seconds']:14,.0f} keyframes/s  {mem(r)}"
+            )
+            print(
+                f"      {speed:.1f}x faster (target 10x: {'ok' if speed >= 10 else 'BELOW TARGET'}); peak memory "
+                f"{memory:.3f} of the whole-table load, {above:.3f} counting only what was read "
+                f"(target < 0.1: {'ok' if memory < 0.1 else ('ok above imports' if above < 0.1 else 'BELOW TARGET')})"
+            )
 
 
 if __name__ == "__main__":

@@ -35,9 +35,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=1.0, help="length of each clip")
-    parser.add_argument("--concurrency", type=int, default=4, help="sessions at once (per worker on a cluster)")
+    parser.add_argument(
+        "--concurrency", type=int, default=4, help="sessions at once (per worker on a cluster)"
+    )
     parser.add_argument("--quick", action="store_true", help="40 clips")
-    parser.add_argument("--repeat", type=int, default=3, help="sweeps per configuration; the fastest counts")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="sweeps per configuration; the fastest counts"
+    )
     args = parser.parse_args()
     n = 40 if args.quick else args.clips
 
@@ -47,14 +51,22 @@ def main() -> None:
 
     work = clips(n, args.seconds)
     warm = dict(list(clips(8, args.seconds).items()))
-    print(f"{n} clips of {args.seconds:g} s, fast pacing, {args.concurrency} sessions at once (per worker on a cluster)")
+    print(
+        f"{n} clips of {args.seconds:g} s, fast pacing, {args.concurrency} sessions at once (per worker on a cluster)"
+    )
     with tempfile.TemporaryDirectory(prefix="bench_scaleout-") as tmp:
         tmp = Path(tmp)
         sweep(warm, pacing="fast", out=tmp / "warm-local", progress=False)
         best = None
         for attempt in range(args.repeat):
             t = time.perf_counter()
-            local = sweep(work, pacing="fast", concurrency=args.concurrency, out=tmp / f"local-{attempt}", progress=False)
+            local = sweep(
+                work,
+                pacing="fast",
+                concurrency=args.concurrency,
+                out=tmp / f"local-{attempt}",
+                progress=False,
+            )
             seconds = time.perf_counter() - t
             assert set(local.runs["status"]) == {"ok"}, local.runs["error"].unique()
             if best is None or seconds < best[0]:
@@ -62,18 +74,39 @@ def main() -> None:
         results = {"in process": best}
 
         for workers in (1, 2):
-            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                              dashboard_address=None, host="127.0.0.1") as cluster, Client(cluster) as client:
+            with (
+                LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    host="127.0.0.1",
+                ) as cluster,
+                Client(cluster) as client,
+            ):
                 # every worker starts its local service and imports before the clock starts
-                sweep(warm, pacing="fast", out=tmp / f"warm-{workers}", client=client, concurrency=1, progress=False)
+                sweep(
+                    warm,
+                    pacing="fast",
+                    out=tmp / f"warm-{workers}",
+                    client=client,
+                    concurrency=1,
+                    progress=False,
+                )
                 from distributed import get_task_stream
 
                 best = None
                 for attempt in range(args.repeat):
                     with get_task_stream(client) as stream:
                         t = time.perf_counter()
-                        res = sweep(work, pacing="fast", concurrency=args.concurrency,
-                                    out=tmp / f"cluster-{workers}-{attempt}", client=client, progress=False)
+                        res = sweep(
+                            work,
+                            pacing="fast",
+                            concurrency=args.concurrency,
+                            out=tmp / f"cluster-{workers}-{attempt}",
+                            client=client,
+                            progress=False,
+                        )
                         seconds = time.perf_counter() - t
                     assert set(res.runs["status"]) == {"ok"}, res.runs["error"].unique()
                     if best is None or seconds < best[0]:
@@ -82,13 +115,17 @@ def main() -> None:
 
         print()
         for label, (seconds, runs, _) in results.items():
-            print(f"  {label:12s} {seconds:7.2f} s  {len(runs) / seconds:7.1f} clips/s  "
-                  f"(median run {runs['wall_seconds'].median() * 1000:6.1f} ms of streaming)")
+            print(
+                f"  {label:12s} {seconds:7.2f} s  {len(runs) / seconds:7.1f} clips/s  "
+                f"(median run {runs['wall_seconds'].median() * 1000:6.1f} ms of streaming)"
+            )
         one = len(results["1 worker"][1]) / results["1 worker"][0]
         two = len(results["2 workers"][1]) / results["2 workers"][0]
         scaling = two / one
-        print(f"\n  2 workers / 1 worker: {scaling:.2f}x (efficiency {scaling / 2:.0%}; target 1.5x: "
-              f"{'ok' if scaling >= 1.5 else 'BELOW TARGET'})")
+        print(
+            f"\n  2 workers / 1 worker: {scaling:.2f}x (efficiency {scaling / 2:.0%}; target 1.5x: "
+            f"{'ok' if scaling >= 1.5 else 'BELOW TARGET'})"
+        )
         inproc = len(results["in process"][1]) / results["in process"][0]
         print(f"  in process / 1 worker: {inproc / one:.2f}x")
 
@@ -112,14 +149,25 @@ def main() -> None:
             run_time = busy / len(runs)
             overhead = (max(0.0, idle) + other) / len(runs)
             ours = max(0.0, busy - streaming) / len(runs)
-            print(f"\n  {label}: {len(tasks)} tasks, {busy:.2f} s computing on {len(spans)} worker(s), {seconds:.2f} s wall")
-            print(f"    inside tasks: streaming {streaming:.2f} s; audio preparation, writing the dataset and "
-                  f"the loop hand-off {ours * 1000:.1f} ms a run")
-            print(f"    Dask: {overhead * 1000:.2f} ms a run between and around tasks (idle {max(0.0, idle):.3f} s, "
-                  f"transfers {other:.3f} s), {overhead / run_time:.1%} of a run's {run_time * 1000:.1f} ms of task time "
-                  f"(target < 5%: {'ok' if overhead / run_time < 0.05 else 'ABOVE TARGET'})")
-            fixed = seconds - (max(s for s, _ in spans.values()) and max(e for _, e in spans.values()) - min(s for s, _ in spans.values()))
-            print(f"    the sweep's own start and end (plan, resume scan, submit, read back the runs table): {fixed:.2f} s")
+            print(
+                f"\n  {label}: {len(tasks)} tasks, {busy:.2f} s computing on {len(spans)} worker(s), {seconds:.2f} s wall"
+            )
+            print(
+                f"    inside tasks: streaming {streaming:.2f} s; audio preparation, writing the dataset and "
+                f"the loop hand-off {ours * 1000:.1f} ms a run"
+            )
+            print(
+                f"    Dask: {overhead * 1000:.2f} ms a run between and around tasks (idle {max(0.0, idle):.3f} s, "
+                f"transfers {other:.3f} s), {overhead / run_time:.1%} of a run's {run_time * 1000:.1f} ms of task time "
+                f"(target < 5%: {'ok' if overhead / run_time < 0.05 else 'ABOVE TARGET'})"
+            )
+            fixed = seconds - (
+                max(s for s, _ in spans.values())
+                and max(e for _, e in spans.values()) - min(s for s, _ in spans.values())
+            )
+            print(
+                f"    the sweep's own start and end (plan, resume scan, submit, read back the runs table): {fixed:.2f} s"
+            )
 
 
 def _streaming_seconds(runs) -> float:

@@ -100,7 +100,9 @@ def runs_table() -> pd.DataFrame:
                         "latency_p99": 0.08 + chunk / 1000 + rng.normal(0, 0.002),
                     }
                 )
-    rows.append({"chunk_ms": 20, "sample_rate": 16000, "repeat": 9, "status": "failed", "latency_p99": 9.9})
+    rows.append(
+        {"chunk_ms": 20, "sample_rate": 16000, "repeat": 9, "status": "failed", "latency_p99": 9.9}
+    )
     return pd.DataFrame(rows)
 
 
@@ -109,7 +111,11 @@ def test_summarize_per_condition():
     table = summarize(runs, by=["chunk_ms", "sample_rate"], value="latency_p99", seed=1)
     assert len(table) == 4 and set(table["n"]) == {6}  # the failed run is left out
     for _, row in table.iterrows():
-        group = runs[(runs.chunk_ms == row.chunk_ms) & (runs.sample_rate == row.sample_rate) & (runs.status == "ok")]
+        group = runs[
+            (runs.chunk_ms == row.chunk_ms)
+            & (runs.sample_rate == row.sample_rate)
+            & (runs.status == "ok")
+        ]
         assert row["mean"] == pytest.approx(group.latency_p99.mean())
         assert row["p50"] == pytest.approx(group.latency_p99.median())
         assert row["ci_low"] < row["mean"] < row["ci_high"]

@@ -22,10 +22,20 @@ distributed = pytest.importorskip("distributed")
 RATE = 16000
 # figures that depend on when things happened, not on what was computed
 TIMING_RUN_COLUMNS = [
-    "first_frame_latency", "jitter", "real_time_factor", "started_at", "wall_seconds", "worker",
+    "first_frame_latency",
+    "jitter",
+    "real_time_factor",
+    "started_at",
+    "wall_seconds",
+    "worker",
     *(f"{name}_p{q}" for name in ("latency", "lateness") for q in (50, 90, 99)),
 ]
-TIMING_KEYFRAME_COLUMNS = ["arrival", "latency", "lateness", "req_id"]  # req_id: a fresh id per session
+TIMING_KEYFRAME_COLUMNS = [
+    "arrival",
+    "latency",
+    "lateness",
+    "req_id",
+]  # req_id: a fresh id per session
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +53,19 @@ def clips(seconds: float = 0.6) -> dict[str, tuple[np.ndarray, int]]:
 
 def test_cluster_sweep_equals_the_in_process_sweep(client, tmp_path):
     grid = {"chunk_ms": [20, 40]}
-    local = sweep(clips(), grid=grid, repeats=2, pacing="fast", out=tmp_path / "local", seed=3, progress=False)
+    local = sweep(
+        clips(), grid=grid, repeats=2, pacing="fast", out=tmp_path / "local", seed=3, progress=False
+    )
     remote = sweep(
-        clips(), grid=grid, repeats=2, pacing="fast", out=tmp_path / "cluster", seed=3, progress=False,
-        client=client, concurrency=2,
+        clips(),
+        grid=grid,
+        repeats=2,
+        pacing="fast",
+        out=tmp_path / "cluster",
+        seed=3,
+        progress=False,
+        client=client,
+        concurrency=2,
     )
     assert len(remote.runs) == 2 * 2 * 2 and set(remote.runs["status"]) == {"ok"}
     pd.testing.assert_frame_equal(
@@ -60,26 +79,36 @@ def test_cluster_sweep_equals_the_in_process_sweep(client, tmp_path):
     b = load_results(tmp_path / "cluster").keyframes().drop(columns=TIMING_KEYFRAME_COLUMNS)
     key = ["run_id", "keyframe"]
     pd.testing.assert_frame_equal(
-        a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True), check_exact=True
+        a.sort_values(key).reset_index(drop=True),
+        b.sort_values(key).reset_index(drop=True),
+        check_exact=True,
     )
     # out of core: dask frames, the same figures as pandas
-    frame = load_results(tmp_path / "cluster", engine="dask").keyframes(columns=["latency"], with_runs=["chunk_ms"])
+    frame = load_results(tmp_path / "cluster", engine="dask").keyframes(
+        columns=["latency"], with_runs=["chunk_ms"]
+    )
     assert frame.npartitions == 8
-    pandas_frame = load_results(tmp_path / "cluster").keyframes(columns=["latency"], with_runs=["chunk_ms"])
-    pd.testing.assert_frame_equal(keyframe_quantiles(frame, by="chunk_ms"), keyframe_quantiles(pandas_frame, by="chunk_ms"))
+    pandas_frame = load_results(tmp_path / "cluster").keyframes(
+        columns=["latency"], with_runs=["chunk_ms"]
+    )
+    pd.testing.assert_frame_equal(
+        keyframe_quantiles(frame, by="chunk_ms"), keyframe_quantiles(pandas_frame, by="chunk_ms")
+    )
 
 
 def test_a_worker_killed_during_a_sweep_loses_no_run(client, tmp_path):
     out = tmp_path / "study"
     before = client.run(os.getpid)
-    victim_address, victim_pid = sorted(before.items())[0]
+    _, victim_pid = min(before.items())
     killed = threading.Event()
 
     def kill_when_a_run_lands() -> None:
         # wait (bounded) for the first finished run on disk, then kill a worker mid-sweep
         runs = out / "runs"
         for _ in range(600):
-            if runs.is_dir() and any(p.suffix == ".json" and not p.name.startswith(".") for p in runs.iterdir()):
+            if runs.is_dir() and any(
+                p.suffix == ".json" and not p.name.startswith(".") for p in runs.iterdir()
+            ):
                 os.kill(victim_pid, signal.SIGKILL)
                 killed.set()
                 return
@@ -88,22 +117,36 @@ def test_a_worker_killed_during_a_sweep_loses_no_run(client, tmp_path):
     watcher = threading.Thread(target=kill_when_a_run_lands, daemon=True)
     watcher.start()
     res = sweep(
-        clips(seconds=1.0), grid={"chunk_ms": [20, 40]}, repeats=2, pacing="capture", out=out,
-        client=client, concurrency=1, progress=False,
+        clips(seconds=1.0),
+        grid={"chunk_ms": [20, 40]},
+        repeats=2,
+        pacing="capture",
+        out=out,
+        client=client,
+        concurrency=1,
+        progress=False,
     )
     watcher.join(30)
     assert killed.is_set()
     client.wait_for_workers(2, timeout=60)
     after = client.run(os.getpid)
-    assert victim_pid not in after.values()  # the worker was really lost (and replaced by its nanny)
+    assert (
+        victim_pid not in after.values()
+    )  # the worker was really lost (and replaced by its nanny)
     runs = res.runs
     assert len(runs) == 8 and set(runs["status"]) == {"ok"}, runs[["status", "error"]]
     table = load_results(out).keyframes(columns=["frame"])
     assert table.groupby("run_id").size().to_dict() == dict(zip(runs["run_id"], runs["keyframes"]))
     # a re-run finds everything finished: nothing is streamed again
     again = sweep(
-        clips(seconds=1.0), grid={"chunk_ms": [20, 40]}, repeats=2, pacing="capture", out=out,
-        client=client, concurrency=1, progress=False,
+        clips(seconds=1.0),
+        grid={"chunk_ms": [20, 40]},
+        repeats=2,
+        pacing="capture",
+        out=out,
+        client=client,
+        concurrency=1,
+        progress=False,
     )
     assert list(again.runs["started_at"]) == list(runs["started_at"])
 
@@ -118,15 +161,29 @@ def test_credentials_stay_out_of_keys_and_logs(client, tmp_path, monkeypatch):
 
     monkeypatch.setattr(client, "submit", recording_submit)
     with LocalService(realtime=False) as service:
-        res = sweep(clips(0.3), pacing="fast", service=service, out=tmp_path / "s", client=client, progress=False)
+        res = sweep(
+            clips(0.3),
+            pacing="fast",
+            service=service,
+            out=tmp_path / "s",
+            client=client,
+            progress=False,
+        )
         secret = service.api_key
     assert set(res.runs["status"]) == {"ok"} and set(res.runs["service"]) != {"local"}
-    assert submitted and all(key.startswith(("avatar_nb-sweep-", "avatar_nb-clip-")) for key, _ in submitted)
+    assert submitted and all(
+        key.startswith(("avatar_nb-sweep-", "avatar_nb-clip-")) for key, _ in submitted
+    )
     assert not any(secret in key or secret in args for key, args in submitted)
-    logs = [*client.get_scheduler_logs(), *(line for lines in client.get_worker_logs().values() for line in lines)]
+    logs = [
+        *client.get_scheduler_logs(),
+        *(line for lines in client.get_worker_logs().values() for line in lines),
+    ]
     assert not any(secret in str(line) for line in logs)
     assert secret not in res.runs.to_csv()
-    assert "redacted" in repr(ServiceSpec("remote", {"api_key": secret})) and secret not in repr(ServiceSpec("remote", {"api_key": secret}))
+    assert "redacted" in repr(ServiceSpec("remote", {"api_key": secret})) and secret not in repr(
+        ServiceSpec("remote", {"api_key": secret})
+    )
 
 
 def test_a_cluster_sweep_needs_a_shared_out(client):

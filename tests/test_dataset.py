@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -47,7 +46,11 @@ def _plain(frame: pd.DataFrame) -> pd.DataFrame:
 def dataset(tmp_path):
     timelines = {f"run{i}": synthetic_timeline(40 + 10 * i, seed=i) for i in range(3)}
     for index, (run_id, tl) in enumerate(timelines.items()):
-        write_result(tmp_path, {"run": index, "run_id": run_id, "status": "ok", "chunk_ms": 20.0 * (index + 1)}, tl)
+        write_result(
+            tmp_path,
+            {"run": index, "run_id": run_id, "status": "ok", "chunk_ms": 20.0 * (index + 1)},
+            tl,
+        )
     return tmp_path, timelines
 
 
@@ -69,8 +72,23 @@ def test_keyframes_round_trip_exactly(dataset):
 
 def test_runs_table_round_trips_and_keeps_missing_values(tmp_path):
     rows = [
-        {"run": 1, "run_id": "b", "status": "failed", "error": "ValueError: x", "latency_p50": None, "note": None},
-        {"run": 0, "run_id": "a", "status": "ok", "error": "", "latency_p50": 0.08, "note": "n", "grid": [1, 2]},
+        {
+            "run": 1,
+            "run_id": "b",
+            "status": "failed",
+            "error": "ValueError: x",
+            "latency_p50": None,
+            "note": None,
+        },
+        {
+            "run": 0,
+            "run_id": "a",
+            "status": "ok",
+            "error": "",
+            "latency_p50": 0.08,
+            "note": "n",
+            "grid": [1, 2],
+        },
     ]
     for row in rows:
         write_run(tmp_path, row)
@@ -87,7 +105,9 @@ def test_pruned_and_filtered_reads(dataset):
     results = load_results(root)
     latency = results.keyframes(columns=["latency"])
     assert list(latency.columns) == ["run_id", "latency"]
-    only = results.keyframes(columns=["latency", "frame"], filters=[("run_id", "=", "run1"), ("frame", "<", 5)])
+    only = results.keyframes(
+        columns=["latency", "frame"], filters=[("run_id", "=", "run1"), ("frame", "<", 5)]
+    )
     assert set(only["run_id"]) == {"run1"}
     assert len(only) == 5 * len(timelines["run1"].req_ids)
     joined = results.keyframes(columns=["latency"], runs=["run2"], with_runs=["chunk_ms"])
@@ -122,7 +142,9 @@ def test_files_are_whole_or_absent(tmp_path, monkeypatch):
     leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and p.name.startswith(".")]
     assert leftovers == []
     assert finished_runs(tmp_path) == {"good"}
-    assert not (tmp_path / KEYFRAMES_DIR / "run_id=bad").exists() or not any((tmp_path / KEYFRAMES_DIR / "run_id=bad").iterdir())
+    assert not (tmp_path / KEYFRAMES_DIR / "run_id=bad").exists() or not any(
+        (tmp_path / KEYFRAMES_DIR / "run_id=bad").iterdir()
+    )
     # a stray temporary from a killed process is ignored by readers
     (tmp_path / RUNS_DIR / ".x.json.1234.tmp").write_bytes(b"junk")
     assert list(load_results(tmp_path).runs["run_id"]) == ["good"]
@@ -132,10 +154,14 @@ def test_finished_runs_needs_ok_status_and_keyframes(tmp_path):
     tl = synthetic_timeline(20, seed=2)
     write_result(tmp_path, {"run": 0, "run_id": "ok", "status": "ok"}, tl)
     write_result(tmp_path, {"run": 1, "run_id": "failed", "status": "failed", "error": "boom"}, tl)
-    write_run(tmp_path, {"run": 2, "run_id": "rowonly", "status": "ok"})  # its keyframes never landed
+    write_run(
+        tmp_path, {"run": 2, "run_id": "rowonly", "status": "ok"}
+    )  # its keyframes never landed
     assert finished_runs(tmp_path) == {"ok"}
     # a later attempt without keyframes removes the earlier attempt's frames
-    write_result(tmp_path, {"run": 1, "run_id": "failed", "status": "failed", "error": "again"}, None)
+    write_result(
+        tmp_path, {"run": 1, "run_id": "failed", "status": "failed", "error": "again"}, None
+    )
     assert set(load_results(tmp_path).keyframes(columns=["frame"])["run_id"]) == {"ok"}
 
 
@@ -188,12 +214,16 @@ def test_a_batch_writes_the_same_dataset(tmp_path):
 
     clips = [(speech_like(0.4, 16000, seed=i), 16000) for i in range(2)]
     with LocalService(realtime=False) as service:
-        results = asyncio.run(run_batch(clips, RunSettings(pacing="fast"), service=service, progress=False))
+        results = asyncio.run(
+            run_batch(clips, RunSettings(pacing="fast"), service=service, progress=False)
+        )
     render(results, tmp_path, [NPZ, batch_writer()], progress=False)
     back = load_results(tmp_path)
     assert sorted(back.runs["run_id"]) == sorted(r.name for r in results)
     assert set(back.runs["status"]) == {"ok"} and set(back.runs["pacing"]) == {"fast"}
     for result in results:
         table = back.keyframes(runs=[result.name]).drop(columns="run_id")
-        pd.testing.assert_frame_equal(_plain(table), _plain(result.timeline.to_pandas()), check_exact=True)
+        pd.testing.assert_frame_equal(
+            _plain(table), _plain(result.timeline.to_pandas()), check_exact=True
+        )
     assert finished_runs(tmp_path) == {r.name for r in results}

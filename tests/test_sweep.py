@@ -23,7 +23,13 @@ def clips(n: int = 2, seconds: float = 0.6) -> dict[str, tuple[np.ndarray, int]]
 
 
 def test_one_row_per_clip_condition_and_repeat():
-    res = sweep(clips(2), grid={"chunk_ms": [20, 40], "sample_rate": [16000, 24000]}, repeats=2, pacing="fast", progress=False)
+    res = sweep(
+        clips(2),
+        grid={"chunk_ms": [20, 40], "sample_rate": [16000, 24000]},
+        repeats=2,
+        pacing="fast",
+        progress=False,
+    )
     runs = res.runs
     assert len(runs) == 2 * 2 * 2 * 2
     assert runs.groupby(["clip", "chunk_ms", "sample_rate", "repeat"]).size().eq(1).all()
@@ -31,7 +37,15 @@ def test_one_row_per_clip_condition_and_repeat():
     assert set(runs["status"]) == {"ok"} and set(runs["error"]) == {""}
     assert set(runs["pacing"]) == {"fast"}
     # every summary figure is a column, in seconds
-    for column in ("keyframes", "latency_p50", "latency_p99", "first_frame_latency", "jitter", "clip_seconds", "worker"):
+    for column in (
+        "keyframes",
+        "latency_p50",
+        "latency_p99",
+        "first_frame_latency",
+        "jitter",
+        "clip_seconds",
+        "worker",
+    ):
         assert column in runs.columns
     assert (runs["keyframes"] == 15).all()  # 0.6 s at 25 fps
     # keyframes of every run, read when asked
@@ -47,7 +61,13 @@ def test_one_row_per_clip_condition_and_repeat():
 def test_service_latency_is_recovered_at_the_median():
     # latency 0 measures what the client and loopback add themselves (about a millisecond:
     # timer wake-ups, socket, decoding); each service latency is recovered on top of it
-    res = sweep(clips(1, seconds=1.2), grid={"latency_ms": [0, 40, 80, 160]}, pacing="capture", concurrency=1, progress=False)
+    res = sweep(
+        clips(1, seconds=1.2),
+        grid={"latency_ms": [0, 40, 80, 160]},
+        pacing="capture",
+        concurrency=1,
+        progress=False,
+    )
     runs = res.runs.set_index("latency_ms")
     assert set(runs["status"]) == {"ok"}
     table = res.keyframes(columns=["latency"], with_runs=["latency_ms"])
@@ -64,7 +84,9 @@ def test_service_latency_is_recovered_at_the_median():
 
 def test_service_av_offset_is_recovered():
     offsets = [-80, 0, 40, 120]
-    res = sweep(clips(1, seconds=4.0), grid={"av_offset_ms": offsets}, pacing="fast", progress=False)
+    res = sweep(
+        clips(1, seconds=4.0), grid={"av_offset_ms": offsets}, pacing="fast", progress=False
+    )
     assert set(res.runs["status"]) == {"ok"}, res.runs["error"].tolist()
     for run_id, offset in zip(res.runs["run_id"], res.runs["av_offset_ms"]):
         found = av_offset(res.timelines[run_id])
@@ -105,7 +127,9 @@ def test_a_failed_run_is_a_row_and_the_sweep_goes_on(tmp_path):
     assert "bad.wav" in runs.loc["bad", "error"] or "RIFF" in runs.loc["bad", "error"]
     assert load_results(out).runs.set_index("clip").loc["bad", "status"] == "failed"
     # a resume retries the failed run (and fails it again), not the finished one
-    again = sweep([good, bad], grid={"chunk_ms": [40]}, pacing="fast", out=out, progress=False).runs.set_index("clip")
+    again = sweep(
+        [good, bad], grid={"chunk_ms": [40]}, pacing="fast", out=out, progress=False
+    ).runs.set_index("clip")
     assert again.loc["good", "started_at"] == runs.loc["good", "started_at"]
     assert again.loc["bad", "started_at"] > runs.loc["bad", "started_at"]
 

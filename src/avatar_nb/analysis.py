@@ -57,14 +57,16 @@ class AVOffset:
         return f"<AVOffset mouth {way} audio by {abs(self.lag) * 1000:.1f} ms, confidence {self.confidence:.2f}>"
 
 
-def loudness_envelope(samples: np.ndarray, sample_rate: int, window: float, hop: float) -> np.ndarray:
+def loudness_envelope(
+    samples: np.ndarray, sample_rate: int, window: float, hop: float
+) -> np.ndarray:
     """Loudness (dB, floored ``50 dB`` under the peak) of ``[t, t + window)`` for ``t = 0, hop, 2 hop ...``.
 
     ``samples`` are mono (int16 or float); windows run while they fit in the audio.
     """
     x = np.asarray(samples)
     x = x.astype(np.float64) / 32768.0 if x.dtype == np.int16 else x.astype(np.float64)
-    win = max(1, int(round(window * sample_rate)))
+    win = max(1, round(window * sample_rate))
     step = hop * sample_rate
     if x.shape[0] < win:
         return np.zeros(0)
@@ -99,19 +101,25 @@ def av_offset(
     if not (isinstance(max_lag, (int, float)) and max_lag > 0):
         raise ValueError(f"max_lag must be a positive number of seconds, got {max_lag!r}")
     if not (isinstance(resolution, (int, float)) and 0 < resolution <= max_lag):
-        raise ValueError(f"resolution must be a positive number of seconds up to max_lag, got {resolution!r}")
+        raise ValueError(
+            f"resolution must be a positive number of seconds up to max_lag, got {resolution!r}"
+        )
     if channel not in SCALAR_CHANNELS:
         raise ValueError(f"channel must be one of {', '.join(SCALAR_CHANNELS)}, got {channel!r}")
     if timeline.audio is None or not timeline.sample_rate:
-        raise ValueError("av_offset needs the audio that was sent: the timeline has no audio or no sample_rate")
+        raise ValueError(
+            "av_offset needs the audio that was sent: the timeline has no audio or no sample_rate"
+        )
     motion = np.asarray(timeline.channel(channel), dtype=np.float64)
     times = np.asarray(timeline.media_time, dtype=np.float64)
     fps = float(timeline.fps)
     if motion.shape[0] < max(8, int(fps)):
-        raise ValueError(f"av_offset needs at least a second of keyframes, the timeline has {motion.shape[0]}")
+        raise ValueError(
+            f"av_offset needs at least a second of keyframes, the timeline has {motion.shape[0]}"
+        )
 
     envelope = loudness_envelope(timeline.audio, int(timeline.sample_rate), 1.0 / fps, resolution)
-    steps = int(round(max_lag / resolution))
+    steps = round(max_lag / resolution)
     lag_steps = np.arange(-steps, steps + 1)
     position = times / resolution  # keyframe k's envelope index at lag 0
     correlation = np.full(lag_steps.shape[0], np.nan)
@@ -198,12 +206,25 @@ def summarize(
                 for p in percentiles:
                     row[f"p{p:g}"] = float(np.percentile(x, p))
                 means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
-                row["ci_low"], row["ci_high"] = (float(v) for v in np.quantile(means, [alpha, 1 - alpha]))
+                row["ci_low"], row["ci_high"] = (
+                    float(v) for v in np.quantile(means, [alpha, 1 - alpha])
+                )
             else:
-                row.update({"mean": math.nan, "std": math.nan, "ci_low": math.nan, "ci_high": math.nan})
+                row.update(
+                    {"mean": math.nan, "std": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+                )
                 row.update({f"p{p:g}": math.nan for p in percentiles})
             rows.append(row)
-    columns = [*by_cols, "value", "n", "mean", "std", *(f"p{p:g}" for p in percentiles), "ci_low", "ci_high"]
+    columns = [
+        *by_cols,
+        "value",
+        "n",
+        "mean",
+        "std",
+        *(f"p{p:g}" for p in percentiles),
+        "ci_low",
+        "ci_high",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -41,14 +41,14 @@ if TYPE_CHECKING:
     from .timeline import Timeline
 
 __all__ = [
-    "RUNS_DIR",
     "KEYFRAMES_DIR",
+    "RUNS_DIR",
     "Results",
     "batch_writer",
+    "consolidate_runs",
     "finished_runs",
     "keyframe_table",
     "load_results",
-    "consolidate_runs",
     "runs_frame",
     "serve_writes",
     "write_keyframes",
@@ -77,16 +77,23 @@ _STATISTICS = ["req_id", "keyframe", "frame", "media_time", "arrival", "latency"
 
 
 def _check_run_id(run_id: str) -> str:
-    if not isinstance(run_id, str) or not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
-        raise ValueError(f"run_id must be a non-empty name without slashes or a leading dot, got {run_id!r}")
+    if (
+        not isinstance(run_id, str)
+        or not run_id
+        or "/" in run_id
+        or "\\" in run_id
+        or run_id.startswith(".")
+    ):
+        raise ValueError(
+            f"run_id must be a non-empty name without slashes or a leading dot, got {run_id!r}"
+        )
     return run_id
 
 
 def _atomic_write(table: pa.Table, path: Path, **options: Any) -> None:
     """Write ``table`` to ``path`` so that ``path`` is either absent or whole."""
-    import pyarrow.parquet as pq
-
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
@@ -119,7 +126,9 @@ def keyframe_table(timeline: Timeline) -> pa.Table:
     n = flame.shape[1]
     req_ids = pa.array(list(timeline.req_ids), pa.string())
     columns: dict[str, Any] = {
-        "req_id": pa.DictionaryArray.from_arrays(pa.array(np.asarray(timeline.keyframe_req, dtype=np.int32)), req_ids),
+        "req_id": pa.DictionaryArray.from_arrays(
+            pa.array(np.asarray(timeline.keyframe_req, dtype=np.int32)), req_ids
+        ),
         "keyframe": np.arange(n, dtype=np.int64),
         "frame": np.asarray(timeline.keyframe_index, dtype=np.int64),
         "media_time": np.asarray(timeline.media_time, dtype=np.float64),
@@ -134,7 +143,9 @@ def keyframe_table(timeline: Timeline) -> pa.Table:
     return pa.table(columns)
 
 
-def write_keyframes(root: str | Path, run_id: str, keyframes: Timeline | pd.DataFrame | pa.Table) -> Path:
+def write_keyframes(
+    root: str | Path, run_id: str, keyframes: Timeline | pd.DataFrame | pa.Table
+) -> Path:
     """Write one run's per-keyframe table (a Timeline, DataFrame or Arrow table) into the dataset."""
     import pyarrow as pa
 
@@ -224,7 +235,7 @@ def serve_writes() -> None:
         try:
             write_result(root, row, timeline)
             error = None
-        except Exception as exc:  # reported to the sweep, which marks the run failed
+        except Exception as exc:  # noqa: BLE001 - reported to the sweep, which marks the run failed
             error = f"{type(exc).__name__}: {exc}"
         reply = pickle.dumps((row.get("run_id"), error))
         sink.write(len(reply).to_bytes(8, "little") + reply)
@@ -290,7 +301,11 @@ def runs_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
     items = [{str(k): _cell(v) for k, v in row.items()} for row in rows]
     names = list(dict.fromkeys(k for row in items for k in row))
-    table = pa.table({name: _column([row.get(name) for row in items]) for name in names}) if names else pa.table({})
+    table = (
+        pa.table({name: _column([row.get(name) for row in items]) for name in names})
+        if names
+        else pa.table({})
+    )
     frame = table.to_pandas()
     if "run" in frame.columns and len(frame):
         frame = frame.sort_values("run", kind="stable").reset_index(drop=True)
@@ -348,10 +363,14 @@ class Results:
 
     def __init__(self, path: str | Path, engine: str = "pandas") -> None:
         if engine not in ENGINES:
-            raise ValueError(f"unknown engine {engine!r}; accepted: {', '.join(map(repr, ENGINES))}")
+            raise ValueError(
+                f"unknown engine {engine!r}; accepted: {', '.join(map(repr, ENGINES))}"
+            )
         self.path = Path(path)
         if not (self.path / RUNS_DIR).is_dir() and not (self.path / KEYFRAMES_DIR).is_dir():
-            raise FileNotFoundError(f"{self.path} holds no avatar_nb dataset (no {RUNS_DIR}/ or {KEYFRAMES_DIR}/ folder)")
+            raise FileNotFoundError(
+                f"{self.path} holds no avatar_nb dataset (no {RUNS_DIR}/ or {KEYFRAMES_DIR}/ folder)"
+            )
         self.engine = engine
         self._runs: Any = None
 
@@ -415,9 +434,13 @@ class Results:
         if runs is not None:
             found = [(str(r), base / f"run_id={r}" / PART_FILE) for r in dict.fromkeys(runs)]
             return sorted((r, p) for r, p in found if p.exists())
-        return sorted((p.parent.name.split("=", 1)[1], p) for p in base.glob(f"run_id=*/{PART_FILE}"))
+        return sorted(
+            (p.parent.name.split("=", 1)[1], p) for p in base.glob(f"run_id=*/{PART_FILE}")
+        )
 
-    def _dask_keyframes(self, parts: list[tuple[str, Path]], columns: Sequence[str] | None, expression: Any) -> Any:
+    def _dask_keyframes(
+        self, parts: list[tuple[str, Path]], columns: Sequence[str] | None, expression: Any
+    ) -> Any:
         import dask.dataframe as dd
 
         if not parts:
@@ -433,7 +456,9 @@ class Results:
         meta = one(items[0]).iloc[:0]
         return dd.from_map(one, items, meta=meta, enforce_metadata=False)
 
-    def iter_keyframes(self, columns: Sequence[str] | None = None, filters: Any = None) -> Iterator[pd.DataFrame]:
+    def iter_keyframes(
+        self, columns: Sequence[str] | None = None, filters: Any = None
+    ) -> Iterator[pd.DataFrame]:
         """The per-keyframe table one run at a time (``run_id`` first): memory bounded by one run's
         columns, whatever the study's size. ``filters`` as for :meth:`keyframes`."""
         expression = _filter_expression(filters)
@@ -447,7 +472,10 @@ class Results:
 
         source: Any = list(files) if files is not None else self.path / KEYFRAMES_DIR
         return ds.dataset(
-            source, format="parquet", partitioning=_partitioning(), partition_base_dir=str(self.path / KEYFRAMES_DIR)
+            source,
+            format="parquet",
+            partitioning=_partitioning(),
+            partition_base_dir=str(self.path / KEYFRAMES_DIR),
         )
 
 
@@ -471,15 +499,24 @@ def _read_parts(parts: Sequence[tuple[str, Path]], columns: Sequence[str] | None
     tables = [read(path) for _, path in parts]
     if not tables:
         names = ["run_id", *(file_columns or [])]
-        return pa.table({name: pa.array([], pa.string()) if name == "run_id" else pa.array([], pa.float64()) for name in names})
+        return pa.table(
+            {
+                name: pa.array([], pa.string()) if name == "run_id" else pa.array([], pa.float64())
+                for name in names
+            }
+        )
     sizes = np.array([t.num_rows for t in tables])
     table = pa.concat_tables(tables, promote_options="permissive")
     codes = np.repeat(np.arange(len(tables), dtype=np.int32), sizes)
-    run_id = pa.DictionaryArray.from_arrays(pa.array(codes), pa.array([r for r, _ in parts], pa.string()))
+    run_id = pa.DictionaryArray.from_arrays(
+        pa.array(codes), pa.array([r for r, _ in parts], pa.string())
+    )
     return table.add_column(0, "run_id", run_id)
 
 
-def frame_with_runs(table: pa.Table, runs: pd.DataFrame | None, with_runs: Sequence[str] = ()) -> pd.DataFrame:
+def frame_with_runs(
+    table: pa.Table, runs: pd.DataFrame | None, with_runs: Sequence[str] = ()
+) -> pd.DataFrame:
     """A per-keyframe Arrow table as a DataFrame (``run_id`` first, categorical), with columns
     of the runs table joined by run id.
 
@@ -493,9 +530,15 @@ def frame_with_runs(table: pa.Table, runs: pd.DataFrame | None, with_runs: Seque
     if with_runs and runs is not None:
         missing = [c for c in with_runs if c not in runs.columns]
         if missing:
-            raise KeyError(f"columns {missing} are not in the runs table; it has {list(runs.columns)}")
+            raise KeyError(
+                f"columns {missing} are not in the runs table; it has {list(runs.columns)}"
+            )
         by_id = runs.drop_duplicates("run_id").set_index("run_id")
-        run_ids = pd.Categorical(columns["run_id"]) if not isinstance(columns["run_id"], pd.Categorical) else columns["run_id"]
+        run_ids = (
+            pd.Categorical(columns["run_id"])
+            if not isinstance(columns["run_id"], pd.Categorical)
+            else columns["run_id"]
+        )
         for name in with_runs:
             if name != "run_id":
                 values = by_id[name].reindex(run_ids.categories).to_numpy()
@@ -527,14 +570,18 @@ def _arrow_columns(batch: Any) -> dict[str, Any]:
         kind = column.type
         if pa.types.is_dictionary(kind):
             data[name] = pd.Categorical.from_codes(
-                column.indices.fill_null(-1).to_numpy(zero_copy_only=False), categories=column.dictionary.to_pylist()
+                column.indices.fill_null(-1).to_numpy(zero_copy_only=False),
+                categories=column.dictionary.to_pylist(),
             )
         elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
             encoded = column.dictionary_encode()
             data[name] = pd.Categorical.from_codes(
-                encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), categories=encoded.dictionary.to_pylist()
+                encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False),
+                categories=encoded.dictionary.to_pylist(),
             )
-        elif column.null_count == 0 and (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
+        elif column.null_count == 0 and (
+            pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+        ):
             data[name] = column.to_numpy(zero_copy_only=False)
         else:
             data[name] = column.to_pandas()
@@ -548,7 +595,9 @@ def _partitioning() -> Any:
     return ds.partitioning(pa.schema([("run_id", pa.string())]), flavor="hive")
 
 
-def _read_part(part: tuple[str, Any], columns: Sequence[str] | None, expression: Any) -> pd.DataFrame:
+def _read_part(
+    part: tuple[str, Any], columns: Sequence[str] | None, expression: Any
+) -> pd.DataFrame:
     """One run's keyframe file as a DataFrame with ``run_id`` first (categorical)."""
     run_id, path = part
     table = _read_parts([(run_id, Path(path))], columns)
@@ -583,4 +632,3 @@ def _require_dask() -> None:
         raise ImportError(
             "engine='dask' needs Dask, which is not installed; install it with `pip install avatar_nb[dask]`"
         ) from exc
-

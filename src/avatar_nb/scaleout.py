@@ -35,12 +35,21 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .sweeps import ClipSource, RunSpec, ServiceSpec, SweepResult, prepare_all, run_one, run_row, where
+from .sweeps import (
+    ClipSource,
+    RunSpec,
+    ServiceSpec,
+    SweepResult,
+    prepare_all,
+    run_one,
+    run_row,
+    where,
+)
 
 if TYPE_CHECKING:
     from .server import LocalService
 
-__all__ = ["sweep_on_cluster", "run_batch_on_worker", "worker_service"]
+__all__ = ["run_batch_on_worker", "sweep_on_cluster", "worker_service"]
 
 INSTALL_HINT = "pip install avatar_nb[dask]"
 
@@ -103,7 +112,9 @@ def _worker_loop() -> asyncio.AbstractEventLoop:
     with _state_lock:
         if _loop is None or _loop.is_closed():
             loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="avatar_nb-worker-loop", daemon=True)
+            thread = threading.Thread(
+                target=loop.run_forever, name="avatar_nb-worker-loop", daemon=True
+            )
             thread.start()
             _loop = loop
         return _loop
@@ -128,7 +139,7 @@ def _stop_services() -> None:
     for service in list(_services.values()):
         try:
             service.stop(timeout=2.0)
-        except Exception:  # the process is exiting; nothing to report to
+        except Exception:  # noqa: BLE001, S110 - the process is exiting; nothing to report to
             pass
     _services.clear()
 
@@ -162,13 +173,20 @@ async def _stream_batch(
                 context = open_service(**service.options)
             async with context as handle:
                 return await run_one(
-                    spec, clips[spec.clip], handle, timeout=timeout, seed=seed, worker=worker,
+                    spec,
+                    clips[spec.clip],
+                    handle,
+                    timeout=timeout,
+                    seed=seed,
+                    worker=worker,
                     prepared=prepared.get((spec.clip, spec.sample_rate)),
                 )
-        except Exception as exc:  # the service could not be reached: a failed row, the batch goes on
+        except Exception as exc:  # noqa: BLE001 - the service could not be reached: a failed row
             from .sweeps import _error_text
 
-            return run_row(spec, None, status="failed", error=_error_text(exc), seed=seed, worker=worker), None
+            return run_row(
+                spec, None, status="failed", error=_error_text(exc), seed=seed, worker=worker
+            ), None
 
     return list(await asyncio.gather(*(one(spec) for spec in specs)))
 
@@ -208,8 +226,12 @@ def run_batch_on_worker(
         for row, timeline in results:
             try:
                 write_result(root, row, timeline)
-            except Exception as exc:  # this run is not on disk: say so; a resume runs it again
-                row = {**row, "status": "failed", "error": f"writing the run: {type(exc).__name__}: {exc}"}
+            except Exception as exc:  # noqa: BLE001 - not on disk: say so; a resume runs it again
+                row = {
+                    **row,
+                    "status": "failed",
+                    "error": f"writing the run: {type(exc).__name__}: {exc}",
+                }
             rows.append(row)
     finally:
         _gate.stop_writing()
@@ -240,7 +262,14 @@ def sweep_on_cluster(
 ) -> SweepResult:
     """Run ``specs`` on ``client``'s workers in batches of ``concurrency``; the rows, read back from ``root``."""
     distributed = _require_distributed()
-    from .dataset import consolidate_runs, finished_runs, read_runs, runs_frame, write_run, write_sweep_info
+    from .dataset import (
+        consolidate_runs,
+        finished_runs,
+        read_runs,
+        runs_frame,
+        write_run,
+        write_sweep_info,
+    )
     from .sweeps import _progress
 
     if root is None:
@@ -264,16 +293,28 @@ def sweep_on_cluster(
     for batch in batches:
         for name in {spec.clip for spec in batch}:
             uses[name] = uses.get(name, 0) + 1
-    shared = [by_name[name] for name in sorted(uses) if uses[name] > 1 and by_name[name].path is None]
+    shared = [
+        by_name[name] for name in sorted(uses) if uses[name] > 1 and by_name[name].path is None
+    ]
     by_name = dict(by_name)
     for index, clip in enumerate(shared):
-        by_name[clip.name] = client.submit(_clip, clip, key=f"avatar_nb-clip-{token}-{index:05d}", pure=False)
+        by_name[clip.name] = client.submit(
+            _clip, clip, key=f"avatar_nb-clip-{token}-{index:05d}", pure=False
+        )
     futures = {}
     for index, batch in enumerate(batches):
         needed = {spec.clip: by_name[spec.clip] for spec in batch}
         future = client.submit(
-            run_batch_on_worker, batch, needed, service, str(root), timeout, seed,
-            key=f"avatar_nb-sweep-{token}-{index:05d}", pure=False, retries=retries,
+            run_batch_on_worker,
+            batch,
+            needed,
+            service,
+            str(root),
+            timeout,
+            seed,
+            key=f"avatar_nb-sweep-{token}-{index:05d}",
+            pure=False,
+            retries=retries,
         )
         futures[future] = batch
     bar = _progress(len(specs), len(specs) - len(todo), progress, "sweep (dask)")
@@ -283,9 +324,12 @@ def sweep_on_cluster(
             batch = futures.pop(future)
             try:
                 rows = future.result()
-            except Exception as exc:  # the batch could not run anywhere (e.g. its workers kept dying)
+            except Exception as exc:  # noqa: BLE001 - the batch could not run anywhere
                 text = f"{type(exc).__name__}: {exc}".strip()
-                rows = [run_row(s, None, status="failed", error=f"on the cluster: {text}", seed=seed) for s in batch]
+                rows = [
+                    run_row(s, None, status="failed", error=f"on the cluster: {text}", seed=seed)
+                    for s in batch
+                ]
                 lost.extend(rows)
             future.release()
             if bar is not None:
@@ -300,4 +344,3 @@ def sweep_on_cluster(
     consolidate_runs(root)
     runs = read_runs(root)
     return SweepResult(runs if len(runs) else runs_frame([]), root)
-

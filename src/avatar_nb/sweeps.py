@@ -33,6 +33,7 @@ import json
 import math
 import os
 import socket
+import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,7 +60,14 @@ DEFAULT_SAMPLE_RATE = 16000
 # LocalService arguments that identify or place a service rather than condition it
 _SERVICE_IDENTITY = ("self", "host", "port", "api_key", "app_id", "avatar_ids", "other_app_ids")
 # Session options that are credentials or callbacks: never in a grid or a runs table
-_SESSION_PRIVATE = ("api_key", "transport_frames", "on_error", "on_close", "console_endpoint_url", "ingress_endpoint_url")
+_SESSION_PRIVATE = (
+    "api_key",
+    "transport_frames",
+    "on_error",
+    "on_close",
+    "console_endpoint_url",
+    "ingress_endpoint_url",
+)
 
 
 # ----------------------------------------------------------------------------- clips
@@ -115,9 +123,13 @@ def collect_clips(clips: Any) -> list[ClipSource]:
         elif isinstance(item, (str, os.PathLike)):
             path = Path(item)
             if path.is_dir():
-                files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+                files = sorted(
+                    p for p in path.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
+                )
                 if not files:
-                    raise ValueError(f"folder {str(path)!r} holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
+                    raise ValueError(
+                        f"folder {str(path)!r} holds no audio files ({', '.join(AUDIO_SUFFIXES)})"
+                    )
                 out.extend(_clip_from_path(p) for p in files)
             else:
                 out.append(_clip_from_path(path, name))
@@ -132,19 +144,25 @@ def collect_clips(clips: Any) -> list[ClipSource]:
     if isinstance(clips, Mapping):
         for index, (name, item) in enumerate(clips.items()):
             one(item, str(name), index)
-    elif isinstance(clips, (str, os.PathLike, tuple)) and not (isinstance(clips, tuple) and len(clips) != 2):
+    elif isinstance(clips, (str, os.PathLike, tuple)) and not (
+        isinstance(clips, tuple) and len(clips) != 2
+    ):
         one(clips, None, 0)
     elif isinstance(clips, Iterable):
         for index, item in enumerate(clips):
             one(item, None, index)
     else:
-        raise TypeError(f"clips must be paths, a folder, (array, rate) pairs or a mapping, got {type(clips).__name__}")
+        raise TypeError(
+            f"clips must be paths, a folder, (array, rate) pairs or a mapping, got {type(clips).__name__}"
+        )
     if not out:
         raise ValueError("a sweep needs at least one clip")
     names = [c.name for c in out]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ValueError(f"clip names must be unique, these repeat: {duplicates}; pass a mapping name -> clip")
+        raise ValueError(
+            f"clip names must be unique, these repeat: {duplicates}; pass a mapping name -> clip"
+        )
     return out
 
 
@@ -162,7 +180,9 @@ def _service_options() -> tuple[str, ...]:
 def _session_options() -> tuple[str, ...]:
     from .config import SessionConfig
 
-    return tuple(f.name for f in dataclasses.fields(SessionConfig) if f.name not in _SESSION_PRIVATE)
+    return tuple(
+        f.name for f in dataclasses.fields(SessionConfig) if f.name not in _SESSION_PRIVATE
+    )
 
 
 def classify(keys: Iterable[str]) -> dict[str, str]:
@@ -191,7 +211,7 @@ def _check_grid(grid: Mapping[str, Any] | None) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {}
     for key, values in (grid or {}).items():
         if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-            raise ValueError(f"grid[{key!r}] must be a list of values, got {values!r}")
+            raise TypeError(f"grid[{key!r}] must be a list of values, got {values!r}")
         values = list(values)
         if not values:
             raise ValueError(f"grid[{key!r}] is empty; give at least one value")
@@ -261,7 +281,9 @@ def plan(
         check_chunk_ms(value)
     for value in grid.get("sample_rate", []):
         if value not in SUPPORTED_SAMPLE_RATES:
-            raise ValueError(f"sample_rate {value!r} is not supported; accepted: {list(SUPPORTED_SAMPLE_RATES)}")
+            raise ValueError(
+                f"sample_rate {value!r} is not supported; accepted: {list(SUPPORTED_SAMPLE_RATES)}"
+            )
 
     keys = list(grid)
     specs: list[RunSpec] = []
@@ -279,7 +301,10 @@ def plan(
             session_options = {k: values[k] for k, kind in kinds.items() if kind == "session"}
             settings = {**values, "pacing": run_pacing, "chunk_ms": chunk_ms, "sample_rate": rate}
             for repeat in range(repeats):
-                key_settings = {**settings, **{f"service.{k}": v for k, v in service_options.items()}}
+                key_settings = {
+                    **settings,
+                    **{f"service.{k}": v for k, v in service_options.items()},
+                }
                 specs.append(
                     RunSpec(
                         run=len(specs),
@@ -318,7 +343,12 @@ def run_row(spec: RunSpec, result: Any = None, **extra: Any) -> dict[str, Any]:
     record, then any further summary figure of its Timeline), or ``None`` for a run
     that never reached the engine (``extra`` then carries ``status`` and ``error``).
     """
-    row: dict[str, Any] = {"run": spec.run, "run_id": spec.run_id, "clip": spec.clip, "repeat": spec.repeat}
+    row: dict[str, Any] = {
+        "run": spec.run,
+        "run_id": spec.run_id,
+        "clip": spec.clip,
+        "repeat": spec.repeat,
+    }
     row.update(spec.settings)
     row.update({k: v for k, v in spec.service_options.items() if k not in row and k != "seed"})
     row.update({"status": "failed", "error": ""})
@@ -363,7 +393,12 @@ async def run_one(
     )
     result = await run_clip(handle, clip.as_clip(), settings, prepared=prepared)
     row = run_row(
-        spec, result, seed=seed, worker=worker or where(), started_at=started, wall_seconds=time.perf_counter() - t0
+        spec,
+        result,
+        seed=seed,
+        worker=worker or where(),
+        started_at=started,
+        wall_seconds=time.perf_counter() - t0,
     )
     return row, result.timeline
 
@@ -427,9 +462,13 @@ def service_spec(service: Any) -> ServiceSpec:
         return ServiceSpec("remote", options)
     if hasattr(service, "session_kwargs") and hasattr(service, "running"):
         if not service.running:
-            raise ValueError("the given LocalService is not running: start it (service.start()) before the sweep")
+            raise ValueError(
+                "the given LocalService is not running: start it (service.start()) before the sweep"
+            )
         return ServiceSpec("remote", service.session_kwargs())
-    raise TypeError(f"service must be None, a LocalService or a mapping of session options, got {type(service).__name__}")
+    raise TypeError(
+        f"service must be None, a LocalService or a mapping of session options, got {type(service).__name__}"
+    )
 
 
 class ServicePool:
@@ -473,7 +512,9 @@ class SweepResult:
     run id) and ``.keyframes()`` builds the table from them when asked.
     """
 
-    def __init__(self, runs: pd.DataFrame, path: Path | None, timelines: dict[str, Timeline] | None = None) -> None:
+    def __init__(
+        self, runs: pd.DataFrame, path: Path | None, timelines: dict[str, Timeline] | None = None
+    ) -> None:
         self.runs = runs
         self.path = path
         self.timelines: dict[str, Timeline] = dict(timelines or {})
@@ -492,9 +533,17 @@ class SweepResult:
         import html
 
         where = f" in <code>{html.escape(str(self.path))}</code>" if self.path else ""
-        return f"<div><b>Sweep</b>: {html.escape(self._counts())}{where}</div>" + self.runs.to_html(max_rows=20)
+        return f"<div><b>Sweep</b>: {html.escape(self._counts())}{where}</div>" + self.runs.to_html(
+            max_rows=20
+        )
 
-    def keyframes(self, columns: Sequence[str] | None = None, filters: Any = None, *, with_runs: Sequence[str] = ()) -> pd.DataFrame:
+    def keyframes(
+        self,
+        columns: Sequence[str] | None = None,
+        filters: Any = None,
+        *,
+        with_runs: Sequence[str] = (),
+    ) -> pd.DataFrame:
         """The per-keyframe table of every run (``run_id`` first); see :meth:`avatar_nb.dataset.Results.keyframes`."""
         if self.path is not None:
             from .dataset import load_results
@@ -502,7 +551,9 @@ class SweepResult:
             return load_results(self.path).keyframes(columns, filters, with_runs=with_runs)
         return self._memory_keyframes(columns, filters, with_runs)
 
-    def _memory_keyframes(self, columns: Sequence[str] | None, filters: Any, with_runs: Sequence[str]) -> pd.DataFrame:
+    def _memory_keyframes(
+        self, columns: Sequence[str] | None, filters: Any, with_runs: Sequence[str]
+    ) -> pd.DataFrame:
         import pandas as pd
         import pyarrow as pa
         import pyarrow.dataset as ds
@@ -515,7 +566,9 @@ class SweepResult:
             if timeline is None:
                 continue
             table = keyframe_table(timeline)
-            tables.append(table.add_column(0, "run_id", pa.array([run_id] * table.num_rows, pa.string())))
+            tables.append(
+                table.add_column(0, "run_id", pa.array([run_id] * table.num_rows, pa.string()))
+            )
         if not tables:
             return pd.DataFrame({"run_id": pd.Series([], dtype=str)})
         wanted = None if columns is None else ["run_id", *[c for c in columns if c != "run_id"]]
@@ -538,12 +591,16 @@ class _Writer:
 
     def __init__(self, root: Path) -> None:
         import queue
-        import subprocess
         import sys
         import threading
 
         package_parent = str(Path(__file__).resolve().parent.parent)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [package_parent, os.environ.get("PYTHONPATH")])
+            ),
+        }
         self.root = root
         self._process = subprocess.Popen(
             [sys.executable, "-c", "from avatar_nb.dataset import serve_writes; serve_writes()"],
@@ -554,8 +611,12 @@ class _Writer:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._rows: dict[str, dict[str, Any]] = {}
         self._errors: dict[str, str | None] = {}
-        self._sender = threading.Thread(target=self._send, name="avatar_nb-sweep-writer-send", daemon=True)
-        self._reader = threading.Thread(target=self._read, name="avatar_nb-sweep-writer-read", daemon=True)
+        self._sender = threading.Thread(
+            target=self._send, name="avatar_nb-sweep-writer-send", daemon=True
+        )
+        self._reader = threading.Thread(
+            target=self._read, name="avatar_nb-sweep-writer-read", daemon=True
+        )
         self._sender.start()
         self._reader.start()
 
@@ -607,7 +668,7 @@ class _Writer:
         self._reader.join(timeout)
         try:
             self._process.wait(timeout)
-        except Exception:
+        except subprocess.TimeoutExpired:
             self._process.kill()
         failed = []
         for run_id, row in self._rows.items():
@@ -621,7 +682,9 @@ PREPARE_BUDGET = 1 << 30
 """Bytes of prepared audio a sweep holds at most; clips beyond it are prepared when their run starts."""
 
 
-def prepare_all(runs: Sequence[RunSpec], clips: Mapping[str, ClipSource], budget: int = PREPARE_BUDGET) -> dict[tuple[str, int], Any]:
+def prepare_all(
+    runs: Sequence[RunSpec], clips: Mapping[str, ClipSource], budget: int = PREPARE_BUDGET
+) -> dict[tuple[str, int], Any]:
     """Each distinct (clip, rate) of ``runs`` prepared for sending, up to ``budget`` bytes.
 
     Runs whose audio is not here (over the budget, or unreadable: the engine then
@@ -667,20 +730,38 @@ async def sweep_async(
     timeout: float | None = None,
 ) -> SweepResult:
     """:func:`sweep` as a coroutine (for code already running an event loop)."""
-    if not (isinstance(concurrency, int) and not isinstance(concurrency, bool) and concurrency >= 1):
+    if not (
+        isinstance(concurrency, int) and not isinstance(concurrency, bool) and concurrency >= 1
+    ):
         raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
     sources = collect_clips(clips)
     grid_values = _check_grid(grid)
     spec = service_spec(service)
     given = service if service is not None and not isinstance(service, Mapping) else None
-    specs = plan(sources, grid_values, repeats, pacing=pacing, seed=seed, local=spec.kind == "local" and given is None)
+    specs = plan(
+        sources,
+        grid_values,
+        repeats,
+        pacing=pacing,
+        seed=seed,
+        local=spec.kind == "local" and given is None,
+    )
     root = Path(out) if out is not None else None
     if client is not None:
         from .scaleout import sweep_on_cluster
 
         return await asyncio.to_thread(
-            sweep_on_cluster, client, specs, sources, spec, root,
-            concurrency=concurrency, seed=seed, progress=progress, timeout=timeout, info=_info(sources, grid_values, repeats, seed),
+            sweep_on_cluster,
+            client,
+            specs,
+            sources,
+            spec,
+            root,
+            concurrency=concurrency,
+            seed=seed,
+            progress=progress,
+            timeout=timeout,
+            info=_info(sources, grid_values, repeats, seed),
         )
 
     from .dataset import consolidate_runs, finished_runs, read_runs, runs_frame, write_sweep_info
@@ -705,12 +786,19 @@ async def sweep_async(
         async with gate:
             try:
                 handle = await pool.handle(run)
-            except Exception as exc:  # the service could not be opened: every run needing it fails
-                row = run_row(run, None, status="failed", error=_error_text(exc), seed=seed, worker=where())
+            except Exception as exc:  # noqa: BLE001 - the service could not be opened: the run fails
+                row = run_row(
+                    run, None, status="failed", error=_error_text(exc), seed=seed, worker=where()
+                )
                 timeline = None
             else:
                 row, timeline = await run_one(
-                    run, clip_by_name[run.clip], handle, timeout=timeout, seed=seed, prepared=prepared.get((run.clip, run.sample_rate))
+                    run,
+                    clip_by_name[run.clip],
+                    handle,
+                    timeout=timeout,
+                    seed=seed,
+                    prepared=prepared.get((run.clip, run.sample_rate)),
                 )
         rows.append(row)
         if writer is not None:
@@ -741,7 +829,9 @@ async def sweep_async(
     return SweepResult(runs_frame(rows), None, timelines)
 
 
-def _info(sources: Sequence[ClipSource], grid: Mapping[str, list[Any]], repeats: int, seed: int) -> dict[str, Any]:
+def _info(
+    sources: Sequence[ClipSource], grid: Mapping[str, list[Any]], repeats: int, seed: int
+) -> dict[str, Any]:
     return {
         "clips": [{"name": c.name, "path": c.path} for c in sources],
         "grid": {k: [_plain(v) for v in vs] for k, vs in grid.items()},
@@ -786,17 +876,29 @@ def sweep(
     event loop the sweep runs on its own loop in a worker thread; ``await
     sweep_async(...)`` is the same as a coroutine).
     """
-    kwargs = dict(repeats=repeats, concurrency=concurrency, pacing=pacing, service=service, out=out,
-                  client=client, seed=seed, progress=progress, timeout=timeout)
+    kwargs = {
+        "repeats": repeats,
+        "concurrency": concurrency,
+        "pacing": pacing,
+        "service": service,
+        "out": out,
+        "client": client,
+        "seed": seed,
+        "progress": progress,
+        "timeout": timeout,
+    }
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(sweep_async(clips, grid, **kwargs))
-    if service is not None and getattr(service, "running", False) and getattr(service, "_thread", None) is None:
+    if (
+        service is not None
+        and getattr(service, "running", False)
+        and getattr(service, "_thread", None) is None
+    ):
         raise RuntimeError(
             "sweep() would block the event loop that serves this LocalService (entered with `async with`); "
             "use `await sweep_async(...)`, or start the service with service.start()"
         )
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="avatar_nb-sweep") as threads:
         return threads.submit(asyncio.run, sweep_async(clips, grid, **kwargs)).result()
-
