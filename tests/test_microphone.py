@@ -157,6 +157,8 @@ async def test_chunks_in_order_make_the_timeline(realtime_service, speech):
     chunks = panel.chunks
     assert chunks["captured_at"].iloc[0] == pytest.approx(CHUNK_S)
     assert (tl.chunk_sent_at >= chunks["arrived_at"].to_numpy() - 1e-9).all()
+    # the session's clock is the panel's: it stamps a send just before the panel's log does
+    assert (tl.chunk_sent_at <= chunks["sent_at"].to_numpy()).all()
     # lateness under capture pacing against a service with 80 ms latency is never negative
     assert np.nanmin(tl.lateness) > 0
     assert panel.session.closed and not panel.running and panel.status.startswith("done")

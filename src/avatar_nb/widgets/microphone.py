@@ -5,7 +5,7 @@ microphone to mono, converts it to s16le at the session's sample rate (the Audio
 runs at that rate, so the browser's own resampler does the work; the worklet resamples
 only when a browser refuses that) and cuts it into chunks of ``chunk_ms``. Each chunk
 then travels to the kernel as one binary widget message (``model.send(content,
-callbacks, [buffer])``, no base64) a third the size of the 48 kHz float32 the browser
+callbacks, [buffer])``, no base64) a sixth the size of the 48 kHz float32 the browser
 captures, and the kernel's event loop, which also runs the session, does no resampling.
 
 Kernel side, one chunk message at a time (:meth:`MicrophonePanel._on_browser_msg`, the
