@@ -1,6 +1,6 @@
 """Small helpers shared by test modules, and a raw protocol client for the service tests.
 
-The raw client speaks PROTOCOL.md with ``websockets`` and avatar_nb's builders, not
+The raw client speaks the protocol (docs/protocol.md) with ``websockets`` and avatar_nb's builders, not
 with avatar_nb's session, so that the service tests do not depend on the client
 under test elsewhere.
 """

@@ -1,4 +1,4 @@
-"""Error classification: every HTTP status, ServerError code, phrase and close code of PROTOCOL.md §6."""
+"""Error classification: every HTTP status, ServerError code, phrase and close code of docs/protocol.md section 6."""
 
 from __future__ import annotations
 

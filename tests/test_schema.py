@@ -1,4 +1,4 @@
-"""The wire schema: generated code is fresh, and field numbers are PROTOCOL.md's."""
+"""The wire schema: generated code is fresh, and field numbers are docs/protocol.md's."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from avatar_nb.proto import message_pb2 as pb
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# PROTOCOL.md sections 3 and 4, transcribed: message -> {field: (number, type, repeated)}
+# docs/protocol.md sections 3 and 4, transcribed: message -> {field: (number, type, repeated)}
 S, I32, I64, U32, B, BY, F, E, M = (
     FD.TYPE_STRING,
     FD.TYPE_INT32,
@@ -201,7 +201,7 @@ def _ld(field: int, payload: bytes) -> bytes:
 
 
 def test_hand_built_bytes_parse_to_the_right_fields():
-    """Messages built byte by byte from PROTOCOL.md's table parse to the expected fields."""
+    """Messages built byte by byte from docs/protocol.md's table parse to the expected fields."""
     # ClientConfigureSession in a Message: type=1 (field 1), data at field 2
     cfg = _tag(1, 0) + _varint(24000) + _tag(2, 0) + _varint(32) + _tag(3, 0) + _varint(1) + _tag(5, 0) + _varint(2)
     m = pb.Message.FromString(_tag(1, 0) + _varint(1) + _ld(2, cfg))
