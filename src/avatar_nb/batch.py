@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .pacing import DEFAULT_CHUNK_MS, DEFAULT_PACING, Pacing, check_pacing
-from .pipeline import check_chunk_ms, stream_clip
+from .pacing import check_chunk_ms
+from .pipeline import stream_clip
 from .protocol import SUPPORTED_SAMPLE_RATES
 
 if TYPE_CHECKING:

@@ -12,9 +12,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+import numbers
+from typing import Any, Literal
 
-__all__ = ["DEFAULT_CHUNK_MS", "DEFAULT_PACING", "PACING_MODES", "Pacing", "check_pacing", "pacing_from_realtime"]
+__all__ = [
+    "DEFAULT_CHUNK_MS",
+    "DEFAULT_PACING",
+    "PACING_MODES",
+    "Pacing",
+    "check_chunk_ms",
+    "check_pacing",
+    "chunk_bytes",
+    "pacing_from_realtime",
+]
 
 Pacing = Literal["capture", "playback", "fast"]
 
@@ -46,3 +57,40 @@ def pacing_from_realtime(realtime: bool | None, pacing: str | None) -> Pacing:
     if realtime is not None and not realtime:
         return "fast"
     return DEFAULT_PACING
+
+
+def _checked_ms(chunk_ms: Any) -> float:
+    if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, numbers.Real) or not (
+        math.isfinite(chunk_ms) and chunk_ms > 0
+    ):
+        raise ValueError(f"chunk_ms must be a finite positive number of milliseconds, got {chunk_ms!r}")
+    return float(chunk_ms)
+
+
+def chunk_bytes(chunk_ms: Any, sample_rate: int) -> int:
+    """Bytes of one ``chunk_ms`` chunk of mono s16le at ``sample_rate`` (at least one sample).
+
+    ``ValueError`` naming the value for anything but a finite, positive number of
+    milliseconds (``True`` included), or a chunk too large for one message
+    (``avatar_nb.protocol.MAX_AUDIO_CHUNK_BYTES``).
+    """
+    from .protocol import MAX_AUDIO_CHUNK_BYTES
+
+    _checked_ms(chunk_ms)
+    size = max(2, int(round(sample_rate * chunk_ms / 1000.0)) * 2)
+    if size > MAX_AUDIO_CHUNK_BYTES:
+        longest = MAX_AUDIO_CHUNK_BYTES // 2 * 1000 // sample_rate
+        raise ValueError(
+            f"chunk_ms={chunk_ms!r} makes chunks of {size} bytes, above the {MAX_AUDIO_CHUNK_BYTES} "
+            f"one message can carry; at {sample_rate} Hz use at most {longest} ms"
+        )
+    return size
+
+
+def check_chunk_ms(chunk_ms: Any, sample_rate: int | None = None) -> float:
+    """``chunk_ms`` as a float if it is a finite, positive number of milliseconds and, with
+    ``sample_rate``, its chunks fit in one message (see :func:`chunk_bytes`); else a
+    ``ValueError`` naming the value. Runs call it before any session is opened."""
+    if sample_rate:
+        chunk_bytes(chunk_ms, sample_rate)
+    return _checked_ms(chunk_ms)

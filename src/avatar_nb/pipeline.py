@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import math
 import time
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 
 from .audio import prepare_audio
 from .endpoints import ENV_VARS, ServiceHandle, endpoints_from_env, open_service
 from .errors import AvatarSDKError, AvatarSDKErrorCode
-from .pacing import DEFAULT_CHUNK_MS, Pacing, pacing_from_realtime
-from .protocol import MAX_AUDIO_CHUNK_BYTES
+from .pacing import DEFAULT_CHUNK_MS, Pacing, check_chunk_ms, pacing_from_realtime
 from .session import AvatarSession
 from .timeline import Timeline
 
@@ -38,7 +35,6 @@ __all__ = [
     "ENV_VARS",
     "animate",
     "animate_sync",
-    "check_chunk_ms",
     "endpoints_from_env",
     "service_meta",
     "stream_clip",
@@ -57,25 +53,6 @@ def _audio_pcm(audio: Any, sample_rate: int | None, target_rate: int) -> bytes:
     if isinstance(audio, (bytes, bytearray, memoryview)) and sample_rate is None:
         sample_rate = target_rate  # s16le bytes at the session rate
     return prepare_audio(audio, sample_rate, target_rate=target_rate)
-
-
-def check_chunk_ms(chunk_ms: Any, sample_rate: int | None = None) -> float:
-    """``chunk_ms`` as a float if it is a finite positive number of milliseconds (and, with
-    ``sample_rate``, its chunks fit in one message), else a ``ValueError`` naming the
-    value. Runs check it before any session is opened."""
-    if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, (int, float, np.integer, np.floating)):
-        raise ValueError(f"chunk_ms must be a positive number of milliseconds, got {chunk_ms!r}")
-    if not (math.isfinite(chunk_ms) and chunk_ms > 0):
-        raise ValueError(f"chunk_ms must be a finite positive number of milliseconds, got {chunk_ms!r}")
-    if sample_rate:
-        chunk_bytes = int(round(sample_rate * chunk_ms / 1000.0)) * 2
-        if chunk_bytes > MAX_AUDIO_CHUNK_BYTES:
-            longest = MAX_AUDIO_CHUNK_BYTES // 2 * 1000 // sample_rate
-            raise ValueError(
-                f"chunk_ms={chunk_ms!r} makes chunks of {chunk_bytes} bytes, above the {MAX_AUDIO_CHUNK_BYTES} "
-                f"one message can carry; at {sample_rate} Hz use at most {longest} ms"
-            )
-    return float(chunk_ms)
 
 
 def service_meta(handle: ServiceHandle) -> dict[str, Any]:

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import numbers
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -45,10 +43,10 @@ from .errors import (
 from .events import PlaybackSignal, PlaybackStateEvent
 from .events import PlaybackState as PublicPlaybackState
 from .flame import DEFAULT_FPS
+from . import pacing as _pacing
 from .pacing import DEFAULT_CHUNK_MS, Pacing, pacing_from_realtime
 from .proto import message_pb2 as pb
 from .protocol import (
-    MAX_AUDIO_CHUNK_BYTES,
     AnimationReceived,
     ClientConnection,
     ClientState,
@@ -436,7 +434,7 @@ class AvatarSession:
         the Timeline with its send time and samples.
         """
         mode = pacing_from_realtime(realtime, pacing)
-        chunk_bytes = _chunk_bytes(chunk_ms, self._config.sample_rate)
+        chunk_bytes = _pacing.chunk_bytes(chunk_ms, self._config.sample_rate)
         ws = self._require_open("send audio")
         payloads: list[bytes | None]
         if self._ogg:
@@ -841,23 +839,6 @@ def _scrub(error: AvatarSDKError, secret: str | None) -> AvatarSDKError:
     error.__context__ = None
     error.__suppress_context__ = True
     return error
-
-
-def _chunk_bytes(chunk_ms: Any, sample_rate: int) -> int:
-    """Bytes of one ``chunk_ms`` chunk of mono s16le at ``sample_rate``; ``ValueError``
-    for anything but a positive, finite number of milliseconds small enough for one message."""
-    if isinstance(chunk_ms, bool) or not isinstance(chunk_ms, numbers.Real) or not (
-        math.isfinite(chunk_ms) and chunk_ms > 0
-    ):
-        raise ValueError(f"chunk_ms must be a positive, finite number of milliseconds, got {chunk_ms!r}")
-    chunk_bytes = max(2, int(round(sample_rate * chunk_ms / 1000.0)) * 2)
-    if chunk_bytes > MAX_AUDIO_CHUNK_BYTES:
-        longest = MAX_AUDIO_CHUNK_BYTES // 2 * 1000 // sample_rate
-        raise ValueError(
-            f"chunk_ms={chunk_ms!r} makes chunks of {chunk_bytes} bytes, above the {MAX_AUDIO_CHUNK_BYTES} "
-            f"one message can carry; at {sample_rate} Hz use at most {longest} ms"
-        )
-    return chunk_bytes
 
 
 async def _shutdown(ws: Any, timeout: float) -> None:

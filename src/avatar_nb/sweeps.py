@@ -274,7 +274,7 @@ def plan(
     base_pacing = check_pacing(pacing if pacing is not None else DEFAULT_PACING)
     for value in grid.get("pacing", []):
         check_pacing(value)
-    from .pipeline import check_chunk_ms
+    from .pacing import check_chunk_ms
     from .protocol import SUPPORTED_SAMPLE_RATES
 
     for value in grid.get("chunk_ms", []):
