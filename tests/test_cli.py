@@ -103,6 +103,13 @@ def test_run_batch_folder_glob_json_and_summary(tmp_path):
     for r in rows:
         tl = Timeline.load(r["npz"])
         assert tl.n_keyframes == int(r["keyframes"])
+    # the output folder is also a dataset, read back as a sweep's is
+    from avatar_nb import load_results
+
+    results = load_results(out_dir)
+    assert sorted(results.runs["run_id"]) == ["a", "b", "c", "d"]
+    kf = results.keyframes(columns=["latency"])
+    assert kf.groupby("run_id", observed=True).size().to_dict() == {"a": 25, "b": 15, "c": 10, "d": 10}
 
 
 def test_run_human_output_and_png(tmp_path):

@@ -103,7 +103,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise BadInput(str(exc)) from None
     options = _endpoint_options(args)
     out_dir = _out_dir(args.out)
-    writers = run_writers(args)
+    from .dataset import batch_writer, consolidate_runs
+
+    # besides the per-clip files, the folder is a dataset that load_results(out) reads
+    writers = [*run_writers(args), batch_writer()]
 
     def report(result: ClipResult) -> None:
         # a line per clip as it finishes streaming; light work beside the running sessions
@@ -127,6 +130,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     )
     kinds = [w.kind for w in writers]
+    if any(r.status == "ok" for r in results):
+        consolidate_runs(out_dir)
     csv_path = write_summary_csv(results, out_dir / "summary.csv", kinds)
     failed = [r for r in results if r.status != "ok"]
     if args.json:
