@@ -119,26 +119,18 @@ def keyframe_table(timeline: Timeline) -> pa.Table:
     """
     import pyarrow as pa
 
-    from .flame import SCALAR_CHANNELS, column_names
+    from .tidy import flame_columns, keyframe_time_columns
 
     # one transposed copy makes every FLAME column a contiguous, zero-copy Arrow buffer
     flame = np.ascontiguousarray(np.asarray(timeline.keyframes, dtype=np.float32).T)
-    n = flame.shape[1]
     req_ids = pa.array(list(timeline.req_ids), pa.string())
     columns: dict[str, Any] = {
         "req_id": pa.DictionaryArray.from_arrays(
             pa.array(np.asarray(timeline.keyframe_req, dtype=np.int32)), req_ids
         ),
-        "keyframe": np.arange(n, dtype=np.int64),
-        "frame": np.asarray(timeline.keyframe_index, dtype=np.int64),
-        "media_time": np.asarray(timeline.media_time, dtype=np.float64),
-        "arrival": np.asarray(timeline.arrival, dtype=np.float64),
-        "latency": np.asarray(timeline.latency, dtype=np.float64),
-        "lateness": np.asarray(timeline.lateness, dtype=np.float64),
     }
-    for position, name in enumerate(column_names(timeline.n_expression)):
-        columns[name] = flame[position]
-    for name, position in SCALAR_CHANNELS.items():
+    columns.update(keyframe_time_columns(timeline))
+    for name, position in flame_columns(timeline.n_expression):
         columns[name] = flame[position]
     return pa.table(columns)
 

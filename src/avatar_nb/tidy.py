@@ -52,25 +52,33 @@ def _req_strings(timeline: Timeline, req_ids: list[str]) -> pd.Categorical:
     return pd.Categorical(req_ids, categories=known + extra)
 
 
-def keyframe_frame(timeline: Timeline) -> pd.DataFrame:
-    """One row per keyframe (see the module docstring for the columns)."""
-    import pandas as pd
-
-    keyframes = np.asarray(timeline.keyframes, dtype=np.float32)
-    n = keyframes.shape[0]
-    columns: dict[str, Any] = {
-        "req_id": _req_column(timeline, timeline.keyframe_req),
-        "keyframe": np.arange(n, dtype=np.int64),
+def keyframe_time_columns(timeline: Timeline) -> dict[str, np.ndarray]:
+    """The per-keyframe index and time columns, in table order (after ``req_id``):
+    ``keyframe``, ``frame``, ``media_time``, ``arrival``, ``latency``, ``lateness``."""
+    return {
+        "keyframe": np.arange(timeline.n_keyframes, dtype=np.int64),
         "frame": np.asarray(timeline.keyframe_index, dtype=np.int64),
         "media_time": np.asarray(timeline.media_time, dtype=np.float64),
         "arrival": np.asarray(timeline.arrival, dtype=np.float64),
         "latency": np.asarray(timeline.latency, dtype=np.float64),
         "lateness": np.asarray(timeline.lateness, dtype=np.float64),
     }
-    names = column_names(timeline.n_expression)
-    for position, name in enumerate(names):
-        columns[name] = keyframes[:, position].copy()
-    for name, position in SCALAR_CHANNELS.items():
+
+
+def flame_columns(n_expression: int) -> list[tuple[str, int]]:
+    """(column name, keyframe column) of every FLAME column in table order: the layout's
+    columns (:func:`avatar_nb.flame.column_names`), then the derived scalar channels."""
+    return [*((name, i) for i, name in enumerate(column_names(n_expression))), *SCALAR_CHANNELS.items()]
+
+
+def keyframe_frame(timeline: Timeline) -> pd.DataFrame:
+    """One row per keyframe (see the module docstring for the columns)."""
+    import pandas as pd
+
+    keyframes = np.asarray(timeline.keyframes, dtype=np.float32)
+    columns: dict[str, Any] = {"req_id": _req_column(timeline, timeline.keyframe_req)}
+    columns.update(keyframe_time_columns(timeline))
+    for name, position in flame_columns(timeline.n_expression):
         columns[name] = keyframes[:, position].copy()
     return pd.DataFrame(columns)
 
