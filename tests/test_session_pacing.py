@@ -107,3 +107,21 @@ async def test_oversized_and_strided_audio_is_refused_before_anything_is_sent():
             req = await session.send_audio(bytes(MAX_AUDIO_CHUNK_BYTES), end=True)
             await session.wait_for_end(req, timeout=60)
             assert session.timeline.chunk_samples.tolist() == [MAX_AUDIO_CHUNK_BYTES // 2]
+
+
+async def test_time_origin_set_before_streaming_counts_times_from_it(service, speech_pcm):
+    import time
+
+    from avatar_nb import InvalidStateError, new_avatar_session
+
+    session = new_avatar_session(**service.session_kwargs())
+    async with session:
+        assert session.time_origin is None
+        origin = time.monotonic() - 0.5  # capture started half a second before the first send
+        session.set_time_origin(origin)
+        req = await session.send_audio(speech_pcm[:1280], end=True)
+        await session.wait_for_end(req, timeout=10)
+        assert session.time_origin == origin
+        assert session.timeline.chunk_sent_at[0] >= 0.5
+        with pytest.raises(InvalidStateError, match="before any audio"):
+            session.set_time_origin(time.monotonic())

@@ -337,6 +337,21 @@ class AvatarSession:
             raise InvalidStateError(f"cannot {action}: the session is not started or already closed")
         return self._ws
 
+    @property
+    def time_origin(self) -> float | None:
+        """The monotonic time (s) that the Timeline's send and arrival times count from:
+        the start of streaming (the first ``stream()`` or ``send_audio()``), or the moment
+        given to :meth:`set_time_origin`; ``None`` before either."""
+        return self._t0
+
+    def set_time_origin(self, at: float) -> None:
+        """Count the Timeline's times from ``at`` (a ``time.monotonic()`` value) instead of
+        the first chunk sent: a live capture starts its clock when capture starts, before
+        its first chunk can be sent. Only before any audio was sent."""
+        if self._timeline.chunk_sent_at.size:
+            raise InvalidStateError("the time origin can only be set before any audio is sent")
+        self._t0 = float(at)
+
     def _elapsed(self, now: float | None = None) -> float:
         """Seconds since the origin (since ``start()`` when nothing was streamed yet)."""
         origin = self._t0 if self._t0 is not None else self._started_at

@@ -540,7 +540,7 @@ class MicrophonePanel(anywidget.AnyWidget):
                 self._page_first = (stamp, capture_end)
             if self.session is not None:
                 # the session times sends and arrivals from this origin (see the module docstring)
-                self.session._t0 = self._origin
+                self.session.set_time_origin(self._origin)
         if stamp is not None and self._page_first is not None:
             captured_at = stamp - self._page_first[0] + self._page_first[1]
         else:
