@@ -44,7 +44,15 @@ def monkeypatch_module():
 
 def test_there_are_notebooks():
     names = [p.name for p in NOTEBOOKS]
-    for expected in ("01_quickstart", "02_frame_timing", "03_live_session", "04_bring_your_own_audio"):
+    for expected in (
+        "01_quickstart",
+        "02_frame_timing",
+        "03_live_session",
+        "04_bring_your_own_audio",
+        "05_experiments",
+        "06_scale_out",
+        "07_microphone",
+    ):
         assert any(n.startswith(expected) for n in names)
 
 
