@@ -294,3 +294,21 @@ def test_default_idle_timeout_outlasts_the_pool_gap():
     assert LocalService().state.idle_timeout == DEFAULT_IDLE_TIMEOUT
     # a pool round (its gap, then a clip of up to 20 s) fits in it with room to spare
     assert DEFAULT_IDLE_TIMEOUT >= 2 * (POOL_GAP + 20.0)
+
+
+async def test_a_session_is_reused_after_a_real_idle_gap_longer_than_30_s(speech_pcm):
+    """The official SDK's pool example at full scale, with the service's defaults: a
+    session left without audio for 31 s (the pool's 30 s gap and a second) still
+    animates the next clip. The wait is the condition under test, not a race."""
+    from avatar_nb import new_avatar_session
+
+    async with LocalService(realtime=False) as svc:
+        session = new_avatar_session(**svc.session_kwargs())
+        async with session:
+            first = await session.send_audio(speech_pcm[:6400], end=True)
+            await session.wait_for_end(first, timeout=10)
+            await asyncio.sleep(POOL_GAP + 1.0)
+            second = await session.send_audio(speech_pcm[:6400], end=True)
+            await session.wait_for_end(second, timeout=10)
+            assert session.timeline.requests.set_index("req_id").loc[second, "status"] == "complete"
+        assert svc.stats["sessions_total"] == 1
