@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .flame import SCALAR_CHANNELS, column_names
+from .timeline import REQUEST_STATUSES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,7 +49,7 @@ def _req_strings(timeline: Timeline, req_ids: list[str]) -> pd.Categorical:
     import pandas as pd
 
     known = list(timeline.req_ids)
-    extra = [r for r in dict.fromkeys(req_ids) if r not in set(known)]
+    extra = [r for r in dict.fromkeys(req_ids) if r not in timeline._req_index]
     return pd.Categorical(req_ids, categories=known + extra)
 
 
@@ -143,17 +144,18 @@ def to_xarray(timeline: Timeline) -> xr.DataArray:
     if timeline.sample_rate:
         attrs["sample_rate"] = int(timeline.sample_rate)
     req_ids = np.asarray(timeline.req_ids, dtype=object)
+    times = keyframe_time_columns(timeline)
     return xr.DataArray(
         keyframes.copy(),
         dims=("time", "channel"),
         coords={
-            "time": np.asarray(timeline.media_time, dtype=np.float64),
+            "time": times["media_time"],
             "channel": column_names(timeline.n_expression),
-            "arrival": ("time", np.asarray(timeline.arrival, dtype=np.float64)),
-            "latency": ("time", np.asarray(timeline.latency, dtype=np.float64)),
-            "lateness": ("time", np.asarray(timeline.lateness, dtype=np.float64)),
+            "arrival": ("time", times["arrival"]),
+            "latency": ("time", times["latency"]),
+            "lateness": ("time", times["lateness"]),
             "req_id": ("time", req_ids[timeline.keyframe_req] if req_ids.size else np.zeros(0, dtype=object)),
-            "frame": ("time", np.asarray(timeline.keyframe_index, dtype=np.int64)),
+            "frame": ("time", times["frame"]),
         },
         name="flame",
         attrs=attrs,
@@ -216,7 +218,7 @@ def requests_frame(timeline: Timeline) -> pd.DataFrame:
         {
             "req_id": pd.Categorical(req_ids, categories=req_ids),
             "status": pd.Categorical(
-                [timeline.request_status(r) for r in req_ids], categories=list(_statuses())
+                [timeline.request_status(r) for r in req_ids], categories=list(REQUEST_STATUSES)
             ),
             "status_at": np.asarray([status_at.get(r, np.nan) for r in req_ids], dtype=np.float64),
             "ended": ended,
@@ -237,12 +239,6 @@ def requests_frame(timeline: Timeline) -> pd.DataFrame:
     )
 
 
-def _statuses() -> tuple[str, ...]:
-    from .timeline import REQUEST_STATUSES
-
-    return REQUEST_STATUSES
-
-
 def request_history_frame(timeline: Timeline) -> pd.DataFrame:
     """Every request status set, in order: ``req_id``, ``status``, ``at``."""
     import pandas as pd
@@ -251,7 +247,7 @@ def request_history_frame(timeline: Timeline) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "req_id": _req_strings(timeline, [r for r, _, _ in log]),
-            "status": pd.Categorical([s for _, s, _ in log], categories=list(_statuses())),
+            "status": pd.Categorical([s for _, s, _ in log], categories=list(REQUEST_STATUSES)),
             "at": np.asarray([at for *_, at in log], dtype=np.float64),
         }
     )
