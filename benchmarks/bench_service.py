@@ -184,7 +184,8 @@ async def _run_sessions(conn, target: dict, n: int, first_index: int, n_total: i
 
     from avatar_nb import _pcm, _wire
     from avatar_nb.audio import speech_like
-    from avatar_nb.protocol import build_configure_session, websocket_target
+    from avatar_nb.http_api import websocket_target
+    from avatar_nb.protocol import build_configure_session
 
     pcm = _pcm.to_s16le(speech_like(seconds, RATE, seed=3))
     n_samples = len(pcm) // 2

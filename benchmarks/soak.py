@@ -109,7 +109,8 @@ async def _run_sessions(
     import aiohttp
 
     from avatar_nb import _wire
-    from avatar_nb.protocol import build_configure_session, websocket_target
+    from avatar_nb.http_api import websocket_target
+    from avatar_nb.protocol import build_configure_session
 
     clip = _clip(utterance)
     utterances = max(1, int(np.ceil(seconds / utterance)))

@@ -20,7 +20,8 @@ from aiohttp import web
 from websockets.exceptions import InvalidStatus
 
 from avatar_nb import _wire
-from avatar_nb.protocol import build_configure_session, websocket_target
+from avatar_nb.http_api import websocket_target
+from avatar_nb.protocol import build_configure_session
 from avatar_nb.proto import message_pb2 as pb
 
 

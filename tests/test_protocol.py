@@ -9,6 +9,7 @@ import pytest
 
 from avatar_nb import _wire
 from avatar_nb.errors import AvatarSDKError, AvatarSDKErrorCode, InvalidStateError, SessionTokenError
+from avatar_nb.http_api import parse_token_response, redact, token_urls, upgrade_refusal_error, websocket_target
 from avatar_nb.logid import LOG_ID_PATTERN
 from avatar_nb.proto import message_pb2 as pb
 from avatar_nb.protocol import (
@@ -28,12 +29,7 @@ from avatar_nb.protocol import (
     build_playback_state,
     build_server_error,
     fps_from_capabilities,
-    parse_token_response,
-    redact,
-    token_urls,
-    upgrade_refusal_error,
     check_pcm_chunk,
-    websocket_target,
     PlaybackState,
     MessageType,
 )

@@ -17,7 +17,8 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from .environments import resolve_environment
-from .protocol import SUPPORTED_SAMPLE_RATES, check_endpoint_url
+from .http_api import check_endpoint_url
+from .protocol import SUPPORTED_SAMPLE_RATES
 
 if TYPE_CHECKING:
     from .events import PlaybackSignal, PlaybackStateEvent

@@ -1,11 +1,12 @@
-"""The driven-ingress v2 protocol without I/O: messages, URLs, and both ends' state machines.
+"""The driven-ingress v2 protocol without I/O: messages and both ends' state machines.
 
 Nothing here touches a socket. :class:`ClientConnection` and :class:`ServerConnection`
 take the bytes of received WebSocket messages and return events; they build the bytes
 to send. The asyncio client (:mod:`avatar_nb.session`) and the embedded service
 (:mod:`avatar_nb.server`) are thin adapters around them, so the two ends agree by
 construction and the protocol is tested without sockets (the model is the
-``websockets`` and ``h11`` libraries' protocol objects).
+``websockets`` and ``h11`` libraries' protocol objects). The HTTP requests around a
+session (the token, the WebSocket upgrade) are :mod:`avatar_nb.http_api`'s.
 
 State machines raise :class:`~avatar_nb.errors.InvalidStateError` on an illegal
 transition (a caller bug) and :class:`~avatar_nb.errors.AvatarSDKError` for what the
@@ -14,14 +15,11 @@ peer did wrong.
 
 from __future__ import annotations
 
-import json
-import re
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 from typing import Any, Union
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -32,7 +30,6 @@ from .errors import (
     AvatarSDKErrorCode,
     InvalidStateError,
     ServerErrorCode,
-    SessionTokenError,
     classify_error,
 )
 from .flame import DEFAULT_FPS
@@ -69,11 +66,6 @@ __all__ = [
     "build_interrupt",
     "build_audio",
     "build_playback_state",
-    "check_endpoint_url",
-    "token_urls",
-    "websocket_target",
-    "parse_token_response",
-    "upgrade_refusal_error",
     "server_error_to_exception",
     "check_pcm_chunk",
     "check_ogg_chunk",
@@ -83,16 +75,6 @@ __all__ = [
 SUPPORTED_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 """Sample rates (Hz) that the service accepts for mono s16le audio."""
 
-
-SESSION_TOKEN_PATH = "/v1/auth/session-token"
-"""The token route under the API root (spatialreal 0.2.2's; reply key ``session_token``)."""
-
-LEGACY_SESSION_TOKEN_PATH = "/v1/console/session-tokens"
-"""The older token route under the API root (reply key ``sessionToken``), asked once when
-:data:`SESSION_TOKEN_PATH` answers 404."""
-
-CONSOLE_SUFFIX = "/v1/console"
-WEBSOCKET_PATH = "/websocket"
 
 MAX_AUDIO_CHUNK_BYTES = 16 * 1024 * 1024 - 4096
 """The largest audio chunk ``send_audio()`` takes, in bytes.
@@ -381,205 +363,7 @@ def fps_from_capabilities(capabilities: Iterable[str], default: float = DEFAULT_
     return default
 
 
-# --------------------------------------------------------------------------- URLs and HTTP
-
-
-def token_urls(console_endpoint_url: str) -> tuple[str, str]:
-    """The session-token URLs to ask, in order: the current route, then the older one.
-
-    The API root is the console URL without a trailing ``/`` and ``/v1/console`` (as
-    spatialreal 0.2.2 takes it), so ``https://api.example.com`` and
-    ``https://api.example.com/v1/console`` give the same two URLs (docs/protocol.md,
-    "Session token").
-    """
-    check_endpoint_url(console_endpoint_url, "console_endpoint_url", ("http", "https"))
-    root = console_endpoint_url.rstrip("/")
-    if root.endswith(CONSOLE_SUFFIX):
-        root = root[: -len(CONSOLE_SUFFIX)]
-    return root + SESSION_TOKEN_PATH, root + LEGACY_SESSION_TOKEN_PATH
-
-
-def check_endpoint_url(url: str, name: str, schemes: Sequence[str]) -> str:
-    """Return the lower-cased scheme of ``url``; ``ValueError`` naming ``name`` when it has
-    no scheme, one not in ``schemes``, or no host."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if not scheme or "://" not in url:
-        raise ValueError(f"{name} {url!r} has no scheme; use one of {', '.join(schemes)}")
-    if scheme not in schemes:
-        raise ValueError(f"{name} {url!r} has scheme {scheme!r}; accepted: {', '.join(schemes)}")
-    if not parts.netloc:
-        raise ValueError(f"{name} {url!r} has no host")
-    return scheme
-
-
-def websocket_target(
-    ingress_endpoint_url: str,
-    avatar_id: str,
-    *,
-    app_id: str,
-    session_token: str,
-    use_query_auth: bool = False,
-) -> tuple[str, dict[str, str]]:
-    """The WebSocket URL and headers for ``start()`` (docs/protocol.md, "Ingress").
-
-    ``http``/``https`` become ``ws``/``wss``; ``ws``/``wss`` are kept; anything else is a
-    ``ValueError``. Existing query parameters are kept; ``id`` is set to the avatar id,
-    and with ``use_query_auth`` also ``appId`` and ``sessionKey``, otherwise the
-    ``X-App-ID`` and ``X-Session-Key`` headers carry them.
-    """
-    scheme = check_endpoint_url(ingress_endpoint_url, "ingress_endpoint_url", ("http", "https", "ws", "wss"))
-    ws_scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme)
-    parts = urlsplit(ingress_endpoint_url)
-    path = parts.path.rstrip("/") + WEBSOCKET_PATH
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "id"]
-    query.append(("id", avatar_id))
-    headers: dict[str, str] = {}
-    if use_query_auth:
-        query = [(k, v) for k, v in query if k not in ("appId", "sessionKey")]
-        query += [("appId", app_id), ("sessionKey", session_token)]
-    else:
-        headers = {"X-App-ID": app_id, "X-Session-Key": session_token}
-    url = urlunsplit((ws_scheme, parts.netloc, path, urlencode(query), ""))
-    return url, headers
-
-
-_SECRETS = (
-    re.compile(r"(sessionKey=)[^&#\s]*"),
-    re.compile(r"(?i)(x-session-key:\s*)\S+"),
-    re.compile(r"(?i)(x-api-key:\s*)\S+"),
-)
-
-
-def redact(text: str) -> str:
-    """``text`` with session keys and API keys (URL query or header lines) replaced."""
-    for pattern in _SECRETS:
-        text = pattern.sub(r"\1<redacted>", text)
-    return text
-
-
-def _json_or_none(body: str | bytes | None) -> Any:
-    if not body:
-        return None
-    try:
-        return json.loads(body)
-    except (ValueError, TypeError):
-        return None
-
-
-def _text(body: str | bytes | bytearray | memoryview | None) -> str:
-    if body is None:
-        return ""
-    if isinstance(body, (bytes, bytearray, memoryview)):
-        return bytes(body).decode("utf-8", "replace")
-    return body
-
-
-def error_details(body: str | bytes | None) -> dict[str, str | None]:
-    """The first error of the JSON error shape, or the plain text, as a dict.
-
-    Keys: ``status``, ``code`` (``code`` or ``id``), ``title``, ``detail`` (``detail``
-    or ``message``).
-    """
-    body = _text(body)
-    data = _json_or_none(body)
-    if data is None:
-        text = body.strip()
-        return {"status": None, "code": None, "title": None, "detail": text[:500] or None}
-    if isinstance(data, dict):
-        errors = data.get("errors")
-        first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else data
-
-        def s(value: Any) -> str | None:
-            return None if value is None else str(value)
-
-        return {
-            "status": s(first.get("status")),
-            "code": s(first.get("code") or first.get("id") or first.get("error")),
-            "title": s(first.get("title")),
-            "detail": s(first.get("detail") or first.get("message")),
-        }
-    return {"status": None, "code": None, "title": None, "detail": None}
-
-
-def _details_text(details: dict[str, str | None]) -> str:
-    """``title - detail`` of an error, or its code, for messages."""
-    return " - ".join(p for p in (details["title"], details["detail"]) if p) or details["code"] or ""
-
-
-def parse_token_response(status: int, body: str) -> str:
-    """The session token from the console's answer, or a :class:`SessionTokenError`.
-
-    Accepts ``sessionToken`` and ``session_token``. A non-200 status, a 200 with a
-    non-empty ``errors`` list, a body that is not JSON, or an empty token are errors;
-    the JSON error shape's code, title and detail are carried on the exception.
-    """
-    data = _json_or_none(body)
-    has_errors = isinstance(data, dict) and bool(data.get("errors"))
-    if status != 200 or has_errors:
-        details = error_details(body)
-        effective = status
-        if status == 200 and details["status"] and details["status"].isdigit():
-            effective = int(details["status"])
-        text = _details_text(details)
-        message = f"session token request failed (HTTP {effective})"
-        if text:
-            message += f": {text}"
-        raise SessionTokenError(
-            message,
-            code=classify_error(
-                phase="session_token",
-                http_status=effective,
-                server_code=details["code"],
-                title=details["title"],
-                detail=details["detail"],
-            ),
-            http_status=effective,
-            server_code=details["code"],
-            server_title=details["title"],
-            server_detail=details["detail"],
-            raw_body=body[:2000] if body else None,
-        )
-    if not isinstance(data, dict):
-        raise SessionTokenError(
-            "session token response is not a JSON object",
-            code=AvatarSDKErrorCode.protocolError,
-            http_status=status,
-            raw_body=body[:2000] if body else None,
-        )
-    token = data.get("sessionToken") or data.get("session_token")
-    if not token or not isinstance(token, str):
-        raise SessionTokenError(
-            "session token response has an empty or missing sessionToken",
-            code=AvatarSDKErrorCode.protocolError,
-            http_status=status,
-        )
-    return token
-
-
-def upgrade_refusal_error(status: int, body: str | bytes | None) -> AvatarSDKError:
-    """The error for a WebSocket upgrade refused with HTTP ``status`` and ``body``."""
-    details = error_details(body)
-    code = classify_error(
-        phase="websocket_connect",
-        http_status=status,
-        server_code=details["code"],
-        title=details["title"],
-        detail=details["detail"],
-    )
-    text = _details_text(details)
-    message = f"WebSocket upgrade refused (HTTP {status})" + (f": {text}" if text else "")
-    raw = _text(body)
-    return AvatarSDKError(
-        code,
-        message,
-        phase="websocket_connect",
-        http_status=status,
-        server_code=details["code"],
-        server_title=details["title"],
-        server_detail=details["detail"],
-        raw_body=raw[:2000] if raw else None,
-    )
+# --------------------------------------------------------------------------- errors
 
 
 def server_error_to_exception(msg: _wire.DecodedMessage, phase: str) -> AvatarSDKError:

@@ -43,6 +43,7 @@ from .errors import (
 from .events import PlaybackSignal, PlaybackStateEvent
 from .events import PlaybackState as PublicPlaybackState
 from .flame import DEFAULT_FPS
+from .http_api import parse_token_response, redact, token_urls, upgrade_refusal_error, websocket_target
 from . import pacing as _pacing
 from .pacing import DEFAULT_CHUNK_MS, Pacing, pacing_from_realtime
 from .proto import message_pb2 as pb
@@ -56,11 +57,6 @@ from .protocol import (
     ServerErrorReceived,
     check_pcm_chunk,
     fps_from_capabilities,
-    parse_token_response,
-    redact,
-    token_urls,
-    upgrade_refusal_error,
-    websocket_target,
 )
 from .timeline import Timeline
 
