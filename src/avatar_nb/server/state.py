@@ -10,7 +10,12 @@ from ..flame import DEFAULT_FPS
 from .egress import SimulatedEgress
 from .tokens import TokenSigner
 
-__all__ = ["ServiceState", "Stats"]
+__all__ = ["DEFAULT_IDLE_TIMEOUT", "ServiceState", "Stats"]
+
+DEFAULT_IDLE_TIMEOUT = 120.0
+"""Seconds without audio after which a session is closed (``no audio input for 120s``):
+well above the 30 s that the official SDK's connection-pool example leaves a pooled
+session idle before reusing it."""
 
 
 @dataclass
@@ -48,7 +53,7 @@ class ServiceState:
     jitter_ms: float = 0.0
     n_expression: int = 50
     session_time_limit: float | None = None
-    idle_timeout: float | None = 120.0
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
     compression: bool = True
     seed: int = 0
     max_sessions: int | None = None
