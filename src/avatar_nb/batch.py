@@ -35,9 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .pacing import DEFAULT_CHUNK_MS, DEFAULT_PACING, Pacing, check_pacing
-from .pacing import check_chunk_ms
-from .pipeline import stream_clip
+from .pacing import DEFAULT_CHUNK_MS, DEFAULT_PACING, Pacing, check_chunk_ms, check_pacing
+from .pipeline import service_meta, stream_clip
 from .protocol import SUPPORTED_SAMPLE_RATES
 
 if TYPE_CHECKING:
@@ -369,8 +368,6 @@ async def run_clip(
             prepared = await asyncio.to_thread(prepare_clip, clip, settings.sample_rate)
         result.prepared = prepared
         overrides = {**settings.session, "sample_rate": settings.sample_rate}
-        from .pipeline import service_meta
-
         result.service = service_meta(handle)
         tl = await stream_clip(
             handle, prepared.pcm, chunk_ms=settings.chunk_ms, pacing=settings.pacing,
