@@ -40,6 +40,8 @@ from .sweeps import (
     RunSpec,
     ServiceSpec,
     SweepResult,
+    _error_text,
+    _progress,
     prepare_all,
     run_one,
     run_row,
@@ -182,8 +184,6 @@ async def _stream_batch(
                     prepared=prepared.get((spec.clip, spec.sample_rate)),
                 )
         except Exception as exc:  # noqa: BLE001 - the service could not be reached: a failed row
-            from .sweeps import _error_text
-
             return run_row(
                 spec, None, status="failed", error=_error_text(exc), seed=seed, worker=worker
             ), None
@@ -230,7 +230,7 @@ def run_batch_on_worker(
                 row = {
                     **row,
                     "status": "failed",
-                    "error": f"writing the run: {type(exc).__name__}: {exc}",
+                    "error": f"writing the run: {_error_text(exc)}",
                 }
             rows.append(row)
     finally:
@@ -270,7 +270,6 @@ def sweep_on_cluster(
         write_run,
         write_sweep_info,
     )
-    from .sweeps import _progress
 
     if root is None:
         raise ValueError(
@@ -325,9 +324,8 @@ def sweep_on_cluster(
             try:
                 rows = future.result()
             except Exception as exc:  # noqa: BLE001 - the batch could not run anywhere
-                text = f"{type(exc).__name__}: {exc}".strip()
                 rows = [
-                    run_row(s, None, status="failed", error=f"on the cluster: {text}", seed=seed)
+                    run_row(s, None, status="failed", error=f"on the cluster: {_error_text(exc)}", seed=seed)
                     for s in batch
                 ]
                 lost.extend(rows)
