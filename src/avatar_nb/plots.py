@@ -332,6 +332,21 @@ def _timing_text(tl: Timeline) -> str:
 # ----------------------------------------------------------------------------- figures of one run
 
 
+def _has_audio(timeline: Timeline) -> bool:
+    return timeline.audio is not None and bool(timeline.sample_rate)
+
+
+def _draw_animation(fig: Figure, axes: Sequence[Axes], timeline: Timeline, with_audio: bool) -> None:
+    """The column of :func:`animation_timeline` and of :func:`report`'s left side: the
+    waveform (``with_audio``, in ``axes[0]``) above the four channel panels."""
+    if with_audio:
+        draw_waveform(axes[0], timeline.audio, int(timeline.sample_rate))
+        _mark_utterances(axes[0], timeline)
+    image = draw_channels(axes[-4:], timeline)
+    _colorbar(fig, image, axes[-1])
+    axes[-1].set_xlabel("media time (s)")
+
+
 def waveform(audio: Any, sample_rate: int | None = None, *, title: str | None = None, width: float = 10.0) -> Figure:
     """The waveform of ``audio`` (s16le bytes, int16 or float samples, or a Timeline's audio)."""
     if isinstance(audio, _Timeline):
@@ -352,18 +367,13 @@ def animation_timeline(timeline: Timeline, *, audio: bool = True, width: float =
     """Animation channels over media time: waveform (if any), jaw, eyelids, head, expression
     heatmap (with its colour bar). All panels share the time axis; dotted lines mark where
     each utterance starts."""
-    with_audio = audio and timeline.audio is not None and bool(timeline.sample_rate)
+    with_audio = audio and _has_audio(timeline)
     n = 5 if with_audio else 4
     fig = _figure(width, 1.55 * n + 0.6, constrained=False)
     _margins(fig, right=0.85)
     ratios = [1.0] * (n - 1) + [1.6]
     axes = fig.subplots(n, 1, sharex=True, gridspec_kw={"height_ratios": ratios})
-    if with_audio:
-        draw_waveform(axes[0], timeline.audio, int(timeline.sample_rate))
-        _mark_utterances(axes[0], timeline)
-    image = draw_channels(axes[-4:], timeline)
-    _colorbar(fig, image, axes[-1])
-    axes[-1].set_xlabel("media time (s)")
+    _draw_animation(fig, axes, timeline, with_audio)
     fig.suptitle(f"animation timeline: {timeline.n_keyframes} keyframes @ {timeline.fps:g} fps")
     return fig
 
@@ -384,19 +394,14 @@ def frame_timing(timeline: Timeline, *, width: float = 11.0) -> Figure:
 def report(timeline: Timeline, *, width: float = 14.0) -> Figure:
     """One figure for a run: waveform and animation channels (left), frame timing (right);
     the run's settings and headline figures in the title."""
-    with_audio = timeline.audio is not None and bool(timeline.sample_rate)
+    with_audio = _has_audio(timeline)
     fig = _figure(width, 9.0)
     outer = fig.add_gridspec(1, 2, width_ratios=[1.7, 1.0])
     n = 5 if with_audio else 4
     left = outer[0].subgridspec(n, 1, height_ratios=[1.0] * (n - 1) + [1.6])
     first = fig.add_subplot(left[0])
     axes = [first] + [fig.add_subplot(left[i], sharex=first) for i in range(1, n)]
-    if with_audio:
-        draw_waveform(axes[0], timeline.audio, int(timeline.sample_rate))
-        _mark_utterances(axes[0], timeline)
-    image = draw_channels(axes[-4:], timeline)
-    _colorbar(fig, image, axes[-1])
-    axes[-1].set_xlabel("media time (s)")
+    _draw_animation(fig, axes, timeline, with_audio)
     right = outer[1].subgridspec(3, 1)
     draw_timing([fig.add_subplot(right[i]) for i in range(3)], timeline)
     fig.suptitle(f"{run_label(timeline)}: {timeline.n_keyframes} keyframes @ {timeline.fps:g} fps\n"
