@@ -315,15 +315,13 @@ class IngressSession:
     async def _on_configured(self, event: SessionConfigured) -> None:
         state = self.state
         if event.egress is not None:
-            refusal = "egress client is not configured on server" if state.egress is None else None
-            if state.egress is not None:
+            if state.egress is None:
+                code = ServerErrorCode.UNAVAILABLE
+                refusal: str | None = "egress client is not configured on server"
+            else:
+                code = ServerErrorCode.UNAUTHENTICATED
                 refusal = state.egress.refusal(event.egress_type, event.egress)
             if refusal is not None:
-                code = (
-                    ServerErrorCode.UNAVAILABLE
-                    if state.egress is None
-                    else ServerErrorCode.UNAUTHENTICATED
-                )
                 await self.close(
                     _CLOSE_POLICY, "egress refused", reply=self.protocol.refuse(code, refusal)
                 )
