@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .environments import resolve_environment
 from .http_api import check_endpoint_url
-from .protocol import SUPPORTED_SAMPLE_RATES
+from .protocol import SUPPORTED_SAMPLE_RATES, check_sample_rate
 
 if TYPE_CHECKING:
     from .events import PlaybackSignal, PlaybackStateEvent
@@ -162,11 +162,7 @@ class SessionConfig:
                 f"sample_rate must be an int, got {self.sample_rate!r}; "
                 f"accepted: {', '.join(map(str, SUPPORTED_SAMPLE_RATES))}"
             )
-        if self.sample_rate not in SUPPORTED_SAMPLE_RATES:
-            raise ValueError(
-                f"unsupported sample_rate {self.sample_rate}; "
-                f"accepted: {', '.join(map(str, SUPPORTED_SAMPLE_RATES))} Hz"
-            )
+        check_sample_rate(self.sample_rate)
         if isinstance(self.bitrate, bool) or not isinstance(self.bitrate, int) or self.bitrate < 0:
             raise ValueError(f"bitrate must be an int >= 0, got {self.bitrate!r}")
         if not isinstance(self.use_query_auth, bool):

@@ -67,6 +67,7 @@ __all__ = [
     "build_audio",
     "build_playback_state",
     "server_error_to_exception",
+    "check_sample_rate",
     "check_pcm_chunk",
     "check_ogg_chunk",
     "fps_from_capabilities",
@@ -307,6 +308,16 @@ def _bytes_view(audio: Any, name: str) -> memoryview:
     return view
 
 
+def check_sample_rate(sample_rate: int) -> int:
+    """``sample_rate`` if the service accepts it (:data:`SUPPORTED_SAMPLE_RATES`), else a
+    ``ValueError`` naming it and the accepted rates."""
+    if sample_rate not in SUPPORTED_SAMPLE_RATES:
+        raise ValueError(
+            f"unsupported sample_rate {sample_rate}; accepted: {', '.join(map(str, SUPPORTED_SAMPLE_RATES))} Hz"
+        )
+    return sample_rate
+
+
 def check_pcm_chunk(audio: Any, name: str = "audio", *, one_message: bool = True) -> int:
     """Check mono s16le PCM without copying it; return its size in bytes.
 
@@ -495,12 +506,7 @@ class ClientConnection:
         livekit_egress: Any | None = None,
         agora_egress: Any | None = None,
     ) -> None:
-        if sample_rate not in SUPPORTED_SAMPLE_RATES:
-            raise ValueError(
-                f"unsupported sample_rate {sample_rate}; accepted: "
-                f"{', '.join(map(str, SUPPORTED_SAMPLE_RATES))} Hz"
-            )
-        self.sample_rate = sample_rate
+        self.sample_rate = check_sample_rate(sample_rate)
         self.bitrate = bitrate
         self.audio_format = audio_format
         self._livekit = livekit_egress
@@ -853,6 +859,10 @@ class ProtocolViolation:
 
 ServerEvent = Union[SessionConfigured, AudioReceived, InterruptRequested, PlaybackControlRequested, ProtocolViolation]
 
+_AUDIO_MEMBERS = (OneofField.UNSPECIFIED, OneofField.CLIENT_AUDIO_INPUT)
+"""The ``Message.data`` members an audio message may carry: its own, or none (an empty
+ClientAudioInput leaves the member off the wire)."""
+
 
 class ServerState(Enum):
     AWAITING_CONFIGURE = "awaiting_configure"
@@ -1001,7 +1011,7 @@ class ServerConnection:
             )
         if handshake:
             return self._configure(msg, data)
-        if msg.type == MessageType.CLIENT_AUDIO_INPUT and msg.data_field in (0, 4):
+        if msg.type == MessageType.CLIENT_AUDIO_INPUT and msg.data_field in _AUDIO_MEMBERS:
             return self._audio(msg)
         if msg.type == MessageType.CLIENT_INTERRUPT:
             return self._interrupt(msg.req_id or self.last_req_id or "")
@@ -1010,7 +1020,7 @@ class ServerConnection:
         return self._violation(ServerErrorCode.OK, f"unexpected message type {msg.type}", close=False)
 
     def _configure(self, msg: Any, data: Any) -> ServerEvent:
-        if msg.type != MessageType.CLIENT_CONFIGURE_SESSION or msg.data_field != 2:
+        if msg.type != MessageType.CLIENT_CONFIGURE_SESSION or msg.data_field != OneofField.CLIENT_CONFIGURE_SESSION:
             return self._violation(
                 ServerErrorCode.OK, f"expected ClientConfigureSession message, got message type {msg.type}", close=True
             )
