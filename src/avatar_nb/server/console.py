@@ -40,8 +40,6 @@ def error_response(status: int, code: str, title: str, detail: str) -> web.Respo
     return web.Response(status=status, text=json.dumps(body), content_type="application/json")
 
 
-def _invalid(detail: str) -> web.Response:
-    return error_response(400, "INVALID_ARGUMENT", "Invalid Argument", detail)
 
 
 _MAX_BODY = 4096  # bytes: a token request is {"expireAt": <unix seconds>}
@@ -99,52 +97,50 @@ def _parse_body(raw: bytes) -> Any:
 def token_handler(state: ServiceState, key_name: str):
     """The handler of one token route; ``key_name`` is the answer's token field."""
 
+    def refuse(status: int, code: str, title: str, detail: str) -> web.Response:
+        state.stats.refusals += 1
+        return error_response(status, code, title, detail)
+
+    def invalid(detail: str) -> web.Response:
+        return refuse(400, "INVALID_ARGUMENT", "Invalid Argument", detail)
+
     async def handle(request: web.Request) -> web.Response:
         given = request.headers.get("X-Api-Key", "")
         if not given or not hmac.compare_digest(
             given.encode("utf-8"), state.api_key.encode("utf-8")
         ):
-            state.stats.refusals += 1
             what = "missing" if not given else "wrong"
-            return error_response(
+            return refuse(
                 401, "INVALID_API_KEY", "Invalid API Key", f"the X-Api-Key header is {what}"
             )
         if request.content_length is not None and request.content_length > _MAX_BODY:
-            state.stats.refusals += 1
-            return _invalid(f"request body is larger than {_MAX_BODY} bytes")
+            return invalid(f"request body is larger than {_MAX_BODY} bytes")
         try:
             async with asyncio.timeout(state.handshake_timeout):
                 raw = await _read_body(request)
         except TimeoutError:
-            state.stats.refusals += 1
-            return _invalid(f"request body not received within {state.handshake_timeout:g}s")
+            return invalid(f"request body not received within {state.handshake_timeout:g}s")
         if len(raw) > _MAX_BODY:
-            state.stats.refusals += 1
-            return _invalid(f"request body is larger than {_MAX_BODY} bytes")
+            return invalid(f"request body is larger than {_MAX_BODY} bytes")
         body = _parse_body(raw)
         if not isinstance(body, dict):
-            state.stats.refusals += 1
-            return _invalid('request body must be a JSON object: {"expireAt": <unix seconds>}')
+            return invalid('request body must be a JSON object: {"expireAt": <unix seconds>}')
         expire = body.get("expireAt")
         if expire is None:
-            state.stats.refusals += 1
-            return _invalid("expireAt is required (unix seconds)")
+            return invalid("expireAt is required (unix seconds)")
         integral = isinstance(expire, int) or (
             isinstance(expire, float) and math.isfinite(expire) and expire.is_integer()
         )
         if isinstance(expire, bool) or not integral:
-            state.stats.refusals += 1
             shown = expire if isinstance(expire, (int, float, str)) else type(expire).__name__
-            return _invalid(
+            return invalid(
                 f"expireAt must be an integer number of unix seconds, got {str(shown)[:40]!r}"
             )
         now = time.time()
         if expire <= now:
-            state.stats.refusals += 1
-            return _invalid("expire_at must be in the future")
+            return invalid("expire_at must be in the future")
         if expire > now + state.max_token_lifetime:
-            state.stats.refusals += 1
-            return _invalid(f"expire_at must be at most {state.max_token_lifetime:g} seconds ahead")
+            return invalid(f"expire_at must be at most {state.max_token_lifetime:g} seconds ahead")
         token = state.signer.issue(state.app_id, int(expire))
         state.stats.tokens_issued += 1
         return web.json_response({key_name: token, "expireAt": int(expire)})
