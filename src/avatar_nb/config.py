@@ -17,7 +17,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from .environments import resolve_environment
-from .http_api import check_endpoint_url
+from .http_api import check_console_url, check_ingress_url
 from .protocol import SUPPORTED_SAMPLE_RATES, check_sample_rate
 
 if TYPE_CHECKING:
@@ -154,9 +154,9 @@ class SessionConfig:
                 raise TypeError(f"{name} must be a str, got {type(value).__name__} {shown}")
         # a URL is checked as soon as it is given (an empty one is reported by validate())
         if self.console_endpoint_url:
-            check_endpoint_url(self.console_endpoint_url, "console_endpoint_url", ("http", "https"))
+            check_console_url(self.console_endpoint_url)
         if self.ingress_endpoint_url:
-            check_endpoint_url(self.ingress_endpoint_url, "ingress_endpoint_url", ("http", "https", "ws", "wss"))
+            check_ingress_url(self.ingress_endpoint_url)
         if isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int):
             raise TypeError(
                 f"sample_rate must be an int, got {self.sample_rate!r}; "

@@ -21,7 +21,11 @@ from .errors import AvatarSDKError, AvatarSDKErrorCode, SessionTokenError, class
 __all__ = [
     "SESSION_TOKEN_PATH",
     "LEGACY_SESSION_TOKEN_PATH",
+    "CONSOLE_SCHEMES",
+    "INGRESS_SCHEMES",
     "check_endpoint_url",
+    "check_console_url",
+    "check_ingress_url",
     "token_urls",
     "websocket_target",
     "redact",
@@ -40,6 +44,12 @@ LEGACY_SESSION_TOKEN_PATH = "/v1/console/session-tokens"
 CONSOLE_SUFFIX = "/v1/console"
 WEBSOCKET_PATH = "/websocket"
 
+CONSOLE_SCHEMES = ("http", "https")
+"""URL schemes ``console_endpoint_url`` may have."""
+
+INGRESS_SCHEMES = ("http", "https", "ws", "wss")
+"""URL schemes ``ingress_endpoint_url`` may have (``http``/``https`` become ``ws``/``wss``)."""
+
 
 def token_urls(console_endpoint_url: str) -> tuple[str, str]:
     """The session-token URLs to ask, in order: the current route, then the older one.
@@ -49,7 +59,7 @@ def token_urls(console_endpoint_url: str) -> tuple[str, str]:
     ``https://api.example.com/v1/console`` give the same two URLs (docs/protocol.md,
     "Session token").
     """
-    check_endpoint_url(console_endpoint_url, "console_endpoint_url", ("http", "https"))
+    check_console_url(console_endpoint_url)
     root = console_endpoint_url.rstrip("/")
     if root.endswith(CONSOLE_SUFFIX):
         root = root[: -len(CONSOLE_SUFFIX)]
@@ -70,6 +80,16 @@ def check_endpoint_url(url: str, name: str, schemes: Sequence[str]) -> str:
     return scheme
 
 
+def check_console_url(url: str) -> str:
+    """The lower-cased scheme of a ``console_endpoint_url``; ``ValueError`` naming it otherwise."""
+    return check_endpoint_url(url, "console_endpoint_url", CONSOLE_SCHEMES)
+
+
+def check_ingress_url(url: str) -> str:
+    """The lower-cased scheme of an ``ingress_endpoint_url``; ``ValueError`` naming it otherwise."""
+    return check_endpoint_url(url, "ingress_endpoint_url", INGRESS_SCHEMES)
+
+
 def websocket_target(
     ingress_endpoint_url: str,
     avatar_id: str,
@@ -85,7 +105,7 @@ def websocket_target(
     and with ``use_query_auth`` also ``appId`` and ``sessionKey``, otherwise the
     ``X-App-ID`` and ``X-Session-Key`` headers carry them.
     """
-    scheme = check_endpoint_url(ingress_endpoint_url, "ingress_endpoint_url", ("http", "https", "ws", "wss"))
+    scheme = check_ingress_url(ingress_endpoint_url)
     ws_scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme)
     parts = urlsplit(ingress_endpoint_url)
     path = parts.path.rstrip("/") + WEBSOCKET_PATH
