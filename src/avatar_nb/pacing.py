@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 __all__ = [
     "DEFAULT_CHUNK_MS",
@@ -29,8 +29,8 @@ __all__ = [
 
 Pacing = Literal["capture", "playback", "fast"]
 
-PACING_MODES: tuple[str, ...] = ("capture", "playback", "fast")
-"""The accepted pacing modes."""
+PACING_MODES: tuple[str, ...] = get_args(Pacing)
+"""The accepted pacing modes (those of :data:`Pacing`)."""
 
 DEFAULT_PACING: Pacing = "capture"
 """Pacing of ``stream()``, ``animate()``, batches and the command line unless told otherwise."""
