@@ -17,7 +17,8 @@ import pytest
 from avatar_nb import _pcm
 from avatar_nb.audio import speech_like
 from avatar_nb.widgets import MicrophonePanel
-from avatar_nb.widgets.microphone import CaptureSequencer, stats_html, waveform_svg
+from avatar_nb.plots import waveform_svg
+from avatar_nb.widgets.microphone import CaptureSequencer, stats_html
 
 RATE = 16000
 CHUNK = 640  # 40 ms at 16 kHz

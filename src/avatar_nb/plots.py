@@ -13,7 +13,8 @@ hour of audio or 90,000 keyframes draw about as fast as a second of them.
   :func:`ecdf` (a per-keyframe table, one distribution per condition).
 - Building blocks that draw into given Axes (the widgets use these):
   :func:`draw_waveform`, :func:`draw_channels`, :func:`draw_timing`; and
-  :func:`to_png`, :func:`face_svg`, :func:`live_svg`, :func:`envelope`, :func:`audio_samples`.
+  :func:`to_png`, :func:`face_svg`, :func:`live_svg`, :func:`waveform_svg`, :func:`envelope`,
+  :func:`audio_samples`.
 
 Times are seconds in the data and milliseconds on the axes made for people. Figures
 that have no meaning under a run's pacing (lateness under ``"fast"`` pacing, where
@@ -61,6 +62,7 @@ __all__ = [
     "run_label",
     "to_png",
     "waveform",
+    "waveform_svg",
 ]
 
 
@@ -659,6 +661,16 @@ def ecdf(frame: pd.DataFrame, value: str = "latency", by: str | Sequence[str] = 
 # while scrubbing) draw SVG strings instead of rasterising matplotlib figures: building
 # a few hundred points of markup costs well under a millisecond.
 
+# The lanes of live_svg and waveform_svg share their horizontal margins, so that drawn at
+# one width, one above the other, their time axes line up.
+_LANE_LEFT, _LANE_RIGHT = 44, 16
+_SMALL_TEXT = 'font-size="10" fill="#555" font-family="sans-serif"'
+
+
+def _svg(width: int, height: int, body: Sequence[str], view_box: str | None = None) -> str:
+    box = f' viewBox="{view_box}"' if view_box else ""
+    return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"{box}>' + "".join(body) + "</svg>"
+
 
 def face_svg(keyframe: Any, size: int = 180) -> str:
     """The face of :func:`face` as an SVG string (for widgets that redraw often)."""
@@ -687,11 +699,7 @@ def face_svg(keyframe: Any, size: int = 180) -> str:
     mouth_h = 3 + 130 * p["jaw"]
     parts.append(f'<ellipse cx="0" cy="{44 + mouth_h / 4:.1f}" rx="23" ry="{mouth_h / 2:.1f}" fill="#8b2d2d" stroke="#333"/>')
     parts.append("</g>")
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" viewBox="0 0 200 210">'
-        + "".join(parts)
-        + "</svg>"
-    )
+    return _svg(size, size, parts, view_box="0 0 200 210")
 
 
 def _polyline(x: _np.ndarray, y: _np.ndarray, x0: float, x1: float, y0: float, y1: float, w: int, h: int,
@@ -719,17 +727,17 @@ def live_svg(timeline: Timeline, *, window: float = 8.0, width: int = 640, heigh
     markup from the Timeline's arrays (about a third of a millisecond), so a live view can
     redraw it many times a second."""
     n = timeline.n_keyframes
-    left, right, top, axis_h, gap = 44, 16, 16, 18, 22
-    lane_w = width - left - right
+    left, top, axis_h, gap = _LANE_LEFT, 16, 18, 22
+    lane_w = width - left - _LANE_RIGHT
     top_h = int((height - top - gap - axis_h) * 0.6)
     bottom_h = height - top - gap - axis_h - top_h
     bottom_y = top + top_h + gap
-    text = 'font-size="10" fill="#555" font-family="sans-serif"'
+    text = _SMALL_TEXT
     body: list[str] = [f'<rect width="{width}" height="{height}" fill="white"/>']
     if not n:
         body.append(f'<text x="{width / 2}" y="{height / 2}" font-size="13" text-anchor="middle" fill="#777" '
                     'font-family="sans-serif">waiting for keyframes</text>')
-        return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">' + "".join(body) + "</svg>"
+        return _svg(width, height, body)
 
     mt = timeline.media_time
     t1 = float(mt[-1]) + 1.0 / timeline.fps
@@ -790,7 +798,43 @@ def live_svg(timeline: Timeline, *, window: float = 8.0, width: int = 640, heigh
     note = "" if timed else " (fast pacing: lateness n/a)"
     body.append(f'<text x="{left}" y="{bottom_y - 4}" font-size="11" fill="#2c3e50" font-family="sans-serif">'
                 f"{lane_name} {current} (dashed: one frame, {budget_ms:.0f} ms){note}</text>")
-    return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">' + "".join(body) + "</svg>"
+    return _svg(width, height, body)
+
+
+def waveform_svg(recent: _np.ndarray, sample_rate: int, total_samples: int, *, window: float = 8.0,
+                 width: int = 520, height: int = 70) -> str:
+    """The last ``window`` seconds of captured int16 audio as an SVG min/max envelope,
+    right-aligned at the capture's current end (``total_samples``), time in seconds. Its
+    lane has the margins of :func:`live_svg`'s, so the two stacked at one width share
+    their time axis."""
+    left = _LANE_LEFT
+    lane_w = width - left - _LANE_RIGHT
+    body = [
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<rect x="{left}" y="14" width="{lane_w}" height="{height - 18}" fill="none" stroke="#bbb"/>',
+    ]
+    end = total_samples / sample_rate
+    t0 = max(0.0, end - window)
+    body.append(
+        f'<text x="{left}" y="10" font-size="11" fill="#2471a3" font-family="sans-serif">captured audio'
+        f'<tspan fill="#555">, {end:.1f} s so far</tspan></text>'
+    )
+    mid, half = 14 + (height - 18) / 2, (height - 18) / 2 - 2
+    n = recent.shape[0]
+    if n:
+        bins = max(1, min(lane_w // 2, n))  # a vertical line every two pixels
+        usable = (n // bins) * bins
+        blocks = recent[n - usable :].astype(_np.float32).reshape(bins, -1) / 32768.0
+        lo, hi = blocks.min(axis=1), blocks.max(axis=1)
+        # x of each bin: its time within the window
+        t_start = end - usable / sample_rate
+        xs = left + ((t_start + (_np.arange(bins) + 0.5) * (usable / bins) / sample_rate) - t0) / window * lane_w
+        # one %-format over all the numbers: several times faster than a string per bin
+        coords = _np.column_stack([xs, mid - hi * half, mid - lo * half]).ravel()
+        path = ("M%.1f,%.1fV%.1f" * bins) % tuple(coords.tolist())
+        body.append(f'<path d="{path}" stroke="#2471a3" stroke-width="1" fill="none"/>')
+    body.append(f'<text x="{left - 4}" y="{mid + 3:.1f}" text-anchor="end" {_SMALL_TEXT}>0</text>')
+    return _svg(width, height, body)
 
 
 def _register_ipython_png() -> None:

@@ -838,7 +838,7 @@ class MicrophonePanel(anywidget.AnyWidget):
         self.refreshes += 1
         spent = 0.0
         started = time.perf_counter()
-        self.wave = waveform_svg(
+        self.wave = plots.waveform_svg(
             self._recent_audio(),
             self.sample_rate,
             self._captured_samples,
@@ -879,57 +879,6 @@ class MicrophonePanel(anywidget.AnyWidget):
 
 
 # --------------------------------------------------------------------------- markup
-
-
-def waveform_svg(
-    recent: np.ndarray,
-    sample_rate: int,
-    total_samples: int,
-    *,
-    window: float = 8.0,
-    width: int = 520,
-    height: int = 70,
-) -> str:
-    """The last ``window`` seconds of captured int16 audio as an SVG min/max envelope,
-    right-aligned at the capture's current end (``total_samples``), time in seconds."""
-    left, right = 44, 16
-    lane_w = width - left - right
-    text = 'font-size="10" fill="#555" font-family="sans-serif"'
-    body = [
-        f'<rect width="{width}" height="{height}" fill="white"/>',
-        f'<rect x="{left}" y="14" width="{lane_w}" height="{height - 18}" fill="none" stroke="#bbb"/>',
-    ]
-    end = total_samples / sample_rate
-    t0 = max(0.0, end - window)
-    body.append(
-        f'<text x="{left}" y="10" font-size="11" fill="#2471a3" font-family="sans-serif">captured audio'
-        f'<tspan fill="#555">, {end:.1f} s so far</tspan></text>'
-    )
-    mid, half = 14 + (height - 18) / 2, (height - 18) / 2 - 2
-    n = recent.shape[0]
-    if n:
-        bins = max(1, min(lane_w // 2, n))  # a vertical line every two pixels
-        usable = (n // bins) * bins
-        blocks = recent[n - usable :].astype(np.float32).reshape(bins, -1) / 32768.0
-        lo, hi = blocks.min(axis=1), blocks.max(axis=1)
-        # x of each bin: its time within the window
-        t_start = end - usable / sample_rate
-        xs = (
-            left
-            + ((t_start + (np.arange(bins) + 0.5) * (usable / bins) / sample_rate) - t0)
-            / window
-            * lane_w
-        )
-        # one %-format over all the numbers: several times faster than a string per bin
-        coords = np.column_stack([xs, mid - hi * half, mid - lo * half]).ravel()
-        path = ("M%.1f,%.1fV%.1f" * bins) % tuple(coords.tolist())
-        body.append(f'<path d="{path}" stroke="#2471a3" stroke-width="1" fill="none"/>')
-    body.append(f'<text x="{left - 4}" y="{mid + 3:.1f}" text-anchor="end" {text}>0</text>')
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
-        + "".join(body)
-        + "</svg>"
-    )
 
 
 def stats_html(tl: Timeline, sequencer: CaptureSequencer | None = None) -> str:
