@@ -170,10 +170,7 @@ def _parse_wav(path: Path, data: bytes) -> tuple[np.ndarray, int]:
         raise fail(f"unsupported sample format: {bits}-bit {kind}; accepted: {_ACCEPTED_FORMATS}")
     frame = width * channels
     n_frames = len(samples) // frame
-    try:
-        _check_duration(str(path), n_frames, rate)
-    except ValueError as exc:
-        raise AudioFormatError(str(exc)) from None
+    _file_limits(path, n_frames, rate)
     raw = samples[: n_frames * frame]
     if tag == _FLOAT:
         stored = np.frombuffer(raw, dtype="<f4" if width == 4 else "<f8")
@@ -240,6 +237,7 @@ def load_audio(path: PathLike) -> tuple[np.ndarray, int]:
 
 
 def _file_limits(path: Path, n_frames: int, rate: int) -> None:
+    """The source limits (rate, duration) of a file's audio, as an AudioFormatError naming it."""
     try:
         _check_rate(str(path), rate)
         _check_duration(str(path), n_frames, rate)
