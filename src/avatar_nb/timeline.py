@@ -28,7 +28,6 @@ Timing figures (see :attr:`Timeline.latency`, :attr:`Timeline.lateness`, :meth:`
 from __future__ import annotations
 
 import html
-import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,9 +43,6 @@ if TYPE_CHECKING:  # pandas and xarray load only when a table is asked for
     import xarray as xr
 
 __all__ = ["CHANNELS", "REQUEST_STATUSES", "SCALAR_CHANNELS", "Timeline"]
-
-_FORMAT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
 
 REQUEST_STATUSES: tuple[str, ...] = tuple(status.value for status in RequestStatus)
 """What can become of a request (the values of :class:`avatar_nb.protocol.RequestStatus`):
@@ -719,85 +715,18 @@ class Timeline:
         return write_video(self, path, size=size, panels=panels, **options)
 
     def save(self, path: str | Path) -> Path:
-        """Write the timeline to ``path`` (``.npz``); :meth:`load` gives it back exactly."""
-        path = Path(path)
-        if path.suffix != ".npz":
-            path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
-        header = {
-            "format": _FORMAT_VERSION,
-            "fps": self.fps,
-            "sample_rate": self.sample_rate,
-            "meta": self.meta,
-            "errors": self.errors,
-            "req_ids": self.req_ids,
-            "width": self._width,
-            "ended": sorted(self._ended),
-            "status_log": [list(e) for e in self._status_log],
-            "anomalies": [list(e) for e in self._anomalies],
-            "playback": [list(e) for e in self._playback],
-            "audio_set": self._audio_set is not None,
-        }
-        arrays = {
-            "header": np.frombuffer(json.dumps(header, allow_nan=True).encode("utf-8"), dtype=np.uint8),
-            "keyframes": np.asarray(self.keyframes),
-            "message_arrival": self.message_arrival,
-            "message_keyframes": self.message_keyframes,
-            "message_req": self.message_req,
-            "message_end": self.message_end,
-            "chunk_sent_at": self.chunk_sent_at,
-            "chunk_samples": self.chunk_samples,
-            "chunk_req": self.chunk_req,
-        }
-        audio = self.audio
-        if audio is not None:
-            arrays["audio"] = audio
-        with open(path, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        return path
+        """Write the timeline to ``path`` (``.npz``); :meth:`load` gives it back exactly.
+        See :mod:`avatar_nb.timeline_file`."""
+        from . import timeline_file
+
+        return timeline_file.save(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> Timeline:
         """Read a timeline written by :meth:`save` (this format or the first one)."""
-        path = Path(path)
-        with np.load(path, allow_pickle=False) as data:
-            try:
-                header = json.loads(bytes(data["header"]).decode("utf-8"))
-            except (KeyError, ValueError) as exc:
-                raise ValueError(f"{path} is not an avatar_nb timeline file: {exc}") from None
-            version = header.get("format")
-            if version not in _READABLE_VERSIONS:
-                accepted = ", ".join(map(str, _READABLE_VERSIONS))
-                raise ValueError(f"{path} has timeline format {version!r}; this version reads {accepted}")
-            tl = cls(header["fps"], sample_rate=header["sample_rate"], meta=header["meta"])
-            if "audio" in data.files:
-                audio = data["audio"].copy()
-                # format 1 kept only an audio set on the timeline
-                if header.get("audio_set", True):
-                    tl._audio_set = audio
-                elif audio.shape[0]:
-                    tl._sent_audio = [audio]
-            tl.errors = list(header["errors"])
-            tl.req_ids = list(header["req_ids"])
-            tl._req_index = {r: i for i, r in enumerate(tl.req_ids)}
-            tl._width = header["width"]
-            tl._ended = set(header["ended"])
-            tl._status_log = [(str(r), str(s), float(at)) for r, s, at in header.get("status_log", [])]
-            tl._status = {r: s for r, s, _ in tl._status_log}
-            tl._anomalies = [(str(r), str(k), str(d), float(at)) for r, k, d, at in header.get("anomalies", [])]
-            tl._playback = [
-                (str(r), str(s), float(p), str(why), float(at)) for r, s, p, why, at in header.get("playback", [])
-            ]
-            keyframes = data["keyframes"]
-            tl._blocks = [keyframes.copy()] if keyframes.shape[0] else []
-            tl._msg_arrival = data["message_arrival"].tolist()
-            tl._msg_count = data["message_keyframes"].tolist()
-            tl._msg_req = data["message_req"].tolist()
-            tl._msg_end = data["message_end"].tolist()
-            tl._chunk_sent = data["chunk_sent_at"].tolist()
-            tl._chunk_samples = data["chunk_samples"].tolist()
-            tl._chunk_req = data["chunk_req"].tolist()
-        tl._changed()
-        return tl
+        from . import timeline_file
+
+        return timeline_file.load(cls, path)
 
 
 def _frame_end_sample(index: np.ndarray, sample_rate: int, fps: float) -> np.ndarray:
