@@ -10,7 +10,7 @@ import pytest
 
 from avatar_nb import LocalService, _pcm, new_avatar_session
 from avatar_nb.audio import speech_like
-from avatar_nb.pacing import DEFAULT_PACING
+from avatar_nb.pacing import DEFAULT_PACING, PACING_MODES, send_offset
 from avatar_nb.protocol import MAX_AUDIO_CHUNK_BYTES
 
 CHUNK_S = 0.04
@@ -51,6 +51,14 @@ async def test_fast_is_unpaced_and_the_realtime_flag_still_works(service):
     assert default.meta["pacing"] == DEFAULT_PACING
     explicit = await paced_run(service, realtime=False, pacing="playback")  # pacing wins
     assert explicit.meta["pacing"] == "playback"
+
+
+def test_send_offsets_follow_each_mode():
+    # chunk 2 of 640 samples at 16 kHz: its audio runs from 80 ms to 120 ms
+    assert send_offset("capture", 1280, 640, 16000) == pytest.approx(0.12)
+    assert send_offset("playback", 1280, 640, 16000) == pytest.approx(0.08)
+    assert send_offset("fast", 1280, 640, 16000) is None
+    assert PACING_MODES == ("capture", "playback", "fast")
 
 
 async def test_mixed_pacing_is_recorded_as_no_single_mode(service):

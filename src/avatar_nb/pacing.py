@@ -25,6 +25,7 @@ __all__ = [
     "check_pacing",
     "chunk_bytes",
     "pacing_from_realtime",
+    "send_offset",
 ]
 
 Pacing = Literal["capture", "playback", "fast"]
@@ -57,6 +58,16 @@ def pacing_from_realtime(realtime: bool | None, pacing: str | None) -> Pacing:
     if realtime is not None and not realtime:
         return "fast"
     return DEFAULT_PACING
+
+
+def send_offset(pacing: Pacing, first_sample: int, n_samples: int, sample_rate: int) -> float | None:
+    """Seconds after the stream started at which the chunk of ``n_samples`` samples from
+    sample ``first_sample`` leaves under ``pacing``; None for ``"fast"`` (at once)."""
+    if pacing == "capture":
+        return (first_sample + n_samples) / sample_rate
+    if pacing == "playback":
+        return first_sample / sample_rate
+    return None
 
 
 def _checked_ms(chunk_ms: Any) -> float:

@@ -32,7 +32,7 @@ import aiohttp
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
-from .config import SessionConfig, config_from_kwargs
+from .config import AudioFormat, SessionConfig, config_from_kwargs
 from .errors import (
     AvatarSDKError,
     AvatarSDKErrorCode,
@@ -78,7 +78,7 @@ class _RedactingLogger(logging.LoggerAdapter):
 _WS_LOGGER = _RedactingLogger(logging.getLogger("websockets.client"), {})
 _DEFAULT_TOKEN_LIFETIME = timedelta(minutes=5)
 _MAX_MESSAGE = 64 * 1024 * 1024
-_AUDIO_FORMATS = {"pcm_s16le": pb.AUDIO_FORMAT_PCM_S16LE, "ogg_opus": pb.AUDIO_FORMAT_OGG_OPUS}
+_AUDIO_FORMATS = {AudioFormat.PCM_S16LE: pb.AUDIO_FORMAT_PCM_S16LE, AudioFormat.OGG_OPUS: pb.AUDIO_FORMAT_OGG_OPUS}
 _HANDSHAKE_CLOSE_TIMEOUT = 1.0  # seconds; a server that refused the handshake closes at once
 _READ_LOOP_GRACE = 1.0  # after the connection is gone, the read loop ends within a loop turn or two
 
@@ -102,11 +102,11 @@ class AvatarSession:
         self._protocol = ClientConnection(
             sample_rate=config.sample_rate,
             bitrate=config.bitrate,
-            audio_format=_AUDIO_FORMATS[config.audio_format.value],
+            audio_format=_AUDIO_FORMATS[config.audio_format],
             livekit_egress=config.livekit_egress,
             agora_egress=config.agora_egress,
         )
-        self._ogg = config.audio_format.value == "ogg_opus"
+        self._ogg = config.audio_format is AudioFormat.OGG_OPUS
         self._encoder: tuple[str, Any] | None = None  # (req_id, OggOpusEncoder) of the open Ogg request
         self._read_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -466,14 +466,9 @@ class AvatarSession:
         for index, payload in enumerate(payloads):
             first = index * samples_per_chunk
             n = max(0, min(samples_per_chunk, total_samples - first))
-            if mode == "capture":
-                due: float | None = start + (first + n) / rate
-            elif mode == "playback":
-                due = start + first / rate
-            else:
-                due = None
-            if due is not None:
-                delay = due - time.monotonic()
+            offset = _pacing.send_offset(mode, first, n, rate)
+            if offset is not None:
+                delay = start + offset - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
             else:
@@ -521,14 +516,8 @@ class AvatarSession:
         """Record the pacing of the stream() calls in the Timeline's metadata; calls
         with different modes leave ``pacing`` None (no one mode describes the run)."""
         meta = self._timeline.meta
-        if "pacing" in meta and meta["pacing"] != mode:
-            meta["pacing"] = None
-        else:
-            meta["pacing"] = mode
-        if "chunk_ms" in meta and meta["chunk_ms"] != chunk_ms:
-            meta["chunk_ms"] = None
-        else:
-            meta["chunk_ms"] = chunk_ms
+        for key, value in (("pacing", mode), ("chunk_ms", chunk_ms)):
+            meta[key] = None if key in meta and meta[key] != value else value
 
     async def interrupt(self) -> str:
         """Stop generation for the latest request; return its request id.
