@@ -33,6 +33,7 @@ from .batch import (
     run_batch,
     write_summary_csv,
 )
+from .flame import DEFAULT_FPS
 from .pacing import DEFAULT_CHUNK_MS, DEFAULT_PACING, PACING_MODES
 from .protocol import SUPPORTED_SAMPLE_RATES
 
@@ -151,13 +152,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .audio import speech_like, write_wav
 
     out_dir = _out_dir(args.out)
-    clip = write_wav(out_dir / "demo.wav", speech_like(args.seconds, 16000, seed=args.seed), 16000)
+    settings = RunSettings(pacing=args.pacing, chunk_ms=args.chunk_ms)
+    rate = settings.sample_rate
+    clip = write_wav(out_dir / "demo.wav", speech_like(args.seconds, rate, seed=args.seed), rate)
     print(f"generated a {args.seconds:g} s speech-like clip: {clip}")
     print(f"streaming it through the embedded local avatar service ({args.pacing} pacing) ...")
     results = asyncio.run(
         run_batch(
             [clip],
-            RunSettings(pacing=args.pacing, chunk_ms=args.chunk_ms, sample_rate=16000),
+            settings,
             concurrency=1,
             out=out_dir,
             writers=run_writers(args),
@@ -311,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[common], help="run the local avatar service until Ctrl-C")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8765, help="0 picks a free port (default 8765)")
-    serve.add_argument("--fps", type=_positive_float, default=25.0)
+    serve.add_argument("--fps", type=_positive_float, default=DEFAULT_FPS)
     serve.add_argument("--latency-ms", type=float, default=80.0)
     serve.add_argument("--jitter-ms", type=float, default=0.0)
     serve.add_argument("--expression-dims", type=int, default=50)
