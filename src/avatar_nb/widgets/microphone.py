@@ -51,7 +51,7 @@ import traitlets
 
 from .. import plots
 from ..endpoints import open_service
-from ..pacing import DEFAULT_CHUNK_MS
+from ..pacing import DEFAULT_CHUNK_MS, check_chunk_ms
 from ..session import AvatarSession
 from ..timeline import Timeline
 
@@ -233,14 +233,9 @@ class MicrophonePanel(anywidget.AnyWidget):
         end_timeout: float = 10.0,
         **session_kwargs: Any,
     ) -> None:
-        if not (
-            isinstance(chunk_ms, (int, float)) and not isinstance(chunk_ms, bool) and chunk_ms > 0
-        ):
-            raise ValueError(
-                f"chunk_ms must be a positive number of milliseconds, got {chunk_ms!r}"
-            )
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
             raise ValueError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
+        chunk_ms = check_chunk_ms(chunk_ms, sample_rate)  # finite, positive, fits one message
         if not (isinstance(refresh_hz, (int, float)) and refresh_hz > 0):
             raise ValueError(f"refresh_hz must be a positive number, got {refresh_hz!r}")
         chunk_samples = round(sample_rate * chunk_ms / 1000.0)
@@ -248,13 +243,12 @@ class MicrophonePanel(anywidget.AnyWidget):
             raise ValueError(f"chunk_ms={chunk_ms!r} at {sample_rate} Hz is less than one sample")
         super().__init__(sample_rate=sample_rate, chunk_samples=chunk_samples)
         self.service = service
-        self.chunk_ms = float(chunk_ms)
+        self.chunk_ms = chunk_ms
         self.session_kwargs = session_kwargs
         self.refresh_interval = 1.0 / float(refresh_hz)
         self.window = float(window)
         self.width = int(width)
         self.end_timeout = float(end_timeout)
-        self.timeline = Timeline(sample_rate=sample_rate, meta={"pacing": "capture"})
         self.session: AvatarSession | None = None
         self.refreshes = 0  # redraws done (a redraw is skipped when nothing changed)
         self.refresh_ticks = 0  # refresher wake-ups
@@ -262,7 +256,6 @@ class MicrophonePanel(anywidget.AnyWidget):
         self.redraw_max = 0.0
         self._refresh_started = 0.0
         self._refresh_ended = 0.0
-        self._drawn_version = -1
         self._task: asyncio.Task[Timeline] | None = None
         self._ready: asyncio.Event | None = None
         self._stop_requested: asyncio.Event | None = None
@@ -275,11 +268,12 @@ class MicrophonePanel(anywidget.AnyWidget):
     # ------------------------------------------------------------------ state of a run
 
     def _reset_run(self) -> None:
+        self.timeline = Timeline(sample_rate=self.sample_rate, meta={"pacing": "capture"})
+        self._drawn_version: Any = -1  # (Timeline version, captured samples) last drawn
         self.sequencer = CaptureSequencer(self.chunk_samples)
         self._origin: float | None = None  # kernel monotonic time of the capture start
-        self._page_first: tuple[float, float] | None = (
-            None  # (page stamp, capture time) of the first chunk
-        )
+        # (page stamp, capture time) of the first chunk
+        self._page_first: tuple[float, float] | None = None
         self._log: dict[str, list[Any]] = {
             k: [] for k in ("seq", "kind", "samples", "captured_at", "arrived_at", "sent_at", "end")
         }
@@ -339,8 +333,6 @@ class MicrophonePanel(anywidget.AnyWidget):
         self._reset_run()
         self._use_microphone = bool(microphone)
         self.error = ""
-        self.timeline = Timeline(sample_rate=self.sample_rate, meta={"pacing": "capture"})
-        self._drawn_version = -1
         self._ready = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._queue = asyncio.Queue()
@@ -471,16 +463,14 @@ class MicrophonePanel(anywidget.AnyWidget):
             elif self._use_microphone and self._ready is not None and self._ready.is_set():
                 self._send_to_page({"type": "capture"})  # a run started from code: join it
             elif not self._use_microphone:
-                self._send_to_page(
-                    {"type": "stop"}
-                )  # the file stand-in is running: release the microphone
+                # the file stand-in is running: release the microphone
+                self._send_to_page({"type": "stop"})
                 self.sequencer.error(
                     "Start pressed while a file was being fed; the microphone was not used"
                 )
         elif kind == "stop":
-            self._page_capturing = (
-                False  # the page stopped without an end chunk: end the request here
-            )
+            # the page stopped without an end chunk: end the request here
+            self._page_capturing = False
             self._request_stop(abort=True)
         elif kind == "interrupt":
             asyncio.ensure_future(self._interrupt_safely())
@@ -595,9 +585,8 @@ class MicrophonePanel(anywidget.AnyWidget):
     # ------------------------------------------------------------------ the run
 
     async def _run(self) -> Timeline:
-        assert (
-            self._queue is not None and self._ready is not None and self._stop_requested is not None
-        )
+        assert self._queue is not None and self._ready is not None
+        assert self._stop_requested is not None
         self.running = True
         refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
         sender: asyncio.Task[None] | None = None
@@ -608,7 +597,6 @@ class MicrophonePanel(anywidget.AnyWidget):
                 session = AvatarSession(config, timeline=self.timeline)
                 self.session = session
                 self.timeline.meta.update(
-                    pacing=self.timeline.meta.get("pacing", "capture"),
                     chunk_ms=self.chunk_ms,
                     sample_rate=self.sample_rate,
                     service=handle.label,
@@ -641,10 +629,8 @@ class MicrophonePanel(anywidget.AnyWidget):
             with contextlib.suppress(BaseException):
                 await refresher
             self._refresh_ended = time.monotonic()
-            if self._use_microphone:
-                self._send_to_page(
-                    {"type": "stop"}
-                )  # whatever ended the run, the page stops capturing
+            if self._use_microphone:  # whatever ended the run, the page stops capturing
+                self._send_to_page({"type": "stop"})
             self._record_capture()
             self._unwatch_sigint()
             self.running = False
@@ -686,9 +672,8 @@ class MicrophonePanel(anywidget.AnyWidget):
                     await session.send_audio(b"", end=True)
                 return
             await session.send_audio(chunk.pcm, end=chunk.end)
-            log["sent_at"][index] = time.monotonic() - (
-                self._origin or 0.0
-            )  # the log follows queue order
+            # the log follows queue order
+            log["sent_at"][index] = time.monotonic() - (self._origin or 0.0)
             index += 1
             if self._all_captured is not None and self.timeline.audio is not None:
                 self._all_captured = None  # the session keeps the sent audio: no second copy
@@ -822,7 +807,7 @@ class MicrophonePanel(anywidget.AnyWidget):
         version = (self.timeline.version, self._captured_samples)
         if version == self._drawn_version and not force:
             return False
-        self._drawn_version = version  # type: ignore[assignment]
+        self._drawn_version = version
         return True
 
     def _render(self, force: bool = False) -> None:
