@@ -61,10 +61,6 @@ class ServiceHandle:
     _from_env: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
-    def is_local(self) -> bool:
-        return self.local is not None
-
-    @property
     def label(self) -> str:
         """``"local"`` or the remote ingress URL: what a run's metadata records (no secrets)."""
         if self.local is not None:
