@@ -36,7 +36,7 @@ import logging
 import time
 
 import numpy as np
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..errors import CloseCode, ServerErrorCode
 from ..flame import FIXED_COLUMNS
@@ -65,7 +65,7 @@ logger = logging.getLogger("avatar_nb.server")
 
 # the largest audio chunk a client may send, plus room for its envelope (req_id, tags)
 _MAX_MESSAGE = MAX_AUDIO_CHUNK_BYTES + 4096
-_CLOSE_POLICY = 1008  # a handshake the client got wrong
+_CLOSE_POLICY = WSCloseCode.POLICY_VIOLATION  # 1008: a handshake the client got wrong
 _CLOSE_TIMEOUT = 2.0  # the polite close (error, close frame, the peer's answer) before an abort
 _KEYFRAMES_PER_MESSAGE = 250  # 10 s at 25 fps; 70-120 KB for 50-100 expression coefficients
 _SMALL_SEND = 16 * 1024  # bytes a send may write into an empty socket buffer without a timeout
@@ -290,7 +290,7 @@ class IngressSession:
             self._idle_timer = self.loop.call_later(remaining, self._check_idle)
             return
         self._spawn_close(
-            1000, "idle timeout", (ServerErrorCode.OK, f"no audio input for {idle:g}s")
+            WSCloseCode.OK, "idle timeout", (ServerErrorCode.OK, f"no audio input for {idle:g}s")
         )
 
     # ------------------------------------------------------------------ receiving

@@ -16,7 +16,7 @@ import secrets
 import threading
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from ..errors import InvalidStateError
 from ..flame import DEFAULT_FPS
@@ -309,7 +309,7 @@ class LocalService:
         if runner is None:
             return
         for session in list(self.state.sessions):
-            await session.close(1001, "service stopping")
+            await session.close(WSCloseCode.GOING_AWAY, "service stopping")
         await runner.cleanup()
 
     async def __aenter__(self) -> LocalService:
