@@ -567,7 +567,7 @@ class ClientConnection:
         return self.current_req_id
 
     def _ended_by_client(self, req_id: str) -> None:
-        """The client sent ``end=True`` for ``req_id``."""
+        """The client will send no more audio for ``req_id`` (``end=True`` or an interrupt)."""
         if self.current_req_id == req_id:
             self.current_req_id = None
         request = self._requests.get(req_id)
@@ -771,15 +771,10 @@ class ClientConnection:
         if not self.last_req_id:
             raise InvalidStateError("cannot interrupt: no audio has been sent yet")
         req_id = self.last_req_id
-        if self.current_req_id == req_id:
-            self.current_req_id = None
         request = self._requests.get(req_id)
-        if request is not None:
-            request.sending = False
-            if request.outcome is None:
-                request.outcome = RequestStatus.INTERRUPTED
-            if request.end_received:
-                self._finish(req_id, request)
+        if request is not None and request.outcome is None:
+            request.outcome = RequestStatus.INTERRUPTED
+        self._ended_by_client(req_id)
         return req_id, build_interrupt(req_id)
 
     def playback_control(self, kind: MessageType) -> tuple[str, bytes]:
