@@ -374,6 +374,18 @@ def fps_from_capabilities(capabilities: Iterable[str], default: float = DEFAULT_
     return default
 
 
+# --------------------------------------------------------------------------- both ends
+
+
+def _remember(window: OrderedDict[str, Any], req_id: str, value: Any, size: int) -> None:
+    """Put ``req_id`` last in ``window``, dropping the oldest ids beyond ``size``: how both
+    ends remember finished requests in constant memory."""
+    window[req_id] = value
+    window.move_to_end(req_id)
+    while len(window) > size:
+        window.popitem(last=False)
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -546,16 +558,10 @@ class ClientConnection:
         request = self._requests.get(req_id)
         return request is not None and request.paused
 
-    def _remember(self, req_id: str, status: RequestStatus) -> None:
-        self._finished[req_id] = status
-        self._finished.move_to_end(req_id)
-        while len(self._finished) > self.FINISHED_WINDOW:
-            self._finished.popitem(last=False)
-
     def _finish(self, req_id: str, request: _Request) -> RequestStatus:
         del self._requests[req_id]
         status = request.outcome or RequestStatus.COMPLETE
-        self._remember(req_id, status)
+        _remember(self._finished, req_id, status, self.FINISHED_WINDOW)
         return status
 
     def open_request(self) -> str:
@@ -940,10 +946,7 @@ class ServerConnection:
         self._unfinished.pop(req_id, None)
         if req_id == self.current_req_id:
             self.current_req_id = None
-        self._finished[req_id] = None
-        self._finished.move_to_end(req_id)
-        while len(self._finished) > self.FINISHED_WINDOW:
-            self._finished.popitem(last=False)
+        _remember(self._finished, req_id, None, self.FINISHED_WINDOW)
 
     # ------------------------------------------------------------------ building
 
