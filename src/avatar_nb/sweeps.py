@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .pacing import DEFAULT_CHUNK_MS, DEFAULT_PACING, check_pacing
+from .pacing import DEFAULT_PACING, check_pacing
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,7 +56,6 @@ __all__ = ["ClipSource", "RunSpec", "ServiceSpec", "SweepResult", "plan", "sweep
 PACING_OPTIONS = ("pacing", "chunk_ms")
 """Grid keys that choose how audio is paced onto the wire."""
 
-DEFAULT_SAMPLE_RATE = 16000
 # LocalService arguments that identify or place a service rather than condition it
 _SERVICE_IDENTITY = ("self", "host", "port", "api_key", "app_id", "avatar_ids", "other_app_ids")
 # Session options that are credentials or callbacks: never in a grid or a runs table
@@ -271,28 +270,31 @@ def plan(
             f"grid options {service_keys} are conditions of the local service, but this sweep runs "
             "against a given or remote service; pass service=None to let the sweep start local services"
         )
-    base_pacing = check_pacing(pacing if pacing is not None else DEFAULT_PACING)
-    for value in grid.get("pacing", []):
-        check_pacing(value)
-    from .pacing import check_chunk_ms
-    from .protocol import SUPPORTED_SAMPLE_RATES
+    from .batch import RunSettings
 
-    for value in grid.get("chunk_ms", []):
-        check_chunk_ms(value)
-    for value in grid.get("sample_rate", []):
-        if value not in SUPPORTED_SAMPLE_RATES:
-            raise ValueError(
-                f"sample_rate {value!r} is not supported; accepted: {list(SUPPORTED_SAMPLE_RATES)}"
-            )
-
+    defaults = RunSettings(pacing=check_pacing(pacing if pacing is not None else DEFAULT_PACING))
     keys = list(grid)
+    # every combination checked as its runs will be (pacing, a chunk that fits the
+    # rate, a supported rate) before any run starts
+    conditions = []
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        values = {k: _plain(v) for k, v in zip(keys, combo)}
+        conditions.append(
+            (
+                values,
+                RunSettings(
+                    pacing=values.get("pacing", defaults.pacing),
+                    chunk_ms=values.get("chunk_ms", defaults.chunk_ms),
+                    sample_rate=values.get("sample_rate", defaults.sample_rate),
+                ),
+            )
+        )
     specs: list[RunSpec] = []
     for clip in clips:
-        for combo in itertools.product(*(grid[k] for k in keys)):
-            values = {k: _plain(v) for k, v in zip(keys, combo)}
-            run_pacing = str(values.get("pacing", base_pacing))
-            chunk_ms = float(values.get("chunk_ms", DEFAULT_CHUNK_MS))
-            rate = int(values.get("sample_rate", DEFAULT_SAMPLE_RATE))
+        for values, checked in conditions:
+            run_pacing = str(checked.pacing)
+            chunk_ms = float(checked.chunk_ms)
+            rate = int(checked.sample_rate)
             service_options = {k: values[k] for k in service_keys}
             if local:
                 # a fast sweep needs a service that answers as fast; paced ones a paced one
