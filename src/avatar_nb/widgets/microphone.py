@@ -285,7 +285,7 @@ class MicrophonePanel(anywidget.AnyWidget):
         self._captured_samples = 0
         self.device = ""
         self.capture_rate: float | None = None
-        self._end_queued = False
+        self._end_queued = asyncio.Event()  # the request's end is in the queue
         self._page_capturing = False
         self._use_microphone = True
 
@@ -300,10 +300,6 @@ class MicrophonePanel(anywidget.AnyWidget):
         end = self._refresh_ended or time.monotonic()
         span = end - self._refresh_started
         return self.refresh_ticks / span if self._refresh_started and span > 0 else 0.0
-
-    @property
-    def chunk_seconds(self) -> float:
-        return self.chunk_samples / self.sample_rate
 
     @property
     def chunks(self) -> Any:
@@ -411,7 +407,7 @@ class MicrophonePanel(anywidget.AnyWidget):
             await self._wait_ready(task)
             self.capture_rate = float(self.sample_rate)
             self.device = f"file {Path(path).name}" if isinstance(path, (str, Path)) else "array"
-            step = self.chunk_bytes
+            step = self.sequencer.chunk_bytes
             n = max(1, math.ceil(len(pcm) / step))
             loop = asyncio.get_running_loop()
             start = loop.time()
@@ -428,16 +424,12 @@ class MicrophonePanel(anywidget.AnyWidget):
                 self._on_browser_msg(
                     self, {"type": "chunk", "seq": seq, "t": time.monotonic(), "end": last}, [piece]
                 )
-            if not self._end_queued:
+            if not self._end_queued.is_set():
                 self._request_stop()
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             await self._abort("kernel interrupted")
             raise
-
-    @property
-    def chunk_bytes(self) -> int:
-        return 2 * self.chunk_samples
 
     async def _wait_ready(self, task: asyncio.Task[Timeline]) -> None:
         assert self._ready is not None
@@ -516,7 +508,7 @@ class MicrophonePanel(anywidget.AnyWidget):
         for chunk in self.sequencer.accept(seq, data, end):
             self._queue_chunk(chunk, now, stamp if chunk.kind == "audio" else None)
         if end:
-            self._end_queued = True
+            self._end_queued.set()
 
     def _queue_chunk(self, chunk: OutgoingChunk, arrived: float, stamp: float | None) -> None:
         assert self._queue is not None
@@ -574,10 +566,10 @@ class MicrophonePanel(anywidget.AnyWidget):
             and self._queue is not None
             and self._ready is not None
             and self._ready.is_set()
-            and not self._end_queued
+            and not self._end_queued.is_set()
         ):
             # no more audio will come: end the request with what was sent
-            self._end_queued = True
+            self._end_queued.set()
             self._queue.put_nowait(None)
         self._stop_requested.set()
         self._send_to_page({"type": "stop"})
@@ -651,12 +643,11 @@ class MicrophonePanel(anywidget.AnyWidget):
         if sender.done():
             sender.result()  # raises the send error
             return
-        # the page flushes its partial chunk with end=True when it is told to stop
-        deadline = time.monotonic() + (2.0 if self._page_capturing else 0.0)
-        while not self._end_queued and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        if not self._end_queued:
-            self._end_queued = True  # the page did not flush (no page, or it is gone)
+        if self._page_capturing:  # it flushes its partial chunk with end=True when told to stop
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._end_queued.wait(), 2.0)
+        if not self._end_queued.is_set():
+            self._end_queued.set()  # the page did not flush (no page, or it is gone)
             self._queue.put_nowait(None)
         self._set_status("waiting for the last frames")
         await asyncio.wait_for(sender, timeout=self.end_timeout)
