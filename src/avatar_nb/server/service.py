@@ -23,12 +23,17 @@ from ..flame import DEFAULT_FPS
 from .console import token_handler
 from .egress import SimulatedEgress
 from .ingress import ingress_handler
-from .state import DEFAULT_IDLE_TIMEOUT, ServiceState
+from .state import ServiceState
 
 __all__ = ["DEFAULT_IDLE_TIMEOUT", "LocalService", "serve_forever"]
 
 CONSOLE_PATH = "/v1/console"
 INGRESS_PATH = "/v2/driveningress"
+
+DEFAULT_IDLE_TIMEOUT = 120.0
+"""Seconds without audio after which a session is closed (``no audio input for 120s``):
+well above the 30 s that the official SDK's connection-pool example leaves a pooled
+session idle before reusing it."""
 
 
 def _positive(name: str, value: Any, *, allow_zero: bool = False, allow_none: bool = False) -> None:

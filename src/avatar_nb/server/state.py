@@ -6,16 +6,10 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..flame import DEFAULT_FPS
 from .egress import SimulatedEgress
 from .tokens import TokenSigner
 
-__all__ = ["DEFAULT_IDLE_TIMEOUT", "ServiceState", "Stats"]
-
-DEFAULT_IDLE_TIMEOUT = 120.0
-"""Seconds without audio after which a session is closed (``no audio input for 120s``):
-well above the 30 s that the official SDK's connection-pool example leaves a pooled
-session idle before reusing it."""
+__all__ = ["ServiceState", "Stats"]
 
 
 @dataclass
@@ -43,30 +37,33 @@ class Stats:
 
 @dataclass
 class ServiceState:
+    """The settings of a LocalService (validated there, where their defaults live) and
+    what its sessions share: the token signer, counters, live sessions, credits used."""
+
     api_key: str
     app_id: str
     avatar_ids: tuple[str, ...]
-    other_app_ids: tuple[str, ...] = ()
-    fps: float = DEFAULT_FPS
-    realtime: bool = True
-    latency_ms: float = 80.0
-    jitter_ms: float = 0.0
-    n_expression: int = 50
-    session_time_limit: float | None = None
-    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
-    compression: bool = True
-    seed: int = 0
-    max_sessions: int | None = None
-    credits_seconds: float | None = None
-    av_offset_ms: float = 0.0
-    net_delay_ms: float = 0.0
-    bandwidth_bps: float | None = None
-    send_timeout: float = 10.0
-    handshake_timeout: float = 5.0
-    max_backlog: float = 10.0
-    playout: bool = False
-    pause_limit: float = 30.0
-    egress: SimulatedEgress | None = None
+    other_app_ids: tuple[str, ...]
+    fps: float
+    realtime: bool
+    latency_ms: float
+    jitter_ms: float
+    n_expression: int
+    session_time_limit: float | None
+    idle_timeout: float | None
+    compression: bool
+    seed: int
+    max_sessions: int | None
+    credits_seconds: float | None
+    av_offset_ms: float
+    net_delay_ms: float
+    bandwidth_bps: float | None
+    send_timeout: float
+    handshake_timeout: float
+    max_backlog: float
+    playout: bool
+    pause_limit: float
+    egress: SimulatedEgress | None
     max_token_lifetime: float = 24 * 3600.0
     signer: TokenSigner = field(default_factory=TokenSigner)
     stats: Stats = field(default_factory=Stats)
