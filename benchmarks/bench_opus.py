@@ -25,7 +25,7 @@ from avatar_nb import _pcm
 from avatar_nb.audio import speech_like
 from avatar_nb.logid import generate_log_id
 from avatar_nb.opus import DEFAULT_OPUS_BITRATE, OggOpusDecoder, OggOpusEncoder
-from avatar_nb.pacing import DEFAULT_CHUNK_MS
+from avatar_nb.pacing import DEFAULT_CHUNK_MS, chunk_bytes
 from avatar_nb.proto import message_pb2 as pb
 
 
@@ -44,7 +44,7 @@ def message_bytes(req_id: str, audio: bytes, end: bool) -> int:
 
 
 def chunks(pcm: bytes, rate: int) -> list[bytes]:
-    step = 2 * int(rate * DEFAULT_CHUNK_MS / 1000)
+    step = chunk_bytes(DEFAULT_CHUNK_MS, rate)
     return [pcm[i : i + step] for i in range(0, len(pcm), step)]
 
 
