@@ -32,6 +32,7 @@ from .errors import (
     ServerErrorCode,
     classify_error,
 )
+from .events import InterruptReason
 from .flame import DEFAULT_FPS
 from .logid import generate_log_id
 from .proto import message_pb2 as pb
@@ -702,7 +703,7 @@ class ClientConnection:
         req_id = msg.req_id
         new: RequestStatus | None = None
         if state is PlaybackState.INTERRUPTED:
-            new = RequestStatus.PREEMPTED if msg.reason == "preempted" else RequestStatus.INTERRUPTED
+            new = RequestStatus.PREEMPTED if msg.reason == InterruptReason.PREEMPTED else RequestStatus.INTERRUPTED
         status: RequestStatus | None = None
         anomaly: str | None = None
         request = self._requests.get(req_id)
