@@ -74,6 +74,9 @@ REQUIRED_FIELDS = (
 """Fields without which a session cannot start (checked by ``build()``); an
 ``environment`` stands in for the two endpoint URLs."""
 
+DEFAULT_TOKEN_TIMEOUT = 30.0
+"""Seconds the token request, and opening the WebSocket with its handshake, may take."""
+
 DEFAULT_IO_TIMEOUT = 10.0
 """Seconds a send (or the closing handshake) may wait on a peer that takes no data."""
 
@@ -126,7 +129,7 @@ class SessionConfig:
     console_endpoint_url: str = ""
     ingress_endpoint_url: str = ""
     fps: float | None = None
-    token_timeout: float = 30.0
+    token_timeout: float = DEFAULT_TOKEN_TIMEOUT
     audio_format: AudioFormat = AudioFormat.PCM_S16LE
     livekit_egress: LiveKitEgressConfig | None = None
     agora_egress: AgoraEgressConfig | None = None
@@ -141,7 +144,7 @@ class SessionConfig:
         if isinstance(token_request_timeout, property):  # not given: the class attribute
             token_request_timeout = None
         if token_request_timeout is not None:
-            if self.token_timeout not in (30.0, token_request_timeout):
+            if self.token_timeout not in (DEFAULT_TOKEN_TIMEOUT, token_request_timeout):
                 raise ValueError(
                     f"token_timeout ({self.token_timeout!r}) and token_request_timeout "
                     f"({token_request_timeout!r}) are one setting; give one of them"
