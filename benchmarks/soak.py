@@ -33,9 +33,12 @@ import time
 
 import numpy as np
 
+from avatar_nb.pacing import DEFAULT_CHUNK_MS, chunk_bytes
+
 RATE = 16000
-CHUNK_MS = 40
-CHUNK_BYTES = RATE * CHUNK_MS // 1000 * 2
+CHUNK_MS = DEFAULT_CHUNK_MS  # the chunk stream() sends
+CHUNK_BYTES = chunk_bytes(CHUNK_MS, RATE)
+LATENCY_MS = 80.0  # the service's
 
 
 def _raise_fd_limit() -> None:
@@ -67,7 +70,7 @@ def service_process(conn) -> None:
     from avatar_nb.server import LocalService
 
     async def main() -> None:
-        async with LocalService(realtime=True, latency_ms=80.0) as svc:
+        async with LocalService(realtime=True, latency_ms=LATENCY_MS) as svc:
             token = svc.issue_token(expire_at=time.time() + 24 * 3600)
             conn.send(
                 dict(
@@ -110,7 +113,7 @@ async def _run_sessions(
 
     from avatar_nb import _wire
     from avatar_nb.http_api import websocket_target
-    from avatar_nb.protocol import build_configure_session
+    from avatar_nb.protocol import MessageType, build_configure_session
 
     clip = _clip(utterance)
     utterances = max(1, int(np.ceil(seconds / utterance)))
@@ -137,7 +140,7 @@ async def _run_sessions(
         try:
             await ws.send_bytes(build_configure_session(RATE))
             confirm = _wire.decode_message(await ws.receive_bytes(timeout=30))
-            if confirm.type != 2:
+            if confirm.type != MessageType.SERVER_CONFIRM_SESSION:
                 raise RuntimeError(f"handshake refused: {confirm.error_message}")
             req_ids = [f"20260101000000_s{first + i:04d}u{u:05d}" for u in range(utterances)]
 
@@ -148,7 +151,7 @@ async def _run_sessions(
                         stats["errors"].append(f"session {first + i}: {msg.type!r}")
                         return
                     decoded = _wire.decode_message(msg.data)
-                    if decoded.type == 4:
+                    if decoded.type == MessageType.SERVER_ERROR:
                         stats["errors"].append(f"session {first + i}: {decoded.error_message}")
                         continue
                     got = decoded.keyframes
@@ -264,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     slope = np.polyfit(t[after], rss[after], 1)[0] * 60.0 if after.sum() >= 2 else float("nan")
     print(
         f"soak: {args.sessions} real-time sessions x {args.minutes:g} min, {args.utterance:g} s utterances, "
-        f"{CHUNK_MS} ms chunks, service latency 80 ms"
+        f"{CHUNK_MS:g} ms chunks, service latency {LATENCY_MS:g} ms"
     )
     print(
         f"keyframes: expected {expected}, received {received}, matched in order {matched}, "
