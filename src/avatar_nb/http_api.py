@@ -179,6 +179,11 @@ def error_details(body: str | bytes | None) -> dict[str, str | None]:
     return {"status": None, "code": None, "title": None, "detail": None}
 
 
+def _raw_body(text: str | None) -> str | None:
+    """The start of an error answer's body, kept on the exception for people to read."""
+    return text[:2000] if text else None
+
+
 def _details_text(details: dict[str, str | None]) -> str:
     """``title - detail`` of an error, or its code, for messages."""
     return " - ".join(p for p in (details["title"], details["detail"]) if p) or details["code"] or ""
@@ -215,14 +220,14 @@ def parse_token_response(status: int, body: str) -> str:
             server_code=details["code"],
             server_title=details["title"],
             server_detail=details["detail"],
-            raw_body=body[:2000] if body else None,
+            raw_body=_raw_body(body),
         )
     if not isinstance(data, dict):
         raise SessionTokenError(
             "session token response is not a JSON object",
             code=AvatarSDKErrorCode.protocolError,
             http_status=status,
-            raw_body=body[:2000] if body else None,
+            raw_body=_raw_body(body),
         )
     token = data.get("sessionToken") or data.get("session_token")
     if not token or not isinstance(token, str):
@@ -255,5 +260,5 @@ def upgrade_refusal_error(status: int, body: str | bytes | None) -> AvatarSDKErr
         server_code=details["code"],
         server_title=details["title"],
         server_detail=details["detail"],
-        raw_body=raw[:2000] if raw else None,
+        raw_body=_raw_body(raw),
     )
