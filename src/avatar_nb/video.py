@@ -307,6 +307,17 @@ def _check_size(size: Sequence[int]) -> tuple[int, int]:
     return w, h
 
 
+def _check_request(
+    timeline: Timeline, size: Sequence[int], panels: Sequence[str] | str
+) -> tuple[int, int, tuple[str, ...]]:
+    """Width, height and panels of a video of ``timeline``, or the error saying what is wrong."""
+    width, height = _check_size(size)
+    chosen = _check_panels(panels)
+    if timeline.n_keyframes == 0:
+        raise ValueError("the Timeline has no keyframes: there is nothing to put in a video")
+    return width, height, chosen
+
+
 class _TextLine:
     """One line of text from glyphs that Pillow renders once each (a frame's label changes
     every frame, its characters do not): composed with numpy, then blended in one go."""
@@ -391,10 +402,7 @@ def render_frames(
 
     The same frames :func:`write_video` encodes; useful to inspect or test a frame.
     """
-    width, height = _check_size(size)
-    chosen = _check_panels(panels)
-    if timeline.n_keyframes == 0:
-        raise ValueError("the Timeline has no keyframes: there is nothing to put in a video")
+    width, height, chosen = _check_request(timeline, size, panels)
 
     def fresh() -> tuple[np.ndarray, np.ndarray]:
         buf = np.empty((height, width, 3), dtype=np.uint8)
@@ -482,10 +490,7 @@ def write_video(
     """
     import av
 
-    width, height = _check_size(size)
-    chosen = _check_panels(panels)
-    if timeline.n_keyframes == 0:
-        raise ValueError("the Timeline has no keyframes: there is nothing to put in a video")
+    width, height, chosen = _check_request(timeline, size, panels)
     path = Path(os.fspath(path))
     if path.suffix.lower() != ".mp4":
         raise ValueError(f"{path}: the video is an MP4 file, give a path ending in .mp4")
