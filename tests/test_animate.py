@@ -86,6 +86,14 @@ def test_animate_sync_without_a_loop(service):
     assert tl.complete
 
 
+async def test_animate_sync_refuses_to_block_the_loop_that_serves_its_service():
+    # the service answers on this thread's loop, which animate_sync would block
+    async with LocalService(realtime=False) as svc:
+        with pytest.raises(RuntimeError, match=r"animate_sync\(\) would block .*`await animate\(\.\.\.\)`"):
+            animate_sync(speech_like(0.4), 16000, service=svc)
+        assert svc.running
+
+
 def test_no_environment_leaks_into_other_tests():
     assert not any(os.environ.get(v) for v in ENV_VARS.values())
 

@@ -164,6 +164,13 @@ def test_run_ids_are_stable_and_name_the_whole_condition():
         plan(sources, {"latency_ms": [40]}, 1, pacing=None, seed=0, local=False)
 
 
+async def test_sweep_refuses_to_block_the_loop_that_serves_its_service():
+    # the service answers on this thread's loop, which sweep() would block
+    async with avatar_nb.LocalService(realtime=False) as svc:
+        with pytest.raises(RuntimeError, match=r"sweep\(\) would block .*`await sweep_async\(\.\.\.\)`"):
+            sweep(clips(1), service=svc, progress=False)
+
+
 def test_public_names():
     assert avatar_nb.sweep is sweep and avatar_nb.load_results is load_results
     assert avatar_nb.analysis.av_offset is av_offset

@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import time
-from typing import TYPE_CHECKING, Any
-
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .audio import prepare_audio
 from .endpoints import ENV_VARS, ServiceHandle, endpoints_from_env, open_service
@@ -30,12 +30,15 @@ from .timeline import Timeline
 if TYPE_CHECKING:
     from .server import LocalService
 
+_T = TypeVar("_T")
+
 __all__ = [
     "AnimationTimeout",
     "ENV_VARS",
     "animate",
     "animate_sync",
     "endpoints_from_env",
+    "run_sync",
     "service_meta",
     "stream_clip",
 ]
@@ -167,18 +170,40 @@ def animate_sync(audio: Any, sample_rate: int | None = None, **kwargs: Any) -> T
     ``async with`` on this thread's loop cannot answer: that case raises ``RuntimeError``
     (use ``await animate(...)``, or ``service.start()`` which runs it in its own thread).
     """
+    return run_sync(
+        lambda: animate(audio, sample_rate, **kwargs),
+        service=kwargs.get("service"),
+        name="animate_sync",
+        async_name="animate",
+        thread_name="avatar_nb-animate",
+    )
+
+
+def run_sync(
+    start: Callable[[], Coroutine[Any, Any, _T]],
+    *,
+    service: Any,
+    name: str,
+    async_name: str,
+    thread_name: str,
+) -> _T:
+    """Run the coroutine ``start()`` makes to its end, with or without a running event loop.
+
+    Without one, on a new loop in this thread. With one (a Jupyter kernel) this thread
+    blocks while a worker thread (``thread_name``) runs it on a private loop; a running
+    ``service`` served by this thread's loop (entered with ``async with``, not started in
+    a thread of its own) could then never answer, so that case is a ``RuntimeError``
+    telling the caller of ``name()`` to ``await async_name(...)`` instead.
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(animate(audio, sample_rate, **kwargs))
-    service = kwargs.get("service")
-    # a running service without a thread of its own is served by this thread's loop
-    if service is not None and service.running and getattr(service, "_thread", None) is None:
+        return asyncio.run(start())
+    if service is not None and getattr(service, "running", False) and getattr(service, "_thread", None) is None:
         raise RuntimeError(
-            "animate_sync() would block the event loop that serves this LocalService "
-            "(it was entered with `async with`); use `await animate(...)` instead, "
+            f"{name}() would block the event loop that serves this LocalService "
+            f"(it was entered with `async with`); use `await {async_name}(...)` instead, "
             "or start the service with service.start()"
         )
-    # a loop runs in this thread (Jupyter): run on a private loop in a worker thread
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="avatar_nb-animate") as pool:
-        return pool.submit(asyncio.run, animate(audio, sample_rate, **kwargs)).result()
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=thread_name) as pool:
+        return pool.submit(asyncio.run, start()).result()

@@ -23,7 +23,6 @@ and its error text; the sweep goes on.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
@@ -878,29 +877,24 @@ def sweep(
     event loop the sweep runs on its own loop in a worker thread; ``await
     sweep_async(...)`` is the same as a coroutine).
     """
-    kwargs = {
-        "repeats": repeats,
-        "concurrency": concurrency,
-        "pacing": pacing,
-        "service": service,
-        "out": out,
-        "client": client,
-        "seed": seed,
-        "progress": progress,
-        "timeout": timeout,
-    }
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(sweep_async(clips, grid, **kwargs))
-    if (
-        service is not None
-        and getattr(service, "running", False)
-        and getattr(service, "_thread", None) is None
-    ):
-        raise RuntimeError(
-            "sweep() would block the event loop that serves this LocalService (entered with `async with`); "
-            "use `await sweep_async(...)`, or start the service with service.start()"
-        )
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="avatar_nb-sweep") as threads:
-        return threads.submit(asyncio.run, sweep_async(clips, grid, **kwargs)).result()
+    from .pipeline import run_sync
+
+    return run_sync(
+        lambda: sweep_async(
+            clips,
+            grid,
+            repeats=repeats,
+            concurrency=concurrency,
+            pacing=pacing,
+            service=service,
+            out=out,
+            client=client,
+            seed=seed,
+            progress=progress,
+            timeout=timeout,
+        ),
+        service=service,
+        name="sweep",
+        async_name="sweep_async",
+        thread_name="avatar_nb-sweep",
+    )
