@@ -41,7 +41,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FPS = 25.0
+from avatar_nb.flame import DEFAULT_FPS
+
+FPS = DEFAULT_FPS  # the LocalService's keyframe rate
 RATE = 16000
 CHUNK_MS = 20
 CHUNK_SAMPLES = RATE * CHUNK_MS // 1000
@@ -185,7 +187,7 @@ async def _run_sessions(conn, target: dict, n: int, first_index: int, n_total: i
     from avatar_nb import _pcm, _wire
     from avatar_nb.audio import speech_like
     from avatar_nb.http_api import websocket_target
-    from avatar_nb.protocol import build_configure_session
+    from avatar_nb.protocol import MessageType, build_configure_session
 
     pcm = _pcm.to_s16le(speech_like(seconds, RATE, seed=3))
     n_samples = len(pcm) // 2
@@ -210,7 +212,7 @@ async def _run_sessions(conn, target: dict, n: int, first_index: int, n_total: i
                                        autoping=True, max_msg_size=0)
             await ws.send_bytes(build_configure_session(RATE))
             confirm = _wire.decode_message(await ws.receive_bytes())
-            if confirm.type != 2:
+            if confirm.type != MessageType.SERVER_CONFIRM_SESSION:
                 raise RuntimeError(f"handshake refused: {confirm.error_message}")
             sockets.append(ws)
     except Exception as exc:
@@ -229,7 +231,7 @@ async def _run_sessions(conn, target: dict, n: int, first_index: int, n_total: i
                     return
                 now = time.monotonic()
                 decoded = _wire.decode_message(msg.data)
-                if decoded.type == 4:
+                if decoded.type == MessageType.SERVER_ERROR:
                     errors.append(f"session {i}: {decoded.error_message}")
                     continue
                 mine.append((now, decoded.keyframes.shape[0]))
