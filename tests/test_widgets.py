@@ -7,7 +7,6 @@ import base64
 import io
 import wave
 
-import numpy as np
 import pytest
 
 from avatar_nb import LocalService, plots, speech_like, widgets
