@@ -332,7 +332,7 @@ import asyncio  # noqa: E402
 
 import spatialreal  # noqa: E402
 
-from avatar_nb.flame import SCALAR_CHANNELS  # noqa: E402
+from avatar_nb.flame import DEFAULT_FPS, SCALAR_CHANNELS  # noqa: E402
 from avatar_nb.proto import message_pb2 as pb  # noqa: E402
 from avatar_nb.protocol import build_configure_session  # noqa: E402
 
@@ -422,7 +422,7 @@ async def test_service_animates_each_page_as_it_completes(service):
     """Lockstep: after each page is sent, the keyframes of all its audio (but the
     resampler's last millisecond) come back before anything more is sent."""
     rate = 24000
-    spf = rate // 25
+    spf = int(rate / DEFAULT_FPS)
     x = speech_like(2.0, rate, seed=3)
     stream, _ = encode(_pcm.to_s16le(x), rate, chunk_s=0.1)  # pages of 100 ms: 2.5 frames each
     pages = pages_of(stream)

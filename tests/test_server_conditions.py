@@ -11,13 +11,14 @@ import pytest
 
 from avatar_nb import _pcm, _wire
 from avatar_nb.audio import speech_like
+from avatar_nb.flame import DEFAULT_FPS
 from avatar_nb.server import Animator, LocalService
 from avatar_nb.server.pacing import Link
 
 from .helpers import collect_until_end, expected_frames, handshake, keyframes_of, open_raw, stream
 
 RATE = 16000
-FRAME = RATE // 25  # samples per keyframe at 25 fps
+FRAME = int(RATE / DEFAULT_FPS)  # samples per keyframe at the service's rate
 
 
 async def _paced(svc, pcm: bytes, chunk_bytes: int) -> tuple[np.ndarray, np.ndarray]:

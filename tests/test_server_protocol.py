@@ -7,6 +7,7 @@ import numpy as np
 
 from avatar_nb import _wire
 from avatar_nb.errors import ServerErrorCode
+from avatar_nb.flame import FIXED_COLUMNS
 from avatar_nb.protocol import (
     AudioReceived,
     InterruptRequested,
@@ -17,7 +18,7 @@ from avatar_nb.protocol import (
     build_interrupt,
 )
 
-_EMPTY = np.zeros((0, 20), np.float32)
+_EMPTY = np.zeros((0, FIXED_COLUMNS), np.float32)
 
 
 def _audio(req_id: str, end: bool = False) -> bytes:
