@@ -333,7 +333,7 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _round(value: Any) -> Any:
+def _finite_or_none(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
@@ -359,7 +359,7 @@ def run_row(spec: RunSpec, result: Any = None, **extra: Any) -> dict[str, Any]:
         row.update(record)
         if result.timeline is not None:
             for key, value in result.timeline.summary().items():
-                row.setdefault(key, _round(value))
+                row.setdefault(key, _finite_or_none(value))
     row.update(extra)
     return row
 
@@ -429,13 +429,6 @@ class ServiceSpec:
     @property
     def options(self) -> dict[str, Any]:
         return dict(self._options)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"kind": self.kind, "_options": self._options}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.kind = state["kind"]
-        self._options = state["_options"]
 
 
 def service_spec(service: Any) -> ServiceSpec:
