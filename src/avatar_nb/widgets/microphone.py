@@ -295,6 +295,11 @@ class MicrophonePanel(anywidget.AnyWidget):
         return self._task is not None and not self._task.done()
 
     @property
+    def _session_open(self) -> bool:
+        """A run is in progress and its session takes chunks (start() made the queue)."""
+        return self.is_running and self._ready is not None and self._ready.is_set()
+
+    @property
     def refresh_rate(self) -> float:
         """Refresher wake-ups per second during the last run (0 before one)."""
         end = self._refresh_ended or time.monotonic()
@@ -452,7 +457,7 @@ class MicrophonePanel(anywidget.AnyWidget):
         elif kind == "start":
             if not self.is_running:
                 self.start()
-            elif self._use_microphone and self._ready is not None and self._ready.is_set():
+            elif self._use_microphone and self._session_open:
                 self._send_to_page({"type": "capture"})  # a run started from code: join it
             elif not self._use_microphone:
                 # the file stand-in is running: release the microphone
@@ -487,12 +492,7 @@ class MicrophonePanel(anywidget.AnyWidget):
     def _on_chunk(self, content: dict[str, Any], buffers: list[Any]) -> None:
         now = time.monotonic()
         seq, end = content.get("seq"), bool(content.get("end"))
-        if (
-            not self.is_running
-            or self._queue is None
-            or self._ready is None
-            or not self._ready.is_set()
-        ):
+        if not self._session_open:
             self.sequencer.error(f"chunk {seq!r} dropped: no session is open to take it")
             return
         if len(buffers) != 1:
@@ -561,14 +561,9 @@ class MicrophonePanel(anywidget.AnyWidget):
     def _request_stop(self, *, abort: bool = False) -> None:
         if self._stop_requested is None or not self.is_running:
             return
-        if (
-            abort
-            and self._queue is not None
-            and self._ready is not None
-            and self._ready.is_set()
-            and not self._end_queued.is_set()
-        ):
+        if abort and self._session_open and not self._end_queued.is_set():
             # no more audio will come: end the request with what was sent
+            assert self._queue is not None  # start() made it with _ready
             self._end_queued.set()
             self._queue.put_nowait(None)
         self._stop_requested.set()
