@@ -57,7 +57,7 @@ async def bare():
     async with session:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        session._t0 = time.monotonic()  # the origin is the capture start, as in the panel
+        session.set_time_origin(time.monotonic())  # the origin is the capture start, as in the panel
         for i in range(0, len(pcm), STEP):
             piece = pcm[i:i + STEP]
             await asyncio.sleep(max(0.0, start + (i + len(piece)) / 2 / 16000 - loop.time()))
