@@ -38,6 +38,7 @@ import numpy as np
 from .pacing import DEFAULT_CHUNK_MS, DEFAULT_PACING, Pacing, check_chunk_ms, check_pacing
 from .pipeline import service_meta, stream_clip
 from .protocol import SUPPORTED_SAMPLE_RATES
+from .timeline import ms_text
 
 if TYPE_CHECKING:
     from .endpoints import ServiceHandle
@@ -328,17 +329,13 @@ class ClipResult:
         if self.status != "ok":
             return f"{self.clip.source}: FAILED: {self.error}"
         s = self.summary
-
-        def ms(v: Any) -> str:
-            return "n/a" if v is None else f"{v * 1000:.1f} ms"
-
         rtf = "n/a" if s.get("real_time_factor") is None else f"{s['real_time_factor']:.3f}"
         outputs = ", ".join(self.outputs.values())
-        late = "n/a (fast)" if self.settings.pacing == "fast" else ms(s.get("lateness_p99"))
+        late = "n/a (fast)" if self.settings.pacing == "fast" else ms_text(s.get("lateness_p99"))
         return (
             f"{self.clip.source}: {s.get('audio_seconds') or 0:.2f} s audio, {s.get('keyframes')} keyframes, "
-            f"{self.settings.pacing} pacing, first frame {ms(s.get('first_frame_latency'))}, "
-            f"latency p99 {ms(s.get('latency_p99'))}, lateness p99 {late}, RTF {rtf}"
+            f"{self.settings.pacing} pacing, first frame {ms_text(s.get('first_frame_latency'))}, "
+            f"latency p99 {ms_text(s.get('latency_p99'))}, lateness p99 {late}, RTF {rtf}"
             + (f" -> {outputs}" if outputs else "")
         )
 

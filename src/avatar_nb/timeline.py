@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # pandas and xarray load only when a table is asked for
     import pandas as pd
     import xarray as xr
 
-__all__ = ["CHANNELS", "REQUEST_STATUSES", "SCALAR_CHANNELS", "Timeline"]
+__all__ = ["CHANNELS", "REQUEST_STATUSES", "SCALAR_CHANNELS", "Timeline", "ms_text"]
 
 REQUEST_STATUSES: tuple[str, ...] = tuple(status.value for status in RequestStatus)
 """What can become of a request (the values of :class:`avatar_nb.protocol.RequestStatus`):
@@ -649,10 +649,6 @@ class Timeline:
             "errors": len(self.errors),
         }
 
-    @staticmethod
-    def _ms(value: float | None) -> str:
-        return "n/a" if value is None else f"{value * 1000:.1f} ms"
-
     def _state_text(self, s: dict[str, Any]) -> str:
         if s["complete"]:
             return "complete"
@@ -667,8 +663,8 @@ class Timeline:
         return (
             f"<Timeline {s['keyframes']} keyframes (E={s['expression_dims']}) @ {self.fps:g} fps, "
             f"{audio}, {s['requests']} request(s), {s['pacing']} pacing, "
-            f"first frame {self._ms(s['first_frame_latency'])}, latency p99 {self._ms(s['latency_p99'])}, "
-            f"jitter {self._ms(s['jitter'])}, RTF {rtf}, {self._state_text(s)}{errors}>"
+            f"first frame {ms_text(s['first_frame_latency'])}, latency p99 {ms_text(s['latency_p99'])}, "
+            f"jitter {ms_text(s['jitter'])}, RTF {rtf}, {self._state_text(s)}{errors}>"
         )
 
     def _repr_html_(self) -> str:
@@ -677,7 +673,7 @@ class Timeline:
         lateness = (
             "n/a under fast pacing"
             if fast
-            else f"{self._ms(s['lateness_p50'])} / {self._ms(s['lateness_p99'])}"
+            else f"{ms_text(s['lateness_p50'])} / {ms_text(s['lateness_p99'])}"
         )
         rtf = "n/a" if s["real_time_factor"] is None else f"{s['real_time_factor']:.3f}"
         rows = [
@@ -686,10 +682,10 @@ class Timeline:
             ("audio", "n/a" if s["audio_seconds"] is None else f"{s['audio_seconds']:.2f} s @ {self.sample_rate} Hz"),
             ("pacing", s["pacing"]),
             ("requests", str(s["requests"])),
-            ("first-frame latency", self._ms(s["first_frame_latency"])),
-            ("latency p50 / p99", f"{self._ms(s['latency_p50'])} / {self._ms(s['latency_p99'])}"),
+            ("first-frame latency", ms_text(s["first_frame_latency"])),
+            ("latency p50 / p99", f"{ms_text(s['latency_p50'])} / {ms_text(s['latency_p99'])}"),
             ("lateness p50 / p99", lateness),
-            ("inter-arrival jitter", self._ms(s["jitter"])),
+            ("inter-arrival jitter", ms_text(s["jitter"])),
             ("real-time factor", rtf + (" (processing speed)" if fast and s["real_time_factor"] is not None else "")),
             ("complete", "yes" if s["complete"] else f"no ({self._state_text(s)})"),
         ]
@@ -727,6 +723,11 @@ class Timeline:
         from . import timeline_file
 
         return timeline_file.load(cls, path)
+
+
+def ms_text(seconds: float | None) -> str:
+    """A time in seconds as text for people: milliseconds (``"12.3 ms"``), ``"n/a"`` for None."""
+    return "n/a" if seconds is None else f"{seconds * 1000:.1f} ms"
 
 
 def _frame_end_sample(index: np.ndarray, sample_rate: int, fps: float) -> np.ndarray:
