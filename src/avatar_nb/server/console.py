@@ -10,7 +10,6 @@ classify them as invalid requests, and the API key is never echoed.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import math
 import time
@@ -20,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from .state import ServiceState
+from .tokens import same_secret
 
 __all__ = ["error_response", "token_handler"]
 
@@ -106,9 +106,7 @@ def token_handler(state: ServiceState, key_name: str):
 
     async def handle(request: web.Request) -> web.Response:
         given = request.headers.get("X-Api-Key", "")
-        if not given or not hmac.compare_digest(
-            given.encode("utf-8"), state.api_key.encode("utf-8")
-        ):
+        if not same_secret(given, state.api_key):
             what = "missing" if not given else "wrong"
             return refuse(
                 401, "INVALID_API_KEY", "Invalid API Key", f"the X-Api-Key header is {what}"

@@ -13,17 +13,13 @@ use. Secrets are compared in constant time and never echoed.
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..proto import message_pb2 as pb
+from .tokens import same_secret
 
 __all__ = ["SimulatedEgress"]
-
-
-def _same(given: str, expected: str) -> bool:
-    return bool(expected) and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -58,8 +54,8 @@ class SimulatedEgress:
         if egress_type == pb.EGRESS_TYPE_LIVEKIT:
             if config.room_name not in self.livekit_rooms or config.url != self.livekit_url:
                 return f"livekit egress unauthorized: no access to room {config.room_name!r} at {config.url!r}"
-            token_ok = _same(config.api_token, self.livekit_api_token)
-            pair_ok = _same(config.api_key, self.livekit_api_key) and _same(
+            token_ok = same_secret(config.api_token, self.livekit_api_token)
+            pair_ok = same_secret(config.api_key, self.livekit_api_key) and same_secret(
                 config.api_secret, self.livekit_api_secret
             )
             if not (token_ok or pair_ok):
@@ -68,7 +64,7 @@ class SimulatedEgress:
         if egress_type == pb.EGRESS_TYPE_AGORA:
             if config.channel_name not in self.agora_channels:
                 return f"agora egress unauthorized: no access to channel {config.channel_name!r}"
-            if not _same(config.token, self.agora_token):
+            if not same_secret(config.token, self.agora_token):
                 return "agora egress unauthorized: invalid token"
             return None
         return f"unauthorized: unknown egress type {egress_type}"

@@ -16,7 +16,13 @@ import secrets
 import time
 from dataclasses import dataclass
 
-__all__ = ["InvalidToken", "TokenClaims", "TokenSigner"]
+__all__ = ["InvalidToken", "TokenClaims", "TokenSigner", "same_secret"]
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Whether ``given`` is the secret ``expected``, compared in constant time; an empty
+    ``expected`` (no secret configured) matches nothing."""
+    return bool(expected) and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
 class InvalidToken(ValueError):
