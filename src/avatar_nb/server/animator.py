@@ -120,7 +120,8 @@ def _motion_model(seed: int, fps: float, n_expression: int) -> _MotionModel:
 
 
 class Animator:
-    """Turns one session's audio into FLAME keyframes of ``20 + n_expression`` floats."""
+    """Turns one session's audio into FLAME keyframes of ``FIXED_COLUMNS + n_expression``
+    floats (the layout of :mod:`avatar_nb.flame`)."""
 
     def __init__(
         self,
