@@ -20,6 +20,7 @@ pandas (and, for :func:`to_xarray`, xarray) load only when a table is asked for.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -180,12 +181,11 @@ def requests_frame(timeline: Timeline) -> pd.DataFrame:
     msg_arrival = timeline.message_arrival
     msg_count = timeline.message_keyframes
 
-    chunks = np.bincount(chunk_req, minlength=n_req)[:n_req] if n_req else np.zeros(0, dtype=np.int64)
-    total_samples = (
-        np.bincount(chunk_req, weights=samples, minlength=n_req)[:n_req] if n_req else np.zeros(0)
-    )
-    messages = np.bincount(msg_req, minlength=n_req)[:n_req] if n_req else np.zeros(0, dtype=np.int64)
-    keyframes = np.bincount(msg_req, weights=msg_count, minlength=n_req)[:n_req] if n_req else np.zeros(0)
+    # every owner index is below n_req, so each count has exactly one entry per request
+    chunks = np.bincount(chunk_req, minlength=n_req)
+    total_samples = np.bincount(chunk_req, weights=samples, minlength=n_req)
+    messages = np.bincount(msg_req, minlength=n_req)
+    keyframes = np.bincount(msg_req, weights=msg_count, minlength=n_req)
 
     def first_last(values: np.ndarray, owners: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         first = np.full(n_req, np.nan)
@@ -202,14 +202,9 @@ def requests_frame(timeline: Timeline) -> pd.DataFrame:
     first_arrival, last_arrival = first_last(msg_arrival, msg_req, msg_count > 0)
 
     status_at = {r: at for r, _, at in timeline._status_log}
-    anomaly_counts: dict[str, int] = {}
-    for r, *_ in timeline._anomalies:
-        anomaly_counts[r] = anomaly_counts.get(r, 0) + 1
-    last_state: dict[str, str] = {}
-    state_counts: dict[str, int] = {}
-    for r, state, *_ in timeline._playback:
-        last_state[r] = state
-        state_counts[r] = state_counts.get(r, 0) + 1
+    anomaly_counts = Counter(r for r, *_ in timeline._anomalies)
+    state_counts = Counter(r for r, *_ in timeline._playback)
+    last_state = {r: state for r, state, *_ in timeline._playback}
 
     ended = np.zeros(n_req, dtype=bool)
     if timeline._ended:
