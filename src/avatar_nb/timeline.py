@@ -131,15 +131,7 @@ class Timeline:
             return self._audio_set
         if not self._sent_audio:
             return None
-
-        def build() -> np.ndarray:
-            blocks = self._sent_audio
-            count = len(blocks)
-            if count > 1:
-                blocks[:count] = [np.concatenate(blocks[:count])]
-            return blocks[0]
-
-        return self._cached("audio", build)
+        return self._cached("audio", lambda: _merged(self._sent_audio))
 
     @audio.setter
     def audio(self, value: bytes | np.ndarray | None) -> None:
@@ -266,14 +258,9 @@ class Timeline:
         """(n, 20 + E) float32 keyframes in arrival order (read-only)."""
 
         def build() -> np.ndarray:
-            blocks = self._blocks
-            count = len(blocks)
-            if not count:
+            if not self._blocks:
                 return np.zeros((0, self._width or FIXED_COLUMNS), dtype=np.float32)
-            if count > 1:
-                # merge in place: a slice assignment keeps blocks appended meanwhile
-                blocks[:count] = [np.concatenate(blocks[:count], axis=0)]
-            return blocks[0]
+            return _merged(self._blocks)
 
         return self._cached("keyframes", build)
 
@@ -728,6 +715,18 @@ class Timeline:
 def ms_text(seconds: float | None) -> str:
     """A time in seconds as text for people: milliseconds (``"12.3 ms"``), ``"n/a"`` for None."""
     return "n/a" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def _merged(blocks: list[np.ndarray]) -> np.ndarray:
+    """The blocks (at least one) as one array, which then replaces them in the list.
+
+    Merged in place through a slice assignment, so that a block another thread appends
+    meanwhile (a session filling the timeline while a view reads it) stays after it.
+    """
+    count = len(blocks)
+    if count > 1:
+        blocks[:count] = [np.concatenate(blocks[:count])]
+    return blocks[0]
 
 
 def _frame_end_sample(index: np.ndarray, sample_rate: int, fps: float) -> np.ndarray:
