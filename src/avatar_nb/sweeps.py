@@ -26,13 +26,18 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import html
 import inspect
 import itertools
 import json
 import math
 import os
+import pickle
+import queue
 import socket
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -524,8 +529,6 @@ class SweepResult:
         return f"{len(runs)} runs, {ok} ok" + (f", {failed} failed" if failed else "")
 
     def _repr_html_(self) -> str:
-        import html
-
         where = f" in <code>{html.escape(str(self.path))}</code>" if self.path else ""
         return f"<div><b>Sweep</b>: {html.escape(self._counts())}{where}</div>" + self.runs.to_html(
             max_rows=20
@@ -584,10 +587,6 @@ class _Writer:
     """
 
     def __init__(self, root: Path) -> None:
-        import queue
-        import sys
-        import threading
-
         package_parent = str(Path(__file__).resolve().parent.parent)
         env = {
             **os.environ,
@@ -615,8 +614,6 @@ class _Writer:
         self._reader.start()
 
     def _send(self) -> None:
-        import pickle
-
         pipe = self._process.stdin
         assert pipe is not None
         try:
@@ -634,8 +631,6 @@ class _Writer:
                 pipe.close()
 
     def _read(self) -> None:
-        import pickle
-
         pipe = self._process.stdout
         assert pipe is not None
         while True:
