@@ -7,6 +7,7 @@ import pytest
 
 from avatar_nb import _pcm
 from avatar_nb.audio import speech_like
+from avatar_nb.flame import CHANNELS, DEFAULT_FPS, FIXED_COLUMNS, SCALAR_CHANNELS
 from avatar_nb.server import Animator
 
 from .helpers import expected_frames
@@ -23,8 +24,8 @@ def test_mouth_opens_on_speech_and_closes_in_pauses():
     x = speech_like(12.0, 16000, seed=11)
     pcm = _pcm.to_s16le(x)
     kf = animate_all(pcm)
-    jaw = kf[:, 9]
-    rms = _pcm.frame_features(x, 16000, 25)["rms"]
+    jaw = kf[:, SCALAR_CHANNELS["jaw_open"]]
+    rms = _pcm.frame_features(x, 16000, DEFAULT_FPS)["rms"]
     assert jaw.shape == rms.shape
     speech = rms > 0.2 * rms.max()
     silence = rms < 0.01 * rms.max()
@@ -38,28 +39,28 @@ def test_mouth_opens_on_speech_and_closes_in_pauses():
 
 def test_blinks_at_natural_intervals():
     kf = animate_all(_pcm.to_s16le(speech_like(30.0, 16000, seed=2)))
-    lids = kf[:, 18]
-    np.testing.assert_array_equal(lids, kf[:, 19])
+    lids = kf[:, SCALAR_CHANNELS["eyelid_left"]]
+    np.testing.assert_array_equal(lids, kf[:, SCALAR_CHANNELS["eyelid_right"]])
     closed = lids > 0.9
     starts = np.flatnonzero(closed & ~np.concatenate(([False], closed[:-1])))
     assert 5 <= starts.size <= 15  # one blink every 2 to 5.5 s over 30 s
-    assert np.all(np.diff(starts) >= 2.0 * 25)
+    assert np.all(np.diff(starts) >= 2.0 * DEFAULT_FPS)
     assert np.median(lids[~(lids > 0.1)]) < 0.1  # open between blinks
 
 
 def test_head_moves_slowly():
     kf = animate_all(_pcm.to_s16le(speech_like(10.0, 16000, seed=5)))
-    head = kf[:, 3:6]
+    head = kf[:, CHANNELS["rotation"]]
     assert np.ptp(head, axis=0).min() > 0.01  # it moves
     assert np.abs(np.diff(head, axis=0)).max() < 0.02  # slowly: < 0.02 rad per frame
-    np.testing.assert_allclose(kf[:, 6:9], 0.4 * head, rtol=1e-5)
+    np.testing.assert_allclose(kf[:, CHANNELS["neck_pose"]], 0.4 * head, rtol=1e-5)
 
 
 @pytest.mark.parametrize("rate,fps", [(16000, 25), (44100, 25), (8000, 30), (22050, 30)])
 def test_frame_count_and_width(rate, fps):
     pcm = _pcm.to_s16le(speech_like(1.37, rate))
     kf = animate_all(pcm, rate, chunk=998, fps=fps, n_expression=100)
-    assert kf.shape == (expected_frames(len(pcm) // 2, rate, fps), 120)
+    assert kf.shape == (expected_frames(len(pcm) // 2, rate, fps), FIXED_COLUMNS + 100)
     assert kf.dtype == np.float32 and np.all(np.isfinite(kf))
 
 
@@ -87,7 +88,7 @@ def test_bad_input():
 def _audio_driven_expression(x: np.ndarray) -> np.ndarray:
     """Expression minus the slow "mood" drift (what silence of the same length gives)."""
     pcm = _pcm.to_s16le(x)
-    return animate_all(pcm)[:, 20:] - animate_all(bytes(len(pcm)))[:, 20:]
+    return animate_all(pcm)[:, FIXED_COLUMNS:] - animate_all(bytes(len(pcm)))[:, FIXED_COLUMNS:]
 
 
 def test_expression_follows_spectral_shape():
@@ -123,6 +124,7 @@ def test_utterances_continue_one_stream():
     )
     alone = animate_all(b)
     # the head drift of the second utterance continues from the first, unlike a fresh stream
-    assert not np.allclose(second[:, 4], alone[:, 4])
-    step = np.abs(second[0, 3:6] - first[-1, 3:6]).max()
+    yaw, head = SCALAR_CHANNELS["head_yaw"], CHANNELS["rotation"]
+    assert not np.allclose(second[:, yaw], alone[:, yaw])
+    step = np.abs(second[0, head] - first[-1, head]).max()
     assert step < 0.02

@@ -10,6 +10,7 @@ import pytest
 
 from avatar_nb import _pcm, _wire
 from avatar_nb.audio import speech_like
+from avatar_nb.flame import DEFAULT_FPS, FIXED_COLUMNS
 from avatar_nb.proto import message_pb2 as pb
 from avatar_nb.protocol import build_interrupt
 from avatar_nb.server import LocalService
@@ -22,10 +23,10 @@ async def test_stream_returns_every_keyframe_then_end(service, rate):
     pcm = _pcm.to_s16le(speech_like(1.3, rate))
     ws = await open_raw(service)
     confirm = await handshake(ws, rate)
-    await stream(ws, pcm, "req-1", chunk=rate // 25 * 2)
+    await stream(ws, pcm, "req-1", chunk=int(rate / DEFAULT_FPS) * 2)  # a frame a chunk
     messages = await collect_until_end(ws, "req-1")
     kf = keyframes_of(messages)
-    assert kf.shape == (expected_frames(len(pcm) // 2, rate), 70)
+    assert kf.shape == (expected_frames(len(pcm) // 2, rate), FIXED_COLUMNS + 50)
     assert [m.end for m in messages] == [False] * (len(messages) - 1) + [True]
     assert all(
         m.connection_id == confirm.connection_id and m.avatar_id == service.avatar_id
