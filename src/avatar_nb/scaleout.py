@@ -45,6 +45,7 @@ from .sweeps import (
     prepare_all,
     run_one,
     run_row,
+    service_key,
     where,
 )
 
@@ -124,11 +125,9 @@ def _worker_loop() -> asyncio.AbstractEventLoop:
 
 def worker_service(options: Mapping[str, Any]) -> LocalService:
     """The local service of this worker process for ``options``: started once, then reused."""
-    import json
-
     from .server import LocalService
 
-    key = json.dumps(dict(options), sort_keys=True, default=str)
+    key = service_key(options)
     with _state_lock:
         service = _services.get(key)
         if service is None or not service.running:

@@ -247,7 +247,12 @@ class RunSpec:
     @property
     def service_key(self) -> str:
         """The distinct service configuration this run needs (runs sharing it share a service)."""
-        return json.dumps(self.service_options, sort_keys=True, default=str)
+        return service_key(self.service_options)
+
+
+def service_key(options: Mapping[str, Any]) -> str:
+    """A local service configuration as a key: equal options, equal keys."""
+    return json.dumps(dict(options), sort_keys=True, default=str)
 
 
 def _run_id(clip: ClipSource, settings: Mapping[str, Any], repeat: int) -> str:
