@@ -89,19 +89,20 @@ def _avatar_nb(svc: LocalService, rec: Recorder, **kw):
     )
 
 
+async def _send_clip(session, data: bytes) -> None:
+    """``data`` in CHUNK-byte messages, the last one ending the request."""
+    for i in range(0, len(data), CHUNK):
+        await session.send_audio(data[i : i + CHUNK], end=i + CHUNK >= len(data))
+
+
 async def _drive(session, rec: Recorder, pcm: bytes) -> None:
     """One scenario, the same for every client: a clip that plays out (PLAYING, ENDED);
     a clip paused and resumed then interrupted; a clip preempted by a newer one."""
     await session.init()
     await session.start()
-
-    async def clip(data: bytes, end: bool = True) -> None:
-        for i in range(0, len(data), CHUNK):
-            await session.send_audio(data[i : i + CHUNK], end=end and i + CHUNK >= len(data))
-
-    await clip(pcm[:8000])
+    await _send_clip(session, pcm[:8000])
     await rec.wait_states(2)  # PLAYING, ENDED
-    await clip(pcm)
+    await _send_clip(session, pcm)
     await rec.wait_states(3)  # PLAYING
     await session.pause()
     await rec.wait_states(4)
@@ -109,9 +110,9 @@ async def _drive(session, rec: Recorder, pcm: bytes) -> None:
     await rec.wait_states(5)
     await session.interrupt()
     await rec.wait_states(6)
-    await clip(pcm)
+    await _send_clip(session, pcm)
     await rec.wait_states(7)
-    await clip(pcm[:8000])
+    await _send_clip(session, pcm[:8000])
     await rec.wait_states(10)  # INTERRUPTED (preempted), PLAYING, ENDED
     await session.close()
 
@@ -149,8 +150,7 @@ async def test_spatialreal_pause_timeout():
         session = _spatialreal(svc, rec)
         await session.init()
         await session.start()
-        for i in range(0, len(pcm), CHUNK):
-            await session.send_audio(pcm[i : i + CHUNK], end=i + CHUNK >= len(pcm))
+        await _send_clip(session, pcm)
         await rec.wait_states(1)
         await session.pause()
         await rec.wait_states(3)
@@ -184,8 +184,7 @@ async def test_spatialreal_with_a_valid_livekit_egress_gets_control_frames_and_s
         await session.init()
         await session.start()
         assert "playback_state" in session.capabilities
-        for i in range(0, len(pcm), CHUNK):
-            await session.send_audio(pcm[i : i + CHUNK], end=i + CHUNK >= len(pcm))
+        await _send_clip(session, pcm)
         await rec.wait_states(2)
         await session.close()
     assert [s for _, s, _ in rec.sequence()] == ["PLAYING", "ENDED"]
@@ -249,8 +248,7 @@ async def test_avatar_nb_with_a_valid_egress_takes_the_duplicate_end():
         session = _avatar_nb(svc, rec, livekit_egress=lk)
         await session.init()
         await session.start()
-        for i in range(0, len(pcm), CHUNK):
-            await session.send_audio(pcm[i : i + CHUNK], end=i + CHUNK >= len(pcm))
+        await _send_clip(session, pcm)
         await rec.wait_states(2)
         await session.close()
     assert rec.errors == []
