@@ -37,7 +37,7 @@ import numpy as np
 
 from .pacing import DEFAULT_CHUNK_MS, DEFAULT_PACING, Pacing, check_chunk_ms, check_pacing
 from .pipeline import service_meta, stream_clip
-from .protocol import SUPPORTED_SAMPLE_RATES
+from .protocol import check_sample_rate
 from .timeline import ms_text
 
 if TYPE_CHECKING:
@@ -233,9 +233,7 @@ class RunSettings:
 
     def __post_init__(self) -> None:
         check_pacing(self.pacing)
-        if isinstance(self.sample_rate, bool) or self.sample_rate not in SUPPORTED_SAMPLE_RATES:
-            accepted = ", ".join(map(str, SUPPORTED_SAMPLE_RATES))
-            raise ValueError(f"unsupported sample_rate {self.sample_rate!r}; accepted: {accepted}")
+        check_sample_rate(self.sample_rate)
         object.__setattr__(self, "chunk_ms", check_chunk_ms(self.chunk_ms, self.sample_rate))
         if self.timeout is not None and not (isinstance(self.timeout, (int, float)) and self.timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds or None, got {self.timeout!r}")
