@@ -186,7 +186,7 @@ function render({ model, el }) {
       node.port.onmessage = (e) => {
         const t = performance.now() / 1000;
         model.send({ type: "chunk", seq: e.data.seq, t, end: e.data.end }, undefined, [e.data.buffer]);
-        if (e.data.end) close();
+        if (e.data.end) teardown();
       };
       source.connect(node); node.connect(sink); sink.connect(ctx.destination);
       Object.assign(capture, { node, source, sink });
@@ -197,8 +197,8 @@ function render({ model, el }) {
       }
       if (sending) node.port.postMessage("start");
       const track = stream.getAudioTracks()[0];
-      report({ type: "capturing", device: track ? track.label : "", capture_rate: ctx.sampleRate,
-               resampled_in_worklet: ctx.sampleRate !== rate });
+      // the kernel reads a worklet resampling from capture_rate != its sample_rate
+      report({ type: "capturing", device: track ? track.label : "", capture_rate: ctx.sampleRate });
     } catch (err) {
       const e = describeError(err);
       report({ type: "error", ...e });
@@ -216,8 +216,6 @@ function render({ model, el }) {
     if (ctx && ctx.state !== "closed") ctx.close().catch(() => {});
     sync();
   }
-
-  function close() { teardown(); }
 
   // Stop: a capturing page flushes its partial chunk with end = true, then closes the
   // microphone; otherwise it closes it, and the Stop button tells the kernel.
