@@ -197,15 +197,15 @@ class IngressSession:
         self.closing = True
         self._cancel_timers()
         sender = self.outbox.task if self.outbox is not None else None
-        for task in (sender, *self._tasks):
-            if task is not None and task is not asyncio.current_task():
-                task.cancel()
-        for task in (sender, *self._tasks):
-            if task is not None and task is not asyncio.current_task():
-                try:
-                    await task
-                except (asyncio.CancelledError, Exception):
-                    pass
+        current = asyncio.current_task()
+        tasks = [task for task in (sender, *self._tasks) if task not in (None, current)]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
         if not self.ws.closed:
             try:
                 async with asyncio.timeout(_CLOSE_TIMEOUT):
