@@ -227,3 +227,64 @@ def test_a_batch_writes_the_same_dataset(tmp_path):
             _plain(table), _plain(result.timeline.to_pandas()), check_exact=True
         )
     assert finished_runs(tmp_path) == {r.name for r in results}
+
+
+def test_keyframe_files_declare_no_nulls_and_older_files_still_read(tmp_path):
+    """Files are written with non-null columns (no definition levels); a dataset holding
+    files of the earlier layout (nullable columns, LZ4) reads as one table, filters included."""
+    import pyarrow as pa
+
+    from avatar_nb.dataset import keyframe_table, write_keyframes
+
+    new, old = synthetic_timeline(40, seed=5), synthetic_timeline(30, seed=6)
+    write_result(tmp_path, {"run": 0, "run_id": "new", "status": "ok"}, new)
+    table = keyframe_table(old)
+    nullable = pa.table({name: table[name] for name in table.column_names})
+    path = write_keyframes(tmp_path, "old", nullable)
+    # as the earlier writer did: nullable columns, LZ4
+    pq.write_table(nullable, path, compression="lz4", use_dictionary=["req_id"], store_schema=False)
+    write_run(tmp_path, {"run": 1, "run_id": "old", "status": "ok"})
+
+    written = pq.ParquetFile(tmp_path / KEYFRAMES_DIR / "run_id=new" / "part.parquet")
+    assert not any(field.nullable for field in written.schema_arrow)
+    assert written.metadata.row_group(0).column(7).compression == "UNCOMPRESSED"
+    results = load_results(tmp_path)
+    both = results.keyframes()
+    for run_id, tl in (("new", new), ("old", old)):
+        back = both[both["run_id"] == run_id].drop(columns="run_id")
+        pd.testing.assert_frame_equal(_plain(back), _plain(tl.to_pandas()), check_exact=True)
+    early = results.keyframes(columns=["latency"], filters=[("frame", "<", 3)])
+    assert len(early) == 3 * (len(new.req_ids) + len(old.req_ids))
+    assert finished_runs(tmp_path) == {"new", "old"}
+
+
+def test_many_runs_are_read_on_several_threads_in_run_order(tmp_path, monkeypatch):
+    import os
+    import threading
+
+    import avatar_nb.dataset as dataset_module
+
+    timelines = {f"run{i:02d}": synthetic_timeline(20 + i, seed=10 + i) for i in range(7)}
+    for index, (run_id, tl) in enumerate(timelines.items()):
+        write_result(tmp_path, {"run": index, "run_id": run_id, "status": "ok"}, tl)
+    one_by_one = load_results(tmp_path).keyframes(columns=["latency", "frame"])
+
+    threads: set[str] = set()
+    opened = pq.ParquetFile
+
+    def recording(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return opened(*args, **kwargs)
+
+    monkeypatch.setattr(dataset_module, "_FILES_PER_THREAD", 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    monkeypatch.setattr(pq, "ParquetFile", recording)
+    threaded = load_results(tmp_path).keyframes(columns=["latency", "frame"])
+    # every file was read on the reading pool (which may reuse a thread that finished
+    # its slice for the next one), none on the caller's thread
+    assert threads and all(name.startswith("avatar_nb-read") for name in threads)
+    pd.testing.assert_frame_equal(threaded, one_by_one, check_exact=True)
+    assert list(pd.unique(threaded["run_id"].astype(str))) == list(timelines)
+    for run_id, tl in timelines.items():
+        part = threaded[threaded["run_id"] == run_id]
+        np.testing.assert_array_equal(part["latency"].to_numpy(), tl.latency)
