@@ -71,19 +71,10 @@ class Received:
 def _official_kwargs(svc: LocalService, got: Received, overrides: dict) -> dict:
     """What both official clients take: credentials, both endpoints (spatialreal strips
     /v1/console and posts to /v1/auth/session-token), expiry and callbacks."""
-    kwargs = dict(
-        api_key=svc.api_key,
-        app_id=svc.app_id,
-        avatar_id=svc.avatar_id,
-        console_endpoint_url=svc.console_url,
-        ingress_endpoint_url=svc.ingress_url,
-        expire_at=_expiry(),
-        transport_frames=got.frame,
-        on_error=got.error,
-        on_close=got.close,
+    callbacks = dict(
+        expire_at=_expiry(), transport_frames=got.frame, on_error=got.error, on_close=got.close
     )
-    kwargs.update(overrides)
-    return kwargs
+    return svc.session_kwargs(**{**callbacks, **overrides})
 
 
 def _avatarkit_session(svc: LocalService, got: Received, **overrides):

@@ -68,16 +68,13 @@ class Recorder:
 
 def _spatialreal(svc: LocalService, rec: Recorder, **kw):
     return spatialreal.new_avatar_session(
-        api_key=svc.api_key,
-        app_id=svc.app_id,
-        avatar_id=svc.avatar_id,
-        console_endpoint_url=svc.console_url,
-        ingress_endpoint_url=svc.ingress_url,
-        expire_at=_expiry(),
-        on_playback_state=rec.state,
-        on_playback=rec.signal,
-        on_error=rec.error,
-        **kw,
+        **svc.session_kwargs(
+            expire_at=_expiry(),
+            on_playback_state=rec.state,
+            on_playback=rec.signal,
+            on_error=rec.error,
+            **kw,
+        )
     )
 
 
@@ -207,15 +204,7 @@ async def test_official_clients_classify_refused_egress(kind):
                 cfg = {
                     "agora_egress": module.AgoraEgressConfig(channel_name="chan-1", token="wrong")
                 }
-            session = module.new_avatar_session(
-                api_key=svc.api_key,
-                app_id=svc.app_id,
-                avatar_id=svc.avatar_id,
-                console_endpoint_url=svc.console_url,
-                ingress_endpoint_url=svc.ingress_url,
-                expire_at=_expiry(),
-                **cfg,
-            )
+            session = module.new_avatar_session(**svc.session_kwargs(expire_at=_expiry(), **cfg))
             await session.init()
             with pytest.raises(Exception) as info:
                 await session.start()
