@@ -178,13 +178,13 @@ def test_views_use_only_the_public_plotting_api():
     import inspect
     import re
 
-    from avatar_nb.widgets import _util, panel, player, timeline, waveform
+    from avatar_nb.widgets import _util, microphone, panel, player, timeline, waveform
 
-    for module in (panel, player, timeline, waveform, _util):
+    for module in (microphone, panel, player, timeline, waveform, _util):
         source = inspect.getsource(module)
         assert not re.findall(r"plots\._\w+", source), module.__name__
         assert "print_png" not in source and "wave.open" not in source, module.__name__
-    for module in (plots, panel, timeline):
+    for module in (plots, microphone, panel, timeline):
         # FLAME columns come from avatar_nb.flame, never as bare indices
         source = inspect.getsource(module)
         assert not re.findall(r"\[(?:[^\]]*, *)?(?:9|18|19|20)\]|3:6|12:14|18:20", source), module.__name__
