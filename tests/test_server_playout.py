@@ -10,6 +10,7 @@ from websockets.exceptions import ConnectionClosed
 
 from avatar_nb import _pcm
 from avatar_nb.audio import speech_like
+from avatar_nb.flame import DEFAULT_FPS
 from avatar_nb.proto import message_pb2 as pb
 from avatar_nb.protocol import (
     MessageType,
@@ -94,7 +95,8 @@ async def test_playout_declares_capabilities_and_reports_playing_then_ended():
         await stream(ws, pcm, "a")
         states = await _states(ws, 2)
         assert [(r, s, reason) for r, s, _, reason in states] == [("a", P, ""), ("a", E, "")]
-        assert states[0][2] == 0 and states[1][2] == expected_frames(len(pcm) // 2) * 40
+        played_ms = round(expected_frames(len(pcm) // 2) * 1000 / DEFAULT_FPS)  # all of it
+        assert states[0][2] == 0 and states[1][2] == played_ms
         await ws.close()
 
 
