@@ -108,7 +108,8 @@ class SessionPanel(w.VBox):
 
     @property
     def refresh_rate(self) -> float:
-        """Redraws per second during the last run (0 before one)."""
+        """Refresher wake-ups per second during the last run (0 before one); a wake-up
+        redraws only when the Timeline changed."""
         end = self._refresh_ended or time.monotonic()
         span = end - self._refresh_started
         return self.refreshes / span if self._refresh_started and span > 0 else 0.0
