@@ -263,6 +263,38 @@ async def test_stop_from_code_without_a_page_ends_the_request(realtime_service, 
     assert panel.session.closed
 
 
+async def test_stop_waits_for_a_capturing_page_to_flush_its_partial_chunk(realtime_service, speech):
+    panel = MicrophonePanel(realtime_service)
+    await started(panel)
+    page_msg(panel, {"type": "capturing", "device": "test microphone", "capture_rate": RATE})
+    p = pieces_of(speech[: 4 * CHUNK])
+    told: list[str] = []
+
+    def page(content: dict) -> None:  # the page: told to stop, it flushes its partial chunk
+        told.append(content["type"])
+        if told.count("stop") == 1 and content["type"] == "stop":  # a while later, as a browser
+            asyncio.get_running_loop().call_later(0.2, chunk_msg, panel, 3, p[3][:300], True)
+
+    panel._send_to_page = page
+    await deliver_paced(panel, [(i, p[i], False) for i in range(3)])
+    tl = await panel.stop()
+    # the flushed chunk ended the request: no empty end chunk was added
+    assert list(tl.chunk_samples) == [CHUNK, CHUNK, CHUNK, 150]
+    assert tl.complete and panel.chunks["end"].tolist() == [False, False, False, True]
+    assert tl.meta["capture"]["device"] == "test microphone"
+
+
+async def test_a_capturing_page_that_never_flushes_still_ends_the_request(realtime_service, speech):
+    panel = MicrophonePanel(realtime_service)
+    await started(panel)
+    page_msg(panel, {"type": "capturing", "device": "test microphone", "capture_rate": RATE})
+    p = pieces_of(speech[: 2 * CHUNK])
+    await deliver_paced(panel, [(i, p[i], False) for i in range(2)])
+    tl = await panel.stop()  # the page is gone: after its bounded wait the kernel ends the request
+    assert tl.complete and list(tl.chunk_samples) == [CHUNK, CHUNK, 0]
+    assert panel.session.closed
+
+
 async def test_interrupt_keeps_capturing_as_a_new_request(realtime_service, speech):
     panel = MicrophonePanel(realtime_service)
     task = await started(panel)
