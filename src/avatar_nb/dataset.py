@@ -100,19 +100,28 @@ def _atomic_write(table: pa.Table, path: Path, **options: Any) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # encoded in memory (one run: about a megabyte), then one write: Arrow's file stream
+    # issues a write per page and per footer piece, which doubles the time of a small file
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, **options)
+    _atomic_bytes(sink.getvalue(), path)
+
+
+def _atomic_bytes(data: Any, path: Path) -> None:
+    """Write ``data`` to a temporary beside ``path`` and rename it into place."""
     temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
-        # encoded in memory (one run: about a megabyte), then one write: Arrow's file stream
-        # issues a write per page and per footer piece, which doubles the time of a small file
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, **options)
-        with open(temporary, "wb") as fh:
-            fh.write(sink.getvalue())
+        try:
+            fh = open(temporary, "wb")
+        except FileNotFoundError:  # a new folder: made when missing, not checked every write
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(temporary, "wb")
+        with fh:
+            fh.write(data)
         os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def keyframe_table(timeline: Timeline) -> pa.Table:
@@ -159,10 +168,11 @@ def write_keyframes(
         table = keyframe_table(keyframes)  # type: ignore[arg-type]
     else:
         table = pa.Table.from_pandas(keyframes, preserve_index=False)
-    if "run_id" in table.column_names:  # the partition directory carries it
+    names = set(table.column_names)  # a new list at every access of the property
+    if "run_id" in names:  # the partition directory carries it
         table = table.drop_columns(["run_id"])
     path = Path(root) / KEYFRAMES_DIR / f"run_id={run_id}" / PART_FILE
-    statistics = [c for c in _STATISTICS if c in table.column_names]
+    statistics = [c for c in _STATISTICS if c in names]
     _atomic_write(table, path, write_statistics=statistics, **_KEYFRAME_WRITE)
     return path
 
@@ -179,14 +189,7 @@ def _cell(value: Any) -> Any:
 
 
 def _atomic_text(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        temporary.write_text(text)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    _atomic_bytes(text.encode(), path)
 
 
 def write_run(root: str | Path, row: Mapping[str, Any]) -> Path:
