@@ -16,15 +16,21 @@ Writing (the same runs, the same keyframes):
   Target: the dataset writer at least 3x faster, its peak memory bounded by one run (shown
   by writing a quarter of the hours too: the peak must not grow with the sweep).
 
-Reading one figure across all runs (p99 latency per condition):
-- pruned: the ``latency`` column only, run by run (``Results.iter_keyframes``), conditions
-  from the runs table;
-- whole: the whole per-keyframe table into pandas, joined with the runs table, grouped.
+Reading one figure across all runs (p99 latency per condition), on the dataset written above:
+- pruned: ``load_results(root).keyframes(columns=["latency"], with_runs=["chunk_ms"])``,
+  then a groupby (only the one column is read, the files a slice per core);
+- streamed: the ``latency`` column run by run (``Results.iter_keyframes``), conditions
+  from the runs table, memory bounded by one run;
+- whole: ``pd.read_parquet`` of the whole per-keyframe table, joined with the runs table,
+  grouped, as a user would without the dataset's reader.
   Target: pruned at least 10x faster with under a tenth of the peak memory.
 
 Each measurement is the fastest of ``--repeat`` fresh children (default 3), the paths
-compared taking turns. Peak memory is reported as the child's peak RSS and as the peak above its RSS once its
-imports were done (the interpreter, numpy, pandas and pyarrow weigh ~100 MB in every child).
+compared taking turns, so that load from other users of a shared machine falls on both.
+Wall time and CPU time (all threads) are reported; the CPU-time ratio is the steadier one
+on a busy machine. Peak memory is reported as the child's peak RSS and as the peak above
+its RSS once its imports were done (the interpreter, numpy, pandas and pyarrow weigh
+~120 MB in every child, more than a tenth of the whole-table load itself).
 """
 
 from __future__ import annotations
