@@ -165,6 +165,22 @@ def test_waveform_strip_shows_time_keyframe_and_playhead():
         next(video.render_frames(tl, size=(321, 240)))
 
 
+def test_waveform_strip_scales_to_a_full_scale_negative_peak():
+    """A clip whose loudest sample is -32768 is scaled as one whose loudest is +32767."""
+
+    def wave_pixels(spike: int) -> int:
+        tl = clip_timeline(25)
+        pcm = tl.audio.copy()
+        pcm[:] = (np.sin(np.arange(pcm.size) * 0.05) * 50).astype(np.int16)
+        pcm[pcm.size // 2] = spike
+        tl.audio = pcm
+        strip = next(video.render_frames(tl, size=(320, 240)))[200:].astype(np.int32)
+        return int((np.abs(strip - [31, 119, 180]).sum(axis=-1) < 30).sum())
+
+    low, high = wave_pixels(-32768), wave_pixels(32767)
+    assert abs(low - high) <= 40  # the spike's own column points the other way; nothing else differs
+
+
 def test_video_of_a_session_and_of_a_timeline_loaded_from_disk(tmp_path):
     from avatar_nb import AvatarSession
     from avatar_nb.config import config_from_kwargs

@@ -220,7 +220,7 @@ class _Strip:
         padded = np.zeros(n_cols * per_column, dtype=np.int16)
         padded[: self.samples] = audio
         blocks = padded.reshape(n_cols, per_column)
-        peak = max(int(np.abs(blocks.max())), int(np.abs(blocks.min())), 1)
+        peak = max(int(blocks.max()), -int(blocks.min()), 1)  # Python ints: -(-32768) fits
         scale = (self.wave_h / 2 - 1) / peak  # scaled to the clip's peak: quiet recordings stay readable
         mid = self.wave_top + self.wave_h / 2
         # padded with blank columns so a window at the end of the audio slices whole
