@@ -40,11 +40,8 @@ class TimelineView(w.VBox):
         end = float(self.media_time[-1]) + 1.0 / timeline.fps
         side_width = 230
         plot_width = width - side_width  # waveform and channels share this width and their time axis
-        self.waveform = (
-            WaveformView(timeline, width=plot_width, max_fps=max_fps)
-            if timeline.audio is not None and timeline.sample_rate
-            else None
-        )
+        has_audio = timeline.audio is not None and bool(timeline.sample_rate)
+        self.waveform = WaveformView(timeline, width=plot_width, max_fps=max_fps) if has_audio else None
         self.channels_image = w.Image(format="png", layout=w.Layout(width=f"{plot_width}px"))
         self.face = w.HTML(plots.face_svg(timeline.keyframes[0]))
         self.readout = w.HTML()
@@ -52,9 +49,7 @@ class TimelineView(w.VBox):
         self.slider = w.IntSlider(value=0, min=0, max=n - 1, description="keyframe", continuous_update=True,
                                   layout=w.Layout(width=f"{plot_width - 140}px"))
         self.play_link = w.jslink((self.play, "value"), (self.slider, "value"))
-        self.player = (
-            AudioPlayer(timeline.audio, int(timeline.sample_rate)) if timeline.audio is not None and timeline.sample_rate else None
-        )
+        self.player = AudioPlayer(timeline.audio, int(timeline.sample_rate)) if has_audio else None
         self._fig = new_figure(plot_width, 420)
         self._axes = self._fig.subplots(4, 1, sharex=True, gridspec_kw={"height_ratios": [1, 1, 1, 1.5]})
         self._lines: list[Any] = []
