@@ -30,6 +30,7 @@ import numpy as _np
 
 from . import _pcm
 from .timeline import Timeline as _Timeline
+from .timeline import ms_text as _ms_text
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -319,12 +320,8 @@ def draw_timing(axes: Sequence[Axes], timeline: Timeline) -> None:
 
 def _timing_text(tl: Timeline) -> str:
     s = tl.summary()
-
-    def ms(v: float | None) -> str:
-        return "n/a" if v is None else f"{v * 1000:.1f} ms"
-
     rtf = "n/a" if s["real_time_factor"] is None else f"{s['real_time_factor']:.3f}"
-    text = (f"first-frame latency {ms(s['first_frame_latency'])}   jitter {ms(s['jitter'])}   "
+    text = (f"first-frame latency {_ms_text(s['first_frame_latency'])}   jitter {_ms_text(s['jitter'])}   "
             f"real-time factor {rtf}   pacing {tl.pacing}")
     if tl.pacing == "fast":
         text += " (lateness n/a)"
