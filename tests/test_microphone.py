@@ -136,6 +136,8 @@ def test_panel_checks_its_settings():
         MicrophonePanel(chunk_ms=0)
     with pytest.raises(ValueError, match="sample_rate"):
         MicrophonePanel(sample_rate=16000.0)
+    with pytest.raises(ValueError, match="unsupported sample_rate 11025; accepted: 8000, 16000"):
+        MicrophonePanel(sample_rate=11025)
     panel = MicrophonePanel(chunk_ms=20, sample_rate=24000)
     assert panel.chunk_samples == 480 and "<svg" in panel.wave and "<svg" in panel.face
 

@@ -52,6 +52,7 @@ import traitlets
 from .. import plots
 from ..endpoints import open_service
 from ..pacing import DEFAULT_CHUNK_MS, check_chunk_ms
+from ..protocol import check_sample_rate
 from ..session import AvatarSession
 from ..timeline import Timeline
 
@@ -235,6 +236,7 @@ class MicrophonePanel(anywidget.AnyWidget):
     ) -> None:
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
             raise ValueError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
+        check_sample_rate(sample_rate)  # one the service accepts, refused here rather than at Start
         chunk_ms = check_chunk_ms(chunk_ms, sample_rate)  # finite, positive, fits one message
         if not (isinstance(refresh_hz, (int, float)) and refresh_hz > 0):
             raise ValueError(f"refresh_hz must be a positive number, got {refresh_hz!r}")
