@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ENVIRONMENTS", "Environment", "resolve_environment"]
+from .http_api import INGRESS_PATH
 
-INGRESS_PATH = "/v2/driveningress"
-"""Where the driven-ingress endpoint lives under a deployment's ingress origin."""
+__all__ = ["ENVIRONMENTS", "Environment", "resolve_environment"]
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,13 @@ LEGACY_SESSION_TOKEN_PATH = "/v1/console/session-tokens"
 :data:`SESSION_TOKEN_PATH` answers 404."""
 
 CONSOLE_SUFFIX = "/v1/console"
+"""The console path under the API root: ``console_endpoint_url`` is often ``<root>/v1/console``."""
+
+INGRESS_PATH = "/v2/driveningress"
+"""Where the driven-ingress endpoint lives under a deployment's ingress origin."""
+
 WEBSOCKET_PATH = "/websocket"
+"""The WebSocket route under the ingress endpoint."""
 
 CONSOLE_SCHEMES = ("http", "https")
 """URL schemes ``console_endpoint_url`` may have."""

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .audio import AudioFormatError
-from .protocol import SUPPORTED_SAMPLE_RATES
+from .protocol import OGG_PAGE_MAGIC, SUPPORTED_SAMPLE_RATES
 
 __all__ = [
     "DEFAULT_OPUS_BITRATE",
@@ -118,7 +118,7 @@ def _page(serial: int, sequence: int, granule: int, flags: int, packets: list[by
         lacing += b"\xff" * (len(packet) // 255) + bytes((len(packet) % 255,))
     if len(lacing) > 255:
         raise AssertionError("too many segments for one page")  # callers split before this
-    header = struct.pack("<4sBBqIIIB", b"OggS", 0, flags, granule, serial, sequence, 0, len(lacing))
+    header = struct.pack("<4sBBqIIIB", OGG_PAGE_MAGIC, 0, flags, granule, serial, sequence, 0, len(lacing))
     page = bytearray(header + lacing + b"".join(packets))
     struct.pack_into("<I", page, 22, ogg_crc(page))
     return bytes(page)
@@ -298,7 +298,7 @@ class OggOpusDecoder:
         blocks: list[np.ndarray] = []
         while len(self._buffer) >= 27:
             buf = self._buffer
-            if buf[:4] != b"OggS":
+            if buf[:4] != OGG_PAGE_MAGIC:
                 raise self._fail(f"expected an Ogg page ('OggS'), got {bytes(buf[:4])!r}")
             if buf[4] != 0:
                 raise self._fail(f"Ogg version {buf[4]}, only version 0 exists")

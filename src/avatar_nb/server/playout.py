@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import NamedTuple
 
+from ..events import InterruptReason
 from ..protocol import PlaybackState
 
 __all__ = ["Playout", "Report"]
@@ -89,7 +90,7 @@ class Playout:
             if req_id in self._last:  # a late message of a request already over
                 return out
             if self.req_id is not None:
-                out.append(self._over(now, PlaybackState.INTERRUPTED, "preempted"))
+                out.append(self._over(now, PlaybackState.INTERRUPTED, InterruptReason.PREEMPTED.value))
             self.req_id, self.state = req_id, PlaybackState.PLAYING
             self.content, self.complete, self._played, self._since = 0.0, False, 0.0, now
             out.append(self._report(req_id, PlaybackState.PLAYING, 0.0))
@@ -101,7 +102,7 @@ class Playout:
     def interrupt(self, req_id: str, now: float) -> list[Report]:
         """A client interrupt of ``req_id``."""
         if req_id and req_id == self.req_id:
-            return [self._over(now, PlaybackState.INTERRUPTED, "explicit")]
+            return [self._over(now, PlaybackState.INTERRUPTED, InterruptReason.EXPLICIT.value)]
         return []
 
     def pause(self, req_id: str, now: float) -> list[Report]:
@@ -137,5 +138,5 @@ class Playout:
         if due is None or now < due - 1e-6:
             return []
         if self.state is PlaybackState.PAUSED:
-            return [self._over(now, PlaybackState.INTERRUPTED, "pause_timeout")]
+            return [self._over(now, PlaybackState.INTERRUPTED, InterruptReason.PAUSE_TIMEOUT.value)]
         return [self._retire(self._report(self.req_id or "", PlaybackState.ENDED, self.content))]

@@ -20,15 +20,14 @@ from aiohttp import WSCloseCode, web
 
 from ..errors import InvalidStateError
 from ..flame import DEFAULT_FPS
+from ..http_api import CONSOLE_SUFFIX as CONSOLE_PATH
+from ..http_api import INGRESS_PATH, LEGACY_SESSION_TOKEN_PATH, SESSION_TOKEN_PATH, WEBSOCKET_PATH
 from .console import token_handler
 from .egress import SimulatedEgress
 from .ingress import ingress_handler
 from .state import ServiceState
 
 __all__ = ["DEFAULT_IDLE_TIMEOUT", "LocalService", "serve_forever"]
-
-CONSOLE_PATH = "/v1/console"
-INGRESS_PATH = "/v2/driveningress"
 
 DEFAULT_IDLE_TIMEOUT = 120.0
 """Seconds without audio after which a session is closed (``no audio input for 120s``):
@@ -277,9 +276,9 @@ class LocalService:
         app = web.Application()
         console = token_handler(self.state, "sessionToken")
         auth = token_handler(self.state, "session_token")
-        app.router.add_post(CONSOLE_PATH + "/session-tokens", console)
-        app.router.add_post("/v1/auth/session-token", auth)
-        app.router.add_get(INGRESS_PATH + "/websocket", ingress_handler(self.state))
+        app.router.add_post(LEGACY_SESSION_TOKEN_PATH, console)
+        app.router.add_post(SESSION_TOKEN_PATH, auth)
+        app.router.add_get(INGRESS_PATH + WEBSOCKET_PATH, ingress_handler(self.state))
         app.router.add_get("/healthz", self._health)
         return app
 
