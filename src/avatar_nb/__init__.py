@@ -65,6 +65,7 @@ _EXPORTS: dict[str, str] = {
     "PlaybackStateEvent": ".events",
     "generate_log_id": ".logid",
     "DEFAULT_FPS": ".flame",
+    "DEFAULT_SAMPLE_RATE": ".protocol",
     "SUPPORTED_SAMPLE_RATES": ".protocol",
     # sessions and runs
     "AvatarSession": ".session",
@@ -147,7 +148,7 @@ if _TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .logid import generate_log_id  # noqa: F401
     from .opus import OggOpusDecoder, OggOpusEncoder, OggOpusError  # noqa: F401
     from .pipeline import AnimationTimeout, animate, animate_sync  # noqa: F401
-    from .protocol import SUPPORTED_SAMPLE_RATES  # noqa: F401
+    from .protocol import DEFAULT_SAMPLE_RATE, SUPPORTED_SAMPLE_RATES  # noqa: F401
     from .server import LocalService, SimulatedEgress  # noqa: F401
     from .session import AvatarSession, new_avatar_session  # noqa: F401
     from .timeline import Timeline  # noqa: F401

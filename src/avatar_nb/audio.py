@@ -29,7 +29,7 @@ from typing import Any, Union
 import numpy as np
 
 from . import _pcm
-from .protocol import SUPPORTED_SAMPLE_RATES
+from .protocol import DEFAULT_SAMPLE_RATE, SUPPORTED_SAMPLE_RATES
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -320,7 +320,7 @@ def prepare_audio(
     source: PathLike | np.ndarray | bytes,
     sample_rate: int | None = None,
     *,
-    target_rate: int = 16000,
+    target_rate: int = DEFAULT_SAMPLE_RATE,
 ) -> bytes:
     """Turn an audio file or an array into mono s16le PCM at ``target_rate``.
 

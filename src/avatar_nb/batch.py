@@ -37,7 +37,7 @@ import numpy as np
 
 from .pacing import DEFAULT_CHUNK_MS, DEFAULT_PACING, Pacing, check_chunk_ms, check_pacing
 from .pipeline import service_meta, stream_clip
-from .protocol import check_sample_rate
+from .protocol import DEFAULT_SAMPLE_RATE, check_sample_rate
 from .timeline import ms_text
 
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ class RunSettings:
 
     pacing: Pacing = DEFAULT_PACING
     chunk_ms: float = DEFAULT_CHUNK_MS
-    sample_rate: int = 16000
+    sample_rate: int = DEFAULT_SAMPLE_RATE
     timeout: float | None = None
     session: Mapping[str, Any] = field(default_factory=dict)
 

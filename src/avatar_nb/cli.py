@@ -35,7 +35,7 @@ from .batch import (
 )
 from .flame import DEFAULT_FPS
 from .pacing import DEFAULT_CHUNK_MS, DEFAULT_PACING, PACING_MODES
-from .protocol import SUPPORTED_SAMPLE_RATES
+from .protocol import DEFAULT_SAMPLE_RATE, SUPPORTED_SAMPLE_RATES
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -290,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("audio", nargs="+", help="files, folders or glob patterns")
     run.add_argument("--out", required=True, help="output folder for .npz, .png and summary.csv")
     run.add_argument("--raw-rate", type=_positive_int, default=None, help="sample rate of raw .pcm/.raw/.s16le input")
-    run.add_argument("--sample-rate", type=_sample_rate, default=16000, help="session sample rate (default 16000)")
+    run.add_argument("--sample-rate", type=_sample_rate, default=DEFAULT_SAMPLE_RATE,
+                     help=f"session sample rate (default {DEFAULT_SAMPLE_RATE})")
     run.add_argument("--chunk-ms", type=_positive_float, default=DEFAULT_CHUNK_MS, help=chunk_help)
     run.add_argument("--concurrency", type=_positive_int, default=4, help="sessions at once (default 4)")
     run.add_argument("--timeout", type=_positive_float, default=None, help="seconds to wait for each clip's end frame")

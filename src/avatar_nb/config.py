@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .environments import resolve_environment
 from .http_api import check_console_url, check_ingress_url
-from .protocol import SUPPORTED_SAMPLE_RATES, check_sample_rate
+from .protocol import DEFAULT_SAMPLE_RATE, SUPPORTED_SAMPLE_RATES, check_sample_rate
 
 if TYPE_CHECKING:
     from .events import PlaybackSignal, PlaybackStateEvent
@@ -121,7 +121,7 @@ class SessionConfig:
     app_id: str = ""
     use_query_auth: bool = False
     expire_at: datetime | None = None
-    sample_rate: int = 16000
+    sample_rate: int = DEFAULT_SAMPLE_RATE
     bitrate: int = 0
     transport_frames: Callable[[bytes, bool], None] | None = None
     on_error: Callable[[Exception], None] | None = None

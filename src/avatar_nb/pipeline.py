@@ -24,6 +24,7 @@ from .audio import prepare_audio
 from .endpoints import ENV_VARS, ServiceHandle, endpoints_from_env, open_service
 from .errors import AvatarSDKError, AvatarSDKErrorCode
 from .pacing import DEFAULT_CHUNK_MS, Pacing, check_chunk_ms, pacing_from_realtime
+from .protocol import DEFAULT_SAMPLE_RATE
 from .session import AvatarSession
 from .timeline import Timeline
 
@@ -133,7 +134,7 @@ async def animate(
     realtime: bool | None = None,
     timeout: float | None = None,
     timeline: Timeline | None = None,
-    target_rate: int = 16000,
+    target_rate: int = DEFAULT_SAMPLE_RATE,
     **session_kwargs: Any,
 ) -> Timeline:
     """Stream ``audio`` through an avatar session and return the resulting :class:`Timeline`.

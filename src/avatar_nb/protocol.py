@@ -38,6 +38,7 @@ from .logid import generate_log_id
 from .proto import message_pb2 as pb
 
 __all__ = [
+    "DEFAULT_SAMPLE_RATE",
     "SUPPORTED_SAMPLE_RATES",
     "DEFAULT_FPS",
     "MAX_AUDIO_CHUNK_BYTES",
@@ -76,6 +77,9 @@ __all__ = [
 
 SUPPORTED_SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 """Sample rates (Hz) that the service accepts for mono s16le audio."""
+
+DEFAULT_SAMPLE_RATE = 16000
+"""Session sample rate (Hz) unless one is given: the seed SDK's default."""
 
 
 MAX_AUDIO_CHUNK_BYTES = 16 * 1024 * 1024 - 4096
@@ -513,7 +517,7 @@ class ClientConnection:
     def __init__(
         self,
         *,
-        sample_rate: int = 16000,
+        sample_rate: int = DEFAULT_SAMPLE_RATE,
         bitrate: int = 0,
         audio_format: int = pb.AUDIO_FORMAT_PCM_S16LE,
         livekit_egress: Any | None = None,

@@ -52,7 +52,7 @@ import traitlets
 from .. import plots
 from ..endpoints import open_service
 from ..pacing import DEFAULT_CHUNK_MS, check_chunk_ms
-from ..protocol import check_sample_rate
+from ..protocol import DEFAULT_SAMPLE_RATE, check_sample_rate
 from ..session import AvatarSession
 from ..timeline import Timeline
 
@@ -219,7 +219,7 @@ class MicrophonePanel(anywidget.AnyWidget):
     traces = traitlets.Unicode("").tag(sync=True)
     face = traitlets.Unicode("").tag(sync=True)
     running = traitlets.Bool(False).tag(sync=True)
-    sample_rate = traitlets.Int(16000).tag(sync=True)
+    sample_rate = traitlets.Int(DEFAULT_SAMPLE_RATE).tag(sync=True)
     chunk_samples = traitlets.Int(640).tag(sync=True)
 
     def __init__(
@@ -227,7 +227,7 @@ class MicrophonePanel(anywidget.AnyWidget):
         service: Any = None,
         *,
         chunk_ms: float = DEFAULT_CHUNK_MS,
-        sample_rate: int = 16000,
+        sample_rate: int = DEFAULT_SAMPLE_RATE,
         refresh_hz: float = 12.0,
         window: float = 8.0,
         width: int = 700,

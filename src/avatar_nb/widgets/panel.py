@@ -19,6 +19,7 @@ from .. import plots
 from ..audio import prepare_audio, speech_like
 from ..endpoints import open_service
 from ..pacing import DEFAULT_CHUNK_MS, Pacing, pacing_from_realtime
+from ..protocol import DEFAULT_SAMPLE_RATE
 from ..session import AvatarSession
 from ..timeline import Timeline
 
@@ -67,7 +68,7 @@ class SessionPanel(w.VBox):
         refresh_hz: float = 12.0,
         window: float = 8.0,
         width: int = 700,
-        target_rate: int = 16000,
+        target_rate: int = DEFAULT_SAMPLE_RATE,
         **session_kwargs: Any,
     ) -> None:
         if audio is None:
