@@ -182,13 +182,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve_forever
 
-    kwargs: dict[str, Any] = {
-        "fps": args.fps,
-        "realtime": args.realtime,
-        "latency_ms": args.latency_ms,
-        "jitter_ms": args.jitter_ms,
-        "n_expression": args.expression_dims,
-    }
+    kwargs: dict[str, Any] = {"realtime": args.realtime}
+    # settings not given keep LocalService's own defaults, which live there alone
+    for key, value in (
+        ("fps", args.fps),
+        ("latency_ms", args.latency_ms),
+        ("jitter_ms", args.jitter_ms),
+        ("n_expression", args.expression_dims),
+    ):
+        if value is not None:
+            kwargs[key] = value
     for key in ("api_key", "app_id"):
         if getattr(args, key):
             kwargs[key] = getattr(args, key)
@@ -315,10 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[common], help="run the local avatar service until Ctrl-C")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8765, help="0 picks a free port (default 8765)")
-    serve.add_argument("--fps", type=_positive_float, default=DEFAULT_FPS)
-    serve.add_argument("--latency-ms", type=float, default=80.0)
-    serve.add_argument("--jitter-ms", type=float, default=0.0)
-    serve.add_argument("--expression-dims", type=int, default=50)
+    serve.add_argument("--fps", type=_positive_float, default=None, help=f"keyframes a second (default {DEFAULT_FPS:g})")
+    serve.add_argument("--latency-ms", type=float, default=None, help="processing latency in ms (default: LocalService's)")
+    serve.add_argument("--jitter-ms", type=float, default=None, help="half-normal jitter scale in ms (default: none)")
+    serve.add_argument("--expression-dims", type=int, default=None, help="expression coefficients per keyframe (default: LocalService's)")
     serve.add_argument("--api-key", default=None, help="use this API key instead of a generated one")
     serve.add_argument("--app-id", default=None)
     serve.add_argument("--avatar-id", default=None)

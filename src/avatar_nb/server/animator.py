@@ -33,7 +33,10 @@ import numpy as np
 from .. import _pcm
 from ..flame import CHANNELS, DEFAULT_FPS, FIXED_COLUMNS, SCALAR_CHANNELS
 
-__all__ = ["Animator"]
+__all__ = ["DEFAULT_N_EXPRESSION", "Animator"]
+
+DEFAULT_N_EXPRESSION = 50
+"""Expression coefficients per keyframe unless told otherwise (FLAME models use 50 or 100)."""
 
 _FIXED = FIXED_COLUMNS
 # where each moving part goes in a keyframe row (from the one layout definition)
@@ -128,7 +131,7 @@ class Animator:
         sample_rate: int,
         fps: float = DEFAULT_FPS,
         *,
-        n_expression: int = 50,
+        n_expression: int = DEFAULT_N_EXPRESSION,
         seed: int = 0,
         offset_samples: int = 0,
     ) -> None:

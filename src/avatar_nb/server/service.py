@@ -22,6 +22,7 @@ from ..errors import InvalidStateError
 from ..flame import DEFAULT_FPS
 from ..http_api import CONSOLE_SUFFIX as CONSOLE_PATH
 from ..http_api import INGRESS_PATH, LEGACY_SESSION_TOKEN_PATH, SESSION_TOKEN_PATH, WEBSOCKET_PATH
+from .animator import DEFAULT_N_EXPRESSION
 from .console import token_handler
 from .egress import SimulatedEgress
 from .ingress import ingress_handler
@@ -111,7 +112,7 @@ class LocalService:
         realtime: bool = True,
         latency_ms: float = 80.0,
         jitter_ms: float = 0.0,
-        n_expression: int = 50,
+        n_expression: int = DEFAULT_N_EXPRESSION,
         session_time_limit: float | None = None,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         compression: bool = True,
