@@ -27,8 +27,9 @@ Reading one figure across all runs (p99 latency per condition), on the dataset w
 
 Each measurement is the fastest of ``--repeat`` fresh children (default 3), the paths
 compared taking turns, so that load from other users of a shared machine falls on both.
-Wall time and CPU time (all threads) are reported; the CPU-time ratio is the steadier one
-on a busy machine. Peak memory is reported as the child's peak RSS and as the peak above
+Wall time and CPU time (all threads) are reported: CPU time leaves out waiting for a
+core, though not the slowdown of sharing caches and memory with other work, so on a busy
+machine both still vary by a factor of two between runs; the ratios vary less. Peak memory is reported as the child's peak RSS and as the peak above
 its RSS once its imports were done (the interpreter, numpy, pandas and pyarrow weigh
 ~120 MB in every child, more than a tenth of the whole-table load itself).
 """
@@ -106,8 +107,8 @@ def synthetic_run(index: int):
 class Clock:
     """Wall time and CPU time (every thread of this process, user and system) of the
     ``with`` blocks it times, added up. On a shared machine the wall time of a path
-    includes waiting for a core; its CPU time mostly does not, so the ratio of CPU times
-    is the steadier figure of the two."""
+    includes waiting for a core; its CPU time does not (it still includes the slowdown
+    of caches and memory shared with other work)."""
 
     def __init__(self) -> None:
         self.wall = self.cpu = 0.0
