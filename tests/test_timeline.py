@@ -355,3 +355,17 @@ def test_audio_complete_at_matches_its_definition_on_interleaved_requests():
     tl.add_animation(_kf(2), req_id="silent", arrival=t + 1, end=True)  # no audio at all
     np.testing.assert_array_equal(tl.audio_complete_at, _naive_audio_complete_at(tl))
     assert np.isnan(tl.audio_complete_at[-2:]).all()
+
+
+def test_saw_end_follows_end_messages_only():
+    import numpy as np
+
+    from avatar_nb import Timeline
+    from avatar_nb.flame import FIXED_COLUMNS
+
+    tl = Timeline()
+    kf = np.zeros((2, FIXED_COLUMNS + 3), np.float32)
+    tl.add_animation(kf, req_id="a", arrival=0.1, end=False)
+    assert not tl.saw_end("a") and not tl.saw_end("unknown")
+    tl.add_animation(kf[:0], req_id="a", arrival=0.2, end=True)
+    assert tl.saw_end("a")

@@ -569,9 +569,9 @@ class AvatarSession:
             raise InvalidStateError("no request to wait for: no audio has been sent")
         if not self._protocol.is_pending(req_id):
             status = self._protocol.status(req_id)
-            if status is RequestStatus.FAILED and not self._timeline_saw_end(req_id):
+            if status is RequestStatus.FAILED and not self._timeline.saw_end(req_id):
                 raise self._waiter_error(req_id)
-            if status is not None or self._timeline_saw_end(req_id):
+            if status is not None or self._timeline.saw_end(req_id):
                 return
         if self.closed:
             raise self._waiter_error(req_id)
@@ -585,14 +585,6 @@ class AvatarSession:
                 waiters.remove(future)
             if not waiters:
                 self._end_waiters.pop(req_id, None)
-
-    def _timeline_saw_end(self, req_id: str) -> bool:
-        """Whether the Timeline recorded an end frame for ``req_id`` (the run's own record)."""
-        tl = self._timeline
-        if req_id not in tl.req_ids:
-            return False
-        index = tl.req_ids.index(req_id)
-        return bool((tl.message_end & (tl.message_req == index)).any())
 
     def _waiter_error(self, req_id: str | None = None) -> AvatarSDKError:
         error = self._close_error or self._peer_close

@@ -214,6 +214,11 @@ class Timeline:
         self._status_log.append((req_id, status, _time(at)))
         self._changed()
 
+    def saw_end(self, req_id: str) -> bool:
+        """Whether a message with ``end=True`` arrived for ``req_id``."""
+        index = self._req_index.get(req_id)
+        return index is not None and index in self._ended
+
     def add_anomaly(self, req_id: str, kind: str, detail: str, at: float | None = None) -> None:
         """Record something the service sent that a well-behaved run does not contain.
 
