@@ -230,6 +230,30 @@ def write_result(root: str | Path, row: Mapping[str, Any], timeline: Timeline | 
     write_run(root, row)
 
 
+END_OF_STREAM = object()
+
+
+def send_frame(pipe: Any, obj: Any) -> None:
+    """Write ``obj`` to ``pipe`` as one message of the writer process's framing: an 8-byte
+    little-endian length, then the pickle."""
+    import pickle
+
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    pipe.write(len(data).to_bytes(8, "little") + data)
+    pipe.flush()
+
+
+def read_frame(pipe: Any) -> Any:
+    """The next message :func:`send_frame` wrote to ``pipe``, or ``END_OF_STREAM`` when the
+    pipe ended."""
+    import pickle
+
+    header = pipe.read(8)
+    if len(header) < 8:
+        return END_OF_STREAM
+    return pickle.loads(pipe.read(int.from_bytes(header, "little")))
+
+
 def serve_writes() -> None:
     """The writer process of an in-process sweep: write runs sent over stdin, reply on stdout.
 
@@ -239,16 +263,12 @@ def serve_writes() -> None:
     with a session whose timing is recorded. Started as ``python -c`` (not through
     multiprocessing), so a script without a ``__main__`` guard is not run again.
     """
-    import pickle
     import sys
 
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     while True:
-        header = source.read(8)
-        if len(header) < 8:
-            return
-        job = pickle.loads(source.read(int.from_bytes(header, "little")))
-        if job is None:
+        job = read_frame(source)
+        if job is None or job is END_OF_STREAM:
             return
         root, row, timeline = job
         try:
@@ -256,9 +276,7 @@ def serve_writes() -> None:
             error = None
         except Exception as exc:  # noqa: BLE001 - reported to the sweep, which marks the run failed
             error = f"{type(exc).__name__}: {exc}"
-        reply = pickle.dumps((row.get("run_id"), error))
-        sink.write(len(reply).to_bytes(8, "little") + reply)
-        sink.flush()
+        send_frame(sink, (row.get("run_id"), error))
 
 
 def batch_writer(root: str | Path | None = None) -> Any:

@@ -32,7 +32,6 @@ import itertools
 import json
 import math
 import os
-import pickle
 import queue
 import socket
 import subprocess
@@ -619,14 +618,14 @@ class _Writer:
         self._reader.start()
 
     def _send(self) -> None:
+        from .dataset import send_frame
+
         pipe = self._process.stdin
         assert pipe is not None
         try:
             while True:
                 job = self._queue.get()
-                data = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
-                pipe.write(len(data).to_bytes(8, "little") + data)
-                pipe.flush()
+                send_frame(pipe, job)
                 if job is None:
                     break
         except OSError:  # the writer died; its missing replies mark the runs failed
@@ -636,13 +635,15 @@ class _Writer:
                 pipe.close()
 
     def _read(self) -> None:
+        from .dataset import END_OF_STREAM, read_frame
+
         pipe = self._process.stdout
         assert pipe is not None
         while True:
-            header = pipe.read(8)
-            if len(header) < 8:
+            reply = read_frame(pipe)
+            if reply is END_OF_STREAM:
                 return
-            run_id, error = pickle.loads(pipe.read(int.from_bytes(header, "little")))
+            run_id, error = reply
             self._errors[run_id] = error
 
     def submit(self, row: dict[str, Any], timeline: Timeline | None) -> None:
