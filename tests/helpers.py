@@ -25,6 +25,16 @@ from avatar_nb.protocol import build_configure_session
 from avatar_nb.proto import message_pb2 as pb
 
 
+def varint(n: int) -> bytes:
+    """The protobuf base-128 varint of ``n``, for building wire data by hand."""
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 def expected_frames(n_samples: int, sample_rate: int = 16000, fps: float = 25.0) -> int:
     """Keyframes the service makes for an utterance of ``n_samples`` (the last one partial)."""
     return int(np.ceil(n_samples * fps / sample_rate - 1e-9))

@@ -19,14 +19,7 @@ import pytest
 
 from avatar_nb import _flame, _wire
 
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+from .helpers import varint
 
 
 def ld(field: int, payload: bytes) -> bytes:

@@ -14,6 +14,8 @@ from hypothesis.extra import numpy as hnp
 from avatar_nb import _flame, _pcm, _reference as ref, _wire
 from avatar_nb.proto import message_pb2 as pb
 
+from .helpers import varint
+
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 texts = st.text(max_size=40)
 
@@ -283,17 +285,8 @@ def test_unpacked_floats_split_fields_and_unknown_fields_decode_like_protobuf(kf
 # ----------------------------------------------------------------------------- accept/reject, as protobuf
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _tag(field: int, wire: int, pad: int) -> bytes:
-    raw = bytearray(_varint(field << 3 | wire))
+    raw = bytearray(varint(field << 3 | wire))
     for _ in range(pad):  # redundant continuation bytes: a 6-byte tag is overlong
         raw[-1] |= 0x80
         raw.append(0)
@@ -309,12 +302,12 @@ def _wire_fields(children):
     """One field of any wire type; LEN fields hold nested fields, strings or bytes; groups
     are matched, mismatched or left open; a few tags are stray end-groups or invalid."""
     scalar = st.one_of(
-        st.builds(lambda f, p, v: _tag(f, 0, p) + _varint(v), _field_numbers, _pads, st.integers(0, 2**64 - 1)),
+        st.builds(lambda f, p, v: _tag(f, 0, p) + varint(v), _field_numbers, _pads, st.integers(0, 2**64 - 1)),
         st.builds(lambda f, p, v: _tag(f, 5, p) + v, _field_numbers, _pads, st.binary(min_size=4, max_size=4)),
         st.builds(lambda f, p, v: _tag(f, 1, p) + v, _field_numbers, _pads, st.binary(min_size=8, max_size=8)),
     )
     length_delimited = st.builds(
-        lambda f, p, payload: _tag(f, 2, p) + _varint(len(payload)) + payload,
+        lambda f, p, payload: _tag(f, 2, p) + varint(len(payload)) + payload,
         _field_numbers, _pads, st.one_of(_strings, children),
     )
     groups = st.builds(
@@ -382,7 +375,7 @@ def test_egress_strings_are_validated_like_protobuf(where, raw):
         setattr(c.livekit_egress, where, "m\u00e4rker")
         marker = "m\u00e4rker"
     encoded = marker.encode()
-    data = m.SerializeToString().replace(_varint(len(encoded)) + encoded, _varint(len(raw)) + raw)
+    data = m.SerializeToString().replace(varint(len(encoded)) + encoded, varint(len(raw)) + raw)
     pb_ok, _ = _outcome(pb.Message.FromString, data)
     ok, got = _outcome(_wire.decode_message, data)
     assert ok == pb_ok, (data, got)
