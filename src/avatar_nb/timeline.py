@@ -694,13 +694,14 @@ class Timeline:
 
     # ------------------------------------------------------------------ files
 
-    def to_video(self, path: str | Path, *, size: tuple[int, int] = (640, 480),
-                 panels: Any = ("face", "waveform"), **options: Any) -> Any:
+    def to_video(self, path: str | Path, **options: Any) -> Any:
         """Write the run as an MP4 (H.264 video, AAC audio) and return a :class:`avatar_nb.video.Video`,
-        which plays inline in a notebook. See :func:`avatar_nb.video.write_video`."""
+        which plays inline in a notebook. ``options``: ``size=(w, h)`` (default 640x480),
+        ``panels`` (``"face"``, ``"waveform"``; default both) and the encoder settings of
+        :func:`avatar_nb.video.write_video`, which holds their defaults."""
         from .video import write_video
 
-        return write_video(self, path, size=size, panels=panels, **options)
+        return write_video(self, path, **options)
 
     def save(self, path: str | Path) -> Path:
         """Write the timeline to ``path`` (``.npz``); :meth:`load` gives it back exactly.
