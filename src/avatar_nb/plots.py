@@ -300,7 +300,7 @@ def draw_timing(axes: Sequence[Axes], timeline: Timeline) -> None:
         _draw_series(late_ax, mt, tl.lateness * 1000.0, color="C3", label="lateness")
         budget = 1000.0 / tl.fps
         late_ax.axhline(budget, color="0.3", linestyle=":", linewidth=1, label=f"one frame ({budget:.0f} ms)")
-        late_ax.legend(loc="upper left", fontsize="small")
+        late_ax.legend(loc="best", fontsize="small")  # the line sits near the top under capture pacing
         late_ax.set_ylabel("lateness (ms)")
     elif mt.size:
         late_ax.text(0.5, 0.5, _NO_LATENESS.replace(": ", ":\n"), transform=late_ax.transAxes, ha="center",
