@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -13,6 +15,7 @@ import avatar_nb
 from avatar_nb import load_results, sweep
 from avatar_nb.analysis import av_offset
 from avatar_nb.audio import speech_like, write_wav
+from avatar_nb.dataset import finished_runs
 from avatar_nb.sweeps import RunSpec, collect_clips, plan
 
 RATE = 16000
@@ -53,6 +56,14 @@ def test_one_row_per_clip_condition_and_repeat():
     assert len(table) == runs["keyframes"].sum()
     assert set(table["run_id"]) == set(runs["run_id"])
     assert list(table.columns) == ["run_id", "latency", "jaw_open", "chunk_ms"]
+    by_run = table.groupby("run_id", observed=True)["chunk_ms"].first()
+    assert by_run.to_dict() == runs.set_index("run_id")["chunk_ms"].to_dict()
+    early = res.keyframes(
+        columns=["latency"], filters=[("frame", "<", 2)], with_runs=["sample_rate"]
+    )
+    assert list(early.columns) == ["run_id", "latency", "sample_rate"] and len(early) == 2 * len(
+        runs
+    )
     # the sample rate reached the session
     for run_id, rate in zip(runs["run_id"], runs["sample_rate"]):
         assert res.timelines[run_id].sample_rate == rate
@@ -99,10 +110,16 @@ def test_resume_runs_only_what_is_missing(tmp_path):
     first = sweep(clips(2), grid=grid, repeats=2, pacing="fast", out=out, progress=False)
     assert len(first.runs) == 8 and set(first.runs["status"]) == {"ok"}
     pd.testing.assert_frame_equal(first.runs, load_results(out).runs)
-    # a sweep killed before two of its runs finished: their rows are not there
+    # a sweep killed before two of its runs were committed: no runs file names them (their
+    # keyframes may be on disk, as rows no runs file points at)
     lost = list(first.runs["run_id"][[1, 6]])
-    for run_id in lost:
-        (out / "runs" / f"{run_id}.json").unlink()
+    for path in (out / "runs").glob("*.json"):
+        document = json.loads(path.read_text())
+        document["rows"] = [r for r in document["rows"] if r["run_id"] not in lost]
+        for run_id in lost:
+            document["keyframes"].pop(run_id, None)
+        path.write_text(json.dumps(document))
+    assert finished_runs(out) == set(first.runs["run_id"]) - set(lost)
     again = sweep(clips(2), grid=grid, repeats=2, pacing="fast", out=out, progress=False)
     assert len(again.runs) == 8 and set(again.runs["status"]) == {"ok"}
     kept = again.runs[~again.runs["run_id"].isin(lost)]
@@ -112,6 +129,34 @@ def test_resume_runs_only_what_is_missing(tmp_path):
     redone = again.runs[again.runs["run_id"].isin(lost)].set_index("run_id")["started_at"]
     assert (redone > first.runs["started_at"].max()).all()
     assert len(load_results(out).keyframes(columns=["frame"])) == again.runs["keyframes"].sum()
+    # the end of the sweep left the keyframe files with each run once, for plain readers
+    plain = pd.read_parquet(out / "keyframes", columns=["run_id", "frame"])
+    assert (
+        plain.groupby("run_id").size().to_dict()
+        == again.runs.set_index("run_id")["keyframes"].to_dict()
+    )
+
+
+def test_the_writer_process_commits_while_no_run_arrives(tmp_path):
+    from avatar_nb.sweeps import _Writer
+
+    from .test_dataset import synthetic_timeline
+
+    writer = _Writer(tmp_path, commit_seconds=0.2)
+    try:
+        writer.submit({"run": 0, "run_id": "a", "status": "ok"}, synthetic_timeline(20, seed=1))
+        # no other run comes: the writer commits on its own once the segment is due
+        deadline = time.monotonic() + 60.0
+        while "a" not in writer._errors:
+            assert time.monotonic() < deadline, "the writer process never committed"
+            time.sleep(0.02)
+        assert writer._errors["a"] is None and finished_runs(tmp_path) == {"a"}
+        writer.submit({"run": 1, "run_id": "b", "status": "ok"}, synthetic_timeline(30, seed=2))
+        writer.submit({"run": 2, "run_id": "bad/name", "status": "ok"}, None)
+    finally:
+        failed = writer.close()
+    assert [r["run_id"] for r in failed] == ["bad/name"] and "run_id" in failed[0]["error"]
+    assert finished_runs(tmp_path) == {"a", "b"}
 
 
 def test_a_failed_run_is_a_row_and_the_sweep_goes_on(tmp_path):
@@ -167,7 +212,9 @@ def test_run_ids_are_stable_and_name_the_whole_condition():
 async def test_sweep_refuses_to_block_the_loop_that_serves_its_service():
     # the service answers on this thread's loop, which sweep() would block
     async with avatar_nb.LocalService(realtime=False) as svc:
-        with pytest.raises(RuntimeError, match=r"sweep\(\) would block .*`await sweep_async\(\.\.\.\)`"):
+        with pytest.raises(
+            RuntimeError, match=r"sweep\(\) would block .*`await sweep_async\(\.\.\.\)`"
+        ):
             sweep(clips(1), service=svc, progress=False)
 
 

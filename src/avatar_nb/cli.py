@@ -104,7 +104,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise BadInput(str(exc)) from None
     options = _endpoint_options(args)
     out_dir = _out_dir(args.out)
-    from .dataset import batch_writer, consolidate_runs
+    from .dataset import batch_writer, consolidate
 
     # besides the per-clip files, the folder is a dataset that load_results(out) reads
     writers = [*run_writers(args), batch_writer()]
@@ -132,7 +132,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     kinds = [w.kind for w in writers]
     if any(r.status == "ok" for r in results):
-        consolidate_runs(out_dir)
+        consolidate(out_dir)
     csv_path = write_summary_csv(results, out_dir / "summary.csv", kinds)
     failed = [r for r in results if r.status != "ok"]
     if args.json:

@@ -202,7 +202,7 @@ def run_batch_on_worker(
 
     Returns the run rows (small); the keyframes stay on disk.
     """
-    from .dataset import write_result
+    from .dataset import DatasetWriteError, DatasetWriter
 
     worker = _worker_name()
     # heavy work first: the batch's audio is prepared before any of its sessions starts
@@ -219,22 +219,30 @@ def run_batch_on_worker(
         results = future.result(timeout=per_run * len(specs) + 2 * audio + 60.0)
     finally:
         _gate.stop_streaming()
-    rows = []
+    failed: dict[str, str] = {}
     _gate.start_writing()
     try:
+        # the batch's runs go into one segment of the dataset, committed when all are in
+        writer = DatasetWriter(root, commit_seconds=float("inf"))
         for row, timeline in results:
             try:
-                write_result(root, row, timeline)
+                writer.add(row, timeline)
+            except DatasetWriteError as exc:
+                failed.update(dict.fromkeys(exc.runs, _error_text(exc)))
             except Exception as exc:  # noqa: BLE001 - not on disk: say so; a resume runs it again
-                row = {
-                    **row,
-                    "status": "failed",
-                    "error": f"writing the run: {_error_text(exc)}",
-                }
-            rows.append(row)
+                failed[row["run_id"]] = _error_text(exc)
+        try:
+            writer.close()
+        except DatasetWriteError as exc:
+            failed.update(dict.fromkeys(exc.runs, _error_text(exc)))
     finally:
         _gate.stop_writing()
-    return rows
+    return [
+        {**row, "status": "failed", "error": f"writing the run: {failed[row['run_id']]}"}
+        if row["run_id"] in failed
+        else row
+        for row, _ in results
+    ]
 
 
 # ----------------------------------------------------------------------------- client side
@@ -262,11 +270,11 @@ def sweep_on_cluster(
     """Run ``specs`` on ``client``'s workers in batches of ``concurrency``; the rows, read back from ``root``."""
     distributed = _require_distributed()
     from .dataset import (
-        consolidate_runs,
+        DatasetWriter,
+        consolidate,
         finished_runs,
         read_runs,
         runs_frame,
-        write_run,
         write_sweep_info,
     )
 
@@ -324,7 +332,13 @@ def sweep_on_cluster(
                 rows = future.result()
             except Exception as exc:  # noqa: BLE001 - the batch could not run anywhere
                 rows = [
-                    run_row(s, None, status="failed", error=f"on the cluster: {_error_text(exc)}", seed=seed)
+                    run_row(
+                        s,
+                        None,
+                        status="failed",
+                        error=f"on the cluster: {_error_text(exc)}",
+                        seed=seed,
+                    )
                     for s in batch
                 ]
                 lost.extend(rows)
@@ -336,8 +350,9 @@ def sweep_on_cluster(
             bar.close()
         for future in futures:
             future.cancel()
-    for row in lost:  # nothing streams in this process: writing here disturbs no session
-        write_run(root, row)
-    consolidate_runs(root)
+    with DatasetWriter(root) as writer:  # nothing streams in this process: no session to disturb
+        for row in lost:
+            writer.add(row)
+    consolidate(root)
     runs = read_runs(root)
     return SweepResult(runs if len(runs) else runs_frame([]), root)

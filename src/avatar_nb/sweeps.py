@@ -556,27 +556,17 @@ class SweepResult:
         self, columns: Sequence[str] | None, filters: Any, with_runs: Sequence[str]
     ) -> pd.DataFrame:
         import pandas as pd
-        import pyarrow as pa
-        import pyarrow.dataset as ds
 
-        from .dataset import _filter_expression, frame_with_runs, keyframe_table
+        from .dataset import keyframe_table, keyframes_frame
 
-        tables = []
-        for run_id in self.runs["run_id"]:
-            timeline = self.timelines.get(run_id)
-            if timeline is None:
-                continue
-            table = keyframe_table(timeline)
-            tables.append(
-                table.add_column(0, "run_id", pa.array([run_id] * table.num_rows, pa.string()))
-            )
-        if not tables:
+        pieces = [
+            (run_id, keyframe_table(self.timelines[run_id]))
+            for run_id in self.runs["run_id"]
+            if run_id in self.timelines
+        ]
+        if not pieces:
             return pd.DataFrame({"run_id": pd.Series([], dtype=str)})
-        wanted = None if columns is None else ["run_id", *[c for c in columns if c != "run_id"]]
-        table = ds.dataset(pa.concat_tables(tables, promote_options="permissive")).to_table(
-            columns=wanted, filter=_filter_expression(filters)
-        )
-        return frame_with_runs(table, self.runs, with_runs)
+        return keyframes_frame(pieces, columns, filters, runs=self.runs, with_runs=with_runs)
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -590,7 +580,10 @@ class _Writer:
     pipe nor a slow disk ever blocks the loop that runs the sessions.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, commit_seconds: float | None = None) -> None:
+        from .dataset import COMMIT_SECONDS
+
+        seconds = COMMIT_SECONDS if commit_seconds is None else float(commit_seconds)
         package_parent = str(Path(__file__).resolve().parent.parent)
         env = {
             **os.environ,
@@ -600,7 +593,11 @@ class _Writer:
         }
         self.root = root
         self._process = subprocess.Popen(
-            [sys.executable, "-c", "from avatar_nb.dataset import serve_writes; serve_writes()"],
+            [
+                sys.executable,
+                "-c",
+                f"from avatar_nb.dataset import serve_writes; serve_writes(commit_seconds={seconds!r})",
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -759,7 +756,7 @@ async def sweep_async(
             info=_info(sources, grid_values, repeats, seed),
         )
 
-    from .dataset import consolidate_runs, finished_runs, read_runs, runs_frame, write_sweep_info
+    from .dataset import consolidate, finished_runs, read_runs, runs_frame, write_sweep_info
 
     done: set[str] = set()
     if root is not None:
@@ -816,7 +813,7 @@ async def sweep_async(
         if failed_writes:  # keep the error in the table the caller gets; the disk has no such run
             by_id = {r["run_id"]: r for r in failed_writes}
             rows = [by_id.get(r["run_id"], r) for r in rows]
-        consolidate_runs(root)  # every session has ended: nothing to disturb
+        consolidate(root)  # every session has ended: nothing to disturb
         runs = read_runs(root)
         if failed_writes:
             runs = runs_frame([*runs.to_dict("records"), *failed_writes])
