@@ -116,6 +116,17 @@ def test_pruned_and_filtered_reads(dataset):
     assert len(only) == 5 * len(timelines["run1"].req_ids)
     joined = results.keyframes(columns=["latency"], runs=["run2"], with_runs=["chunk_ms"])
     assert set(joined["chunk_ms"]) == {60.0} and len(joined) == timelines["run2"].n_keyframes
+    # joined columns have the runs table's values and types, filtered or not
+    for filters in (None, [("frame", ">=", 0)]):
+        both = results.keyframes(
+            columns=["frame"], filters=filters, with_runs=["chunk_ms", "status"]
+        )
+        for name in ("chunk_ms", "status"):
+            assert both[name].dtype == results.runs[name].dtype
+            expected = results.runs.set_index("run_id")[name]
+            assert (both[name].to_numpy() == expected[both["run_id"].astype(str)].to_numpy()).all()
+    with pytest.raises(KeyError, match="nope"):
+        results.keyframes(columns=["frame"], with_runs=["nope"])
     streamed = list(results.iter_keyframes(columns=["latency"]))
     assert [len(p) for p in streamed] == [tl.n_keyframes for tl in timelines.values()]
     # a filter on a column not asked for: read for the filter, then left out
@@ -441,6 +452,7 @@ def test_files_are_read_on_several_threads(tmp_path, monkeypatch):
         opened(self, path)
 
     monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    monkeypatch.setattr(dataset_module, "_CELLS_PER_THREAD", 0)  # as if the runs were long
     monkeypatch.setattr(dataset_module._File, "__init__", recording)
     _assert_reads_back(tmp_path, timelines)
     assert threads and all(name.startswith("avatar_nb-read") for name in threads)

@@ -110,6 +110,10 @@ _KEYFRAME_WRITE = {
     "store_schema": False,
     "write_batch_size": 1 << 14,
 }
+# columns read at once from which Arrow's threads decode them
+_COLUMNS_PER_THREAD = 8
+# values (rows x columns) read at once from which files are read on threads of their own
+_CELLS_PER_THREAD = 1 << 23
 # min/max statistics where filters use them (identity and timing); FLAME values go without
 _STATISTICS = [
     "run_id",
@@ -873,15 +877,16 @@ class _File:
         return [c for c in columns if c != "run_id"]
 
     def read(
-        self,
-        stretches: Sequence[tuple[str, _Stretch]],
-        columns: Sequence[str] | None,
-        threads: bool,
+        self, stretches: Sequence[tuple[str, _Stretch]], columns: Sequence[str] | None
     ) -> list[tuple[str, pa.Table]]:
         """Each run's rows (``columns`` only), reading the row groups they span once."""
         needed = sorted({g for _, s in stretches for g in self.groups(s)})
+        names = self.columns(columns)
+        # Arrow decodes columns on its thread pool; for a few columns, starting and
+        # waking the pool costs more than it saves (1.3 ms against 3.1 ms for one column
+        # of 16 row groups)
         table = self.file.read_row_groups(
-            needed, columns=self.columns(columns), use_threads=threads
+            needed, columns=names, use_threads=len(names) >= _COLUMNS_PER_THREAD
         )
         position = {}
         at = 0
@@ -909,13 +914,15 @@ def _read_stretches(
     stretches: Sequence[tuple[str, _Stretch]], columns: Sequence[str] | None
 ) -> list[tuple[str, pa.Table]]:
     """(run id, its keyframes) of each of ``stretches``: every file's row groups in one
-    read each, the files on a thread each, in no set order."""
+    read each, in no set order; the files on a thread each when there is much to read."""
     files = _by_file(stretches)
 
     def one(item: tuple[Path, list[tuple[str, _Stretch]]]) -> list[tuple[str, pa.Table]]:
-        return _File(item[0]).read(item[1], columns, threads=True)
+        return _File(item[0]).read(item[1], columns)
 
-    if len(files) < 2:
+    # starting threads costs a millisecond or two: more than reading a column or two
+    cells = sum(s.rows for _, s in stretches) * (len(columns) if columns is not None else 64)
+    if len(files) < 2 or cells < _CELLS_PER_THREAD:
         pieces = [one(item) for item in files.items()]
     else:
         from concurrent.futures import ThreadPoolExecutor
@@ -945,7 +952,7 @@ def _streamed(
 ) -> Iterator[list[tuple[str, pa.Table]]]:
     """The runs a row group holds at a time, each run whole, in the order they are stored."""
     for file, batch in _file_batches(stretches):
-        yield file.read(batch, columns, threads=True)
+        yield file.read(batch, columns)
 
 
 def _with_run_ids(
@@ -1053,13 +1060,33 @@ class Results:
                 # the runs table is small: joined as pandas, broadcast to every partition
                 frame = frame.merge(self._runs_columns(extra), on="run_id", how="left")
             return frame
-        joined = self._runs_columns(with_runs) if with_runs else None
         if expression is None:
             read = dict(_read_stretches(stretches, columns))
             pieces = [(run_id, read[run_id]) for run_id, _ in stretches]
-            return keyframes_frame(pieces, columns, runs=joined, with_runs=with_runs)
+            joined = self._run_values(with_runs, [r for r, _ in stretches])
+            return _pieces_frame(_selected(pieces, columns), columns, joined)
         table = self._filtered(stretches, columns, expression, runs is not None)
-        return frame_with_runs(table, joined, with_runs)
+        return frame_with_runs(
+            table, self._runs_columns(with_runs) if with_runs else None, with_runs
+        )
+
+    def _run_values(self, names: Sequence[str], run_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Each of ``names`` (columns of the runs table) for each of ``run_ids``, of the
+        types the runs table has (a column's type is inferred from every row)."""
+        wanted = [n for n in names if n != "run_id"]
+        if not wanted:
+            return {}
+        rows = list(self.catalog.rows.values())
+        known = list(dict.fromkeys(k for row in rows for k in row))
+        missing = [c for c in wanted if c not in known]
+        if missing:
+            raise KeyError(f"columns {missing} are not in the runs table; it has {known}")
+        position = {row["run_id"]: i for i, row in enumerate(rows)}
+        chosen = np.fromiter((position[r] for r in run_ids), np.intp, len(run_ids))
+        return {
+            name: _column([row.get(name) for row in rows]).to_numpy(zero_copy_only=False)[chosen]
+            for name in wanted
+        }
 
     def _runs_columns(self, names: Sequence[str]) -> pd.DataFrame:
         """``run_id`` and ``names`` of the runs table (a join needs no other column)."""
@@ -1150,9 +1177,7 @@ def keyframes_frame(
     ``with_runs`` columns of ``runs`` (the runs table) joined by run id."""
     expression = _filter_expression(filters)
     if expression is None:
-        if columns is not None:
-            wanted = [c for c in columns if c != "run_id"]
-            pieces = [(run_id, table.select(wanted)) for run_id, table in pieces]
+        pieces = _selected(pieces, columns)
         joined = _values_for(runs, with_runs, [r for r, _ in pieces]) if with_runs else None
         frame = _pieces_frame(pieces, columns, joined)
     else:
@@ -1163,6 +1188,15 @@ def keyframes_frame(
     if text_ids:  # a Dask partition's categories would differ from every other's
         frame["run_id"] = frame["run_id"].astype(str)
     return frame
+
+
+def _selected(
+    pieces: Sequence[tuple[str, pa.Table]], columns: Sequence[str] | None
+) -> list[tuple[str, pa.Table]]:
+    if columns is None:
+        return list(pieces)
+    wanted = [c for c in columns if c != "run_id"]
+    return [(run_id, table.select(wanted)) for run_id, table in pieces]
 
 
 def _values_for(
