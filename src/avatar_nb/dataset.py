@@ -1323,13 +1323,6 @@ def _pieces_frame(
     return pd.DataFrame(data, copy=False)
 
 
-def _batch_frame(batch: Any) -> pd.DataFrame:
-    """A record batch as a DataFrame (see :func:`_arrow_columns`)."""
-    import pandas as pd
-
-    return pd.DataFrame(_arrow_columns(batch), copy=False)
-
-
 def _arrow_columns(batch: Any) -> dict[str, Any]:
     """A record batch's columns for a DataFrame, without pandas' general conversion machinery.
 
