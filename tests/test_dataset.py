@@ -361,6 +361,9 @@ def test_a_segment_is_committed_when_due(tmp_path):
     writer.close()
     runs = load_results(tmp_path).runs.set_index("run_id")
     assert runs.loc["g", "status"] == "failed" and finished_runs(tmp_path) == set("abcdef")
+    # the first attempt's keyframes left with it: no file holds rows of "g"
+    plain = pd.read_parquet(tmp_path / KEYFRAMES_DIR, columns=["run_id"])
+    assert set(plain["run_id"]) == set("abcdef") and len(plain) == 6 * tl.n_keyframes
     assert len(list((tmp_path / RUNS_DIR).iterdir())) == 3
 
 
@@ -456,3 +459,26 @@ def test_files_are_read_on_several_threads(tmp_path, monkeypatch):
     monkeypatch.setattr(dataset_module._File, "__init__", recording)
     _assert_reads_back(tmp_path, timelines)
     assert threads and all(name.startswith("avatar_nb-read") for name in threads)
+
+
+def test_runs_lost_are_reported_by_run(tmp_path, monkeypatch):
+    """What the writer process and the Dask workers turn into failed rows."""
+    import avatar_nb.dataset as dataset_module
+
+    tl = synthetic_timeline(20, seed=7)
+    writer = DatasetWriter(tmp_path)
+    assert writer.add_reporting({"run_id": "a", "status": "ok"}, tl) == {}
+    bad = writer.add_reporting({"run_id": "../x", "status": "ok"}, tl)
+    assert list(bad) == ["../x"] and isinstance(bad["../x"], ValueError)
+    assert writer.add_reporting({"run_id": "b", "status": "ok"}, tl) == {}
+
+    def broken_rename(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(dataset_module.os, "replace", broken_rename)
+    committed, lost = writer.commit_reporting()
+    assert committed == [] and sorted(lost) == ["a", "b"]
+    assert all(isinstance(e, DatasetWriteError) and "disk full" in str(e) for e in lost.values())
+    monkeypatch.undo()
+    writer.add({"run_id": "c", "status": "ok"}, tl)
+    assert writer.commit_reporting() == (["c"], {}) and finished_runs(tmp_path) == {"c"}

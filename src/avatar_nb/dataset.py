@@ -152,20 +152,20 @@ def _check_run_id(run_id: Any) -> str:
     return run_id
 
 
-def _temporary(path: Path) -> Path:
-    return path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+def _create(path: Path, opener: Callable[[str], Any]) -> Any:
+    """``opener(path)``, making ``path``'s folder when it is missing (not checked at every write)."""
+    try:
+        return opener(str(path))
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return opener(str(path))
 
 
 def _atomic_bytes(data: Any, path: Path) -> None:
     """Write ``data`` to a temporary beside ``path`` and rename it into place."""
-    temporary = _temporary(path)
+    temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
-        try:
-            fh = open(temporary, "wb")
-        except FileNotFoundError:  # a new folder: made when missing, not checked every write
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(temporary, "wb")
-        with fh:
+        with _create(temporary, lambda name: open(name, "wb")) as fh:
             fh.write(data)
         os.replace(temporary, path)
     except BaseException:
@@ -295,11 +295,7 @@ class _OpenFile:
         )
         self.schema = schema
         self.rows = 0
-        try:
-            raw = pa.OSFile(str(self.temporary), "wb")
-        except FileNotFoundError:
-            folder.mkdir(parents=True, exist_ok=True)
-            raw = pa.OSFile(str(self.temporary), "wb")
+        raw = _create(self.temporary, lambda name: pa.OSFile(name, "wb"))
         # Arrow writes a page at a time; buffered, the file sees megabyte writes
         self._sink = pa.BufferedOutputStream(raw, 1 << 20)
         try:
@@ -402,9 +398,12 @@ class DatasetWriter:
             self._opened_at = self._clock()
         if self._rows.pop(run_id, None) is not None:  # added again: the later attempt is the run
             self._where.pop(run_id, None)
-            kept = [(r, t) for r, t in self._buffer if r != run_id]
-            self._buffered -= sum(t.nbytes for r, t in self._buffer if r == run_id)
-            self._buffer = kept
+            dropped = sum(t.num_rows for r, t in self._buffer if r == run_id)
+            if dropped:
+                size = dropped * self._files[-1].row_bytes
+                self._buffered -= size
+                self._bytes -= size
+                self._buffer = [(r, t) for r, t in self._buffer if r != run_id]
         self._rows[run_id] = cells
         if table is not None and self._broken is None:
             try:
@@ -493,6 +492,24 @@ class DatasetWriter:
         self._reset()
         return runs
 
+    def add_reporting(self, row: Mapping[str, Any], keyframes: Any = None) -> dict[str, Exception]:
+        """:meth:`add`, returning the runs it lost and why instead of raising: this run when
+        its row or keyframes could not be taken, a segment's runs when a due commit failed."""
+        try:
+            self.add(row, keyframes)
+        except DatasetWriteError as exc:
+            return dict.fromkeys(exc.runs, exc)
+        except Exception as exc:  # noqa: BLE001 - reported for this run alone
+            return {str(row.get("run_id")): exc}
+        return {}
+
+    def commit_reporting(self) -> tuple[list[str], dict[str, Exception]]:
+        """:meth:`commit`, returning (the runs committed, the runs lost and why) instead of raising."""
+        try:
+            return self.commit(), {}
+        except DatasetWriteError as exc:
+            return [], dict.fromkeys(exc.runs, exc)
+
     def _discard_files(self) -> None:
         for file in self._files:
             file.discard()
@@ -563,9 +580,9 @@ def serve_writes(commit_seconds: float = COMMIT_SECONDS) -> None:
 
     Each message is an 8-byte little-endian length and a pickle of ``(root, row,
     timeline)``, or of ``None`` to stop. Runs go through one :class:`DatasetWriter` per
-    root (committing every ``commit_seconds``); when a segment is committed (when due, even while no run arrives, and at the
-    end) the reply for each of its runs is ``(run_id, None)``, and ``(run_id, error
-    text)`` for a run that could not be written. A sweep streams in one process and
+    root (committing every ``commit_seconds``); when a segment is committed (when due,
+    even while no run arrives, and at the end) the reply for each of its runs is
+    ``(run_id, None)``, and ``(run_id, error text)`` for a run that could not be written. A sweep streams in one process and
     writes in this one, so writing never competes with a session whose timing is
     recorded. Started as ``python -c`` (not through multiprocessing), so a script without
     a ``__main__`` guard is not run again.
@@ -576,15 +593,18 @@ def serve_writes(commit_seconds: float = COMMIT_SECONDS) -> None:
     source, sink = sys.stdin.buffer.raw, sys.stdout.buffer
     writers: dict[str, DatasetWriter] = {}
 
-    def reply(run_ids: Iterable[str], error: str | None) -> None:
-        for run_id in run_ids:
-            send_frame(sink, (run_id, error))
+    def reply(lost: Mapping[str, Exception], committed: Iterable[str] = ()) -> None:
+        for run_id in committed:
+            send_frame(sink, (run_id, None))
+        for run_id, exc in lost.items():
+            text = (
+                str(exc) if isinstance(exc, DatasetWriteError) else f"{type(exc).__name__}: {exc}"
+            )
+            send_frame(sink, (run_id, text))
 
     def commit(writer: DatasetWriter) -> None:
-        try:
-            reply(writer.commit(), None)
-        except DatasetWriteError as exc:
-            reply(exc.runs, str(exc))
+        committed, lost = writer.commit_reporting()
+        reply(lost, committed)
 
     try:
         while True:
@@ -602,12 +622,7 @@ def serve_writes(commit_seconds: float = COMMIT_SECONDS) -> None:
             writer = writers.get(root)
             if writer is None:
                 writer = writers[root] = DatasetWriter(root, commit_seconds=commit_seconds)
-            try:
-                writer.add(row, timeline)
-            except DatasetWriteError as exc:
-                reply(exc.runs, str(exc))
-            except Exception as exc:  # noqa: BLE001 - reported to the sweep, which marks the run failed
-                reply([row.get("run_id")], f"{type(exc).__name__}: {exc}")
+            reply(writer.add_reporting(row, timeline))  # the sweep marks lost runs failed
     finally:
         for writer in writers.values():
             commit(writer)
@@ -755,12 +770,12 @@ def consolidate(root: str | Path, *, small_bytes: int = SEGMENT_BYTES // 8) -> P
 
     root = Path(root)
     catalog = _Catalog(root)
-    small = [
-        s
+    small = {
+        s.name
         for s in catalog.segments
         if sum(p.stat().st_size for p in s.files if p.exists()) < small_bytes
-    ]
-    redo = [s for s in catalog.segments if catalog.stale(s) or (len(small) > 1 and s in small)]
+    }
+    redo = [s for s in catalog.segments if catalog.stale(s) or (len(small) > 1 and s.name in small)]
     if redo:
         with DatasetWriter(root, commit_seconds=float("inf")) as writer:
             for segment in redo:
@@ -1081,7 +1096,7 @@ class Results:
             read = dict(_read_stretches(stretches, columns))
             pieces = [(run_id, read[run_id]) for run_id, _ in stretches]
             joined = self._run_values(with_runs, [r for r, _ in stretches])
-            return _pieces_frame(_selected(pieces, columns), columns, joined)
+            return _pieces_frame(pieces, columns, joined)  # read with those columns only
         table = self._filtered(stretches, columns, expression, runs is not None)
         return frame_with_runs(
             table, self._runs_columns(with_runs) if with_runs else None, with_runs
@@ -1093,11 +1108,7 @@ class Results:
         wanted = [n for n in names if n != "run_id"]
         if not wanted:
             return {}
-        rows = list(self.catalog.rows.values())
-        known = list(dict.fromkeys(k for row in rows for k in row))
-        missing = [c for c in wanted if c not in known]
-        if missing:
-            raise KeyError(f"columns {missing} are not in the runs table; it has {known}")
+        rows = self._rows_having(wanted)
         position = {row["run_id"]: i for i, row in enumerate(rows)}
         chosen = np.fromiter((position[r] for r in run_ids), np.intp, len(run_ids))
         return {
@@ -1105,13 +1116,15 @@ class Results:
             for name in wanted
         }
 
+    def _rows_having(self, names: Sequence[str]) -> list[dict[str, Any]]:
+        """The current run rows, once ``names`` are known to be columns of the runs table."""
+        rows = list(self.catalog.rows.values())
+        _check_run_columns(names, list(dict.fromkeys(k for row in rows for k in row)))
+        return rows
+
     def _runs_columns(self, names: Sequence[str]) -> pd.DataFrame:
         """``run_id`` and ``names`` of the runs table (a join needs no other column)."""
-        rows = self.catalog.rows.values()
-        known = list(dict.fromkeys(k for row in rows for k in row))
-        missing = [c for c in names if c not in known]
-        if missing:
-            raise KeyError(f"columns {missing} are not in the runs table; it has {known}")
+        rows = self._rows_having(names)
         wanted = ["run_id", *[c for c in names if c != "run_id"]]
         return runs_frame([{k: row.get(k) for k in wanted} for row in rows])
 
@@ -1221,16 +1234,20 @@ def _values_for(
 ) -> dict[str, np.ndarray]:
     """Each of ``names`` (columns of the runs table ``runs``) for each of ``run_ids``."""
     wanted = [n for n in names if n != "run_id"]
-    known = [] if runs is None else list(runs.columns)
-    missing = [n for n in wanted if n not in known]
-    if missing:
-        raise KeyError(f"columns {missing} are not in the runs table; it has {known}")
+    _check_run_columns(wanted, [] if runs is None else list(runs.columns))
     assert runs is not None
     position: dict[str, int] = {}
     for index, run_id in enumerate(runs["run_id"]):
         position.setdefault(run_id, index)  # the first row of a run id, as a join keeps it
     chosen = np.fromiter((position[r] for r in run_ids), np.intp, len(run_ids))
     return {name: runs[name].to_numpy()[chosen] for name in wanted}
+
+
+def _check_run_columns(names: Sequence[str], known: Sequence[str]) -> None:
+    """Refuse, by name, columns asked of the runs table that it does not have."""
+    missing = [c for c in names if c not in known]
+    if missing:
+        raise KeyError(f"columns {missing} are not in the runs table; it has {list(known)}")
 
 
 def _read_columns(columns: Sequence[str] | None, filters: Any) -> list[str] | None:
@@ -1251,14 +1268,7 @@ def frame_with_runs(
     table: pa.Table, runs: pd.DataFrame | None, with_runs: Sequence[str] = ()
 ) -> pd.DataFrame:
     """A per-keyframe Arrow table as a DataFrame (``run_id`` first, categorical), with columns
-    of the runs table joined by run id."""
-    return _join_runs(_arrow_columns(table.unify_dictionaries().combine_chunks()), runs, with_runs)
-
-
-def _join_runs(
-    columns: dict[str, Any], runs: pd.DataFrame | None, with_runs: Sequence[str]
-) -> pd.DataFrame:
-    """``columns`` as a DataFrame, ``run_id`` first, with ``with_runs`` of ``runs`` joined.
+    of the runs table joined by run id.
 
     The join maps the few run ids once and spreads the values with the categorical's
     codes (no hash join over every keyframe), and the joined columns are part of the frame
@@ -1266,12 +1276,9 @@ def _join_runs(
     """
     import pandas as pd
 
+    columns = _arrow_columns(table.unify_dictionaries().combine_chunks())
     if with_runs and runs is not None:
-        missing = [c for c in with_runs if c not in runs.columns]
-        if missing:
-            raise KeyError(
-                f"columns {missing} are not in the runs table; it has {list(runs.columns)}"
-            )
+        _check_run_columns(with_runs, list(runs.columns))
         by_id = runs.drop_duplicates("run_id").set_index("run_id")
         run_ids = (
             pd.Categorical(columns["run_id"])

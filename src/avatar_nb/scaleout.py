@@ -202,7 +202,7 @@ def run_batch_on_worker(
 
     Returns the run rows (small); the keyframes stay on disk.
     """
-    from .dataset import DatasetWriteError, DatasetWriter
+    from .dataset import DatasetWriter
 
     worker = _worker_name()
     # heavy work first: the batch's audio is prepared before any of its sessions starts
@@ -219,26 +219,23 @@ def run_batch_on_worker(
         results = future.result(timeout=per_run * len(specs) + 2 * audio + 60.0)
     finally:
         _gate.stop_streaming()
-    failed: dict[str, str] = {}
+    failed: dict[str, Exception] = {}
     _gate.start_writing()
     try:
-        # the batch's runs go into one segment of the dataset, committed when all are in
+        # the batch's runs go into one segment of the dataset, committed when all are in;
+        # a run not on disk is a failed row (a resume runs it again)
         writer = DatasetWriter(root, commit_seconds=float("inf"))
         for row, timeline in results:
-            try:
-                writer.add(row, timeline)
-            except DatasetWriteError as exc:
-                failed.update(dict.fromkeys(exc.runs, _error_text(exc)))
-            except Exception as exc:  # noqa: BLE001 - not on disk: say so; a resume runs it again
-                failed[row["run_id"]] = _error_text(exc)
-        try:
-            writer.close()
-        except DatasetWriteError as exc:
-            failed.update(dict.fromkeys(exc.runs, _error_text(exc)))
+            failed.update(writer.add_reporting(row, timeline))
+        failed.update(writer.commit_reporting()[1])
     finally:
         _gate.stop_writing()
     return [
-        {**row, "status": "failed", "error": f"writing the run: {failed[row['run_id']]}"}
+        {
+            **row,
+            "status": "failed",
+            "error": f"writing the run: {_error_text(failed[row['run_id']])}",
+        }
         if row["run_id"] in failed
         else row
         for row, _ in results
