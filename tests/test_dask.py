@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -120,18 +121,21 @@ def test_a_worker_killed_during_a_sweep_loses_no_run(client, tmp_path):
                 return
             killed.wait(0.02)
 
+    def run() -> Any:
+        return sweep(
+            clips(seconds=1.0),
+            grid={"chunk_ms": [20, 40]},
+            repeats=2,
+            pacing="capture",
+            out=out,
+            client=client,
+            concurrency=1,
+            progress=False,
+        )
+
     watcher = threading.Thread(target=kill_when_a_run_lands, daemon=True)
     watcher.start()
-    res = sweep(
-        clips(seconds=1.0),
-        grid={"chunk_ms": [20, 40]},
-        repeats=2,
-        pacing="capture",
-        out=out,
-        client=client,
-        concurrency=1,
-        progress=False,
-    )
+    res = run()
     watcher.join(30)
     assert killed.is_set()
     client.wait_for_workers(2, timeout=60)
@@ -144,16 +148,7 @@ def test_a_worker_killed_during_a_sweep_loses_no_run(client, tmp_path):
     table = load_results(out).keyframes(columns=["frame"])
     assert table.groupby("run_id").size().to_dict() == dict(zip(runs["run_id"], runs["keyframes"]))
     # a re-run finds everything finished: nothing is streamed again
-    again = sweep(
-        clips(seconds=1.0),
-        grid={"chunk_ms": [20, 40]},
-        repeats=2,
-        pacing="capture",
-        out=out,
-        client=client,
-        concurrency=1,
-        progress=False,
-    )
+    again = run()
     assert list(again.runs["started_at"]) == list(runs["started_at"])
 
 
