@@ -104,10 +104,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise BadInput(str(exc)) from None
     options = _endpoint_options(args)
     out_dir = _out_dir(args.out)
-    from .dataset import batch_writer, consolidate
+    from .dataset import KEYFRAMES_DIR, consolidate, write_result
+
+    def to_dataset(result: ClipResult, stem: Path) -> Path:
+        # a segment per result, run id the file stem; consolidate merges them at the end
+        write_result(stem.parent, {"run_id": stem.name, **result.row()}, result.timeline)
+        return stem.parent / KEYFRAMES_DIR
 
     # besides the per-clip files, the folder is a dataset that load_results(out) reads
-    writers = [*run_writers(args), batch_writer()]
+    writers = [*run_writers(args), Writer("dataset", to_dataset)]
 
     def report(result: ClipResult) -> None:
         # a line per clip as it finishes streaming; light work beside the running sessions

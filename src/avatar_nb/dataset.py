@@ -65,7 +65,6 @@ __all__ = [
     "DatasetWriteError",
     "DatasetWriter",
     "Results",
-    "batch_writer",
     "consolidate",
     "finished_runs",
     "keyframe_table",
@@ -626,26 +625,6 @@ def serve_writes(commit_seconds: float = COMMIT_SECONDS) -> None:
     finally:
         for writer in writers.values():
             commit(writer)
-
-
-def batch_writer(root: str | Path | None = None) -> Any:
-    """A :class:`avatar_nb.batch.Writer` that adds each batch result to a dataset.
-
-    For ``avatar-nb run`` and :func:`avatar_nb.batch.render`: each result's per-keyframe
-    table and row (:meth:`~avatar_nb.batch.ClipResult.row`) go into the dataset at
-    ``root`` (default: the batch's output folder itself, so ``load_results(out)`` reads a
-    batch's results as it reads a sweep's), under the run id of the result's file stem,
-    one segment per result (a failure is that result's alone; :func:`consolidate` merges
-    the small segments afterwards). Used in the render phase, after every session has ended.
-    """
-    from .batch import Writer
-
-    def write(result: Any, stem: Path) -> Path:
-        target = Path(root) if root is not None else stem.parent
-        write_result(target, {"run_id": stem.name, **result.row()}, result.timeline)
-        return target / KEYFRAMES_DIR
-
-    return Writer("dataset", write)
 
 
 def write_sweep_info(root: str | Path, info: Mapping[str, Any]) -> Path:
