@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from .timeline import Timeline
+    from ..timeline import Timeline
 
 __all__ = [
     "COMMIT_SECONDS",
@@ -194,7 +194,7 @@ def keyframe_table(timeline: Timeline) -> pa.Table:
     """
     import pyarrow as pa
 
-    from .tidy import flame_columns, keyframe_time_columns
+    from ..tidy import flame_columns, keyframe_time_columns
 
     # one transposed copy makes every FLAME column a contiguous stretch of one Arrow
     # buffer: a slice each (a third of the cost of converting each column on its own)
