@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 from pathlib import Path
 
@@ -56,7 +57,9 @@ def _assert_old_dataset(root: Path) -> None:
         back = back.dropna(axis=1, how="all")  # the columns of the other layout
         pd.testing.assert_frame_equal(_plain(back), _plain(_expected(run_id)), check_exact=True)
         assert len(table[table["run_id"] == run_id]) == OLD_RUNS[run_id][0]
-    joined = results.keyframes(columns=["latency"], filters=[("frame", "<", 2)], with_runs=["chunk_ms"])
+    joined = results.keyframes(
+        columns=["latency"], filters=[("frame", "<", 2)], with_runs=["chunk_ms"]
+    )
     assert set(joined["chunk_ms"]) == {20.0, 40.0, 60.0, 100.0}
     streamed = sum(len(part) for part in results.iter_keyframes(columns=["frame"]))
     assert streamed == sum(n for n, _, _ in OLD_RUNS.values())
@@ -99,3 +102,76 @@ def test_a_dataset_written_by_9e8a057_reads_with_dask(tmp_path):
     results = load_results(OLD, engine="dask")
     counts = results.keyframes(columns=["frame"]).groupby("run_id")["frame"].count().compute()
     assert counts.to_dict() == {run_id: n for run_id, (n, _, _) in OLD_RUNS.items()}
+
+
+# ----------------------------------------------------------------------------- layering
+
+# the layers that run sweeps and batches: the dataset sits below them
+ABOVE = {"batch", "sweeps", "scaleout", "cli", "pipeline", "experiments"}
+
+
+def _package_modules() -> dict[str, ast.Module]:
+    import avatar_nb.dataset
+
+    folder = Path(avatar_nb.dataset.__file__).parent
+    return {path.stem: ast.parse(path.read_text(), str(path)) for path in folder.glob("*.py")}
+
+
+def _imported(tree: ast.Module) -> list[tuple[str, list[str]]]:
+    """(module, names taken from it) of every import in ``tree``, anywhere in it (in
+    functions and under TYPE_CHECKING too), as ``avatar_nb.x`` paths for relative ones."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [alias.name for alias in node.names]
+            if node.level == 0:
+                found.append((node.module or "", names))
+                continue
+            base = ["avatar_nb", "dataset"][: 3 - node.level]  # a module of avatar_nb.dataset
+            target = ".".join([*base, *([node.module] if node.module else [])])
+            if node.module is None:  # from . import x / from .. import x
+                found += [(f"{target}.{name}", []) for name in names]
+            else:
+                found.append((target, names))
+    return found
+
+
+def test_the_dataset_package_imports_nothing_above_it():
+    # what the check sees: an import inside a function, relative to a module of the package
+    inside = ast.parse("def f():\n    from ..batch import Writer\n    import avatar_nb.sweeps")
+    assert _imported(inside) == [("avatar_nb.batch", ["Writer"]), ("avatar_nb.sweeps", [])]
+    modules = _package_modules()
+    assert {"layout", "writer", "pipe", "catalog", "consolidation", "readers"} <= set(modules)
+    for name, tree in modules.items():
+        for module, _ in _imported(tree):
+            parts = module.split(".")
+            if parts[0] == "avatar_nb" and len(parts) > 1:
+                assert parts[1] not in ABOVE, f"avatar_nb.dataset.{name} imports {module}"
+
+
+def test_the_dataset_modules_share_no_private_names():
+    for name, tree in _package_modules().items():
+        for module, names in _imported(tree):
+            if module.startswith("avatar_nb."):
+                private = [n for n in names if n.startswith("_")]
+                assert not private, f"avatar_nb.dataset.{name} takes {private} from {module}"
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
+                assert node.value.id in {"self", "cls"}, (
+                    f"avatar_nb.dataset.{name} reads {node.value.id}.{node.attr}"
+                )
+
+
+def test_no_dataset_module_is_over_800_lines():
+    import avatar_nb.dataset
+
+    folder = Path(avatar_nb.dataset.__file__).parent
+    for path in folder.glob("*.py"):
+        assert len(path.read_text().splitlines()) <= 800, path.name

@@ -21,15 +21,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the tests folder: synthetic_timeline
 
-from test_dataset import synthetic_timeline  # noqa: E402
-
-from avatar_nb.dataset import (  # noqa: E402
+from avatar_nb.dataset import (
     DatasetWriter,
     consolidate,
     write_result,
     write_run,
     write_sweep_info,
 )
+from test_dataset import synthetic_timeline
 
 ROOT = HERE / "dataset_9e8a057"
 
@@ -48,25 +47,66 @@ def main() -> None:
     with DatasetWriter(ROOT) as writer:
         for index, run_id in enumerate(["run0", "run1", "run2"]):
             n, seed, expression = RUNS[run_id]
-            row = {"run": index, "run_id": run_id, "status": "ok", "chunk_ms": 20.0 * (index + 1),
-                   "latency_p50": 0.08 + index / 100, "grid": {"chunk_ms": 20 * (index + 1)}}
+            row = {
+                "run": index,
+                "run_id": run_id,
+                "status": "ok",
+                "chunk_ms": 20.0 * (index + 1),
+                "latency_p50": 0.08 + index / 100,
+                "grid": {"chunk_ms": 20 * (index + 1)},
+            }
             writer.add(row, synthetic_timeline(n, seed=seed, n_expression=expression))
-    write_run(ROOT, {"run": 3, "run_id": "run3", "status": "failed", "error": "ValueError: boom",
-                     "chunk_ms": 80.0, "latency_p50": None})
+    write_run(
+        ROOT,
+        {
+            "run": 3,
+            "run_id": "run3",
+            "status": "failed",
+            "error": "ValueError: boom",
+            "chunk_ms": 80.0,
+            "latency_p50": None,
+        },
+    )
     # run4: a failed first attempt with keyframes, then the attempt that counts
-    write_result(ROOT, {"run": 4, "run_id": "run4", "status": "failed", "error": "TimeoutError: late",
-                        "chunk_ms": 100.0, "latency_p50": None},
-                 synthetic_timeline(20, seed=999, n_expression=10))
+    write_result(
+        ROOT,
+        {
+            "run": 4,
+            "run_id": "run4",
+            "status": "failed",
+            "error": "TimeoutError: late",
+            "chunk_ms": 100.0,
+            "latency_p50": None,
+        },
+        synthetic_timeline(20, seed=999, n_expression=10),
+    )
     consolidate(ROOT)
     n, seed, expression = RUNS["run4"]
-    write_result(ROOT, {"run": 4, "run_id": "run4", "status": "ok", "error": "",
-                        "chunk_ms": 100.0, "latency_p50": 0.12},
-                 synthetic_timeline(n, seed=seed, n_expression=expression))
+    write_result(
+        ROOT,
+        {
+            "run": 4,
+            "run_id": "run4",
+            "status": "ok",
+            "error": "",
+            "chunk_ms": 100.0,
+            "latency_p50": 0.12,
+        },
+        synthetic_timeline(n, seed=seed, n_expression=expression),
+    )
     # a run retried after the consolidation: the earlier attempt's segment is now stale
-    write_result(ROOT, {"run": 1, "run_id": "run1", "status": "ok", "chunk_ms": 40.0,
-                        "latency_p50": 0.09, "grid": {"chunk_ms": 40}},
-                 synthetic_timeline(*RUNS["run1"][:1], seed=RUNS["run1"][1],
-                                    n_expression=RUNS["run1"][2]))
+    write_result(
+        ROOT,
+        {
+            "run": 1,
+            "run_id": "run1",
+            "status": "ok",
+            "chunk_ms": 40.0,
+            "latency_p50": 0.09,
+            "grid": {"chunk_ms": 40},
+        },
+        synthetic_timeline(*RUNS["run1"][:1], seed=RUNS["run1"][1], n_expression=RUNS["run1"][2]),
+    )
 
 
 if __name__ == "__main__":
