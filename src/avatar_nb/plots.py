@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as _np
 
 from . import _pcm
+from .face import face_pose as _face_pose
 from .timeline import Timeline as _Timeline
 from .timeline import ms_text as _ms_text
 
@@ -414,11 +415,10 @@ def face(keyframe: Any, index: int | None = None, *, ax: Axes | None = None, siz
     ``keyframe`` is one row (20 + E floats) or a Timeline with ``index``. The jaw opening
     opens the mouth, the eyelids close the eyes, head roll tilts the face, yaw and pitch
     shift it, each eye's pose moves its pupil, and the first expression coefficient
-    raises the brows (the parameters of :func:`avatar_nb.video.face_pose`).
+    raises the brows (the parameters of :func:`avatar_nb.face.face_pose`).
     """
     from matplotlib.patches import Ellipse
 
-    from .video import face_pose
 
     if isinstance(keyframe, _Timeline):
         if index is None:
@@ -428,7 +428,7 @@ def face(keyframe: Any, index: int | None = None, *, ax: Axes | None = None, siz
         row = keyframe.keyframes[index]
     else:
         row = _np.asarray(keyframe, dtype=_np.float64).ravel()
-    p = {name: float(v[0]) for name, v in face_pose(row).items()}
+    p = {name: float(v[0]) for name, v in _face_pose(row).items()}
 
     if ax is None:
         fig = _figure(size, size)
@@ -671,9 +671,8 @@ def _svg(width: int, height: int, body: Sequence[str], view_box: str | None = No
 
 def face_svg(keyframe: Any, size: int = 180) -> str:
     """The face of :func:`face` as an SVG string (for widgets that redraw often)."""
-    from .video import face_pose
 
-    p = {name: float(v[0]) for name, v in face_pose(_np.asarray(keyframe, dtype=_np.float64).ravel()).items()}
+    p = {name: float(v[0]) for name, v in _face_pose(_np.asarray(keyframe, dtype=_np.float64).ravel()).items()}
     cx, cy = 100 + 200 * p["yaw"], 105 + 200 * p["pitch"]
     angle = _math.degrees(p["roll"]) * 3.0
     parts = [
