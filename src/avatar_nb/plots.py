@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING
 import numpy as _np
 
 from . import _pcm
-from .face import face_pose as _face_pose
+from .face import VIEW as _FACE_VIEW
+from .face import face_geometry as _face_geometry
 from .timeline import Timeline as _Timeline
 from .timeline import ms_text as _ms_text
 
@@ -415,7 +416,8 @@ def face(keyframe: Any, index: int | None = None, *, ax: Axes | None = None, siz
     ``keyframe`` is one row (20 + E floats) or a Timeline with ``index``. The jaw opening
     opens the mouth, the eyelids close the eyes, head roll tilts the face, yaw and pitch
     shift it, each eye's pose moves its pupil, and the first expression coefficient
-    raises the brows (the parameters of :func:`avatar_nb.face.face_pose`).
+    raises the brows: the shapes of :func:`avatar_nb.face.face_geometry`, which the SVG face
+    and the video frames draw too.
     """
     from matplotlib.patches import Ellipse
 
@@ -428,7 +430,7 @@ def face(keyframe: Any, index: int | None = None, *, ax: Axes | None = None, siz
         row = keyframe.keyframes[index]
     else:
         row = _np.asarray(keyframe, dtype=_np.float64).ravel()
-    p = {name: float(v[0]) for name, v in _face_pose(row).items()}
+    g = _face_geometry(row)
 
     if ax is None:
         fig = _figure(size, size)
@@ -437,31 +439,25 @@ def face(keyframe: Any, index: int | None = None, *, ax: Axes | None = None, siz
         fig = ax.figure
     ax.clear()
     ax.set_aspect("equal")
-    ax.set_xlim(-1.3, 1.3)
-    ax.set_ylim(-1.4, 1.3)
+    ax.set_xlim(-_FACE_VIEW[0] / 2, _FACE_VIEW[0] / 2)
+    ax.set_ylim(-_FACE_VIEW[1] / 2, _FACE_VIEW[1] / 2)
     ax.axis("off")
-    cx, cy = 2.0 * p["yaw"], -2.0 * p["pitch"]
-    angle = _math.degrees(p["roll"]) * 3.0
-    c, s = _math.cos(_math.radians(angle)), _math.sin(_math.radians(angle))
+    angle = g.roll_degrees
+    at = g.place_point
 
-    def at(x: float, y: float) -> tuple[float, float]:
-        return cx + c * x - s * y, cy + s * x + c * y
+    def oval(o: Any, **kw: Any) -> Ellipse:
+        return ax.add_patch(Ellipse(at(o.cx, o.cy), 2 * o.rx, 2 * o.ry, angle=angle, **kw))
 
-    ax.add_patch(Ellipse(at(0, 0), 1.7, 2.2, angle=angle, facecolor="#f2d3b1", edgecolor="0.2", linewidth=1.5))
-    for side, lid, gx, gy in ((-1, p["lid_left"], p["gaze_left_x"], p["gaze_left_y"]),
-                              (1, p["lid_right"], p["gaze_right_x"], p["gaze_right_y"])):
-        ex, ey = at(0.38 * side, 0.28)
-        open_h = 0.26 * (1.0 - lid)
-        ax.add_patch(Ellipse((ex, ey), 0.34, max(open_h, 0.015), angle=angle, facecolor="white", edgecolor="0.2"))
-        if open_h > 0.05:
-            px, py = at(0.38 * side + 0.5 * gx, 0.28 - 0.5 * gy)  # positive pitch: looking down
-            ax.add_patch(Ellipse((px, py), 0.11, min(0.11, open_h * 0.8), facecolor="0.15"))
-        bx0, by0 = at(0.38 * side - 0.17, 0.5 + 0.15 * p["brow"])
-        bx1, by1 = at(0.38 * side + 0.17, 0.5 + 0.15 * p["brow"] + 0.03 * side * p["brow"])
-        ax.plot([bx0, bx1], [by0, by1], color="0.25", linewidth=2.5, solid_capstyle="round")
-    ax.plot(*zip(at(0, 0.15), at(-0.06, -0.12), at(0.05, -0.14)), color="0.45", linewidth=1.2)
-    mouth_h = 0.04 + 1.6 * p["jaw"]
-    ax.add_patch(Ellipse(at(0, -0.52 - mouth_h / 4), 0.55, mouth_h, angle=angle, facecolor="#8b2d2d", edgecolor="0.2"))
+    oval(g.head, facecolor="#f2d3b1", edgecolor="0.2", linewidth=1.5)
+    for eye in g.eyes:
+        w = eye.white  # a shut eye: a flat white, its lid line
+        ax.add_patch(Ellipse(at(w.cx, w.cy), 2 * w.rx, max(2 * w.ry, 0.015), angle=angle, facecolor="white",
+                             edgecolor="0.2"))
+        if eye.pupil is not None:
+            oval(eye.pupil, facecolor="0.15")
+        ax.plot(*zip(*(at(x, y) for x, y in eye.brow)), color="0.25", linewidth=2.5, solid_capstyle="round")
+    ax.plot(*zip(*(at(x, y) for x, y in g.nose)), color="0.45", linewidth=1.2)
+    oval(g.mouth, facecolor="#8b2d2d", edgecolor="0.2")
     return fig
 
 
@@ -669,33 +665,38 @@ def _svg(width: int, height: int, body: Sequence[str], view_box: str | None = No
     return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"{box}>' + "".join(body) + "</svg>"
 
 
-def face_svg(keyframe: Any, size: int = 180) -> str:
-    """The face of :func:`face` as an SVG string (for widgets that redraw often)."""
+_SVG_UNIT = 84.0  # SVG units per face unit in face_svg
+_SVG_CENTRE = (100, 105)  # where the head's centre at rest is, in face_svg's 200 x 210 view box
 
-    p = {name: float(v[0]) for name, v in _face_pose(_np.asarray(keyframe, dtype=_np.float64).ravel()).items()}
-    cx, cy = 100 + 200 * p["yaw"], 105 + 200 * p["pitch"]
-    angle = _math.degrees(p["roll"]) * 3.0
+
+def face_svg(keyframe: Any, size: int = 180) -> str:
+    """The face of :func:`face` as an SVG string (for widgets that redraw often): the same
+    shapes (:func:`avatar_nb.face.face_geometry`), :data:`_SVG_UNIT` SVG units to a face unit."""
+    g = _face_geometry(keyframe)
+    u = _SVG_UNIT
+    cx, cy = _SVG_CENTRE[0] + u * g.shift[0], _SVG_CENTRE[1] - u * g.shift[1]
+    angle = -g.roll_degrees  # SVG's y points down: a counterclockwise roll is a negative rotate
+
+    def oval(o: Any, min_ry: float = 0.0) -> str:
+        return f'cx="{u * o.cx:.1f}" cy="{-u * o.cy:.1f}" rx="{u * o.rx:.1f}" ry="{max(min_ry, u * o.ry):.1f}"'
+
+    def points(pts: Any) -> str:
+        return " ".join(f"{u * x:.1f},{-u * y:.1f}" for x, y in pts)
+
     parts = [
         f'<g transform="translate({cx:.1f},{cy:.1f}) rotate({angle:.1f})">',
-        '<ellipse rx="72" ry="92" fill="#f2d3b1" stroke="#333" stroke-width="2"/>',
+        f'<ellipse {oval(g.head)} fill="#f2d3b1" stroke="#333" stroke-width="2"/>',
     ]
-    for side, lid, gx, gy in ((-1, p["lid_left"], p["gaze_left_x"], p["gaze_left_y"]),
-                              (1, p["lid_right"], p["gaze_right_x"], p["gaze_right_y"])):
-        ex = 32 * side
-        open_h = max(1.0, 11 * (1 - lid))
-        parts.append(f'<ellipse cx="{ex}" cy="-22" rx="14" ry="{open_h:.1f}" fill="white" stroke="#333"/>')
-        if open_h > 3:
-            px, py = ex + 40 * gx, -22 + 40 * gy  # positive pitch: looking down
-            parts.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{min(4.5, open_h * 0.8):.1f}" fill="#222"/>')
-        by = -44 - 12 * p["brow"]
-        parts.append(
-            f'<line x1="{ex - 14}" y1="{by:.1f}" x2="{ex + 14}" y2="{by + 3 * side * p["brow"]:.1f}" '
-            'stroke="#444" stroke-width="4" stroke-linecap="round"/>'
-        )
-    mouth_h = 3 + 130 * p["jaw"]
-    parts.append(f'<ellipse cx="0" cy="{44 + mouth_h / 4:.1f}" rx="23" ry="{mouth_h / 2:.1f}" fill="#8b2d2d" stroke="#333"/>')
+    for eye in g.eyes:
+        parts.append(f'<ellipse {oval(eye.white, 1.0)} fill="white" stroke="#333"/>')  # shut: a flat white
+        if eye.pupil is not None:
+            o = eye.pupil
+            parts.append(f'<circle cx="{u * o.cx:.1f}" cy="{-u * o.cy:.1f}" r="{u * o.rx:.1f}" fill="#222"/>')
+        parts.append(f'<polyline points="{points(eye.brow)}" fill="none" stroke="#444" stroke-width="4" stroke-linecap="round"/>')
+    parts.append(f'<polyline points="{points(g.nose)}" fill="none" stroke="#737373" stroke-width="1.5"/>')
+    parts.append(f'<ellipse {oval(g.mouth)} fill="#8b2d2d" stroke="#333"/>')
     parts.append("</g>")
-    return _svg(size, size, parts, view_box="0 0 200 210")
+    return _svg(size, size, parts, view_box=f"0 0 {2 * _SVG_CENTRE[0]} {2 * _SVG_CENTRE[1]}")
 
 
 def _polyline(x: _np.ndarray, y: _np.ndarray, x0: float, x1: float, y0: float, y1: float, w: int, h: int,
