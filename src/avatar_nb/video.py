@@ -107,16 +107,11 @@ class _FacePainter:
         if self._drawn is not None:  # clear only what the last face covered
             draw.rectangle(self._drawn, fill=_BACKGROUND)
         g = face_geometry(p)
-        cos, sin = math.cos(g.roll), math.sin(g.roll)
-        hx, hy = g.shift
         ox, oy = self.origin
 
         def px(points: np.ndarray) -> list[tuple[float, float]]:
-            x = points[:, 0]
-            y = points[:, 1]
-            rx = cos * x - sin * y + hx
-            ry = sin * x + cos * y + hy
-            return list(zip((ox + u * rx).tolist(), (oy - u * ry).tolist()))
+            placed = g.place(points)  # face units in the view, y up
+            return list(zip((ox + u * placed[:, 0]).tolist(), (oy - u * placed[:, 1]).tolist()))
 
         def oval(o: Oval, n: int) -> list[tuple[float, float]]:
             return px(_ellipse(o.cx, o.cy, o.rx, o.ry, n))

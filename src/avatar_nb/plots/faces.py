@@ -30,7 +30,6 @@ def face(keyframe: Any, index: int | None = None, *, ax: Axes | None = None, siz
     """
     from matplotlib.patches import Ellipse
 
-
     if isinstance(keyframe, _Timeline):
         if index is None:
             raise ValueError("face(timeline, index): which keyframe?")
@@ -76,7 +75,7 @@ _SVG_CENTRE = (100, 105)  # where the head's centre at rest is, in face_svg's 20
 
 def face_svg(keyframe: Any, size: int = 180) -> str:
     """The face of :func:`face` as an SVG string (for widgets that redraw often): the same
-    shapes (:func:`avatar_nb.face.face_geometry`), :data:`_SVG_UNIT` SVG units to a face unit."""
+    shapes (:func:`avatar_nb.face.face_geometry`), 84 SVG units to a face unit."""
     g = _face_geometry(keyframe)
     u = _SVG_UNIT
     cx, cy = _SVG_CENTRE[0] + u * g.shift[0], _SVG_CENTRE[1] - u * g.shift[1]
@@ -97,7 +96,8 @@ def face_svg(keyframe: Any, size: int = 180) -> str:
         if eye.pupil is not None:
             o = eye.pupil
             parts.append(f'<circle cx="{u * o.cx:.1f}" cy="{-u * o.cy:.1f}" r="{u * o.rx:.1f}" fill="#222"/>')
-        parts.append(f'<polyline points="{points(eye.brow)}" fill="none" stroke="#444" stroke-width="4" stroke-linecap="round"/>')
+        parts.append(f'<polyline points="{points(eye.brow)}" fill="none" stroke="#444" stroke-width="4" '
+                     'stroke-linecap="round"/>')
     parts.append(f'<polyline points="{points(g.nose)}" fill="none" stroke="#737373" stroke-width="1.5"/>')
     parts.append(f'<ellipse {oval(g.mouth)} fill="#8b2d2d" stroke="#333"/>')
     parts.append("</g>")
