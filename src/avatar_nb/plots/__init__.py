@@ -17,10 +17,10 @@ hour of audio or 90,000 keyframes draw about as fast as a second of them.
   :func:`audio_samples`.
 
 The package is split where its concerns part: ``_base`` (shared helpers, PNG and SVG
-output), ``channels`` (waveform and animation channels), ``timing`` (frame timing, the
-one-run report, the audio-to-motion offset), ``comparisons`` (several runs), ``faces``
-(the face, drawn from :mod:`avatar_nb.face`) and ``live`` (SVG lanes for live views).
-Every public name is here, as ``avatar_nb.plots.X``.
+output), ``_channels`` (waveform and animation channels), ``_timing`` (frame timing, the
+one-run report, the audio-to-motion offset), ``_comparisons`` (several runs), ``_faces``
+(the face, drawn from :mod:`avatar_nb.face`) and ``_live`` (SVG lanes for live views).
+The modules are private: every public name is here, as ``avatar_nb.plots.X``.
 
 Times are seconds in the data and milliseconds on the axes made for people. Figures
 that have no meaning under a run's pacing (lateness under ``"fast"`` pacing, where
@@ -29,12 +29,12 @@ there is no playback clock) say so instead of plotting it.
 
 from __future__ import annotations
 
-from ._base import _register_ipython_png, audio_samples, envelope, run_label, to_png
-from .channels import animation_timeline, draw_channels, draw_waveform, waveform
-from .comparisons import compare, compare_runs, ecdf
-from .faces import face, face_svg
-from .live import live_svg, waveform_svg
-from .timing import av_offset, draw_timing, frame_timing, report
+from ._base import audio_samples, envelope, register_ipython_png, run_label, to_png
+from ._channels import animation_timeline, draw_channels, draw_waveform, waveform
+from ._comparisons import compare, compare_runs, ecdf
+from ._faces import face, face_svg
+from ._live import live_svg, waveform_svg
+from ._timing import av_offset, draw_timing, frame_timing, report
 
 __all__ = [
     "animation_timeline",
@@ -63,4 +63,4 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-_register_ipython_png()
+register_ipython_png()

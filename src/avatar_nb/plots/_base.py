@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 _DPI = 100
-_NO_LATENESS = "lateness n/a: fast pacing has no playback clock"
+NO_LATENESS = "lateness n/a: fast pacing has no playback clock"
 
 
 def audio_samples(audio: Any) -> _np.ndarray:
@@ -64,14 +64,14 @@ def envelope(values: _np.ndarray, n_bins: int) -> tuple[_np.ndarray, _np.ndarray
     return centers, mins, maxs
 
 
-def _pixel_width(ax: Axes) -> int:
+def pixel_width(ax: Axes) -> int:
     fig = ax.figure
     return max(50, int(ax.get_position().width * fig.get_figwidth() * fig.dpi))
 
 
-def _draw_series(ax: Axes, t: _np.ndarray, y: _np.ndarray, *, label: str | None = None, **kw: Any) -> None:
+def draw_series(ax: Axes, t: _np.ndarray, y: _np.ndarray, *, label: str | None = None, **kw: Any) -> None:
     """A line for short series; a min/max band plus its midline per pixel for long ones."""
-    bins = _pixel_width(ax)
+    bins = pixel_width(ax)
     if y.shape[0] <= 2 * bins:
         ax.plot(t, y, label=label, **kw)
         return
@@ -81,7 +81,7 @@ def _draw_series(ax: Axes, t: _np.ndarray, y: _np.ndarray, *, label: str | None 
     ax.fill_between(tc, mins, maxs, color=line.get_color(), alpha=0.35, linewidth=0)
 
 
-def _mark_utterances(ax: Axes, tl: Timeline) -> None:
+def mark_utterances(ax: Axes, tl: Timeline) -> None:
     """Dotted lines where each utterance after the first starts, as one collection:
     an hour of short utterances would otherwise cost a Line2D (~0.4 ms) per boundary."""
     starts = tl.utterance_start[1:]
@@ -90,7 +90,7 @@ def _mark_utterances(ax: Axes, tl: Timeline) -> None:
                   linewidths=0.8, label="utterance start")
 
 
-def _lateness_applies(tl: Timeline) -> bool:
+def lateness_applies(tl: Timeline) -> bool:
     """Lateness means something only against a playback clock: not under fast pacing."""
     return tl.pacing != "fast" and bool(_np.isfinite(tl.lateness).any())
 
@@ -125,7 +125,7 @@ def to_png(fig: Figure, dpi: int | None = None) -> bytes:
     return buf.getvalue()
 
 
-def _figure(width: float, height: float, *, constrained: bool = True) -> Figure:
+def new_figure(width: float, height: float, *, constrained: bool = True) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -134,7 +134,7 @@ def _figure(width: float, height: float, *, constrained: bool = True) -> Figure:
     return fig
 
 
-def _margins(fig: Figure, *, left: float = 0.85, right: float = 0.15, top: float = 0.45, bottom: float = 0.5,
+def set_margins(fig: Figure, *, left: float = 0.85, right: float = 0.15, top: float = 0.45, bottom: float = 0.5,
              hspace: float = 0.12) -> None:
     """Fixed margins in inches. The figures of long data use these instead of the
     constrained layout engine, whose text measuring would cost more than the data."""
@@ -142,7 +142,7 @@ def _margins(fig: Figure, *, left: float = 0.85, right: float = 0.15, top: float
     fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=bottom / h, hspace=hspace)
 
 
-def _ms_if_seconds(name: str) -> tuple[float, str]:
+def ms_if_seconds(name: str) -> tuple[float, str]:
     """Scale and unit for a table column on an axis: times (s) are shown in ms."""
     timed = ("latency", "lateness", "jitter", "first_frame", "inter_arrival", "delay", "offset", "lag")
     if any(word in name for word in timed) and not name.endswith("_ms"):
@@ -150,12 +150,12 @@ def _ms_if_seconds(name: str) -> tuple[float, str]:
     return 1.0, name
 
 
-def _svg(width: int, height: int, body: Sequence[str], view_box: str | None = None) -> str:
+def svg_document(width: int, height: int, body: Sequence[str], view_box: str | None = None) -> str:
     box = f' viewBox="{view_box}"' if view_box else ""
     return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"{box}>' + "".join(body) + "</svg>"
 
 
-def _register_ipython_png() -> None:
+def register_ipython_png() -> None:
     """Make bare Figures display as PNG in IPython even when pyplot was never imported."""
     try:
         from IPython import get_ipython

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as _np
 
-from ._base import _figure, _lateness_applies, _ms_if_seconds, run_label
+from ._base import lateness_applies, ms_if_seconds, new_figure, run_label
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -34,7 +34,7 @@ def compare_runs(timelines: Sequence[Timeline], labels: Sequence[str] | None = N
     labels = list(labels)
     if len(labels) != len(timelines):
         raise ValueError(f"got {len(labels)} labels for {len(timelines)} timelines")
-    fig = _figure(width, 3.8)
+    fig = new_figure(width, 3.8)
     lat_ax, late_ax, jit_ax, rtf_ax = fig.subplots(1, 4)
     x = _np.arange(len(timelines))
 
@@ -43,7 +43,7 @@ def compare_runs(timelines: Sequence[Timeline], labels: Sequence[str] | None = N
 
     lat_ax.bar(x, values("first_frame_latency") * 1000.0, color="C0")
     lat_ax.set_ylabel("first-frame latency (ms)")
-    timed = [i for i, t in enumerate(timelines) if _lateness_applies(t)]
+    timed = [i for i, t in enumerate(timelines) if lateness_applies(t)]
     if timed:
         late_ax.boxplot([timelines[i].lateness[_np.isfinite(timelines[i].lateness)] * 1000.0 for i in timed],
                         positions=x[timed], widths=0.6, showfliers=False)
@@ -91,10 +91,10 @@ def compare(
     by = [x] if hue is None else [x, hue]
     stats = summarize(runs, by=by, value=y, ci=ci, n_boot=n_boot, seed=seed)
     table = runs[runs["status"] == "ok"] if "status" in runs.columns else runs
-    scale, ylabel = _ms_if_seconds(y)
+    scale, ylabel = ms_if_seconds(y)
     xs = list(dict.fromkeys(sorted(stats[x].dropna().unique().tolist())))
     hues = [None] if hue is None else sorted(stats[hue].dropna().unique().tolist())
-    fig = _figure(width, 4.0)
+    fig = new_figure(width, 4.0)
     ax = fig.add_subplot()
     step = 0.8 / len(hues)
     for j, h in enumerate(hues):
@@ -137,8 +137,8 @@ def ecdf(frame: pd.DataFrame, value: str = "latency", by: str | Sequence[str] = 
     missing = [c for c in [value, *by_cols] if c not in frame.columns]
     if missing:
         raise KeyError(f"columns {missing} are not in the table; it has {list(frame.columns)}")
-    scale, xlabel = _ms_if_seconds(value)
-    fig = _figure(width, 4.0)
+    scale, xlabel = ms_if_seconds(value)
+    fig = new_figure(width, 4.0)
     ax = fig.add_subplot()
     groups = frame.groupby(by_cols, sort=True) if by_cols else [((), frame)]
     empty: list[str] = []

@@ -10,7 +10,7 @@ import numpy as _np
 from ..face import VIEW as _FACE_VIEW
 from ..face import face_geometry as _face_geometry
 from ..timeline import Timeline as _Timeline
-from ._base import _figure, _svg
+from ._base import new_figure, svg_document
 
 if TYPE_CHECKING:
     from typing import Any
@@ -41,7 +41,7 @@ def face(keyframe: Any, index: int | None = None, *, ax: Axes | None = None, siz
     g = _face_geometry(row)
 
     if ax is None:
-        fig = _figure(size, size)
+        fig = new_figure(size, size)
         ax = fig.add_subplot()
     else:
         fig = ax.figure
@@ -101,4 +101,4 @@ def face_svg(keyframe: Any, size: int = 180) -> str:
     parts.append(f'<polyline points="{points(g.nose)}" fill="none" stroke="#737373" stroke-width="1.5"/>')
     parts.append(f'<ellipse {oval(g.mouth)} fill="#8b2d2d" stroke="#333"/>')
     parts.append("</g>")
-    return _svg(size, size, parts, view_box=f"0 0 {2 * _SVG_CENTRE[0]} {2 * _SVG_CENTRE[1]}")
+    return svg_document(size, size, parts, view_box=f"0 0 {2 * _SVG_CENTRE[0]} {2 * _SVG_CENTRE[1]}")

@@ -9,7 +9,7 @@ import numpy as _np
 
 from .. import _pcm
 from ..timeline import Timeline as _Timeline
-from ._base import _draw_series, _figure, _margins, _mark_utterances, _pixel_width, audio_samples
+from ._base import audio_samples, draw_series, mark_utterances, new_figure, pixel_width, set_margins
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -26,7 +26,7 @@ def draw_waveform(ax: Axes, samples: _np.ndarray, sample_rate: int, t0: float = 
     """Draw ``samples`` (int16 or float, starting ``t0`` seconds into the audio) into ``ax``
     as a min/max envelope per pixel column, with the x limits set to their time span."""
     n = samples.shape[0]
-    bins = min(_pixel_width(ax), max(1, n))
+    bins = min(pixel_width(ax), max(1, n))
     if n == 0:
         ax.text(0.5, 0.5, "no audio", transform=ax.transAxes, ha="center", va="center")
     else:
@@ -47,22 +47,22 @@ def draw_channels(axes: Sequence[Axes], timeline: Timeline, span: tuple[int, int
     jaw_ax, lid_ax, head_ax, expr_ax = axes
     sel = slice(*span) if span is not None else slice(None)
     t = tl.media_time[sel]
-    _draw_series(jaw_ax, t, tl.channel("jaw_open")[sel].astype(_np.float64), label="jaw open", color="C3")
+    draw_series(jaw_ax, t, tl.channel("jaw_open")[sel].astype(_np.float64), label="jaw open", color="C3")
     jaw_ax.set_ylabel("jaw (rad)")
-    _draw_series(lid_ax, t, tl.channel("eyelid_left")[sel].astype(_np.float64), label="left", color="C1")
-    _draw_series(lid_ax, t, tl.channel("eyelid_right")[sel].astype(_np.float64), label="right", color="C2",
+    draw_series(lid_ax, t, tl.channel("eyelid_left")[sel].astype(_np.float64), label="left", color="C1")
+    draw_series(lid_ax, t, tl.channel("eyelid_right")[sel].astype(_np.float64), label="right", color="C2",
                  linestyle="--")
     lid_ax.set_ylabel("eyelids")
     lid_ax.set_ylim(-0.05, 1.05)
     lid_ax.legend(loc="upper right", fontsize="small", ncols=2)
     for name, color in (("head_pitch", "C0"), ("head_yaw", "C4"), ("head_roll", "C5")):
-        _draw_series(head_ax, t, tl.channel(name)[sel].astype(_np.float64), label=name.split("_")[1], color=color)
+        draw_series(head_ax, t, tl.channel(name)[sel].astype(_np.float64), label=name.split("_")[1], color=color)
     head_ax.set_ylabel("head (rad)")
     head_ax.legend(loc="upper right", fontsize="small", ncols=3)
     expr = tl.channel("expression")[sel]
     image = None
     if expr.shape[0] and expr.shape[1]:
-        bins = _pixel_width(expr_ax)
+        bins = pixel_width(expr_ax)
         if expr.shape[0] > bins:  # mean per pixel column keeps the heatmap honest and small
             edges = (_np.arange(bins + 1) * expr.shape[0]) // bins
             expr = _np.add.reduceat(expr, edges[:-1], axis=0) / _np.diff(edges)[:, None].astype(_np.float32)
@@ -80,7 +80,7 @@ def draw_channels(axes: Sequence[Axes], timeline: Timeline, span: tuple[int, int
         )
     expr_ax.set_ylabel("expression")
     for ax in axes:
-        _mark_utterances(ax, tl)
+        mark_utterances(ax, tl)
     return image
 
 
@@ -95,16 +95,16 @@ def _colorbar(fig: Figure, image: AxesImage | None, ax: Axes) -> None:
     bar.ax.tick_params(labelsize="small")
 
 
-def _has_audio(timeline: Timeline) -> bool:
+def has_audio(timeline: Timeline) -> bool:
     return timeline.audio is not None and bool(timeline.sample_rate)
 
 
-def _draw_animation(fig: Figure, axes: Sequence[Axes], timeline: Timeline, with_audio: bool) -> None:
+def draw_animation(fig: Figure, axes: Sequence[Axes], timeline: Timeline, with_audio: bool) -> None:
     """The column of :func:`animation_timeline` and of :func:`report`'s left side: the
     waveform (``with_audio``, in ``axes[0]``) above the four channel panels."""
     if with_audio:
         draw_waveform(axes[0], timeline.audio, int(timeline.sample_rate))
-        _mark_utterances(axes[0], timeline)
+        mark_utterances(axes[0], timeline)
     image = draw_channels(axes[-4:], timeline)
     _colorbar(fig, image, axes[-1])
     axes[-1].set_xlabel("media time (s)")
@@ -117,8 +117,8 @@ def waveform(audio: Any, sample_rate: int | None = None, *, title: str | None = 
     if not sample_rate:
         raise ValueError("waveform() needs the sample_rate of the audio")
     samples = audio_samples(audio)
-    fig = _figure(width, 2.6, constrained=False)
-    _margins(fig, top=0.35)
+    fig = new_figure(width, 2.6, constrained=False)
+    set_margins(fig, top=0.35)
     ax = fig.add_subplot()
     draw_waveform(ax, samples, int(sample_rate))
     ax.set_xlabel("time (s)")
@@ -130,12 +130,12 @@ def animation_timeline(timeline: Timeline, *, audio: bool = True, width: float =
     """Animation channels over media time: waveform (if any), jaw, eyelids, head, expression
     heatmap (with its colour bar). All panels share the time axis; dotted lines mark where
     each utterance starts."""
-    with_audio = audio and _has_audio(timeline)
+    with_audio = audio and has_audio(timeline)
     n = 5 if with_audio else 4
-    fig = _figure(width, 1.55 * n + 0.6, constrained=False)
-    _margins(fig, right=0.85)
+    fig = new_figure(width, 1.55 * n + 0.6, constrained=False)
+    set_margins(fig, right=0.85)
     ratios = [1.0] * (n - 1) + [1.6]
     axes = fig.subplots(n, 1, sharex=True, gridspec_kw={"height_ratios": ratios})
-    _draw_animation(fig, axes, timeline, with_audio)
+    draw_animation(fig, axes, timeline, with_audio)
     fig.suptitle(f"animation timeline: {timeline.n_keyframes} keyframes @ {timeline.fps:g} fps")
     return fig

@@ -10,8 +10,8 @@ import numpy as _np
 
 from ..timeline import Timeline as _Timeline
 from ..timeline import ms_text as _ms_text
-from ._base import _NO_LATENESS, _draw_series, _figure, _lateness_applies, _margins, run_label
-from .channels import _draw_animation, _has_audio
+from ._base import NO_LATENESS, draw_series, lateness_applies, new_figure, run_label, set_margins
+from ._channels import draw_animation, has_audio
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -33,21 +33,21 @@ def draw_timing(axes: Sequence[Axes], timeline: Timeline) -> None:
     tl = timeline
     arr_ax, late_ax, hist_ax = axes
     mt, arrival = tl.media_time, tl.arrival
-    timed = _lateness_applies(tl)
+    timed = lateness_applies(tl)
     if mt.size:
-        _draw_series(arr_ax, mt, arrival, label="arrival", color="C0")
+        draw_series(arr_ax, mt, arrival, label="arrival", color="C0")
         if tl.pacing != "fast":
             lim = max(float(mt[-1]), float(arrival.max()))
             arr_ax.plot([0, lim], [0, lim], color="0.3", linestyle="--", linewidth=1, label="real time")
         arr_ax.legend(loc="upper left", fontsize="small")
     if mt.size and timed:
-        _draw_series(late_ax, mt, tl.lateness * 1000.0, color="C3", label="lateness")
+        draw_series(late_ax, mt, tl.lateness * 1000.0, color="C3", label="lateness")
         budget = 1000.0 / tl.fps
         late_ax.axhline(budget, color="0.3", linestyle=":", linewidth=1, label=f"one frame ({budget:.0f} ms)")
         late_ax.legend(loc="best", fontsize="small")  # the line sits near the top under capture pacing
         late_ax.set_ylabel("lateness (ms)")
     elif mt.size:
-        late_ax.text(0.5, 0.5, _NO_LATENESS.replace(": ", ":\n"), transform=late_ax.transAxes, ha="center",
+        late_ax.text(0.5, 0.5, NO_LATENESS.replace(": ", ":\n"), transform=late_ax.transAxes, ha="center",
                      va="center", color="0.35")
         late_ax.set_ylabel("lateness (n/a: fast pacing)")
     else:
@@ -76,8 +76,8 @@ def frame_timing(timeline: Timeline, *, width: float = 11.0) -> Figure:
     """When keyframes arrived: arrival against media time (with the real-time line),
     lateness per keyframe against the one-frame budget, and the inter-arrival histogram;
     headline figures and the pacing in the title."""
-    fig = _figure(width, 3.6, constrained=False)  # fixed margins: the layout engine costs a third
-    _margins(fig, left=0.75, top=0.4)
+    fig = new_figure(width, 3.6, constrained=False)  # fixed margins: the layout engine costs a third
+    set_margins(fig, left=0.75, top=0.4)
     fig.subplots_adjust(wspace=0.3)
     axes = fig.subplots(1, 3)
     draw_timing(axes, timeline)
@@ -88,14 +88,14 @@ def frame_timing(timeline: Timeline, *, width: float = 11.0) -> Figure:
 def report(timeline: Timeline, *, width: float = 14.0) -> Figure:
     """One figure for a run: waveform and animation channels (left), frame timing (right);
     the run's settings and headline figures in the title."""
-    with_audio = _has_audio(timeline)
-    fig = _figure(width, 9.0)
+    with_audio = has_audio(timeline)
+    fig = new_figure(width, 9.0)
     outer = fig.add_gridspec(1, 2, width_ratios=[1.7, 1.0])
     n = 5 if with_audio else 4
     left = outer[0].subgridspec(n, 1, height_ratios=[1.0] * (n - 1) + [1.6])
     first = fig.add_subplot(left[0])
     axes = [first] + [fig.add_subplot(left[i], sharex=first) for i in range(1, n)]
-    _draw_animation(fig, axes, timeline, with_audio)
+    draw_animation(fig, axes, timeline, with_audio)
     right = outer[1].subgridspec(3, 1)
     draw_timing([fig.add_subplot(right[i]) for i in range(3)], timeline)
     fig.suptitle(f"{run_label(timeline)}: {timeline.n_keyframes} keyframes @ {timeline.fps:g} fps\n"
@@ -118,7 +118,7 @@ def av_offset(timeline_or_result: Timeline | AVOffset, *, width: float = 7.0, **
         result = timeline_or_result
     else:
         raise TypeError(f"av_offset() takes a Timeline or an AVOffset, got {type(timeline_or_result).__name__}")
-    fig = _figure(width, 3.2)
+    fig = new_figure(width, 3.2)
     ax = fig.add_subplot()
     lags = _np.asarray(result.lags, dtype=_np.float64) * 1000.0
     corr = _np.asarray(result.correlation, dtype=_np.float64)

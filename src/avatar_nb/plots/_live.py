@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as _np
 
-from ._base import _svg
+from ._base import svg_document
 
 if TYPE_CHECKING:
 
@@ -60,7 +60,7 @@ def live_svg(timeline: Timeline, *, window: float = 8.0, width: int = 640, heigh
     if not n:
         body.append(f'<text x="{width / 2}" y="{height / 2}" font-size="13" text-anchor="middle" fill="#777" '
                     'font-family="sans-serif">waiting for keyframes</text>')
-        return _svg(width, height, body)
+        return svg_document(width, height, body)
 
     mt = timeline.media_time
     t1 = float(mt[-1]) + 1.0 / timeline.fps
@@ -121,7 +121,7 @@ def live_svg(timeline: Timeline, *, window: float = 8.0, width: int = 640, heigh
     note = "" if timed else " (fast pacing: lateness n/a)"
     body.append(f'<text x="{left}" y="{bottom_y - 4}" font-size="11" fill="#2c3e50" font-family="sans-serif">'
                 f"{lane_name} {current} (dashed: one frame, {budget_ms:.0f} ms){note}</text>")
-    return _svg(width, height, body)
+    return svg_document(width, height, body)
 
 
 def waveform_svg(recent: _np.ndarray, sample_rate: int, total_samples: int, *, window: float = 8.0,
@@ -157,4 +157,4 @@ def waveform_svg(recent: _np.ndarray, sample_rate: int, total_samples: int, *, w
         path = ("M%.1f,%.1fV%.1f" * bins) % tuple(coords.tolist())
         body.append(f'<path d="{path}" stroke="#2471a3" stroke-width="1" fill="none"/>')
     body.append(f'<text x="{left - 4}" y="{mid + 3:.1f}" text-anchor="end" {_SMALL_TEXT}>0</text>')
-    return _svg(width, height, body)
+    return svg_document(width, height, body)
