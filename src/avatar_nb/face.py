@@ -9,7 +9,8 @@ these shapes, each only mapping face units to its own coordinates, so the three 
 What moves, in face units (the head is 1.7 wide and 2.2 tall; y up; :data:`VIEW` is the
 frame drawn around it):
 
-- the jaw opens the mouth downwards from the upper lip and drops the chin with it;
+- the jaw opens the mouth (the lower lip moves three times as far as the upper) and drops
+  the chin with it;
 - each eyelid closes its eye (a closed eye is its lid line) and cuts the pupil;
 - each eye's pose moves its pupil (yaw right, positive pitch down), kept inside the eye;
 - head roll tilts the whole face (three times the real angle: real roll is a few
