@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import html
 import math
 import signal
 import threading
@@ -55,8 +54,9 @@ from ..protocol import DEFAULT_SAMPLE_RATE, check_sample_rate
 from ..session import AvatarSession
 from ..timeline import Timeline
 from .capture import CaptureSequencer, OutgoingChunk
+from .live import LiveCounters, LiveRefresher, outcome_text, stats_html
 
-__all__ = ["CaptureSequencer", "MicrophonePanel", "OutgoingChunk"]
+__all__ = ["CaptureSequencer", "MicrophonePanel", "OutgoingChunk", "stats_html"]
 
 _STATIC = Path(__file__).resolve().parent / "static"
 _MAX_QUEUED = 250  # chunks waiting for the session (10 s at 40 ms) before capture stops
@@ -66,7 +66,7 @@ _FACE_SIZE = 160
 # --------------------------------------------------------------------------- the widget
 
 
-class MicrophonePanel(anywidget.AnyWidget):
+class MicrophonePanel(LiveCounters, anywidget.AnyWidget):
     """Speak into the browser's microphone; the kernel streams it to an avatar session.
 
     ``service`` and ``session_kwargs`` choose the service as everywhere in avatar_nb
@@ -78,7 +78,9 @@ class MicrophonePanel(anywidget.AnyWidget):
 
     The view shows the captured waveform, the face and channel traces of the latest
     keyframes, first-frame latency, latency percentiles and jitter, redrawn at
-    ``refresh_hz`` from a task on the kernel's loop and only when the Timeline changed.
+    ``refresh_hz`` from a task on the kernel's loop and only when the Timeline changed;
+    ``wakeups``, ``redraws``, ``redraw_seconds`` and ``redraw_ms`` count that work during
+    the last run, as on every live panel (see :mod:`avatar_nb.widgets.live`).
 
     After a run: ``panel.timeline`` (captured audio, send and arrival times since the
     capture start, ``meta["pacing"] == "capture"``, ``meta["capture"]`` with the capture
@@ -132,12 +134,12 @@ class MicrophonePanel(anywidget.AnyWidget):
         self.width = int(width)
         self.end_timeout = float(end_timeout)
         self.session: AvatarSession | None = None
-        self.refreshes = 0  # redraws done (a redraw is skipped when nothing changed)
-        self.refresh_ticks = 0  # refresher wake-ups
-        self.redraw_seconds = 0.0  # time spent drawing during the last run, and the longest redraw
-        self.redraw_max = 0.0
-        self._refresh_started = 0.0
-        self._refresh_ended = 0.0
+        self.refresher = LiveRefresher(
+            self.refresh_interval,
+            lambda: (self.timeline.version, self._captured_samples),
+            self._draw_steps,
+            on_wakeup=self._watch_sigint,
+        )
         self._task: asyncio.Task[Timeline] | None = None
         self._ready: asyncio.Event | None = None
         self._stop_requested: asyncio.Event | None = None
@@ -151,7 +153,7 @@ class MicrophonePanel(anywidget.AnyWidget):
 
     def _reset_run(self) -> None:
         self.timeline = Timeline(sample_rate=self.sample_rate, meta={"pacing": "capture"})
-        self._drawn_version: Any = -1  # (Timeline version, captured samples) last drawn
+        self.refresher.forget()  # drawn from (Timeline version, captured samples)
         self.sequencer = CaptureSequencer(self.chunk_samples)
         self._origin: float | None = None  # kernel monotonic time of the capture start
         # (page stamp, capture time) of the first chunk
@@ -180,13 +182,6 @@ class MicrophonePanel(anywidget.AnyWidget):
     def _session_open(self) -> bool:
         """A run is in progress and its session takes chunks (start() made the queue)."""
         return self.is_running and self._ready is not None and self._ready.is_set()
-
-    @property
-    def refresh_rate(self) -> float:
-        """Refresher wake-ups per second during the last run (0 before one)."""
-        end = self._refresh_ended or time.monotonic()
-        span = end - self._refresh_started
-        return self.refresh_ticks / span if self._refresh_started and span > 0 else 0.0
 
     @property
     def chunks(self) -> Any:
@@ -457,7 +452,7 @@ class MicrophonePanel(anywidget.AnyWidget):
         assert self._queue is not None and self._ready is not None
         assert self._stop_requested is not None
         self.running = True
-        refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+        self.refresher.start()
         sender: asyncio.Task[None] | None = None
         try:
             self._set_status("connecting")
@@ -494,10 +489,7 @@ class MicrophonePanel(anywidget.AnyWidget):
                 sender.cancel()
                 with contextlib.suppress(BaseException):
                     await sender
-            refresher.cancel()
-            with contextlib.suppress(BaseException):
-                await refresher
-            self._refresh_ended = time.monotonic()
+            await self.refresher.stop()
             if self._use_microphone:  # whatever ended the run, the page stops capturing
                 self._send_to_page({"type": "stop"})
             self._record_capture()
@@ -560,11 +552,10 @@ class MicrophonePanel(anywidget.AnyWidget):
             )
 
     def _final_status(self) -> str:
-        tl = self.timeline
+        stopped = None
         if self.error:
-            unavailable = self.error.startswith("Microphone unavailable")
-            return "stopped: " + ("microphone unavailable" if unavailable else "error")
-        return f"done: {tl.n_keyframes} keyframes for {tl.audio_duration:.2f} s of capture"
+            stopped = "microphone unavailable" if self.error.startswith("Microphone unavailable") else "error"
+        return outcome_text(self.timeline, stopped=stopped, capture=True)
 
     def _record_capture(self) -> None:
         """Attach the captured audio and the capture times to the Timeline."""
@@ -653,44 +644,14 @@ class MicrophonePanel(anywidget.AnyWidget):
             with contextlib.suppress(Exception):
                 self.send(content)
 
-    async def _refresh_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.refreshes = self.refresh_ticks = 0
-        self.redraw_seconds = self.redraw_max = 0.0
-        self._refresh_started = time.monotonic()
-        self._refresh_ended = 0.0
-        due = loop.time()
-        while True:
-            self.refresh_ticks += 1
-            self._watch_sigint()
-            if self._needs_redraw(False):
-                for _ in self._draw_steps():
-                    # give socket reads (the arrival stamps) and chunk sends their turn
-                    # between the pieces: the loop is never held for a whole redraw
-                    await asyncio.sleep(0)
-            due += self.refresh_interval
-            await asyncio.sleep(max(0.0, due - loop.time()))
-
-    def _needs_redraw(self, force: bool) -> bool:
-        version = (self.timeline.version, self._captured_samples)
-        if version == self._drawn_version and not force:
-            return False
-        self._drawn_version = version
-        return True
-
     def _render(self, force: bool = False) -> None:
-        """Redraw everything at once (before and after a run)."""
-        if self._needs_redraw(force):
-            for _ in self._draw_steps():
-                pass
+        """Redraw everything at once (before and after a run) if the view's state changed."""
+        self.refresher.redraw(force)
 
     def _draw_steps(self) -> Any:
         """Redraw the view one piece at a time (a generator: each ``next`` draws one piece
         and sets its trait; a trait whose markup did not change sends nothing)."""
         tl = self.timeline
-        self.refreshes += 1
-        spent = 0.0
-        started = time.perf_counter()
         self.wave = plots.waveform_svg(
             self._recent_audio(),
             self.sample_rate,
@@ -698,20 +659,13 @@ class MicrophonePanel(anywidget.AnyWidget):
             window=self.window,
             width=self.trace_width,
         )
-        spent += time.perf_counter() - started
         yield
-        started = time.perf_counter()
         self.traces = plots.live_svg(tl, window=self.window, width=self.trace_width)
-        spent += time.perf_counter() - started
         yield
-        started = time.perf_counter()
         keyframes = tl.keyframes
         last = keyframes[-1] if keyframes.shape[0] else np.zeros(keyframes.shape[1])
         self.face = plots.face_svg(last, size=_FACE_SIZE)
         self.stats = stats_html(tl, self.sequencer)
-        spent += time.perf_counter() - started
-        self.redraw_seconds += spent
-        self.redraw_max = max(self.redraw_max, spent)
 
     @property
     def trace_width(self) -> int:
@@ -729,34 +683,3 @@ class MicrophonePanel(anywidget.AnyWidget):
         if not parts:
             return np.zeros(0, dtype=np.int16)
         return np.concatenate(parts[::-1])[-need:]
-
-
-# --------------------------------------------------------------------------- markup
-
-
-def stats_html(tl: Timeline, sequencer: CaptureSequencer | None = None) -> str:
-    """First-frame latency, latency percentiles and jitter of ``tl``, in ms, as one line."""
-
-    def ms(value: float) -> str:
-        return "n/a" if value is None or not math.isfinite(value) else f"{value * 1000:.0f} ms"
-
-    n = tl.n_keyframes
-    parts = [f"keyframes <b>{n}</b>", f"audio sent {tl.audio_duration:.2f} s"]
-    if n:
-        latency = tl.latency
-        finite = latency[np.isfinite(latency)]
-        parts.append(f"first frame <b>{ms(tl.first_frame_latency)}</b>")
-        if finite.size:
-            p50, p90, p99 = np.percentile(finite, (50, 90, 99))
-            parts.append(f"latency p50 / p90 / p99 <b>{ms(p50)}</b> / {ms(p90)} / {ms(p99)}")
-        parts.append(f"jitter {ms(tl.jitter)}")
-    if sequencer is not None:
-        counts = sequencer.counts()
-        trouble = {k: v for k, v in counts.items() if k not in ("gap_samples", "errors") and v}
-        if trouble:
-            parts.append(
-                '<span style="color:#b03a2e">'
-                + html.escape(", ".join(f"{k} {v}" for k, v in trouble.items()))
-                + "</span>"
-            )
-    return " &nbsp;·&nbsp; ".join(parts)
