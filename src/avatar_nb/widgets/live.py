@@ -137,18 +137,24 @@ class LiveRefresher:
                 await task
         self.ended = time.monotonic()
 
+    async def wakeup(self) -> bool:
+        """One wake-up of the loop: redraw if due, piece by piece; True when it drew."""
+        self.wakeups += 1
+        if self.on_wakeup is not None:
+            self.on_wakeup()
+        if not self.due():
+            return False
+        for _ in self._pieces():
+            # give socket reads (the arrival stamps) and chunk sends their turn
+            # between the pieces: the loop is never held for a whole redraw
+            await asyncio.sleep(0)
+        return True
+
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         due = loop.time()
         while True:
-            self.wakeups += 1
-            if self.on_wakeup is not None:
-                self.on_wakeup()
-            if self.due():
-                for _ in self._pieces():
-                    # give socket reads (the arrival stamps) and chunk sends their turn
-                    # between the pieces: the loop is never held for a whole redraw
-                    await asyncio.sleep(0)
+            await self.wakeup()
             due += self.interval
             await asyncio.sleep(max(0.0, due - loop.time()))
 

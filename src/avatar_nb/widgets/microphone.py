@@ -40,6 +40,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ import traitlets
 
 from .. import plots
 from ..endpoints import open_service
-from ..pacing import DEFAULT_CHUNK_MS, check_chunk_ms
+from ..pacing import DEFAULT_CHUNK_MS, check_chunk_ms, send_offset
 from ..protocol import DEFAULT_SAMPLE_RATE, check_sample_rate
 from ..session import AvatarSession
 from ..timeline import Timeline
@@ -264,16 +265,34 @@ class MicrophonePanel(LiveCounters, anywidget.AnyWidget):
     # ------------------------------------------------------------------ the file stand-in
 
     async def feed_file(
-        self, path: str | Path | Any, *, realtime: bool = True, seconds: float | None = None
+        self,
+        path: str | Path | Any,
+        *,
+        pacing: str = "capture",
+        seconds: float | None = None,
+        realtime: bool | None = None,
     ) -> Timeline:
         """Stream an audio file (or an array with this panel's sample rate) through the
         kernel-side path the microphone uses: chunk messages with sequence numbers and
-        capture stamps, delivered at capture pace (chunk ``i`` when its last sample
-        would have been captured). A stand-in for a microphone; returns the Timeline.
+        capture stamps. A stand-in for a microphone; returns the Timeline.
 
-        ``realtime=False`` delivers as fast as the session takes them (the Timeline then
-        says ``"fast"`` pacing). ``seconds`` feeds only the beginning of the file.
+        ``pacing="capture"`` (the default) delivers chunk ``i`` when its last sample would
+        have been captured, as a microphone does; ``pacing="fast"`` delivers them as fast
+        as the session takes them (the Timeline then says ``"fast"`` pacing). ``seconds``
+        feeds only the beginning of the file. ``realtime=`` is the older spelling
+        (``realtime=False`` is ``pacing="fast"``), deprecated.
         """
+        if realtime is not None:
+            warnings.warn(
+                "feed_file(realtime=...) is deprecated; use pacing='capture' or pacing='fast'",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            pacing = "capture" if realtime else "fast"
+        if pacing not in ("capture", "fast"):
+            raise ValueError(
+                f"feed_file paces chunks as a microphone ('capture') or not at all ('fast'), got {pacing!r}"
+            )
         from ..audio import prepare_audio
 
         if isinstance(path, (str, Path)):
@@ -283,7 +302,7 @@ class MicrophonePanel(LiveCounters, anywidget.AnyWidget):
         if seconds is not None:
             pcm = pcm[: 2 * int(seconds * self.sample_rate)]
         task = self.start(microphone=False)
-        if not realtime:
+        if pacing == "fast":
             self.timeline.meta["pacing"] = "fast"
         try:
             await self._wait_ready(task)
@@ -299,9 +318,9 @@ class MicrophonePanel(LiveCounters, anywidget.AnyWidget):
                 ):
                     break
                 piece = pcm[seq * step : (seq + 1) * step]
-                if realtime:
-                    due = start + (seq * step + len(piece)) / 2 / self.sample_rate
-                    await asyncio.sleep(max(0.0, due - loop.time()))
+                offset = send_offset(pacing, seq * step // 2, len(piece) // 2, self.sample_rate)
+                if offset is not None:
+                    await asyncio.sleep(max(0.0, start + offset - loop.time()))
                 last = seq == n - 1
                 self._on_browser_msg(
                     self, {"type": "chunk", "seq": seq, "t": time.monotonic(), "end": last}, [piece]
