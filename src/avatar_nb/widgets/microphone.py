@@ -9,7 +9,8 @@ callbacks, [buffer])``, no base64) a sixth the size of the 48 kHz float32 the br
 captures, and the kernel's event loop, which also runs the session, does no resampling.
 
 Kernel side, one chunk message at a time (:meth:`MicrophonePanel._on_browser_msg`, the
-same path for :meth:`MicrophonePanel.feed_file`):
+same path for :meth:`MicrophonePanel.feed_file`; the ordering itself, without I/O, is
+:class:`~avatar_nb.widgets.capture.CaptureSequencer`):
 
 - capture pacing: a chunk is queued for the session the moment it arrives, so it
   leaves when it was captured, as from any live client; nothing waits for reordering;
@@ -42,7 +43,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anywidget
 import numpy as np
@@ -268,7 +269,7 @@ class MicrophonePanel(LiveCounters, anywidget.AnyWidget):
         self,
         path: str | Path | Any,
         *,
-        pacing: str = "capture",
+        pacing: Literal["capture", "fast"] = "capture",
         seconds: float | None = None,
         realtime: bool | None = None,
     ) -> Timeline:
