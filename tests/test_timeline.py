@@ -438,4 +438,4 @@ def test_channels_is_read_from_flame_with_a_deprecation_warning():
         from avatar_nb.timeline import SCALAR_CHANNELS
     assert SCALAR_CHANNELS is flame.SCALAR_CHANNELS
     with pytest.raises(AttributeError):
-        timeline_module.NOT_A_NAME
+        _ = timeline_module.NOT_A_NAME
