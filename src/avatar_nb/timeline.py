@@ -27,7 +27,6 @@ Timing figures (see :attr:`Timeline.latency`, :attr:`Timeline.lateness`, :meth:`
 
 from __future__ import annotations
 
-import html
 import math
 import warnings
 from collections.abc import Iterator
@@ -37,9 +36,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import flame as _flame
-from . import tidy, timeline_file
+from . import tidy, timeline_file, timeline_text
 from .flame import DEFAULT_FPS, EXPRESSION, FIXED_COLUMNS, channel_names
 from .timeline_record import REQUEST_STATUSES, TimelineRecord
+from .timeline_text import ms_text
 
 if TYPE_CHECKING:  # pandas and xarray load only when a table is asked for
     import pandas as pd
@@ -633,56 +633,11 @@ class Timeline:
             "errors": len(self.errors),
         }
 
-    def _state_text(self, s: dict[str, Any]) -> str:
-        if s["complete"]:
-            return "complete"
-        parts = [f"{s[k]} {k}" for k in ("interrupted", "preempted", "failed") if s[k]]
-        return ", ".join(parts) if parts else "incomplete"
-
     def __repr__(self) -> str:
-        s = self.summary()
-        audio = "n/a" if s["audio_seconds"] is None else f"{s['audio_seconds']:.2f} s audio"
-        rtf = "n/a" if s["real_time_factor"] is None else f"{s['real_time_factor']:.2f}"
-        errors = f", {s['errors']} error(s)" if s["errors"] else ""
-        return (
-            f"<Timeline {s['keyframes']} keyframes (E={s['expression_dims']}) @ {self.fps:g} fps, "
-            f"{audio}, {s['requests']} request(s), {s['pacing']} pacing, "
-            f"first frame {ms_text(s['first_frame_latency'])}, latency p99 {ms_text(s['latency_p99'])}, "
-            f"jitter {ms_text(s['jitter'])}, RTF {rtf}, {self._state_text(s)}{errors}>"
-        )
+        return timeline_text.summary_repr(self.summary())
 
     def _repr_html_(self) -> str:
-        s = self.summary()
-        fast = s["pacing"] == "fast"
-        lateness = (
-            "n/a under fast pacing"
-            if fast
-            else f"{ms_text(s['lateness_p50'])} / {ms_text(s['lateness_p99'])}"
-        )
-        rtf = "n/a" if s["real_time_factor"] is None else f"{s['real_time_factor']:.3f}"
-        rows = [
-            ("keyframes", f"{s['keyframes']} (E = {s['expression_dims']})"),
-            ("frame rate", f"{self.fps:g} fps"),
-            ("audio", "n/a" if s["audio_seconds"] is None else f"{s['audio_seconds']:.2f} s @ {self.sample_rate} Hz"),
-            ("pacing", s["pacing"]),
-            ("requests", str(s["requests"])),
-            ("first-frame latency", ms_text(s["first_frame_latency"])),
-            ("latency p50 / p99", f"{ms_text(s['latency_p50'])} / {ms_text(s['latency_p99'])}"),
-            ("lateness p50 / p99", lateness),
-            ("inter-arrival jitter", ms_text(s["jitter"])),
-            ("real-time factor", rtf + (" (processing speed)" if fast and s["real_time_factor"] is not None else "")),
-            ("complete", "yes" if s["complete"] else f"no ({self._state_text(s)})"),
-        ]
-        if s["anomalies"]:
-            rows.append(("anomalies", str(s["anomalies"])))
-        body = "".join(
-            f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-            for k, v in rows
-        )
-        errors = "".join(f"<li>{html.escape(e)}</li>" for e in self.errors[:10])
-        if errors:
-            errors = f"<div><b>errors</b><ul>{errors}</ul></div>"
-        return f"<div><b>Timeline</b><table>{body}</table>{errors}</div>"
+        return timeline_text.summary_html(self.summary(), self.errors)
 
     # ------------------------------------------------------------------ state
 
@@ -779,11 +734,6 @@ def __getattr__(name: str) -> Any:
         )
         return getattr(_flame, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def ms_text(seconds: float | None) -> str:
-    """A time in seconds as text for people: milliseconds (``"12.3 ms"``), ``"n/a"`` for None."""
-    return "n/a" if seconds is None else f"{seconds * 1000:.1f} ms"
 
 
 def _merged(blocks: list[np.ndarray]) -> np.ndarray:
