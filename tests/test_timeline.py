@@ -383,6 +383,8 @@ def _every_log_run() -> Timeline:
 
 
 def test_restore_of_a_snapshot_equals_the_original():
+    import pandas as pd
+
     from avatar_nb.timeline import TimelineRecord
 
     for tl in (make_run(), _every_log_run(), Timeline(30)):
@@ -401,6 +403,8 @@ def test_restore_of_a_snapshot_equals_the_original():
                      "chunk_samples", "chunk_req", "media_time", "latency", "lateness"):
             np.testing.assert_array_equal(getattr(back, name), getattr(tl, name), err_msg=name)
         assert [back.request_status(r) for r in back.req_ids] == [tl.request_status(r) for r in tl.req_ids]
+        for table in ("requests", "request_history", "playback_states", "anomalies"):
+            pd.testing.assert_frame_equal(getattr(back, table), getattr(tl, table), obj=table)
         assert back.summary() == tl.summary()
 
 
