@@ -1,5 +1,6 @@
 # avatar_nb developer commands. Each target creates or reuses .venv and installs the
-# package (compiling avatar_nb._pcm) with its test extra when the sources changed.
+# package (compiling its core: avatar_nb._pcm, _envelope, _flame, _wire) with its test extra
+# when the sources changed.
 
 PYTHON ?= python3
 VENV ?= .venv
