@@ -451,7 +451,7 @@ def opus_input_at(seed: int, index: int) -> tuple[str, bytes, int, list[int], in
         name = "mutated"
         base = bytearray(_OPUS_SEEDS[int(rng.integers(len(_OPUS_SEEDS)))])
         for _ in range(int(rng.integers(1, 4))):
-            op = int(rng.integers(4))
+            op = int(rng.integers(4)) if base else 3  # an empty stream can only be spliced
             if op == 0:
                 i = int(rng.integers(len(base)))
                 base[i] ^= 1 << int(rng.integers(8))
