@@ -111,7 +111,8 @@ def test_decoded_samples_per_input_byte_are_bounded():
     decoder = OggOpusDecoder(16000)
     slices = [len(s) // 2 for s in decoder.feed_slices(stream)]
     assert sum(slices) <= MAX_SAMPLES_PER_BYTE * len(stream) // 3
-    assert len(slices) > 100 and max(slices) <= 8000 + 1920  # half a second and at most one packet (120 ms) more
+    most = opus._SLICE_SAMPLES // 3 + 1920  # a slice, and at most one packet (120 ms) more
+    assert len(slices) > 100 and max(slices) <= most
 
 
 def test_a_budget_stops_decoding_before_the_packet_that_crosses_it():

@@ -73,7 +73,7 @@ _FRAME_SAMPLES = (480, 960, 1920, 2880) * 3 + (480, 960) * 2 + (120, 240, 480, 9
 MAX_SAMPLES_PER_BYTE = _MAX_PACKET_SAMPLES // 2
 #: Channels an Ogg Opus stream may have: the protocol carries mono audio; stereo is averaged.
 MAX_OPUS_CHANNELS = 2
-_SLICE_SAMPLES = 24000  # 0.5 s at 48 kHz: a few ms of decoding between two slices
+_SLICE_SAMPLES = 9600  # 0.2 s at 48 kHz: a millisecond or two of decoding and animating a slice
 _SLICE_BYTES = 256 * 1024  # pages checked (checksums) between two slices, whatever they decode to
 
 # Ogg's CRC-32 (polynomial 0x04c11db7, no reflection, no inversion) via zlib's reflected
@@ -324,7 +324,7 @@ class OggOpusDecoder:
     and ``budget``, when set, is how many more 48 kHz samples the decoder may make: a
     packet that would go beyond it raises :class:`OggOpusLimitError` (whose message
     ends with ``budget_name``, the limit as the caller states it) and nothing of it is
-    decoded. :meth:`feed_slices` gives the audio in slices of about half a second, so a
+    decoded. :meth:`feed_slices` gives the audio in slices of about 0.2 s, so a
     caller on an event loop can let others run between them; an Opus byte decodes to
     at most :data:`MAX_SAMPLES_PER_BYTE` samples whatever the stream.
     """

@@ -11,7 +11,7 @@ Opus packs up to 120 ms of audio in a 2-byte packet, so a small message can stan
 hours of audio. What one message and one request may decode to is bounded
 (:data:`MAX_MESSAGE_SECONDS`, :data:`MAX_REQUEST_SECONDS`; only mono and stereo
 streams are decoded), each packet's duration is read from its header before it is
-decoded, and the audio comes out in slices of half a second (:meth:`OggOpusInput.slices`)
+decoded, and the audio comes out in slices of 0.2 s (:meth:`OggOpusInput.slices`)
 so the service's event loop runs other sessions between them.
 
 A stream that cannot be decoded, or that crosses a bound, is reported once for its
@@ -23,6 +23,10 @@ request still ends normally, so frames already animated are kept.
 from __future__ import annotations
 
 from collections.abc import Iterator
+
+# PyAV (libopus, swresample) loads with the service rather than on its event loop when
+# the first Ogg Opus session sends audio: importing it takes a few hundred milliseconds
+import av  # noqa: F401
 
 from ..opus import OggOpusDecoder, OggOpusError
 from ..proto import message_pb2 as pb
@@ -61,7 +65,7 @@ class OggOpusInput:
         return pcm, self.problem
 
     def slices(self, req_id: str, data: bytes, end: bool) -> Iterator[bytes]:
-        """The audio of the pages ``data`` completes, in slices of about half a second
+        """The audio of the pages ``data`` completes, in slices of about 0.2 s
         (some possibly empty); once the iteration is over, :attr:`problem` is the reason
         the request's stream was refused on this chunk, else None."""
         self.problem = None
