@@ -21,7 +21,13 @@ from aiohttp import WSCloseCode, web
 from ..errors import InvalidStateError
 from ..flame import DEFAULT_FPS
 from ..http_api import CONSOLE_SUFFIX as CONSOLE_PATH
-from ..http_api import INGRESS_PATH, LEGACY_SESSION_TOKEN_PATH, SESSION_TOKEN_PATH, WEBSOCKET_PATH
+from ..http_api import (
+    CONSOLE_TOKEN_SUFFIX,
+    INGRESS_PATH,
+    LEGACY_SESSION_TOKEN_PATH,
+    SESSION_TOKEN_PATH,
+    WEBSOCKET_PATH,
+)
 from .animator import DEFAULT_N_EXPRESSION
 from .console import token_handler
 from .egress import SimulatedEgress
@@ -277,7 +283,10 @@ class LocalService:
         app = web.Application()
         console = token_handler(self.state, "sessionToken")
         auth = token_handler(self.state, "session_token")
+        # every route a client's fallback asks when given this service's console_url
+        # (.../v1/console/session-tokens) or its base_url (.../session-tokens)
         app.router.add_post(LEGACY_SESSION_TOKEN_PATH, console)
+        app.router.add_post(CONSOLE_TOKEN_SUFFIX, console)
         app.router.add_post(SESSION_TOKEN_PATH, auth)
         app.router.add_get(INGRESS_PATH + WEBSOCKET_PATH, ingress_handler(self.state))
         app.router.add_get("/healthz", self._health)
