@@ -146,16 +146,26 @@ async def test_a_newer_request_preempts_the_one_playing():
         await ws.close()
 
 
-async def test_without_playout_pause_is_refused_and_no_states_are_sent(service, speech_pcm):
-    ws = await open_raw(service)
-    confirm = await handshake(ws)
-    assert "playback_state" not in confirm.capabilities
-    await ws.send(build_playback_control(MessageType.CLIENT_PAUSE, "x"))
-    err = await receive(ws)
-    assert (
-        err.type == pb.MESSAGE_SERVER_ERROR and "playback_control capability" in err.error_message
-    )
-    await ws.close()
+async def test_without_playout_pause_and_resume_are_ignored(speech_pcm):
+    """spatialreal documents pause/resume as a no-op where the service lacks
+    ``playback_control``: no error, no state, the session goes on unchanged."""
+    async with LocalService(realtime=False) as svc:
+        ws = await open_raw(svc)
+        confirm = await handshake(ws)
+        assert "playback_control" not in confirm.capabilities
+        await stream(ws, speech_pcm[:6400], "a")
+        await ws.send(build_playback_control(MessageType.CLIENT_PAUSE, "a"))
+        await ws.send(build_playback_control(MessageType.CLIENT_RESUME, "a"))
+        await ws.send(build_playback_control(MessageType.CLIENT_PAUSE, "never-sent"))
+        await stream(ws, speech_pcm[6400:12800], "b")
+        got = []
+        while not got or not (got[-1].req_id == "b" and got[-1].end):
+            got.append(await receive(ws))
+        assert {m.type for m in got} == {pb.MESSAGE_SERVER_RESPONSE_ANIMATION}  # no error, no state
+        assert [m.req_id for m in got if m.end] == ["a", "b"]
+        assert svc.stats["playback_controls_ignored"] == 3
+        assert svc.stats["protocol_errors"] == 0
+        await ws.close()
 
 
 # ----------------------------------------------------------------------------- simulated egress
