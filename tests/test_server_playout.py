@@ -267,8 +267,45 @@ async def test_livekit_key_and_secret_pair_is_accepted():
         await ws.close()
 
 
+async def test_the_default_service_has_egress_with_generated_credentials():
+    """As the hosted service, the default LocalService has egress: its generated room,
+    channel and credentials are accepted, anything else is refused with 16."""
+    async with LocalService(realtime=False) as svc, LocalService(realtime=False) as other:
+        eg = svc.egress
+        assert eg is not None and eg.livekit_rooms and eg.agora_channels
+        assert eg.livekit_api_token != other.egress.livekit_api_token  # per service
+        good = [
+            dict(livekit_egress=LiveKit(url=eg.livekit_url, api_token=eg.livekit_api_token,
+                                        room_name=eg.livekit_rooms[0])),
+            dict(agora_egress=Agora(channel_name=eg.agora_channels[0], token=eg.agora_token)),
+        ]
+        for cfg in good:
+            ws = await open_raw(svc)
+            await ws.send(build_configure_session(16000, **cfg))
+            confirm = await receive(ws)
+            assert confirm.type == pb.MESSAGE_SERVER_CONFIRM_SESSION
+            assert "playback_control" in confirm.capabilities
+            await ws.close()
+        ws = await open_raw(svc)
+        lk = LiveKit(url=eg.livekit_url, api_token=other.egress.livekit_api_token,
+                     room_name=eg.livekit_rooms[0])
+        await ws.send(build_configure_session(16000, livekit_egress=lk))
+        err = await receive(ws)
+        assert err.error_code == 16 and "unauthorized" in err.error_message
+        assert other.egress.livekit_api_token not in err.error_message
+
+
+@pytest.mark.parametrize("off", [False, None])
+def test_egress_can_be_turned_off(off):
+    assert LocalService(egress=off).egress is None
+    assert LocalService(egress=EGRESS).egress is EGRESS
+
+
 def test_simulated_egress_hides_secrets_and_checks_its_settings():
     assert "lk-token" not in repr(EGRESS) and "ag-token" not in repr(EGRESS)
+    generated = SimulatedEgress.generated()
+    for secret in (generated.livekit_api_token, generated.livekit_api_secret, generated.agora_token):
+        assert secret not in repr(generated) and secret in "\n".join(generated.describe())
     with pytest.raises(ValueError, match="livekit_rooms"):
         SimulatedEgress(livekit_rooms="room-1")
     with pytest.raises(ValueError, match="egress"):

@@ -86,11 +86,17 @@ class LocalService:
     the service declares the ``playback_control`` and ``playback_state`` capabilities,
     answers pause/resume with the state after the operation and reports PLAYING, ENDED
     and INTERRUPTED (``explicit``, ``preempted``, or ``pause_timeout`` after a pause held
-    longer than ``pause_limit`` seconds). ``egress`` (a
-    :class:`~avatar_nb.server.egress.SimulatedEgress`) accepts sessions configured with
-    its LiveKit rooms or Agora channels and credentials: they get empty control frames
-    and playback states; other credentials are refused at the handshake with
-    ServerError code 16 (``unauthorized``).
+    longer than ``pause_limit`` seconds).
+
+    Egress: the hosted service always has it, and so does this one by default
+    (``egress=True``: a :class:`~avatar_nb.server.egress.SimulatedEgress` with one
+    LiveKit room and one Agora channel and credentials generated per service, see
+    :attr:`egress`); a given ``SimulatedEgress`` sets the rooms, channels and
+    credentials. Sessions configured with ones it knows get empty control frames and
+    playback states; other credentials are refused at the handshake with ServerError
+    code 16 (``unauthorized``, which avatarkit classifies ``invalidEgressConfig``).
+    ``egress=False`` (or None) turns it off: egress sessions then get code 14 (``egress
+    client is not configured on server``).
 
     Limits: ``idle_timeout`` seconds without audio end a session with ``no audio input
     for <n>s`` (default 120 s: longer than the 30 s for which the official SDK's
@@ -130,7 +136,7 @@ class LocalService:
         bandwidth_bps: float | None = None,
         playout: bool = False,
         pause_limit: float = 30.0,
-        egress: SimulatedEgress | None = None,
+        egress: SimulatedEgress | bool | None = True,
         send_timeout: float = 10.0,
         handshake_timeout: float = 5.0,
         max_backlog: float = 10.0,
@@ -156,9 +162,14 @@ class LocalService:
             raise ValueError(
                 f"av_offset_ms must be a number of milliseconds in -1000..1000, got {av_offset_ms!r}"
             )
+        if egress is True:
+            egress = SimulatedEgress.generated()
+        elif egress is False:
+            egress = None
         if egress is not None and not isinstance(egress, SimulatedEgress):
             raise ValueError(
-                f"egress must be a SimulatedEgress or None, got {type(egress).__name__}"
+                "egress must be True (simulated, generated credentials), a SimulatedEgress, "
+                f"or False/None (no egress), got {type(egress).__name__}"
             )
         if not isinstance(n_expression, int) or n_expression < 0:
             raise ValueError(f"n_expression must be an int >= 0, got {n_expression!r}")
@@ -252,6 +263,12 @@ class LocalService:
     @property
     def fps(self) -> float:
         return self.state.fps
+
+    @property
+    def egress(self) -> SimulatedEgress | None:
+        """The simulated egress: the LiveKit rooms, Agora channels and credentials it
+        accepts (None when turned off)."""
+        return self.state.egress
 
     @property
     def stats(self) -> dict[str, int]:
@@ -413,8 +430,22 @@ def describe(service: LocalService) -> str:
             f"  app_id               = {service.app_id}",
             f"  avatar_id            = {service.avatar_id}",
             f"  fps = {service.fps:g}, realtime = {service.state.realtime}, latency = {service.state.latency_ms:g} ms",
+            f"  idle_timeout = {_seconds(service.state.idle_timeout)}",
+            *_egress_lines(service.egress),
         ]
     )
+
+
+def _seconds(value: float | None) -> str:
+    return "none" if value is None else f"{value:g} s"
+
+
+def _egress_lines(egress: SimulatedEgress | None) -> list[str]:
+    if egress is None:
+        return ["  egress = off (egress sessions get code 14)"]
+    return ["  egress = simulated; accepted (others get code 16 unauthorized):"] + [
+        f"    {line}" for line in egress.describe()
+    ]
 
 
 def serve_forever(
