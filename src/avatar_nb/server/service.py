@@ -36,10 +36,13 @@ from .state import ServiceState
 
 __all__ = ["DEFAULT_IDLE_TIMEOUT", "LocalService", "serve_forever"]
 
-DEFAULT_IDLE_TIMEOUT = 120.0
-"""Seconds without audio after which a session is closed (``no audio input for 120s``):
-well above the 30 s that the official SDK's connection-pool example leaves a pooled
-session idle before reusing it."""
+DEFAULT_IDLE_TIMEOUT = 600.0
+"""Seconds without audio after which a session is closed (``no audio input for 600s``),
+counted from the handshake or the latest audio. The official SDK's connection-pool
+example opens 100 sessions and borrows 5 every 30 s for 10 rounds, first in first out,
+so its last round uses sessions open and unused for about 270 s (and the 50 never
+borrowed wait about 300 s): 600 s passes it with more than twice that to spare, and
+still closes a forgotten session within ten minutes (docs/protocol.md, section 7)."""
 
 
 def _positive(name: str, value: Any, *, allow_zero: bool = False, allow_none: bool = False) -> None:
@@ -98,10 +101,10 @@ class LocalService:
     ``egress=False`` (or None) turns it off: egress sessions then get code 14 (``egress
     client is not configured on server``).
 
-    Limits: ``idle_timeout`` seconds without audio end a session with ``no audio input
-    for <n>s`` (default 120 s: longer than the 30 s for which the official SDK's
-    connection-pool example leaves a session idle before reusing it; None disables
-    it); ``session_time_limit`` (and the token's expiry) close it with 4002;
+    Limits: ``idle_timeout`` seconds without audio (counted from the handshake or the
+    latest audio) end a session with ``no audio input for <n>s`` (default
+    :data:`DEFAULT_IDLE_TIMEOUT`, 600 s: the official SDK's connection-pool example
+    leaves pooled sessions unused for up to about 300 s; None disables it); ``session_time_limit`` (and the token's expiry) close it with 4002;
     ``max_sessions`` refuses more concurrent sessions (429); ``credits_seconds`` of
     audio, once used up, close sessions with 4001. Protection against clients that
     misbehave: ``handshake_timeout`` seconds for the HTTP upgrade and then for the
