@@ -203,7 +203,7 @@ def main() -> int:
     parser.add_argument("--gap", type=float, default=30.0, help="seconds between rounds")
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
-    proc, info, lines = start_serve()
+    proc, info, _ = start_serve()
     print(f"avatar-nb serve (no options): {info['console_endpoint_url']}, "
           f"idle_timeout = {info.get('idle_timeout', '?')} s", flush=True)
     try:

@@ -35,7 +35,7 @@ def test_token_urls(given, root, console):
 
 
 def test_token_fallback_is_the_older_route_when_the_console_url_ends_in_v1_console():
-    primary, fallback = token_urls("https://api.example.com/v1/console")
+    _, fallback = token_urls("https://api.example.com/v1/console")
     assert fallback == "https://api.example.com/v1/console/session-tokens"
     # given only the root, the fallback is under the root: the seed would ask there too
     assert token_urls("https://api.example.com")[1] == "https://api.example.com/session-tokens"

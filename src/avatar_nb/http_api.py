@@ -74,7 +74,7 @@ def token_urls(console_endpoint_url: str) -> tuple[str, str]:
     """
     check_console_url(console_endpoint_url)
     console = console_endpoint_url.rstrip("/")
-    root = console[: -len(CONSOLE_SUFFIX)] if console.endswith(CONSOLE_SUFFIX) else console
+    root = console.removesuffix(CONSOLE_SUFFIX)
     return root + SESSION_TOKEN_PATH, console + CONSOLE_TOKEN_SUFFIX
 
 
