@@ -17,7 +17,7 @@ import pytest
 from avatar_nb import LocalService, load_results, sweep
 from avatar_nb.analysis import keyframe_quantiles
 from avatar_nb.audio import speech_like
-from avatar_nb.sweeps import ServiceSpec
+from avatar_nb.endpoints import ServiceSpec
 
 distributed = pytest.importorskip("distributed")
 
