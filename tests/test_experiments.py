@@ -241,6 +241,21 @@ def test_old_names_keep_working_with_a_warning(tmp_path):
     assert pipeline.run_sync is run_sync
 
 
+def test_serve_speed_has_one_name_and_the_old_flags_warn():
+    from avatar_nb.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["serve"]).service_speed == "realtime"
+    assert parser.parse_args(["serve", "--service-speed", "fast"]).service_speed == "fast"
+    with pytest.warns(DeprecationWarning, match="--service-speed fast"):
+        assert parser.parse_args(["serve", "--fast"]).service_speed == "fast"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert parser.parse_args(
+            ["run", "x", "--out", "o", "--realtime"]
+        ).pacing  # client pacing: no warning
+
+
 def test_service_spec_redacts_and_open_service_takes_it():
     from avatar_nb.endpoints import ServiceSpec
 

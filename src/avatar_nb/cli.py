@@ -2,7 +2,7 @@
 
     avatar-nb demo [--out DIR]                  a generated speech clip through the embedded service
     avatar-nb run AUDIO [AUDIO ...] --out DIR   files, folders or globs; one .npz + .png per clip
-    avatar-nb serve [--host H --port P]         the local service until Ctrl-C
+    avatar-nb serve [--host H --port P]         the local service until Ctrl-C (--service-speed)
 
 This module parses arguments, calls the library (:mod:`avatar_nb.batch`) and maps
 errors to exit codes. Without endpoints (``--console-url`` ... or the ``AVATAR_NB_*``
@@ -180,7 +180,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve_forever
 
-    kwargs: dict[str, Any] = {"realtime": args.realtime}
+    kwargs: dict[str, Any] = {"realtime": args.service_speed == "realtime"}
     # settings not given keep LocalService's own defaults, which live there alone
     for key, value in (
         ("fps", args.fps),
@@ -272,11 +272,40 @@ def _add_pacing(p: argparse.ArgumentParser) -> None:
     group.add_argument("--fast", dest="pacing", action="store_const", const="fast", help="same as --pacing fast")
 
 
+SERVICE_SPEEDS = ("realtime", "fast")
+
+
+class _DeprecatedSpeed(argparse.Action):
+    """``serve --realtime`` / ``serve --fast``: the old spellings of ``--service-speed``, which
+    read like the client pacing flags of ``run``; they still work, with a warning."""
+
+    def __init__(self, option_strings: list[str], dest: str, speed: str, **kwargs: Any) -> None:
+        self.speed = speed
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        import warnings
+
+        message = (
+            f"serve {option_string} is deprecated and goes in the next release; "
+            f"use --service-speed {self.speed}"
+        )
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        print(f"avatar-nb: warning: {message}", file=sys.stderr)
+        setattr(namespace, self.dest, self.speed)
+
+
 def _add_service_speed(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--realtime", dest="realtime", action="store_true", default=True,
-                       help="send keyframes at the pace of the audio (default)")
-    group.add_argument("--fast", dest="realtime", action="store_false", help="send keyframes as fast as possible")
+    group.add_argument(
+        "--service-speed", choices=SERVICE_SPEEDS, default="realtime",
+        help="how fast the service sends keyframes: realtime, at the pace of the audio (default), "
+        "or fast, as fast as it can",
+    )
+    group.add_argument("--realtime", dest="service_speed", action=_DeprecatedSpeed, speed="realtime",
+                       help="deprecated: --service-speed realtime")
+    group.add_argument("--fast", dest="service_speed", action=_DeprecatedSpeed, speed="fast",
+                       help="deprecated: --service-speed fast")
 
 
 def build_parser() -> argparse.ArgumentParser:
