@@ -187,6 +187,14 @@ def test_credentials_stay_out_of_keys_and_logs(client, tmp_path, monkeypatch):
     )
 
 
+def test_the_workers_services_are_closed_by_a_plugin(client, tmp_path):
+    res = sweep(clips(0.3), pacing="fast", out=tmp_path / "s", client=client, progress=False)
+    assert set(res.runs["status"]) == {"ok"}
+    # each worker has the plugin whose teardown stops its local services (no atexit)
+    plugged = client.run(lambda dask_worker: "avatar_nb-local-services" in dask_worker.plugins)
+    assert plugged and all(plugged.values())
+
+
 def test_a_cluster_sweep_needs_a_shared_out(client):
     with pytest.raises(ValueError, match="out="):
         sweep(clips(0.3), pacing="fast", client=client, progress=False)

@@ -262,3 +262,27 @@ def test_service_spec_redacts_and_open_service_takes_it():
     spec = ServiceSpec.of({"console_endpoint_url": "http://h/c", "api_key": "sk-secret"})
     assert spec.kind == "remote" and "sk-secret" not in repr(spec)
     assert ServiceSpec.of(None, environ={}).kind == "local"
+
+
+async def test_one_cache_of_local_services_with_a_lifetime():
+    from avatar_nb.endpoints import LocalServices, ServiceSpec, open_service
+
+    async with LocalServices() as cache:
+        a = await cache.get({"realtime": False})
+        assert a is await cache.get({"realtime": False}) and a.running
+        b = await cache.get({"realtime": False, "latency_ms": 5.0})
+        assert b is not a and len(cache) == 2
+        # open_service takes the spec and the cache: the block does not stop the service
+        async with open_service(
+            spec=ServiceSpec("local"), services=cache, local_options={"realtime": False}
+        ) as handle:
+            assert handle.local is a and handle.source == "embedded"
+        assert a.running
+    assert not a.running and not b.running
+    threaded = LocalServices(threads=True)  # a Dask worker's, closed by its plugin's teardown
+    service = threaded.get_started({"realtime": False})
+    assert service.running and threaded.get_started({"realtime": False}) is service
+    threaded.close()
+    assert not service.running
+    source = "".join(p.read_text() for p in (SRC / "experiments").glob("*.py"))
+    assert "atexit" not in source
