@@ -79,6 +79,9 @@ def test_duplicates_are_handled_one_way():
     # different clips sharing a name are numbered; unnamed pairs are clip_{i}
     found = collect_clips([pair, Clip("x", "x"), Clip("x", "y")])
     assert [c.name for c in found] == ["clip_0", "x", "x_2"]
+    # a numbered name never meets a given one
+    found = collect_clips([Clip("a", "1"), Clip("a_2", "2"), Clip("a", "3"), Clip("a", "4")])
+    assert [c.name for c in found] == ["a", "a_2", "a_3", "a_4"]
 
 
 def test_the_same_file_twice_is_refused(tmp_path):

@@ -14,7 +14,8 @@
 - **duplicates**: the same file reached twice under the same name (given twice, or by a
   folder and a pattern) is a :class:`BadInput` saying so ("clip names must be unique");
   different clips that would share a name are numbered in the order found: ``a``,
-  ``a_2``, ``a_3`` ... (so a file ``a.wav`` and a ``sub/a.wav`` are ``a`` and ``a_2``).
+  ``a_2``, ``a_3`` ..., skipping numbers a given name already holds (so a file ``a.wav``
+  and a ``sub/a.wav`` are ``a`` and ``a_2``).
 
 A clip's ``key`` identifies its audio for run ids: the resolved path, or for an array a
 hash of its samples (with the name the sweep gave it before names were shared:
@@ -202,7 +203,7 @@ def collect_clips(clips: Any, *, recursive: bool = True, raw_rate: int | None = 
 def _unique_names(clips: list[Clip]) -> list[Clip]:
     """Number clips that share a name; the same clip twice under one name is a :class:`BadInput`."""
     seen: set[tuple[str, str]] = set()
-    used: dict[str, int] = {}
+    taken: set[str] = set()
     out: list[Clip] = []
     for clip in clips:
         identity = (clip.name, clip.key or clip.source)
@@ -212,10 +213,12 @@ def _unique_names(clips: list[Clip]) -> list[Clip]:
                 "give it once, or pass a mapping name -> clip"
             )
         seen.add(identity)
-        count = used.get(clip.name, 0)
-        used[clip.name] = count + 1
-        if count:
-            clip = replace(clip, name=f"{clip.name}_{count + 1}")
+        if clip.name in taken:  # the first free number, so that a file named a_2 keeps apart
+            number = 2
+            while f"{clip.name}_{number}" in taken:
+                number += 1
+            clip = replace(clip, name=f"{clip.name}_{number}")
+        taken.add(clip.name)
         out.append(clip)
     return out
 
