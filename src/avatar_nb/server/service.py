@@ -104,7 +104,8 @@ class LocalService:
     Limits: ``idle_timeout`` seconds without audio (counted from the handshake or the
     latest audio) end a session with ``no audio input for <n>s`` (default
     :data:`DEFAULT_IDLE_TIMEOUT`, 600 s: the official SDK's connection-pool example
-    leaves pooled sessions unused for up to about 300 s; None disables it); ``session_time_limit`` (and the token's expiry) close it with 4002;
+    leaves pooled sessions unused for up to about 300 s; None disables it);
+    ``session_time_limit`` (and the token's expiry) close it with 4002;
     ``max_sessions`` refuses more concurrent sessions (429); ``credits_seconds`` of
     audio, once used up, close sessions with 4001. Protection against clients that
     misbehave: ``handshake_timeout`` seconds for the HTTP upgrade and then for the
