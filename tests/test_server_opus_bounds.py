@@ -331,3 +331,20 @@ def test_the_service_memory_stays_flat_under_a_50_kb_bomb(tmp_path):
     # held before was gigabytes; the whole message's audio is never held at once now
     print(f"bomb of {out['bytes']} bytes: service peak RSS +{(out['after'] - out['before']) / 2**20:.1f} MB")
     assert out["after"] - out["before"] < 150 * 2**20, out
+
+
+def test_decoding_is_paced_after_a_burst():
+    """The token bucket on a made-up clock: free within the burst, then MAX_SPEED times
+    real time; idle time earns the burst back, never more."""
+    speed, burst = ogg_input.MAX_SPEED, ogg_input.BURST_SECONDS
+    source = ogg_input.OggOpusInput(16000)
+    assert source.pause(burst / 2, now=100.0) == 0.0
+    assert source.pause(burst / 2, now=100.0) == 0.0  # the burst is spent
+    assert source.pause(1.0, now=100.0) == pytest.approx(1.0 / speed)
+    assert source.pause(speed * 2, now=100.0) == pytest.approx((1.0 + speed * 2) / speed)
+    # after a long idle time the whole burst, but only it, is free again
+    assert source.pause(burst, now=10_000.0) == 0.0
+    assert source.pause(1.0, now=10_000.0) == pytest.approx(1.0 / speed)
+    # a real-time client (1 s of audio a second) never waits
+    live = ogg_input.OggOpusInput(16000)
+    assert all(live.pause(0.04, now=k * 0.04) == 0.0 for k in range(10_000))

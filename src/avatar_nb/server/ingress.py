@@ -379,7 +379,9 @@ class IngressSession:
     async def _decode_ogg(self, event: AudioReceived, arrived: float) -> bytes | None:
         """The last slice of an Ogg Opus chunk's audio; the slices before it are animated
         here, with the event loop let run between two (a small message can decode to
-        minutes of audio). None when the session closed meanwhile."""
+        minutes of audio) and the session's decoding kept to its pace (the wait tells
+        the client to slow down: its next message is read after). None when the session
+        closed meanwhile."""
         assert self.ogg_input is not None and self.animator is not None
         slices = self.ogg_input.slices(event.req_id, event.audio, event.end)
         previous: bytes | None = None
@@ -391,7 +393,9 @@ class IngressSession:
                     keyframes = self.animator.feed(previous)
                     if keyframes.shape[0]:
                         await self._emit(event.req_id, keyframes, False, arrived)
-                    await asyncio.sleep(0)
+                if pcm:
+                    seconds = len(pcm) / 2 / self.sample_rate
+                    await asyncio.sleep(self.ogg_input.pause(seconds, self.loop.time()))
                     if self.closing:
                         return None
                 previous = pcm

@@ -12,7 +12,10 @@ hours of audio. What one message and one request may decode to is bounded
 (:data:`MAX_MESSAGE_SECONDS`, :data:`MAX_REQUEST_SECONDS`; only mono and stereo
 streams are decoded), each packet's duration is read from its header before it is
 decoded, and the audio comes out in slices of 0.2 s (:meth:`OggOpusInput.slices`)
-so the service's event loop runs other sessions between them.
+so the service's event loop runs other sessions between them. A session's decoding
+is also paced (:meth:`OggOpusInput.pause`): after a first :data:`BURST_SECONDS` of
+audio, at most :data:`MAX_SPEED` times faster than real time, so one client sending
+such streams in a loop takes a bounded share of the service's CPU, not all of it.
 
 A stream that cannot be decoded, or that crosses a bound, is reported once for its
 request (the caller sends a ServerError with code 3, INVALID_ARGUMENT, whose message
@@ -31,7 +34,7 @@ import av  # noqa: F401
 from ..opus import OggOpusDecoder, OggOpusError
 from ..proto import message_pb2 as pb
 
-__all__ = ["MAX_MESSAGE_SECONDS", "MAX_REQUEST_SECONDS", "OggOpusInput"]
+__all__ = ["BURST_SECONDS", "MAX_MESSAGE_SECONDS", "MAX_REQUEST_SECONDS", "MAX_SPEED", "OggOpusInput"]
 
 #: The most audio one ClientAudioInput of Ogg Opus may decode to. A real-time client
 #: sends 20 ms to a few seconds a message (the official clients: 4096-byte slices, about
@@ -39,6 +42,13 @@ __all__ = ["MAX_MESSAGE_SECONDS", "MAX_REQUEST_SECONDS", "OggOpusInput"]
 MAX_MESSAGE_SECONDS = 600
 #: The most audio one request (one Ogg stream, one utterance) may decode to.
 MAX_REQUEST_SECONDS = 3600
+#: How much faster than real time a session's Ogg Opus audio is decoded, at most, once
+#: its burst is spent: a real-time client is never slowed, a clip of up to a minute sent
+#: at once is animated at once, a 330 s file in about 14 s; a client sending hours of
+#: audio makes the service work as much as 20 real-time sessions, not the whole loop.
+MAX_SPEED = 20.0
+#: Seconds of audio a session may have decoded at once, before :data:`MAX_SPEED` applies.
+BURST_SECONDS = 60.0
 _OPUS_RATE = 48000
 
 
@@ -57,6 +67,18 @@ class OggOpusInput:
         self.failed = False  # the current request's stream was refused
         self.decoded = 0  # 48 kHz samples the current request's stream has made
         self.problem: str | None = None  # why the last chunk's stream was refused
+        self._credit = BURST_SECONDS  # seconds of audio that may be decoded without a pause
+        self._credit_at: float | None = None  # when the credit was last topped up
+
+    def pause(self, seconds: float, now: float) -> float:
+        """How long to wait, from ``now`` (the event loop's clock), after decoding
+        ``seconds`` of audio before decoding more: 0 within the burst, then enough to
+        keep to :data:`MAX_SPEED` times real time (a token bucket of :data:`BURST_SECONDS`)."""
+        if self._credit_at is not None:
+            self._credit = min(BURST_SECONDS, self._credit + (now - self._credit_at) * MAX_SPEED)
+        self._credit_at = now
+        self._credit -= seconds
+        return max(0.0, -self._credit / MAX_SPEED)
 
     def decode(self, req_id: str, data: bytes, end: bool) -> tuple[bytes, str | None]:
         """``(pcm, problem)``: the audio of the pages ``data`` completes, and the reason the
