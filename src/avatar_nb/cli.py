@@ -355,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--avatar-id", default=None)
     _add_service_speed(serve)
     serve.set_defaults(func=_cmd_serve)
+    from .tap.cli import add_tap_parser
+
+    add_tap_parser(sub, common)
     return parser
 
 
