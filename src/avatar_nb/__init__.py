@@ -84,6 +84,8 @@ _EXPORTS: dict[str, str] = {
     # many runs: sweeps and their datasets
     "sweep": ".sweeps",
     "load_results": ".dataset",
+    # recorded sessions (avatar-nb tap)
+    "load_capture": ".tap",
     "LocalService": ".server",
     "SimulatedEgress": ".server",
 }
@@ -160,3 +162,4 @@ if _TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .timeline import Timeline  # noqa: F401
     from .sweeps import sweep  # noqa: F401
     from .dataset import load_results  # noqa: F401
+    from .tap import load_capture  # noqa: F401

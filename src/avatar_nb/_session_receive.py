@@ -101,44 +101,16 @@ class _ReceivePath:
     # ------------------------------------------------------------------ receiving
 
     async def _read_loop(self, ws: Any) -> None:
-        receive = self._protocol.receive
+        take = self._take
         monotonic = time.monotonic
         try:
             async for data in ws:
-                arrival = monotonic()  # first thing: the message just left the socket
-                try:
-                    event = receive(data)
-                except AvatarSDKError as exc:  # malformed: report and keep reading
-                    self._timeline.add_error(str(exc))
-                    self._notify_error(exc)
-                    continue
-                kind = type(event)
-                if kind is AnimationReceived:
-                    self._on_animation(event, arrival)
-                elif kind is PlaybackStateReceived:
-                    self._on_playback_state(event, arrival)
-                elif kind is ServerErrorReceived:
-                    self._timeline.add_error(str(event.error))
-                    if event.status is not None and event.error.req_id:
-                        self._timeline.set_request_status(
-                            event.error.req_id, event.status.value, at=self._elapsed(arrival)
-                        )
-                    self._notify_error(event.error)
-                else:
-                    logger.debug("ignored message: %r", event)
+                take(data, monotonic())  # the arrival is read first thing, before decoding
             # the iteration ends quietly when the server closes cleanly (1000, 1001)
             if self._close_error is None and not self._closing:
                 self._peer_close = _closed_error(ws.protocol.close_exc, phase="websocket_runtime")
         except ConnectionClosed as exc:
-            code = exc.rcvd.code if exc.rcvd is not None else None
-            if self._close_error is None and not self._closing:
-                error = _closed_error(exc, phase="websocket_runtime")
-                if code in (1000, 1001):
-                    self._peer_close = error  # a clean close: pending waiters still learn its code
-                else:
-                    self._close_error = error
-                    self._timeline.add_error(str(error))
-                    self._notify_error(error)
+            self._on_connection_closed(exc)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # never die silently
@@ -149,6 +121,39 @@ class _ReceivePath:
             self._timeline.add_error(str(error))
             self._notify_error(error)
         await self._finish()
+
+    def _take(self, data: Any, arrival: float) -> None:
+        """One received message, which left the socket at ``arrival`` (monotonic seconds),
+        into the Timeline and the callbacks (also how a capture becomes a Timeline)."""
+        try:
+            event = self._protocol.receive(data)
+        except AvatarSDKError as exc:  # malformed: report and keep reading
+            self._timeline.add_error(str(exc))
+            self._notify_error(exc)
+            return
+        kind = type(event)
+        if kind is AnimationReceived:
+            self._on_animation(event, arrival)
+        elif kind is PlaybackStateReceived:
+            self._on_playback_state(event, arrival)
+        elif kind is ServerErrorReceived:
+            self._timeline.add_error(str(event.error))
+            if event.status is not None and event.error.req_id:
+                self._timeline.set_request_status(event.error.req_id, event.status.value, at=self._elapsed(arrival))
+            self._notify_error(event.error)
+        else:
+            logger.debug("ignored message: %r", event)
+
+    def _on_connection_closed(self, exc: ConnectionClosed) -> None:
+        code = exc.rcvd.code if exc.rcvd is not None else None
+        if self._close_error is None and not self._closing:
+            error = _closed_error(exc, phase="websocket_runtime")
+            if code in (1000, 1001):
+                self._peer_close = error  # a clean close: pending waiters still learn its code
+            else:
+                self._close_error = error
+                self._timeline.add_error(str(error))
+                self._notify_error(error)
 
     def _on_animation(self, event: AnimationReceived, arrival: float) -> None:
         at = self._elapsed(arrival)
