@@ -195,6 +195,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             kwargs[key] = getattr(args, key)
     if args.avatar_id:
         kwargs["avatar_ids"] = [args.avatar_id]
+    if args.replay:
+        kwargs["replay"] = args.replay
     from .endpoints import ENV_VARS
     from .server.service import describe
 
@@ -354,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--app-id", default=None)
     serve.add_argument("--avatar-id", default=None)
     _add_service_speed(serve)
+    serve.add_argument("--replay", default=None, metavar="FILE",
+                       help="answer with the messages of a capture (avatar-nb tap), timed as recorded")
     serve.set_defaults(func=_cmd_serve)
     from .tap.cli import add_tap_parser
 

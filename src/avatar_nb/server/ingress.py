@@ -115,9 +115,9 @@ def ingress_handler(state: ServiceState):
             compress=state.compression, max_msg_size=_MAX_MESSAGE, timeout=_CLOSE_TIMEOUT
         )
         await ws.prepare(request)
-        session = IngressSession(
-            state, ws, transport, avatar_id=avatar_id, expires_at=claims.expires_at
-        )
+        # replaying a capture, the session answers from it instead of the animator
+        make = IngressSession if state.replay is None else state.replay.session_class
+        session = make(state, ws, transport, avatar_id=avatar_id, expires_at=claims.expires_at)
         state.sessions.add(session)
         state.stats.sessions_total += 1
         state.stats.sessions_active += 1

@@ -113,6 +113,12 @@ class LocalService:
     seconds for any send (a client that stops reading is dropped and its slot freed);
     ``max_backlog`` seconds of animation queued per session, beyond which the service
     stops reading that client's audio until the queue drains.
+
+    Replay: ``replay`` (a capture file of ``avatar-nb tap``, a
+    :class:`~avatar_nb.tap.Capture` or :class:`~avatar_nb.tap.Replay`) makes every
+    session answer with the capture's server messages instead of animating, each timed
+    relative to the client's message it followed in the capture
+    (:mod:`avatar_nb.tap.replay`); the app id and avatar id default to the capture's.
     """
 
     def __init__(
@@ -144,6 +150,7 @@ class LocalService:
         send_timeout: float = 10.0,
         handshake_timeout: float = 5.0,
         max_backlog: float = 10.0,
+        replay: Any = None,
     ) -> None:
         _positive("fps", fps)
         _positive("latency_ms", latency_ms, allow_zero=True)
@@ -183,6 +190,12 @@ class LocalService:
             raise ValueError(f"max_sessions must be an int >= 1 or None, got {max_sessions!r}")
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an int in 0..65535 (0 picks a free one), got {port!r}")
+        if replay is not None:  # a capture (path, Capture or Replay): its app and avatar by default
+            from ..tap.replay import Replay
+
+            replay = Replay.of(replay)
+            app_id = app_id or replay.app_id or None
+            avatar_ids = avatar_ids or ([replay.avatar_id] if replay.avatar_id else None)
         avatars = tuple(avatar_ids) if avatar_ids else (f"avatar-{secrets.token_hex(4)}",)
         self.host = host
         self._requested_port = port
@@ -211,6 +224,7 @@ class LocalService:
             send_timeout=float(send_timeout),
             handshake_timeout=float(handshake_timeout),
             max_backlog=float(max_backlog),
+            replay=replay,
         )
         self._runner: web.AppRunner | None = None
         self._port: int | None = None

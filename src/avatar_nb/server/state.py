@@ -71,6 +71,7 @@ class ServiceState:
     stats: Stats = field(default_factory=Stats)
     sessions: set[Any] = field(default_factory=set)
     audio_seconds_used: float = 0.0
+    replay: Any = None  # an avatar_nb.tap.Replay: sessions answer from a capture
 
     def __repr__(self) -> str:  # the API key stays out of logs
         return (
