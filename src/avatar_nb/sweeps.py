@@ -115,7 +115,7 @@ async def sweep_async(
 
 
 def sweep(
-    clips: Any,
+    clips: Any = None,
     grid: Mapping[str, Any] | None = None,
     *,
     repeats: int = 1,
@@ -129,6 +129,7 @@ def sweep(
     timeout: float | None = None,
     recursive: bool = True,
     raw_rate: int | None = None,
+    captures: Any = None,
 ) -> SweepResult:
     """Run every clip under every combination of ``grid`` values, ``repeats`` times.
 
@@ -149,10 +150,22 @@ def sweep(
     :mod:`avatar_nb.experiments.cluster`). ``seed`` seeds the local services (jitter,
     animation). ``timeout``: per run, the wait for its end frame (default 30 s plus the clip).
 
+    ``captures``: capture files of ``avatar-nb tap`` (files or folders) instead of clips:
+    each captured session becomes a run, its conditions read from the capture (see
+    :mod:`avatar_nb.tap.dataset`).
+
     Returns a :class:`SweepResult`. Works in scripts and in notebooks (inside a running
     event loop the sweep runs on its own loop in a worker thread; ``await
     sweep_async(...)`` is the same as a coroutine).
     """
+    if captures is not None:  # recorded sessions (avatar-nb tap): one run each, nothing streamed
+        if clips is not None or grid:
+            raise ValueError("give captures= or clips (and a grid), not both")
+        from .tap.dataset import captures_to_dataset
+
+        return captures_to_dataset(captures, out)
+    if clips is None:
+        raise TypeError("sweep() needs clips (or captures=)")
     from .sync import run_sync
 
     return run_sync(
