@@ -1,0 +1,391 @@
+"""The recording proxy: avatarkit, spatialreal and avatar_nb through it against the local
+service; every message forwarded byte for byte and in the capture, in order, with no
+secret; refusals and close codes passed on; a killed proxy's capture reads to its last
+message; the capture format's checks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import avatarkit
+import pytest
+import spatialreal
+import websockets
+
+import avatar_nb as an
+from avatar_nb import _pcm
+from avatar_nb.audio import speech_like
+from avatar_nb.config import LiveKitEgressConfig
+from avatar_nb.server import LocalService
+from avatar_nb.server.ingress import IngressSession
+from avatar_nb.tap import TapProxy, read_capture
+from avatar_nb.tap.fileformat import CaptureWriter
+
+CHUNK = 1280  # 40 ms at 16 kHz
+PCM = _pcm.to_s16le(speech_like(1.0, 16000, seed=3))
+
+
+@pytest.fixture(autouse=True)
+def _no_network(loopback_only):
+    yield
+    assert loopback_only == [], f"something tried to reach {loopback_only}"
+
+
+class ServerWire:
+    """What the local service received and sent, per connection, as bytes."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.received: dict[str, list[bytes]] = {}
+        self.sent: dict[str, list[bytes]] = {}
+        on_message, send = IngressSession._on_message, IngressSession._send
+        wire = self
+
+        async def _on_message(self, data):
+            wire.received.setdefault(self.connection_id, []).append(bytes(data))
+            await on_message(self, data)
+
+        async def _send(self, data):
+            wire.sent.setdefault(self.connection_id, []).append(bytes(data))
+            await send(self, data)
+
+        monkeypatch.setattr(IngressSession, "_on_message", _on_message)
+        monkeypatch.setattr(IngressSession, "_send", _send)
+
+
+@pytest.fixture
+def wire(monkeypatch):
+    return ServerWire(monkeypatch)
+
+
+@pytest.fixture
+def upstream(monkeypatch):
+    """A fast local service that remembers every session token it issued."""
+    with LocalService(realtime=False) as svc:
+        tokens: list[str] = []
+        issue = svc.state.signer.issue
+
+        def remember(*args, **kwargs):
+            token = issue(*args, **kwargs)
+            tokens.append(token)
+            return token
+
+        monkeypatch.setattr(svc.state.signer, "issue", remember)
+        svc.tokens = tokens
+        yield svc
+
+
+def _expiry() -> datetime:
+    return datetime.now(timezone.utc) + timedelta(minutes=5)
+
+
+def _through(svc: LocalService, tap: TapProxy, **overrides) -> dict:
+    return svc.session_kwargs(console_endpoint_url=tap.console_url, ingress_endpoint_url=tap.ingress_url, **overrides)
+
+
+async def _official(module, kwargs: dict) -> list[tuple[bytes, bool]]:
+    frames: list[tuple[bytes, bool]] = []
+    done = asyncio.Event()
+
+    def frame(data: bytes, last: bool) -> None:
+        frames.append((data, last))
+        if last:
+            done.set()
+
+    session = module.new_avatar_session(**kwargs, expire_at=_expiry(), transport_frames=frame)
+    await session.init()
+    await session.start()
+    for i in range(0, len(PCM), CHUNK):
+        await session.send_audio(PCM[i : i + CHUNK], end=i + CHUNK >= len(PCM))
+    await asyncio.wait_for(done.wait(), 20)
+    await session.close()
+    return frames
+
+
+async def _avatar_nb(kwargs: dict) -> list[tuple[bytes, bool]]:
+    frames: list[tuple[bytes, bool]] = []
+    session = an.new_avatar_session(**kwargs, transport_frames=lambda d, e: frames.append((d, e)))
+    async with session:
+        await session.stream(PCM, chunk_ms=40, pacing="fast")
+        await session.wait_for_end(timeout=20)
+    return frames
+
+
+async def _closed(tap: TapProxy, n: int) -> None:
+    """Wait (bounded) until the proxy has finished ``n`` captures."""
+    for _ in range(200):
+        done = [p for p in tap.captures if read_capture(p).complete]
+        if len(done) >= n:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{len(tap.captures)} captures, not all finished")
+
+
+def _secrets_absent(paths, secrets) -> None:
+    for path in paths:
+        data = Path(path).read_bytes()
+        for secret in secrets:
+            assert secret and secret.encode() not in data, f"{Path(path).name} holds a secret"
+
+
+@pytest.mark.parametrize("client", ["avatarkit", "spatialreal", "avatar_nb"])
+@pytest.mark.parametrize("use_query_auth", [False, True])
+async def test_clients_through_the_proxy_byte_for_byte(tmp_path, upstream, wire, client, use_query_auth):
+    async with TapProxy(upstream.console_url, upstream.ingress_url, tmp_path) as tap:
+        kwargs = _through(upstream, tap, use_query_auth=use_query_auth)
+        if client == "avatar_nb":
+            frames = await _avatar_nb(kwargs)
+        else:
+            frames = await _official({"avatarkit": avatarkit, "spatialreal": spatialreal}[client], kwargs)
+        await _closed(tap, 1)
+    assert len(tap.captures) == 1
+    capture = read_capture(tap.captures[0])
+    assert capture.complete and capture.status == 101
+    (connection_id,) = wire.received
+    # every message, in order, byte for byte, both ways; binary kept binary
+    assert [m.data for m in capture.client_messages()] == wire.received[connection_id]
+    assert [m.data for m in capture.server_messages()] == wire.sent[connection_id]
+    assert not any(m.text or m.redacted for m in capture.messages)
+    times = [m.t for m in capture.messages]
+    assert times == sorted(times) or all(b >= a for a, b in zip(times, times[1:]))
+    # what the client was handed is what the service sent
+    animation = [d for d in wire.sent[connection_id][1:]]
+    assert [d for d, _ in frames] == animation
+    assert capture.closes and capture.closes[0]["by"] == "client" and capture.closes[0]["code"] == 1000
+    assert capture.app_id == upstream.app_id and capture.avatar_id == upstream.avatar_id
+    # no credential in the file: not the API key, not the session token
+    assert upstream.tokens
+    _secrets_absent(tap.captures, [upstream.api_key, *upstream.tokens])
+    assert "sessionKey=%3Credacted%3E" in capture.upgrade["query"] or not use_query_auth
+
+
+async def test_egress_secrets_are_not_written(tmp_path, upstream, wire):
+    egress = upstream.egress
+    lk = LiveKitEgressConfig(url=egress.livekit_url, api_token=egress.livekit_api_token,
+                             room_name=egress.livekit_rooms[0])
+    async with TapProxy(upstream.console_url, upstream.ingress_url, tmp_path) as tap:
+        async with an.new_avatar_session(**_through(upstream, tap), livekit_egress=lk) as session:
+            await session.stream(PCM, chunk_ms=40, pacing="fast")
+            await session.wait_for_end(timeout=20)
+        await _closed(tap, 1)
+    capture = read_capture(tap.captures[0])
+    first = capture.messages[0]
+    assert first.redacted and first.direction == "client"
+    (connection_id,) = wire.received
+    assert wire.received[connection_id][0] != first.data  # the service got the credentials
+    assert egress.livekit_api_token.encode() in wire.received[connection_id][0]
+    assert [m.data for m in capture.client_messages()[1:]] == wire.received[connection_id][1:]
+    _secrets_absent(tap.captures, [egress.livekit_api_token, upstream.api_key, *upstream.tokens])
+
+
+async def test_refused_upgrade_is_passed_on_and_recorded(tmp_path, upstream):
+    async with TapProxy(upstream.console_url, upstream.ingress_url, tmp_path) as tap:
+        session = avatarkit.new_avatar_session(**_through(upstream, tap, avatar_id="nobody"), expire_at=_expiry())
+        await session.init()
+        with pytest.raises(Exception) as info:
+            await session.start()
+        assert info.value.code.value == "avatarNotFound"
+        await _closed(tap, 1)
+    capture = read_capture(tap.captures[0])
+    assert capture.status == 404 and "Avatar not found" in capture.upgrade["body"]
+    assert capture.messages == []
+    timeline = an.load_capture(capture.path)  # a refused session: its Timeline holds the refusal
+    assert timeline.n_keyframes == 0 and "404" in timeline.errors[0]
+
+
+async def test_server_close_code_is_propagated(tmp_path, upstream):
+    """The service's close code (4002 here: the session time limit) reaches the client."""
+    with LocalService(realtime=False, session_time_limit=0.5) as svc:
+        async with TapProxy(svc.console_url, svc.ingress_url, tmp_path) as tap:
+            session = an.new_avatar_session(**_through(svc, tap))
+            await session.init()
+            await session.start()
+            for _ in range(100):
+                if session.closed:
+                    break
+                await asyncio.sleep(0.05)
+            assert session.closed
+            await session.close()
+            await _closed(tap, 1)
+    capture = read_capture(tap.captures[0])
+    assert capture.closes[0]["by"] == "server" and capture.closes[0]["code"] == 4002
+    timeline = an.load_capture(capture.path)
+    assert any("4002" in e or "session time limit" in e for e in timeline.errors)
+
+
+async def test_text_frames_and_close_codes_pass_unchanged(tmp_path):
+    """A text message stays text, a binary stays binary, a client's close code reaches the service."""
+    from aiohttp import WSMsgType, web
+
+    seen: list[tuple[str, object]] = []
+
+    async def echo(request):
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            seen.append((msg.type.name, msg.data))
+            if msg.type is WSMsgType.TEXT:
+                await ws.send_str(msg.data.upper())
+            else:
+                await ws.send_bytes(msg.data[::-1])
+        seen.append(("close", ws.close_code))
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/v2/driveningress/websocket", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with TapProxy(f"http://127.0.0.1:{port}/v1/console", f"http://127.0.0.1:{port}/v2/driveningress",
+                            tmp_path) as tap:
+            url = tap.ingress_url.replace("http", "ws") + "/websocket?id=x"
+            async with websockets.connect(url) as ws:
+                await ws.send("hello")
+                assert await ws.recv() == "HELLO"
+                await ws.send(b"\x01\x02\x03")
+                assert await ws.recv() == b"\x03\x02\x01"
+                await ws.close(4321, "bye")
+            await _closed(tap, 1)
+    finally:
+        await runner.cleanup()
+    assert seen[:2] == [("TEXT", "hello"), ("BINARY", b"\x01\x02\x03")]
+    assert seen[-1] == ("close", 4321)
+    capture = read_capture(tap.captures[0])
+    assert [(m.direction, m.data) for m in capture.messages] == [
+        ("client", "hello"), ("server", "HELLO"), ("client", b"\x01\x02\x03"), ("server", b"\x03\x02\x01")
+    ]
+    assert capture.closes[0] == {**capture.closes[0], "by": "client", "code": 4321, "reason": "bye"}
+
+
+async def test_upstream_down_is_a_502_and_a_capture(tmp_path):
+    async with TapProxy("http://127.0.0.1:9/v1/console", "http://127.0.0.1:9/v2/driveningress", tmp_path,
+                        io_timeout=2.0) as tap:
+        session = an.new_avatar_session(api_key="k", app_id="a", avatar_id="v", console_endpoint_url=tap.console_url,
+                                        ingress_endpoint_url=tap.ingress_url)
+        with pytest.raises(an.SessionTokenError):
+            await session.init()
+        url = tap.ingress_url.replace("http", "ws") + "/websocket?id=v"
+        with pytest.raises(websockets.exceptions.InvalidStatus) as info:
+            await websockets.connect(url)
+        assert info.value.response.status_code == 502
+    assert read_capture(tap.captures[0]).status == 502
+
+
+# ----------------------------------------------------------------------------- a killed proxy
+
+_PROXY_SCRIPT = """
+import sys
+from avatar_nb.tap.proxy import run_tap
+def ready(proxy):
+    print(proxy.port, flush=True)
+run_tap("127.0.0.1:0", sys.argv[1], sys.argv[2], sys.argv[3], ready=ready)
+"""
+
+
+async def test_killed_proxy_capture_reads_to_its_last_message(tmp_path):
+    with LocalService(realtime=True, latency_ms=20.0) as svc:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _PROXY_SCRIPT, svc.console_url, svc.ingress_url, str(tmp_path)],
+            stdout=subprocess.PIPE, text=True, env={**os.environ},
+        )
+        try:
+            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+            port = int(line)
+            base = f"http://127.0.0.1:{port}"
+            received: list[bytes] = []
+            session = an.new_avatar_session(
+                **svc.session_kwargs(console_endpoint_url=base + "/v1/console",
+                                     ingress_endpoint_url=base + "/v2/driveningress"),
+                transport_frames=lambda d, e: received.append(d),
+            )
+            await session.init()
+            await session.start()
+            sent = 0
+            for i in range(0, len(PCM), CHUNK):
+                await session.send_audio(PCM[i : i + CHUNK])
+                sent += 1
+                await asyncio.sleep(0.04)
+                if len(received) >= 5:
+                    break
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            await session.close()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    (path,) = tmp_path.glob("*.anbcap")
+    capture = read_capture(path)
+    assert not capture.complete
+    # everything the client got, and every chunk it sent before the kill, is there
+    assert [m.data for m in capture.server_messages()[1:]][: len(received)] == received
+    assert len(capture.client_messages()) >= 1 + sent - 1
+    timeline = an.load_capture(path)
+    assert timeline.n_keyframes >= len(received)
+    assert set(timeline.requests["status"]) <= {"failed", "open", "complete"}
+
+
+# ----------------------------------------------------------------------------- the file format
+
+
+def _write(path: Path, n: int = 3, *, end: bool = True) -> Path:
+    writer = CaptureWriter(path)
+    writer.header({"app_id": "a", "avatar_id": "v", "upgrade": {"status": 101}})
+    for i in range(n):
+        writer.message(i % 2, time.monotonic(), bytes([i]) * (10 + i))
+    if end:
+        writer.end()
+    else:
+        writer.close()
+    return path
+
+
+def test_capture_round_trip(tmp_path):
+    capture = read_capture(_write(tmp_path / "c.anbcap"))
+    assert capture.complete and [len(m.data) for m in capture.messages] == [10, 11, 12]
+    assert [m.direction for m in capture.messages] == ["client", "server", "client"]
+
+
+def test_truncated_capture_names_file_and_message(tmp_path):
+    path = _write(tmp_path / "c.anbcap", end=False)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.anbcap"
+    cut.write_bytes(data[: len(data) - 5])  # inside the third message
+    with pytest.raises(ValueError, match=r"cut\.anbcap: record 3 \(message index 2\).*truncated"):
+        read_capture(cut)
+    with pytest.raises(ValueError, match=r"cut\.anbcap.*message index 2"):
+        an.load_capture(cut)
+    partial = read_capture(cut, partial=True)
+    assert partial.truncated and len(partial.messages) == 2 and not partial.complete
+
+
+def test_corrupt_capture_names_file_and_message(tmp_path):
+    path = _write(tmp_path / "c.anbcap")
+    data = bytearray(path.read_bytes())
+    data[-50] ^= 0xFF  # a byte inside the last records
+    bad = tmp_path / "bad.anbcap"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"bad\.anbcap: record \d \(message index \d\): checksum mismatch"):
+        read_capture(bad)
+
+
+def test_other_version_is_refused(tmp_path):
+    path = _write(tmp_path / "c.anbcap")
+    data = bytearray(path.read_bytes())
+    data[6] = 9
+    other = tmp_path / "v9.anbcap"
+    other.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"v9\.anbcap: capture format version 9.*version 1"):
+        an.load_capture(other)
+    (tmp_path / "junk.anbcap").write_bytes(b"not a capture")
+    with pytest.raises(ValueError, match="junk.anbcap: not an avatar_nb capture"):
+        read_capture(tmp_path / "junk.anbcap")
