@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import threading
 import time
@@ -354,6 +355,15 @@ class TapProxy:
             capture.end()
 
 
+_SMALL_SEND = 16 * 1024
+
+
+def _fits(transport: Any, data: bytes | str) -> bool:
+    """Whether a send of ``data`` cannot wait on the peer: an empty socket buffer and a
+    small message (the common case, without the cost of a timer per message)."""
+    return transport is not None and not transport.get_write_buffer_size() and len(data) <= _SMALL_SEND
+
+
 class _Relay:
     """Both directions of one session: read a message, forward it, write it down."""
 
@@ -443,8 +453,11 @@ class _Relay:
             kind = msg.type
             if kind is WSMsgType.BINARY or kind is WSMsgType.TEXT:
                 try:
-                    async with asyncio.timeout(self.io):
-                        await upstream.send(msg.data)
+                    if _fits(upstream.transport, msg.data):
+                        await upstream.send(msg.data)  # the socket takes it at once: no wait on the peer
+                    else:
+                        async with asyncio.timeout(self.io):
+                            await upstream.send(msg.data)
                 except TimeoutError:
                     self.capture.note(f"the service took no data for {self.io:g} s; session aborted")
                     self._abort_both()
@@ -500,11 +513,14 @@ class _Relay:
             t = time.monotonic()
             self.last_activity = t
             try:
-                async with asyncio.timeout(self.io):
-                    if isinstance(data, str):
-                        await ws.send_str(data)
-                    else:
-                        await ws.send_bytes(data)
+                if _fits(self.transport, data):  # the socket takes it at once: no wait on the peer
+                    await (ws.send_str(data) if isinstance(data, str) else ws.send_bytes(data))
+                else:
+                    async with asyncio.timeout(self.io):
+                        if isinstance(data, str):
+                            await ws.send_str(data)
+                        else:
+                            await ws.send_bytes(data)
             except TimeoutError:
                 self.capture.note(f"the client took no data for {self.io:g} s; session aborted")
                 self._abort_both()
@@ -538,6 +554,10 @@ def run_tap(listen: str, upstream_console: str, upstream_ingress: str, out: str 
 
     async def main() -> None:
         async with proxy:
+            # a process that only proxies: what exists now lives as long as the process,
+            # and a full collection scanning it would stall every session
+            gc.collect()
+            gc.freeze()
             if ready is not None:
                 ready(proxy)
             await asyncio.Event().wait()
