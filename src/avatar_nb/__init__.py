@@ -90,7 +90,7 @@ _EXPORTS: dict[str, str] = {
     "SimulatedEgress": ".server",
 }
 
-_SUBMODULES = ("analysis", "batch", "experiments", "flame", "plots", "tidy", "video", "widgets")
+_SUBMODULES = ("analysis", "batch", "experiments", "flame", "plots", "tap", "tidy", "video", "widgets")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "show"])
 

@@ -116,7 +116,7 @@ def ingress_handler(state: ServiceState):
         )
         await ws.prepare(request)
         # replaying a capture, the session answers from it instead of the animator
-        make = IngressSession if state.replay is None else state.replay.session_class
+        make = IngressSession if state.replay is None else state.replay.session_class(IngressSession)
         session = make(state, ws, transport, avatar_id=avatar_id, expires_at=claims.expires_at)
         state.sessions.add(session)
         state.stats.sessions_total += 1

@@ -29,10 +29,9 @@ import numpy as np
 from .. import _wire
 from ..protocol import AudioReceived, MessageType, ProtocolViolation, SessionConfigured
 from ..proto import message_pb2 as pb
-from ..server.ingress import IngressSession
 from .fileformat import Capture, read_capture
 
-__all__ = ["Replay", "ReplaySession"]
+__all__ = ["Replay", "ReplayMixin"]
 
 _REQ_FIELDS = ("server_response_animation", "server_error", "server_playback_state")
 
@@ -61,9 +60,14 @@ class Replay:
     def of(cls, value: Any) -> Replay:
         return value if isinstance(value, Replay) else cls(value)
 
-    @property
-    def session_class(self) -> type[IngressSession]:
-        return ReplaySession
+    def session_class(self, base: type) -> type:
+        """The ingress session class that answers from this capture: ``base`` (the
+        service's :class:`~avatar_nb.server.ingress.IngressSession`) with the replay's
+        receiving and sending (passed in, so this module does not import the server)."""
+        cls = _CLASSES.get(base)
+        if cls is None:
+            cls = _CLASSES[base] = type("ReplaySession", (ReplayMixin, base), {})
+        return cls
 
     @property
     def app_id(self) -> str:
@@ -175,11 +179,29 @@ def _samples(decoders: dict[str, Any], req_id: str, audio: bytes, end: bool, rat
     return n // 2
 
 
-class ReplaySession(IngressSession):
-    """An ingress session that answers from a capture instead of the animator."""
+_CLASSES: dict[type, type] = {}
+
+
+class ReplayMixin:
+    """What makes an ingress session answer from a capture instead of the animator
+    (mixed into the service's session class by :meth:`Replay.session_class`)."""
+
+    # the ingress session's attributes and methods this relies on
+    state: Any
+    ws: Any
+    loop: asyncio.AbstractEventLoop
+    protocol: Any
+    closing: bool
+    animator: Any
+    sample_rate: int
+    last_audio: float
+    _spawn: Any
+    _send: Any
+    close: Any
+    abort: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         self.replay: Replay = self.state.replay
         self.arrivals: list[float] = []  # loop time each client message arrived
         self.requests: list[str] = []  # the client's request ids, in order
