@@ -11,6 +11,7 @@ difference of the round-trip quantiles: ``(proxied - direct) / 2`` at p50 and p9
 
     python benchmarks/bench_tap.py                      # 4000 round trips each way
     python benchmarks/bench_tap.py --messages 10000 --size 120000   # animation-sized messages
+    python benchmarks/bench_tap.py --in-process         # the proxy's own cost, without scheduling between processes
 
 Everything is on 127.0.0.1; each process stops at the end (or after ``--timeout``).
 """
@@ -74,18 +75,57 @@ async def _round_trips(url: str, n: int, size: int, interval: float) -> np.ndarr
     return times
 
 
+async def _in_process(args: argparse.Namespace, out: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The echo service, the proxy and the client on one event loop: no scheduling between
+    processes, so what is left is the proxy's own work per message."""
+    import websockets
+
+    from avatar_nb.tap import TapProxy
+
+    async def echo(ws) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    direct: list[np.ndarray] = []
+    proxied: list[np.ndarray] = []
+    async with websockets.serve(echo, "127.0.0.1", 0, compression=None, max_size=None) as server:
+        base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        async with TapProxy(base + "/v1/console", base + "/v2/driveningress", out) as tap:
+            done = 0
+            while done < args.messages:
+                n = min(args.block, args.messages - done)
+                interval = args.interval_ms / 1000
+                direct.append(await _round_trips(base.replace("http", "ws") + "/x", n, args.size, interval))
+                proxied.append(await _round_trips(tap.ingress_url.replace("http", "ws") + "/websocket", n,
+                                                  args.size, interval))
+                done += n
+    return direct, proxied
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=4000, help="round trips each way (default 4000)")
     parser.add_argument("--block", type=int, default=500, help="round trips per block before switching (default 500)")
     parser.add_argument("--size", type=int, default=1300, help="bytes per message (default 1300)")
     parser.add_argument("--interval-ms", type=float, default=2.0, help="time between messages (default 2 ms)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="echo service, proxy and client on one event loop (the proxy's own cost, "
+                        "without scheduling between processes)")
+    parser.add_argument("--out", default=None, help="folder for the captures (default: a new temporary folder)")
     parser.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args()
 
+    out = tempfile.mkdtemp(prefix="bench_tap_", dir=args.out)
+    if args.in_process:
+        direct, proxied = asyncio.run(_in_process(args, out))
+    else:
+        direct, proxied = _processes(args, out)
+    _report(args, direct, proxied, out)
+
+
+def _processes(args: argparse.Namespace, out: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
     ctx = mp.get_context("spawn")
     ports: mp.Queue = ctx.Queue()
-    out = tempfile.mkdtemp(prefix="bench_tap_")
     echo = ctx.Process(target=_echo, args=(ports,), daemon=True)
     echo.start()
     echo_port = ports.get(timeout=30)
@@ -110,11 +150,17 @@ def main() -> None:
         echo.terminate()
         tap.join(10)
         echo.join(10)
+    return direct, proxied
+
+
+def _report(args: argparse.Namespace, direct: list[np.ndarray], proxied: list[np.ndarray], out: str) -> None:
     d = np.concatenate(direct) * 1000
     p = np.concatenate(proxied) * 1000
     captures = sorted(Path(out).glob("*.anbcap"))
     recorded = sum(f.stat().st_size for f in captures)
-    print(f"round trips: {len(d)} direct, {len(p)} proxied, {args.size} B messages every {args.interval_ms:g} ms")
+    where = "one event loop" if args.in_process else "client, proxy and echo service in 3 processes"
+    print(f"round trips: {len(d)} direct, {len(p)} proxied, {args.size} B messages every {args.interval_ms:g} ms, "
+          f"{where}")
     print(f"{'':>10} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}")
     for name, values in (("direct", d), ("proxied", p)):
         q = np.percentile(values, [50, 90, 99])
