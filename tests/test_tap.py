@@ -390,3 +390,14 @@ def test_other_version_is_refused(tmp_path):
     (tmp_path / "junk.anbcap").write_bytes(b"not a capture")
     with pytest.raises(ValueError, match="junk.anbcap: not an avatar_nb capture"):
         read_capture(tmp_path / "junk.anbcap")
+
+
+def test_cli_tap_refuses_bad_arguments(capsys):
+    from avatar_nb.cli import main
+
+    code = main(["tap", "--listen", "nowhere", "--upstream-console", "http://127.0.0.1:1/v1/console",
+                 "--upstream-ingress", "http://127.0.0.1:1/v2/driveningress", "--out", "x"])
+    assert code == 2 and "HOST:PORT" in capsys.readouterr().err
+    code = main(["tap", "--listen", "127.0.0.1:0", "--upstream-console", "ftp://x",
+                 "--upstream-ingress", "http://127.0.0.1:1/v2/driveningress", "--out", "x"])
+    assert code == 2 and "console" in capsys.readouterr().err

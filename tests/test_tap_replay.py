@@ -157,3 +157,72 @@ def test_serve_replay_from_the_command_line(recorded):
     np.testing.assert_array_equal(replayed.keyframes, captured.keyframes)
     assert list(replayed.requests["status"]) == ["complete", "complete"]
     _check_timing(replayed, captured, "serve --replay")
+
+
+async def _record(tmp_path, svc: LocalService, body, **options):
+    from avatar_nb.tap import TapProxy
+
+    async with TapProxy(svc.console_url, svc.ingress_url, tmp_path) as tap:
+        kwargs = svc.session_kwargs(console_endpoint_url=tap.console_url, ingress_endpoint_url=tap.ingress_url)
+        session = an.new_avatar_session(**kwargs, **options)
+        async with session:
+            await body(session)
+        for _ in range(100):
+            if read_capture(tap.captures[0]).complete:
+                break
+            await asyncio.sleep(0.05)
+    return tap.captures[0], session.timeline
+
+
+async def _replay(path, body, **options) -> an.Timeline:
+    with LocalService(replay=path) as svc:
+        session = an.new_avatar_session(**svc.session_kwargs(), **options)
+        async with session:
+            await body(session)
+    return session.timeline
+
+
+async def test_replay_of_an_interrupted_session_with_playback_states(tmp_path):
+    async def body(session):
+        await session.stream(PCM[:16000], chunk_ms=40, pacing="fast", end=False)
+        await session.interrupt()
+        await session.wait_for_end(timeout=20)
+        await session.stream(PCM[:8000], chunk_ms=40, pacing="fast")
+        await session.wait_for_end(timeout=20)
+        await asyncio.sleep(0.5)  # the playout's ENDED state
+
+    with LocalService(realtime=True, latency_ms=10.0, playout=True) as svc:
+        path, recorded = await _record(tmp_path, svc, body)
+    replayed = await _replay(path, body)
+    assert list(replayed.requests["status"]) == list(recorded.requests["status"]) == ["interrupted", "complete"]
+    assert list(replayed.playback_states["state"]) == list(recorded.playback_states["state"])
+    np.testing.assert_array_equal(replayed.keyframes, recorded.keyframes)
+    assert replayed.anomalies.empty
+
+
+async def test_replay_of_an_ogg_opus_session(tmp_path):
+    async def body(session):
+        await session.stream(PCM, chunk_ms=40, pacing="fast")
+        await session.wait_for_end(timeout=20)
+
+    with LocalService(realtime=False) as svc:
+        path, recorded = await _record(tmp_path, svc, body, audio_format="ogg_opus")
+    replayed = await _replay(path, body, audio_format="ogg_opus")
+    np.testing.assert_array_equal(replayed.keyframes, recorded.keyframes)
+    assert list(replayed.requests["status"]) == ["complete"]
+
+
+async def test_replay_closes_as_the_service_did(tmp_path):
+    async def body(session):
+        await session.stream(PCM[:8000], chunk_ms=40, pacing="fast")
+        await session.wait_for_end(timeout=20)
+        for _ in range(100):
+            if session.closed:
+                return
+            await asyncio.sleep(0.05)
+
+    with LocalService(realtime=False, session_time_limit=1.0) as svc:
+        path, recorded = await _record(tmp_path, svc, body)
+    assert read_capture(path).close_code == 4002
+    replayed = await _replay(path, body)
+    assert any("4002" in e or "session time limit" in e for e in replayed.errors)
