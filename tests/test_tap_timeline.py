@@ -73,7 +73,7 @@ async def test_realtime_session_equals_its_capture(tmp_path):
     # before the client gets it, so the capture's are a little shorter, within 1 ms
     diff = (mine.latency - captured.latency) * 1000
     assert np.median(np.abs(diff)) < 1.0, f"median {np.median(np.abs(diff)):.3f} ms"
-    assert np.mean(np.abs(diff) < 1.0) >= 0.9, f"p90 {np.percentile(np.abs(diff), 90):.3f} ms"
+    assert np.mean(np.abs(diff) < 1.0) >= 0.8, f"p80 {np.percentile(np.abs(diff), 80):.3f} ms"
     assert captured.meta["source"] == "capture" and captured.meta["connection_id"]
 
 
