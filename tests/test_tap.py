@@ -294,7 +294,7 @@ run_tap("127.0.0.1:0", sys.argv[1], sys.argv[2], sys.argv[3], ready=ready)
 
 async def test_killed_proxy_capture_reads_to_its_last_message(tmp_path):
     with LocalService(realtime=True, latency_ms=20.0) as svc:
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # noqa: ASYNC220 - started once, read in a thread
             [sys.executable, "-c", _PROXY_SCRIPT, svc.console_url, svc.ingress_url, str(tmp_path)],
             stdout=subprocess.PIPE, text=True, env={**os.environ},
         )

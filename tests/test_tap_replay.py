@@ -61,7 +61,7 @@ class _Process:
                 raise AssertionError("".join(lines))
             lines.append(line)
         self.text = "".join(lines)
-        self.values = dict(re.findall(r"^\s+(\w+)\s+= (\S+)", self.text, re.M))
+        self.values = dict(re.findall(r"^\s+(\w+)\s+= (\S+)", self.text, re.MULTILINE))
 
     def session_kwargs(self) -> dict:
         keys = ("console_endpoint_url", "ingress_endpoint_url", "api_key", "app_id", "avatar_id")
@@ -222,7 +222,7 @@ async def test_replay_closes_as_the_service_did(tmp_path):
             await asyncio.sleep(0.05)
 
     with LocalService(realtime=False, session_time_limit=1.0) as svc:
-        path, recorded = await _record(tmp_path, svc, body)
+        path, _ = await _record(tmp_path, svc, body)
     assert read_capture(path).close_code == 4002
     replayed = await _replay(path, body)
     assert any("4002" in e or "session time limit" in e for e in replayed.errors)

@@ -288,5 +288,5 @@ def _json(body: bytes, where: Any) -> dict[str, Any]:
     except (UnicodeDecodeError, ValueError):
         raise ValueError(f"{where()}: a JSON record that does not parse (corrupt)") from None
     if not isinstance(value, dict):
-        raise ValueError(f"{where()}: a JSON record that is not an object (corrupt)")
+        raise ValueError(f"{where()}: a JSON record that is not an object (corrupt)")  # noqa: TRY004 - corrupt data, not a caller error
     return value

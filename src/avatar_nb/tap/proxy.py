@@ -38,7 +38,13 @@ import websockets
 from aiohttp import WSMsgType, web
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from ..http_api import CONSOLE_SUFFIX, INGRESS_PATH, WEBSOCKET_PATH, check_console_url, check_ingress_url
+from ..http_api import (
+    CONSOLE_SUFFIX,
+    INGRESS_PATH,
+    WEBSOCKET_PATH,
+    check_console_url,
+    check_ingress_url,
+)
 from .fileformat import CAPTURE_SUFFIX, CLIENT, SERVER, CaptureWriter
 from .redact import redact_configure, redact_headers, redact_query
 
@@ -186,7 +192,7 @@ class TapProxy:
             self._loop = loop
             try:
                 loop.run_until_complete(self._astart())
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - reported to the caller of start()
                 failure.append(exc)
                 ready.set()
                 loop.close()

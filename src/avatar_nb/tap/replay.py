@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from .. import _wire
-from ..protocol import AudioReceived, MessageType, ProtocolViolation, SessionConfigured
 from ..proto import message_pb2 as pb
+from ..protocol import AudioReceived, MessageType, ProtocolViolation, SessionConfigured
 from .fileformat import Capture, read_capture
 
 __all__ = ["Replay", "ReplayMixin"]

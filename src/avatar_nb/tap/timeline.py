@@ -20,8 +20,8 @@ from typing import Any
 from .. import _wire
 from ..config import AudioFormat, SessionConfig
 from ..errors import AvatarSDKError
-from ..protocol import ClientConnection, ClientState, MessageType
 from ..proto import message_pb2 as pb
+from ..protocol import ClientConnection, ClientState, MessageType
 from ..session import AvatarSession
 from ..timeline import Timeline
 from .fileformat import CAPTURE_SUFFIX, Capture, read_capture
