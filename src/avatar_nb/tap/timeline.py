@@ -149,7 +149,8 @@ class _Replayer:
         session = _CaptureSession(config)
         protocol = _RecordedClient(sample_rate=int(configure.sample_rate), audio_format=int(configure.audio_format))
         session._protocol = protocol
-        session._started_at = float(capture.header.get("t_upgrade") or (messages[0].t if messages else 0.0))
+        # the session's start(): the WebSocket is open and the configure is about to leave
+        session._started_at = next(m.t for m in messages if m.direction == "client")
         tl = session.timeline
         tl.meta.update(self._meta(configure))
         decoders: dict[str, Any] = {}
