@@ -450,6 +450,7 @@ def describe(service: LocalService) -> str:
             f"  fps = {service.fps:g}, realtime = {service.state.realtime}, latency = {service.state.latency_ms:g} ms",
             f"  idle_timeout = {_seconds(service.state.idle_timeout)}",
             *_egress_lines(service.egress),
+            *([f"  replaying {service.state.replay!r}"] if service.state.replay is not None else []),
         ]
     )
 
