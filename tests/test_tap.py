@@ -401,3 +401,9 @@ def test_cli_tap_refuses_bad_arguments(capsys):
     code = main(["tap", "--listen", "127.0.0.1:0", "--upstream-console", "ftp://x",
                  "--upstream-ingress", "http://127.0.0.1:1/v2/driveningress", "--out", "x"])
     assert code == 2 and "console" in capsys.readouterr().err
+
+
+def test_a_capture_without_messages_is_an_empty_timeline(tmp_path):
+    path = _write(tmp_path / "empty.anbcap", 0, end=False)
+    timeline = an.load_capture(path)
+    assert timeline.n_keyframes == 0 and timeline.errors == [] and timeline.meta["avatar_id"] == "v"

@@ -134,8 +134,11 @@ class _Replayer:
         configure = _configure(capture)
         if configure is None:
             first = next((m.index for m in capture.messages if m.direction == "client"), 0)
-            if capture.status not in (None, 101) or not capture.messages:
+            if capture.status not in (None, 101):
                 return self._refused()
+            if not capture.messages:  # opened, then nothing (or the proxy stopped at once)
+                return Timeline(meta={"source": "capture", "capture": capture.path.name,
+                                      "app_id": capture.app_id, "avatar_id": capture.avatar_id})
             raise self._fail(first, "the first client message is not a ClientConfigureSession")
         audio_format = AudioFormat.OGG_OPUS if configure.audio_format == pb.AUDIO_FORMAT_OGG_OPUS else AudioFormat.PCM_S16LE
         errors: list[Exception] = []
