@@ -403,14 +403,9 @@ class IngressSession:
 
     async def _on_playback_control(self, event: PlaybackControlRequested) -> None:
         if self.playout is None:
-            await self._send(
-                self.protocol.error(
-                    ServerErrorCode.OK,
-                    "unexpected message type: pause and resume need the playback_control capability, "
-                    "which this service does not declare",
-                    req_id=event.req_id,
-                )
-            )
+            # no playback_control capability: ignored without an answer, as spatialreal
+            # documents pause/resume where the service does not play out
+            self.state.stats.playback_controls_ignored += 1
             return
         now = self.loop.time()
         if event.kind == MessageType.CLIENT_PAUSE:
