@@ -32,7 +32,7 @@ from avatar_nb.environments import ENVIRONMENTS
 from avatar_nb.opus import OggOpusEncoder
 from avatar_nb.http_api import token_urls
 from avatar_nb.protocol import build_confirm_session, build_playback_state
-from avatar_nb.protocol import PlaybackState as WireState
+from avatar_nb.protocol import WirePlaybackState as WireState
 
 from .helpers import expected_frames, serve_app
 

@@ -14,7 +14,7 @@ from avatar_nb.flame import DEFAULT_FPS
 from avatar_nb.proto import message_pb2 as pb
 from avatar_nb.protocol import (
     MessageType,
-    PlaybackState,
+    WirePlaybackState as PlaybackState,
     build_configure_session,
     build_interrupt,
     build_playback_control,

@@ -46,7 +46,7 @@ from ..protocol import (
     InterruptRequested,
     MessageType,
     PlaybackControlRequested,
-    PlaybackState,
+    WirePlaybackState as PlaybackState,
     ProtocolViolation,
     ServerConnection,
     SessionConfigured,
