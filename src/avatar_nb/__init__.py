@@ -88,7 +88,7 @@ _EXPORTS: dict[str, str] = {
     "SimulatedEgress": ".server",
 }
 
-_SUBMODULES = ("analysis", "batch", "flame", "plots", "tidy", "video", "widgets")
+_SUBMODULES = ("analysis", "batch", "experiments", "flame", "plots", "tidy", "video", "widgets")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "show"])
 
