@@ -34,12 +34,12 @@ def _no_network(loopback_only):
     assert loopback_only == []
 
 
-async def _stream(kwargs: dict) -> an.Timeline:
+async def _stream(kwargs: dict, chunk_ms: float = 40) -> an.Timeline:
     session = an.new_avatar_session(**kwargs)
     async with session:
-        await session.stream(PCM, chunk_ms=40)  # real time, capture pacing
+        await session.stream(PCM, chunk_ms=chunk_ms)  # real time, capture pacing
         await session.wait_for_end(timeout=30)
-        await session.stream(PCM[:16000], chunk_ms=40)
+        await session.stream(PCM[:16000], chunk_ms=chunk_ms)
         await session.wait_for_end(timeout=30)
     return session.timeline
 
@@ -132,6 +132,17 @@ def test_replay_reproduces_arrival_offsets(recorded):
     # the recorded latencies spread over tens of ms (jitter 25 ms): replay keeps each one
     assert np.ptp(captured.latency) > 0.03
     _check_timing(replayed, captured, "LocalService(replay=...)")
+
+
+def test_replay_follows_the_audio_not_the_chunking(recorded):
+    """Recorded with 40 ms chunks, replayed to a client sending 20 ms chunks: each
+    keyframe still comes its recorded time after the chunk completing its frame."""
+    captured = an.load_capture(recorded)
+    with LocalService(replay=recorded) as svc:
+        replayed = asyncio.run(_stream(svc.session_kwargs(), chunk_ms=20))
+    np.testing.assert_array_equal(replayed.keyframes, captured.keyframes)
+    assert len(replayed.chunk_samples) > 1.8 * len(captured.chunk_samples)
+    _check_timing(replayed, captured, "replay to 20 ms chunks")
 
 
 def test_replay_plan_anchors_keyframes_to_the_chunk_completing_their_frame(recorded):

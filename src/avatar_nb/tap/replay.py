@@ -11,9 +11,11 @@ it comes again after that chunk), in the recorded order; the recorded close, if 
 service closed, follows likewise. Request ids are mapped: the recording's n-th
 request is answered with the client's n-th request id.
 
-The client is expected to send what the recorded client sent (the same audio in the
-same chunks); a client that sends fewer messages gets the messages anchored to those
-it sent.
+Keyframes follow the client's audio, whatever its chunks: each waits for the client's
+chunk that completes the audio of its frame (or the end of its request), then the
+recorded offset. Everything else follows the client's message in the recorded one's
+position, so a client that sends other messages than the recorded one (more chunks,
+fewer, an interrupt elsewhere) gets those at other times.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class _Item:
     request: int | None  # ordinal of the recorded request it names (for the req_id mapping)
     message: Any = None  # the parsed Message, for rewriting its req_id
     close: tuple[int | None, str] | None = None  # a close (code, reason) instead of a message
+    need: int | None = None  # keyframes: the samples of its request that complete its last frame
 
 
 class Replay:
@@ -54,6 +57,15 @@ class Replay:
         if not isinstance(capture, Capture):
             capture = read_capture(capture)
         self.capture = capture
+        self.sample_rate, self.ogg = 16000, False
+        configure = next((m for m in capture.messages if m.direction == "client" and not m.text), None)
+        if configure is not None:
+            try:
+                msg = _wire.decode_message(configure.data)
+                self.sample_rate = int(msg.sample_rate) or 16000
+                self.ogg = msg.audio_format == pb.AUDIO_FORMAT_OGG_OPUS
+            except ValueError:
+                pass
         self.items = self._plan(capture)
 
     @classmethod
@@ -112,7 +124,7 @@ class Replay:
             if m.direction != "server":
                 continue
             latest = max(0, bisect.bisect_right(client_t, m.t) - 1)
-            anchor, parsed, request = latest, None, None
+            anchor, parsed, request, need = latest, None, None, None
             if not m.text:
                 try:
                     parsed = pb.Message.FromString(bytes(m.data))
@@ -132,13 +144,14 @@ class Replay:
                     if n:
                         done = keyframes_seen.get(anim.req_id, 0) + n
                         keyframes_seen[anim.req_id] = done
-                        need = int(np.ceil(done * rate / fps - 1e-9))
-                        for pos, cumulative in chunks.get(anim.req_id, []):
-                            if cumulative >= need:
-                                anchor = min(anchor, pos)
-                                break
+                        samples = int(np.ceil(done * rate / fps - 1e-9))
+                        sent = chunks.get(anim.req_id, [])
+                        # the chunk completing the frame, or the request's last (its tail frames)
+                        pos = next((p for p, cumulative in sent if cumulative >= samples), sent[-1][0] if sent else None)
+                        if pos is not None and pos <= latest:  # sent after its audio: timed from it
+                            anchor, need = pos, samples
             offset = max(0.0, m.t - client_t[anchor]) if client_t else 0.0
-            items.append(_Item(anchor, offset, m.data, request, parsed))
+            items.append(_Item(anchor, offset, m.data, request, parsed, need=need))
         server_closes = [c for c in capture.closes if c.get("by") in ("server", "proxy")]
         client_closed_first = bool(capture.closes) and capture.closes[0].get("by") == "client"
         if server_closes and not client_closed_first:
@@ -205,6 +218,9 @@ class ReplayMixin:
         self.replay: Replay = self.state.replay
         self.arrivals: list[float] = []  # loop time each client message arrived
         self.requests: list[str] = []  # the client's request ids, in order
+        self.progress: list[list[tuple[int, float]]] = []  # per request: (samples so far, arrival)
+        self.finished: set[int] = set()  # requests whose end chunk arrived
+        self._decoders: dict[str, Any] = {}
         self._arrived = asyncio.Event()
         self._spawn(self._play())
 
@@ -221,6 +237,17 @@ class ReplayMixin:
             self.last_audio = now
             if event.req_id and event.req_id not in self.requests:
                 self.requests.append(event.req_id)
+                self.progress.append([])
+            if event.req_id:
+                r = self.requests.index(event.req_id)
+                if self.replay.ogg:
+                    n = _samples(self._decoders, event.req_id, event.audio, event.end, self.replay.sample_rate)
+                else:
+                    n = len(event.audio) // 2
+                done = self.progress[r][-1][0] if self.progress[r] else 0
+                self.progress[r].append((done + n, now))
+                if event.end:
+                    self.finished.add(r)
         elif isinstance(event, ProtocolViolation):
             self.state.stats.protocol_errors += 1
             if event.close:
@@ -230,12 +257,12 @@ class ReplayMixin:
 
     async def _play(self) -> None:
         for item in self.replay.items:
-            while len(self.arrivals) <= item.anchor:
+            while (anchor := self._anchor_time(item)) is None:
                 self._arrived.clear()
                 await self._arrived.wait()
                 if self.closing:
                     return
-            delay = self.arrivals[item.anchor] + item.offset - self.loop.time()
+            delay = anchor + item.offset - self.loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             if self.closing:
@@ -252,6 +279,21 @@ class ReplayMixin:
                 await self.ws.send_str(data)
             else:
                 await self._send(data)
+
+    def _anchor_time(self, item: _Item) -> float | None:
+        """When the client message ``item`` is timed from arrived; None while it has not.
+        Keyframes: the client's chunk that completed their frame's audio (or the end of
+        its request, if it sent less); anything else: the client's message in the
+        recorded one's position."""
+        if item.need is not None and item.request is not None:
+            if item.request < len(self.progress):
+                for samples, arrived in self.progress[item.request]:
+                    if samples >= item.need:
+                        return arrived
+                if item.request in self.finished and self.progress[item.request]:
+                    return self.progress[item.request][-1][1]
+            return None
+        return self.arrivals[item.anchor] if item.anchor < len(self.arrivals) else None
 
     def _mapped(self, item: _Item) -> bytes | str:
         if item.request is None or item.message is None or item.request >= len(self.requests):
