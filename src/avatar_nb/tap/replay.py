@@ -1,21 +1,19 @@
 """Replay: answer a client with a capture's server messages, timed as they were.
 
-Every recorded server message is anchored to a client message and an offset: an
-animation message to the audio chunk that completed the audio of its last keyframe
-(as the local service times its own keyframes), anything else (the confirm, errors,
-playback states, end frames without keyframes) to the latest client message before
-it; the offset is the time between the two as they crossed the proxy. Replaying, the
-service sends each message that long after the client's message of the same
-position arrives (the 130 ms a keyframe came after the chunk completing its frame,
-it comes again after that chunk), in the recorded order; the recorded close, if the
-service closed, follows likewise. Request ids are mapped: the recording's n-th
-request is answered with the client's n-th request id.
-
-Keyframes follow the client's audio, whatever its chunks: each waits for the client's
-chunk that completes the audio of its frame (or the end of its request), then the
-recorded offset. Everything else follows the client's message in the recorded one's
-position, so a client that sends other messages than the recorded one (more chunks,
-fewer, an interrupt elsewhere) gets those at other times.
+Every recorded server message is anchored to what the client sent and an offset: an
+animation message to the audio that completes the frame of its last keyframe (so many
+samples of its request, as the local service times its own keyframes), anything else
+(the confirm, errors, playback states, end frames without keyframes) to the latest
+client message before it; the offset is the time between the two as they crossed the
+proxy. Replaying, the service sends each message that long after the client's chunk
+that completes the same audio (the 130 ms a keyframe came after the chunk completing
+its frame, it comes again after that chunk, whatever the client's chunk size; after
+the end of the request if the client sends less), or after the client's message in the
+recorded one's position, in the recorded order; the recorded close, if the service
+closed, follows likewise. Request ids are mapped: the recording's n-th request is
+answered with the client's n-th request id. A client that sends other messages than
+the recorded one (an interrupt elsewhere, more requests) gets what is anchored to them
+at other times, or not at all.
 """
 
 from __future__ import annotations
