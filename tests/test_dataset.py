@@ -449,7 +449,7 @@ def test_files_are_read_on_several_threads(tmp_path, monkeypatch):
     for index, (run_id, tl) in enumerate(timelines.items()):
         write_result(tmp_path, {"run": index, "run_id": run_id, "status": "ok"}, tl)
     threads: set[str] = set()
-    opened = dataset_module._File.__init__
+    opened = dataset_module.File.__init__
 
     def recording(self, path):
         threads.add(threading.current_thread().name)
@@ -457,7 +457,7 @@ def test_files_are_read_on_several_threads(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "cpu_count", lambda: 3)
     monkeypatch.setattr(dataset_module, "_CELLS_PER_THREAD", 0)  # as if the runs were long
-    monkeypatch.setattr(dataset_module._File, "__init__", recording)
+    monkeypatch.setattr(dataset_module.File, "__init__", recording)
     _assert_reads_back(tmp_path, timelines)
     assert threads and all(name.startswith("avatar_nb-read") for name in threads)
 

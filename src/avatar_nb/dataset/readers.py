@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .catalog import Catalog, Stretch, file_batches, read_stretches, streamed
+from .catalog import (
+    Catalog,
+    File,
+    Stretch,
+    file_batches,
+    read_regular,
+    read_stretches,
+    streamed,
+)
 from .layout import KEYFRAMES_DIR, RUNS_DIR, SWEEP_FILE, runs_column, runs_frame
 
 if TYPE_CHECKING:
@@ -94,7 +102,17 @@ class Results:
     def info(self) -> dict[str, Any]:
         """What the sweep was asked (``sweep.json``), or ``{}``."""
         path = self.path / SWEEP_FILE
-        return json.loads(path.read_text()) if path.exists() else {}
+        if not (path.exists() or path.is_symlink()):
+            return {}
+        try:
+            info = json.loads(read_regular(path))
+        except ValueError as exc:
+            if str(exc).startswith(str(path)):
+                raise
+            raise ValueError(f"{path}: not a sweep description ({exc})") from None
+        if not isinstance(info, dict):
+            raise ValueError(f"{path}: not a sweep description (a JSON object)")  # noqa: TRY004
+        return info
 
     @property
     def runs(self) -> Any:
@@ -199,6 +217,9 @@ class Results:
         wanted = None if columns is None else ["run_id", *[c for c in columns if c != "run_id"]]
         if not files:
             return _with_run_ids([], columns)
+        opened = {path: File(path) for path in files}  # regular files only, as unfiltered reads
+        for _, stretch in stretches:  # of the rows their runs files say
+            opened[stretch.path].check(stretch)
         table = ds.dataset([str(p) for p in files], format="parquet").to_table(
             columns=wanted, filter=expression
         )
