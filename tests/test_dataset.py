@@ -483,3 +483,21 @@ def test_runs_lost_are_reported_by_run(tmp_path, monkeypatch):
     monkeypatch.undo()
     writer.add({"run_id": "c", "status": "ok"}, tl)
     assert writer.commit_reporting() == (["c"], {}) and finished_runs(tmp_path) == {"c"}
+
+
+def test_results_repr_gives_counts(tmp_path):
+    root = tmp_path / "ds"
+    for i in range(3):
+        write_result(
+            root, {"run": i, "run_id": f"run{i}", "status": "ok"}, synthetic_timeline(20, seed=i)
+        )
+    write_result(root, {"run": 3, "run_id": "run3", "status": "failed", "error": "x"}, None)
+    results = load_results(root)
+    text = repr(results)
+    assert "4 runs" in text and "3 ok" in text and "1 failed" in text
+    assert "60 keyframe rows" in text and str(root) in text
+    html = results._repr_html_()
+    assert "<table" in html and "failed" in html and "60" in html
+    # a dataset that cannot be read still has a repr
+    (root / RUNS_DIR / "zz.json").write_text("[")
+    assert str(root) in repr(load_results(root))

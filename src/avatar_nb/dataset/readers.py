@@ -89,8 +89,50 @@ class Results:
         self._catalog: Catalog | None = None
         self._runs: Any = None
 
+    def _counts(self) -> tuple[int, dict[str, int], int] | None:
+        """(runs, runs by status, keyframe rows of the current runs) from the runs files,
+        or None when they cannot be read."""
+        try:
+            catalog = self.catalog
+        except (OSError, ValueError):
+            return None
+        statuses: dict[str, int] = {}
+        for row in catalog.rows.values():
+            status = str(row.get("status"))
+            statuses[status] = statuses.get(status, 0) + 1
+        rows = sum(s.rows for s in catalog.keyframes.values())
+        return len(catalog.rows), statuses, rows
+
     def __repr__(self) -> str:
-        return f"<Results {str(self.path)!r} engine={self.engine!r}>"
+        counts = self._counts()
+        if counts is None:
+            return f"<Results {str(self.path)!r} engine={self.engine!r} (runs files unreadable)>"
+        runs, statuses, rows = counts
+        by_status = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+        return (
+            f"<Results {str(self.path)!r}: {runs} runs ({by_status or 'none'}), "
+            f"{rows:,} keyframe rows, engine={self.engine!r}>"
+        )
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        counts = self._counts()
+        head = (
+            f"<b>Results</b> <code>{escape(str(self.path))}</code> (engine {escape(self.engine)})"
+        )
+        if counts is None:
+            return f"{head}: runs files unreadable"
+        runs, statuses, rows = counts
+        cells = "".join(
+            f"<tr><td>{escape(status)}</td><td>{n}</td></tr>"
+            for status, n in sorted(statuses.items())
+        )
+        return (
+            f"{head}<table><tr><th>status</th><th>runs</th></tr>{cells}"
+            f"<tr><td><b>all</b></td><td>{runs}</td></tr></table>"
+            f"{rows:,} keyframe rows"
+        )
 
     @property
     def catalog(self) -> Catalog:
