@@ -187,3 +187,50 @@ def test_two_consolidates_at_once_never_raise(tmp_path):
         failures += [e for r in reports for e in r["errors"]]
         _assert_readable(root, committed)
     assert failures == [], f"{len(failures)} raised in {trials} trials: {failures[:2]}"
+
+
+def test_threads_of_one_process_share_the_lock_as_processes_do(tmp_path):
+    import threading
+
+    root = tmp_path / "out"
+    stop = threading.Event()
+    committed: list[str] = []
+    errors: list[BaseException] = []
+
+    def write(name: str) -> None:
+        for i in range(60):
+            rows = 3 + i % 5
+            table = pa.table({"seq": [i] * rows, "frame": list(range(rows))})
+            write_result(root, {"run_id": f"{name}-{i}", "status": "ok", "seq": i}, table)
+            committed.append(f"{name}-{i}")
+
+    def tidy() -> None:
+        while not stop.is_set():
+            try:
+                consolidate(root)
+            except BaseException as exc:  # noqa: BLE001 - counted
+                errors.append(exc)
+
+    tidier = threading.Thread(target=tidy)
+    tidier.start()
+    writers = [threading.Thread(target=write, args=(name,)) for name in "ab"]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    stop.set()
+    tidier.join()
+    assert errors == []
+    assert set(committed) <= finished_runs(root)
+    _assert_readable(root, committed)
+
+
+def test_reading_never_creates_the_lock_file(tmp_path):
+    from avatar_nb.dataset import LOCK_FILE
+
+    root = _dataset(tmp_path / "ds", runs=1)
+    (root / LOCK_FILE).unlink()
+    results = load_results(root)
+    assert len(results.runs) == 1 and len(results.keyframes()) == 20
+    assert finished_runs(root) == {"run0"}
+    assert not (root / LOCK_FILE).exists()
