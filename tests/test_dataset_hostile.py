@@ -16,6 +16,7 @@ import pytest
 from avatar_nb.dataset import (
     KEYFRAMES_DIR,
     RUNS_DIR,
+    consolidate,
     finished_runs,
     load_results,
     write_result,
@@ -230,3 +231,13 @@ def test_a_good_dataset_still_reads_after_the_checks(tmp_path):
     frame = load_results(root).keyframes()
     assert sorted(frame["run_id"].astype(str).unique()) == ["run0", "run1", "run2"]
     assert isinstance(load_results(root).runs, pd.DataFrame)
+
+
+def test_a_keyframe_file_gone_since_the_runs_files_were_read_says_so(tmp_path):
+    root = _dataset(tmp_path / "ds")
+    results = load_results(root)
+    assert len(results.runs) == 3
+    consolidate(root)  # merges the three segments: their files are gone
+    with pytest.raises(FileNotFoundError, match="changed since.*load_results"):
+        results.keyframes()
+    assert len(load_results(root).keyframes()) == 60

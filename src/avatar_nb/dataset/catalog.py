@@ -289,7 +289,13 @@ class File:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        self.path = check_regular(path)
+        try:
+            self.path = check_regular(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{path}: no such keyframe file; the dataset changed since its runs files were "
+                "read (a consolidate since?): read it again with load_results"
+            ) from None
         try:
             # no pre-buffering: a column of a row group is one read anyway
             self.file = pq.ParquetFile(path, pre_buffer=False)
