@@ -69,6 +69,7 @@ _SERVICE = (
     "send_timeout",
     "handshake_timeout",
     "max_backlog",
+    "replay",
 )
 
 CONDITIONS: dict[str, Condition] = {
