@@ -193,7 +193,7 @@ def test_fast_pacing_says_lateness_does_not_apply():
     tl.meta["pacing"] = "fast"
     assert np.isnan(tl.lateness).all()
     fig = plots.frame_timing(tl)
-    arr_ax, hist_ax = fig.axes  # no lateness panel
+    arr_ax, _hist_ax = fig.axes  # no lateness panel
     assert [line.get_label() for line in arr_ax.get_lines()] == ["arrival"]  # no real-time line
     assert "pacing fast (lateness n/a)" in fig._suptitle.get_text()
     # a caller that draws the three panels itself gets the lateness panel saying why it is empty

@@ -24,7 +24,7 @@ def times_real_time(real_time_factor: float | None) -> str:
     """A real-time factor as a multiple of real time, for people: ``0.0032`` -> ``"310x"``,
     ``0.4`` -> ``"2.5x"``; ``"n/a"`` for None, zero or NaN. Two significant figures at least,
     whole numbers from 10x up."""
-    if real_time_factor is None or not real_time_factor > 0 or real_time_factor != real_time_factor:
+    if real_time_factor is None or not real_time_factor > 0:  # NaN is not > 0 either
         return "n/a"
     speed = 1.0 / real_time_factor
     if speed >= 10:
