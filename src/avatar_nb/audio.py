@@ -118,10 +118,10 @@ def _percent(part: int, whole: int) -> str:
     return f"{pct:.0f}%" if pct >= 10 else f"{pct:.2g}%"
 
 
-def _check_not_empty(path: Path, what: str) -> None:
-    """A 0-byte file says so, rather than failing every reader's header probe."""
-    if path.is_file() and path.stat().st_size == 0:
-        raise AudioFormatError(f"{path}: the file is empty (0 bytes), so it holds no {what}")
+def _empty(path: Path, what: str) -> AudioFormatError:
+    """A file with no bytes at all says so, rather than failing every reader's header probe
+    (decided by reading, not by its size: pseudo-files report 0 bytes and hold more)."""
+    return AudioFormatError(f"{path}: the file is empty (0 bytes), so it holds no {what}")
 
 
 def _rates() -> str:
@@ -163,8 +163,10 @@ def load_wav(path: PathLike) -> tuple[np.ndarray, int]:
     path = Path(path)
     if path.is_dir():
         raise AudioFormatError(f"{path}: is a directory, not a WAV file")
-    _check_not_empty(path, "WAV audio")
-    return _parse_wav(path, path.read_bytes())
+    data = path.read_bytes()
+    if not data:
+        raise _empty(path, "WAV audio")
+    return _parse_wav(path, data)
 
 
 def _parse_wav(path: Path, data: bytes) -> tuple[np.ndarray, int]:
@@ -284,9 +286,10 @@ def load_audio(path: PathLike) -> tuple[np.ndarray, int]:
     path = Path(path)
     if path.is_dir():
         raise AudioFormatError(f"{path}: is a directory, not an audio file")
-    _check_not_empty(path, "audio")
     with open(path, "rb") as f:
         head = f.read(12)
+    if not head:
+        raise _empty(path, "audio")
     if head[0:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
         return load_wav(path)
     problems: list[str] = []
