@@ -62,7 +62,11 @@ def test_animate_sync_shows_a_bar_and_progress_false_none(service, show_at_once,
     tl = animate_sync(speech_like(1.0), 16000, service=service, pacing="fast")
     err = capsys.readouterr().err
     assert tl.complete and "animating: 100%" in err and "1.0/1.0 s of audio" in err
+    assert err.count("animating: 100%") == 1  # one bar, not one more from stream_clip
     animate_sync(speech_like(1.0), 16000, service=service, pacing="fast", progress=False)
+    assert capsys.readouterr().err == ""
+    with progress.streaming_bars():  # what the command line asks for its clips: progress=False still wins
+        animate_sync(speech_like(1.0), 16000, service=service, pacing="fast", progress=False)
     assert capsys.readouterr().err == ""
 
 
@@ -94,14 +98,10 @@ async def test_the_session_loop_never_draws_while_the_session_runs(realtime_serv
 
 
 def test_the_demo_shows_the_clip_streaming(tmp_path, show_at_once, capsys):
-    import contextvars
-
     from avatar_nb.cli import main
 
-    # in a context of its own: the command asks for bars for the rest of its context
-    args = ["demo", "--out", str(tmp_path), "--seconds", "1", "--pacing", "fast"]
-    assert contextvars.copy_context().run(main, args) == 0
+    assert main(["demo", "--out", str(tmp_path), "--seconds", "1", "--pacing", "fast"]) == 0
     captured = capsys.readouterr()
     assert "animating" in captured.err and "s of audio" in captured.err
     assert "load the timeline" in captured.out
-    assert not progress.bars_wanted()
+    assert not progress.bars_wanted()  # the command's bars ended with it

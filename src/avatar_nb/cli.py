@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import json
 import math
 import sys
@@ -371,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        # in a context of its own: what a command sets (its streaming bars) ends with it
+        return int(contextvars.copy_context().run(args.func, args))
     except BadInput as exc:
         if args.debug:
             traceback.print_exc()

@@ -25,7 +25,7 @@ from .audio import prepare_audio
 from .endpoints import ENV_VARS, ServiceHandle, endpoints_from_env, open_service
 from .errors import AvatarSDKError, AvatarSDKErrorCode
 from .pacing import DEFAULT_CHUNK_MS, Pacing, check_chunk_ms, pacing_from_realtime
-from .progress import StreamProgress, bars_wanted
+from .progress import StreamProgress, bars_wanted, streaming_bars
 from .protocol import DEFAULT_SAMPLE_RATE
 from .session import AvatarSession
 from .sync import run_sync  # its home is avatar_nb.sync; importable from here as before
@@ -187,7 +187,8 @@ async def animate(
     if progress and timeline is None:  # the bar reads the Timeline the session fills
         timeline = Timeline(sample_rate=session_rate)  # the session sets its fps as it would its own
     async with open_service(service, local_options={"realtime": mode != "fast"}, **session_kwargs) as handle:
-        with StreamProgress(timeline, len(pcm) / 2 / session_rate, enabled=progress and not bars_wanted()):
+        # this call's bar, or none with progress=False, whatever an enclosing streaming_bars asks
+        with streaming_bars(False), StreamProgress(timeline, len(pcm) / 2 / session_rate, enabled=progress):
             return await stream_clip(handle, pcm, chunk_ms=chunk_ms, pacing=mode, timeout=timeout,
                                      timeline=timeline)
 
