@@ -680,12 +680,22 @@ class MicrophonePanel(LiveCounters, anywidget.AnyWidget):
             width=self.trace_width,
         )
         yield
-        self.traces = plots.live_svg(tl, window=self.window, width=self.trace_width)
+        self.traces = plots.live_svg(
+            tl, window=self.window, width=self.trace_width, empty_text=self._no_keyframes_text()
+        )
         yield
         keyframes = tl.keyframes
         last = keyframes[-1] if keyframes.shape[0] else np.zeros(keyframes.shape[1])
         self.face = plots.face_svg(last, size=_FACE_SIZE)
         self.stats = stats_html(tl, self.sequencer)
+
+    def _no_keyframes_text(self) -> str:
+        """What the trace lanes say while they hold no keyframe: waiting while a run goes
+        on (or none was started), else that it stopped, with what was captured."""
+        if self.running or self._task is None:
+            return "waiting for keyframes"
+        captured = self._captured_samples / self.sample_rate
+        return f"stopped: {captured:.1f} s captured, no keyframes arrived"
 
     @property
     def trace_width(self) -> int:
