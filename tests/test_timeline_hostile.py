@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -199,6 +200,35 @@ def test_an_npy_header_that_disagrees_with_the_zip_is_refused(tmp_path, good):
         Timeline.load(tmp_path / "short.npz")
 
 
+def test_a_full_disk_leaves_the_old_file_and_no_partial_one(tmp_path):
+    old = make_run()
+    path = old.save(tmp_path / "run.npz")
+    before = path.read_bytes()
+    result = run_limited(
+        f"""
+        import json, os, numpy as np
+        from avatar_nb.timeline import Timeline
+        tl = Timeline(25, sample_rate=16000, audio=np.random.default_rng(1).integers(-9999, 9999, 400000).astype(np.int16))
+        try:
+            tl.save({str(path)!r})
+            outcome = "saved"
+        except OSError as exc:
+            outcome = f"{{type(exc).__name__}}: {{exc.errno}}"
+        try:
+            Timeline(25).save({str(tmp_path / "other.npz")!r})
+            other = "saved"
+        except OSError as exc:
+            other = type(exc).__name__
+        print(json.dumps({{"outcome": outcome, "files": sorted(os.listdir({str(tmp_path)!r})), "other": other}}))
+        """,
+        file_size=len(before) + 4096,
+    )
+    assert result["outcome"].startswith("OSError") or result["outcome"].startswith("File"), result
+    assert path.read_bytes() == before  # the old file is untouched
+    assert result["files"] == ["other.npz", "run.npz"]  # no temporary or truncated file left
+    assert Timeline.load(path).summary() == old.summary()
+
+
 # --------------------------------------------------------------------------- malformed files, in process
 
 
@@ -329,3 +359,23 @@ def test_a_wav_is_not_a_timeline_file(tmp_path):
         Timeline.load(tmp_path / "empty.npz")
     with pytest.raises(FileNotFoundError):
         Timeline.load(tmp_path / "missing.npz")
+
+
+def test_save_replaces_atomically_and_leaves_no_temporary(tmp_path, monkeypatch):
+    tl = make_run()
+    path = tl.save(tmp_path / "run.npz")
+    before = path.read_bytes()
+
+    def fail_midway(fh, **arrays):
+        fh.write(b"PK\x03\x04 partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez_compressed", fail_midway)
+    with pytest.raises(OSError, match="No space left"):
+        tl.save(path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["run.npz"]
+    monkeypatch.undo()
+    os.chmod(tmp_path, 0o755)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~mask  # as open() would have made it

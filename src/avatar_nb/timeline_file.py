@@ -17,8 +17,11 @@ keeping only an audio set on the timeline) is read too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,7 +65,8 @@ MAX_WIDTH = 4096
 
 
 def save(timeline: Timeline, path: str | Path) -> Path:
-    """Write ``timeline`` to ``path`` (``.npz`` appended when missing); the path written."""
+    """Write ``timeline`` to ``path`` (``.npz`` appended when missing), atomically (a
+    temporary file in the same folder, renamed); the path written."""
     return write_record(timeline.snapshot(), path)
 
 
@@ -107,9 +111,33 @@ def write_record(record: TimelineRecord, path: str | Path) -> Path:
     }
     if record.audio is not None:
         arrays["audio"] = record.audio
-    with open(path, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
+    _write_atomically(path, lambda fh: np.savez_compressed(fh, **arrays))
     return path
+
+
+def _write_atomically(path: Path, write: Callable[[Any], None]) -> None:
+    """Call ``write`` with a file in ``path``'s folder, then rename it to ``path``: the
+    file is written whole or not at all (a full disk or a crash leaves the old file, or
+    none, and no partial one; the temporary file is removed on an error)."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no free temporary name beside {path}")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def read_record(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> TimelineRecord:
