@@ -13,6 +13,15 @@ timeline stores its state (and does not import it).
 
 Format 2 is written; format 1 (before request statuses, anomalies and playback states,
 keeping only an audio set on the timeline) is read too.
+
+A file is treated as untrusted input. Before anything is inflated, the zip's declared
+sizes and every array's ``.npy`` header are read (:mod:`avatar_nb._npz_read`): only
+plain numeric arrays whose headers match their declared sizes, at most
+:data:`MAX_FILE_BYTES` (1 GiB) in all unless ``max_bytes`` says otherwise; the JSON
+header's fields are then checked, and the arrays' shapes against the header and each
+other, before any array is read. Anything else, a file that is not an ``.npz`` among it,
+is a ``ValueError`` naming the file. Saving writes a temporary file in the same folder
+and renames it over the target, so a full disk or a crash never leaves a partial file.
 """
 
 from __future__ import annotations
