@@ -190,6 +190,32 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path, good):
     assert peak < 1 << 20  # refused before inflating any of its 64 MiB
 
 
+def _zeros_header(dtype: str, n: int) -> bytes:
+    """The .npy header of ``n`` values of ``dtype`` (their data: zeros from :func:`_write_zip`)."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False, "shape": (n,)})
+    return buf.getvalue()
+
+
+def test_millions_of_empty_messages_are_refused_by_what_they_would_take_in_memory(tmp_path, good):
+    """16.7 million zero messages: 272 MiB of arrays (under the 1 GiB bound), 1.1 MB on
+    disk, but about 1.9 GB once the timeline holds them as lists."""
+    n = len(_ZEROS)  # 16 Mi messages
+    members = {name: _npy(good[name]) for name in ("header", "chunk_sent_at", "chunk_samples", "chunk_req")}
+    members["keyframes"] = _npy(np.zeros((0, 70), np.float32))
+    bombs = {
+        "message_arrival": ("<f8", 8), "message_keyframes": ("<i4", 4), "message_req": ("<i4", 4),
+        "message_end": ("|b1", 1),
+    }
+    path = tmp_path / "messages.npz"
+    _write_zip(path, {**members, **{k: (_zeros_header(d, n), size) for k, (d, size) in bombs.items()}})
+    assert path.stat().st_size < 2 << 20
+    result = run_limited(LOAD_CHILD.format(path=str(path)), address_space=2 * GiB)
+    assert result["outcome"].startswith(f"ValueError: {path} would take about ")
+    assert f"({n} messages, 38 chunks), more than the {1 << 30} read" in result["outcome"]
+    assert result["peak"] < 4 << 20
+
+
 def test_an_npy_header_that_disagrees_with_the_zip_is_refused(tmp_path, good):
     """A member whose .npy header declares a shape other than the zip's declared size."""
     members = {name: _npy(a) for name, a in good.items()}

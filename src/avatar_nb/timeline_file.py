@@ -66,8 +66,15 @@ MAX_FILE_BYTES = 1 << 30
 """The arrays' total uncompressed size :func:`read_record` reads by default: 1 GiB, about
 three hours of 48 kHz audio with its keyframes. Larger files need ``max_bytes``."""
 
-MAX_HEADER_BYTES = 64 << 20
-"""The largest JSON header read (64 MiB)."""
+MAX_HEADER_BYTES = 16 << 20
+"""The largest JSON header read (16 MiB)."""
+
+# What a loaded timeline holds beyond the arrays, counted against ``max_bytes``: its
+# per-message and per-chunk values become Python lists (a float or int object and a
+# pointer each), and a JSON header's values objects (up to ~24x its text for "[],").
+_BYTES_PER_MESSAGE = 112
+_BYTES_PER_CHUNK = 104
+_JSON_EXPANSION = 24
 
 MAX_WIDTH = 4096
 """The most keyframe columns (20 + expressions) a file may declare."""
@@ -156,8 +163,10 @@ def read_record(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> Timelin
 
     Nothing is decompressed before its size is known: the zip's declared sizes and each
     array's ``.npy`` header are read first and must agree with each other, with the
-    header's fields and with ``max_bytes`` (the arrays' total uncompressed size, default
-    :data:`MAX_FILE_BYTES`); the header's fields are checked before use, the arrays'
+    header's fields and with ``max_bytes`` (default :data:`MAX_FILE_BYTES`), which bounds
+    the arrays' total uncompressed size and also what the loaded timeline takes in
+    memory (its per-message and per-chunk lists, about 112 and 104 bytes an entry, and
+    the parsed header); a load then peaks at about twice that. The header's fields are checked before use, the arrays'
     shapes against the header and each other (one length per message, per chunk; as
     many keyframe rows as the messages carried, ``width`` columns, at most
     :data:`MAX_WIDTH`), and the indices into ``req_ids`` against its length.
@@ -170,7 +179,12 @@ def read_record(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> Timelin
             raise ValueError(f"{path} is not an avatar_nb timeline file: it has no header member")
         head = members["header"]
         if len(head.shape) != 1 or head.dtype != np.uint8 or head.nbytes > MAX_HEADER_BYTES:
-            raise fail(f"its header is {head.shape} of {head.dtype.str}; a UTF-8 JSON of at most {MAX_HEADER_BYTES} bytes is read")
+            raise fail(
+                f"its header is {head.shape} of {head.dtype.str}; a UTF-8 JSON of at most "
+                f"{MAX_HEADER_BYTES} bytes is read"
+            )
+        if head.nbytes * _JSON_EXPANSION > max_bytes:
+            raise ValueError(f"{path}'s header of {head.nbytes} bytes is more than max_bytes={max_bytes} allows")
         try:
             header = json.loads(bytes(archive.read("header")).decode("utf-8"))
         except (ValueError, RecursionError) as exc:
@@ -198,10 +212,24 @@ def read_record(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> Timelin
                 )
             return member
 
+        counts = []
         for group in (_MESSAGE_ARRAYS, _CHUNK_ARRAYS):
             lengths = {name: declared(name, *spec, 1).shape[0] for name, spec in group.items()}
             if len(set(lengths.values())) > 1:
                 raise fail(f"its arrays {', '.join(lengths)} differ in length: {lengths}")
+            counts.append(next(iter(lengths.values())))
+        n_messages, n_chunks = counts
+        in_memory = (
+            sum(m.nbytes for m in members.values())
+            + head.nbytes * _JSON_EXPANSION
+            + n_messages * _BYTES_PER_MESSAGE
+            + n_chunks * _BYTES_PER_CHUNK
+        )
+        if in_memory > max_bytes:
+            raise ValueError(
+                f"{path} would take about {in_memory} bytes in memory ({n_messages} messages, "
+                f"{n_chunks} chunks), more than the {max_bytes} read (pass a larger max_bytes to read it)"
+            )
         keyframes = declared("keyframes", "f", 4, 2)
         rows, columns = keyframes.shape
         width = fields["width"]
