@@ -204,3 +204,24 @@ async def test_upgrade_follows_a_redirect_within_the_origin():
         assert await session.start() == "c-same"
         await session.close()
     assert paths == [("/v3/websocket", "tok")]
+
+
+@pytest.mark.parametrize("location", ["http://[::1", "http://127.0.0.1:99999/x", "javascript:alert(1)"])
+async def test_an_invalid_location_is_a_refused_redirect(location):
+    async def token(request):
+        return web.Response(status=302, headers={"Location": location})
+
+    async def ingress(request):
+        return web.Response(status=302, headers={"Location": location.replace("http", "ws")})
+
+    app = web.Application()
+    app.router.add_post("/v1/auth/session-token", token)
+    app.router.add_get("/v2/driveningress/websocket", ingress)
+    async with serve_app(app) as base:
+        session = new_avatar_session(**kwargs(base, base + "/v2/driveningress"))
+        with pytest.raises(SessionTokenError, match="its Location is not a valid URL"):
+            await session.init()
+        session._token = "tok"
+        with pytest.raises(AvatarSDKError, match="its Location is not a valid URL") as info:
+            await session.start()
+    assert info.value.code is AvatarSDKErrorCode.connectionFailed

@@ -295,34 +295,36 @@ _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 
 def origin(url: str) -> tuple[str, str, int | None]:
     """``(scheme, host, port)`` of ``url``, lower-cased, with the scheme's default port
-    filled in: two URLs are the same origin when these are equal."""
-    parts = urlsplit(url)
+    filled in (None for another scheme): two URLs are the same origin when these are
+    equal. ``ValueError`` for a URL that cannot be parsed."""
+    parts = urlsplit(url)  # ValueError for an invalid URL
     scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
+    port = parts.port  # ValueError for a port out of range
     return scheme, (parts.hostname or "").lower(), port if port is not None else _DEFAULT_PORTS.get(scheme)
 
 
 def public_url(url: str) -> str:
     """``url`` as it may be shown to people: scheme, host, port and path only (no user
     info, query or fragment, where a key or token could sit)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
     try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
         port = parts.port
     except ValueError:
-        port = None
+        return "<an invalid URL>"
+    if ":" in host:
+        host = f"[{host}]"
     netloc = host + (f":{port}" if port is not None else "")
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def redirect_target(url: str, location: str) -> str:
-    """The absolute URL a redirect from ``url`` with header ``Location: location`` names."""
-    return urljoin(url, location.strip())
+    """The absolute URL a redirect from ``url`` with header ``Location: location`` names
+    (``location`` itself when it cannot be joined: :func:`redirect_refusal` refuses it)."""
+    try:
+        return urljoin(url, location.strip())
+    except ValueError:
+        return location.strip()
 
 
 def redirect_refusal(url: str, target: str) -> str | None:
@@ -334,7 +336,12 @@ def redirect_refusal(url: str, target: str) -> str | None:
     followed; anything else, including ``http`` to ``https`` and ``https`` to ``http``,
     is refused (docs/protocol.md, "Redirects").
     """
-    old, new = origin(url), origin(target)
+    try:
+        old, new = origin(url), origin(target)
+    except ValueError:
+        return "its Location is not a valid URL"
+    if not new[1] or new[2] is None:
+        return "its Location is not a valid URL"
     if old == new:
         return None
     if old[0] in ("https", "wss") and new[0] not in ("https", "wss"):
