@@ -376,6 +376,11 @@ def test_a_wav_is_not_a_timeline_file(tmp_path):
         Timeline.load(path)
     assert str(info.value) == f"{path} is not an avatar_nb timeline file: it is not an .npz (zip) archive"
     assert "pickle" not in str(info.value)
+    text = tmp_path / "text.wav"  # a text file with a .wav name
+    text.write_text("notes: call Bob\n")
+    with pytest.raises(ValueError) as info:
+        Timeline.load(text)
+    assert str(info.value) == f"{text} is not an avatar_nb timeline file: it is not an .npz (zip) archive"
     npy = tmp_path / "a.npy"
     np.save(npy, np.zeros(3))
     with pytest.raises(ValueError, match="it is not an .npz"):
