@@ -166,10 +166,11 @@ def read_record(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> Timelin
     header's fields and with ``max_bytes`` (default :data:`MAX_FILE_BYTES`), which bounds
     the arrays' total uncompressed size and also what the loaded timeline takes in
     memory (its per-message and per-chunk lists, about 112 and 104 bytes an entry, and
-    the parsed header); a load then peaks at about twice that. The header's fields are checked before use, the arrays'
-    shapes against the header and each other (one length per message, per chunk; as
-    many keyframe rows as the messages carried, ``width`` columns, at most
-    :data:`MAX_WIDTH`), and the indices into ``req_ids`` against its length.
+    the parsed header); a load peaks at about twice that. The header's fields are
+    checked before use, the arrays' shapes against the header and each other (one
+    length per message, per chunk; as many keyframe rows as the messages carried,
+    ``width`` columns, at most :data:`MAX_WIDTH`), and the indices into ``req_ids``
+    against its length.
     """
     path = Path(path)
     with open_npz(path, max_bytes=max_bytes) as archive:
@@ -241,11 +242,12 @@ def read_record(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> Timelin
             declared("audio", "i", 2, 1)
 
         arrays = {name: _native(archive.read(name)) for name in (*_MESSAGE_ARRAYS, *_CHUNK_ARRAYS)}
-        counts = arrays["message_keyframes"]
-        if counts.size and int(counts.min()) < 0:
+        per_message = arrays["message_keyframes"]
+        if per_message.size and int(per_message.min()) < 0:
             raise fail("a message carries a negative number of keyframes")
-        if int(counts.sum(dtype=np.int64)) != rows:
-            raise fail(f"its messages carry {int(counts.sum(dtype=np.int64))} keyframes but it holds {rows}")
+        carried = int(per_message.sum(dtype=np.int64))
+        if carried != rows:
+            raise fail(f"its messages carry {carried} keyframes but it holds {rows}")
         if arrays["chunk_samples"].size and int(arrays["chunk_samples"].min()) < 0:
             raise fail("a chunk has a negative number of samples")
         for name in ("message_req", "chunk_req"):
