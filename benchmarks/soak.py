@@ -24,7 +24,8 @@ when the audio that completed its frame was sent and the service's latency (so 0
 on time; the loopback and the service's work show as a few milliseconds). The report
 gives its percentiles, the service's peak memory (VmHWM) and the longest stall of its
 event loop (a task ticking every 10 ms in the service process measures how late each
-tick runs).
+tick runs) and the CPU time it used (user + system), which the machine's other load
+disturbs less than lateness.
 
 ``--neighbour``: one more client, in its own process, sends the reproducers of hostile
 Ogg Opus input in a loop for the whole run: a 50 KB message of pages of 2-byte packets
@@ -127,6 +128,7 @@ def service_process(conn) -> None:
                         loop_stall_max_ms=round(float(lag.max()), 1),
                         loop_stall_p99_ms=round(float(np.percentile(lag, 99)), 1),
                         peak_rss_mb=round(_peak_rss_bytes() / 2**20, 1),
+                        cpu_s=round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),
                     )
                 )
         ticker.cancel()
