@@ -163,7 +163,7 @@ async def execute(
         write_sweep_info(root, sweeps_info(root, {**info, **executor.info}))
     todo = [s for s in specs if s.run_id not in done]
     reused = len(specs) - len(todo)
-    if reused and progress:
+    if reused:  # said even without progress: a result that is partly old is news
         print(
             f"{reused} of {len(specs)} runs already in {root}; running {len(todo)}",
             file=sys.stderr,
