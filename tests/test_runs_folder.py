@@ -90,13 +90,28 @@ def _summary(folder: Path) -> list[dict[str, str]]:
 
 SWEEP_SCRIPT = textwrap.dedent(
     """
+    import asyncio
     import sys
     import avatar_nb as an
     from avatar_nb.audio import speech_like
 
     clips = {f"c{i}": (speech_like(0.8, 16000, seed=i), 16000) for i in range(4)}
+
+    def study():
+        return an.sweep(clips, grid={"chunk_ms": [40]}, concurrency=1, out=sys.argv[1])
+
+    async def cell():  # a notebook cell: the sweep runs on a loop of its own in a thread
+        return study()
+
     try:
-        result = an.sweep(clips, grid={"chunk_ms": [40]}, concurrency=1, out=sys.argv[1])
+        if sys.argv[2] == "kernel":  # a loop as a kernel runs it: Ctrl-C is KeyboardInterrupt
+            loop = asyncio.new_event_loop()
+            try:
+                result = loop.run_until_complete(cell())
+            finally:
+                loop.close()
+        else:
+            result = study()
     except KeyboardInterrupt:
         print("caller got KeyboardInterrupt", flush=True)
         sys.exit(130)
@@ -105,10 +120,11 @@ SWEEP_SCRIPT = textwrap.dedent(
 )
 
 
-def test_sweep_ctrl_c_saves_finished_runs_says_so_in_one_line_and_the_same_call_resumes(tmp_path):
+@pytest.mark.parametrize("where", ["script", "kernel"])
+def test_sweep_ctrl_c_saves_finished_runs_says_so_in_one_line_and_the_same_call_resumes(tmp_path, where):
     script = tmp_path / "study.py"
     script.write_text(SWEEP_SCRIPT)
-    process = _start(["-X", "dev", str(script), "out"], tmp_path)
+    process = _start(["-X", "dev", str(script), "out", where], tmp_path)
     seen = _wait_for(process, "stderr", b"1/4")  # the progress bar after the first finished run
     code, out, err = _interrupt(process)
     err = seen.decode() + err
@@ -124,7 +140,7 @@ def test_sweep_ctrl_c_saves_finished_runs_says_so_in_one_line_and_the_same_call_
     )
     # the same call again runs the others only, and says so
     again = subprocess.run(
-        [sys.executable, "-X", "dev", str(script), "out"],
+        [sys.executable, "-X", "dev", str(script), "out", where],
         capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=PATIENCE, check=False,
     )
     assert again.returncode == 0, again.stderr
