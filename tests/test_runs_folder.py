@@ -222,7 +222,7 @@ def test_run_ctrl_c_keeps_finished_clips_says_what_was_interrupted_and_resumes(t
     process = _start(args, tmp_path)
     first = _wait_for(process, "stdout", b"\n")
     assert first.startswith(b"clips/c1.wav: ")
-    code, out, err = _interrupt(process)
+    code, _, err = _interrupt(process)
     assert code == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     (line,) = [x for x in err.splitlines() if "interrupted" in x]

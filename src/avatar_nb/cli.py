@@ -119,7 +119,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     file_kinds = [k for k in kinds if k != "dataset"]
     previous = _previous_runs(out_dir)
     stems = _run_stems(clips, previous)
-    todo = [c for c in clips if not _finished(previous.get(c.name), settings, file_kinds)]
+    todo = [c for c in clips if not _finished(previous.get(c.name), settings, file_kinds, out_dir)]
     if len(todo) < len(clips) and not args.json:
         print(
             f"{len(clips) - len(todo)} of {len(clips)} clips already animated in {out_dir} "
@@ -248,7 +248,7 @@ def _run_stems(clips: list[Any], previous: dict[str, dict[str, Any]]) -> dict[st
     return {**stems, **new}
 
 
-def _finished(row: dict[str, Any] | None, settings: RunSettings, kinds: list[str]) -> bool:
+def _finished(row: dict[str, Any] | None, settings: RunSettings, kinds: list[str], out_dir: Path) -> bool:
     """Whether a clip's earlier run in the folder stands: ok, under these settings, with the
     files asked for now on disk."""
     if row is None or row.get("status") != "ok":
@@ -261,7 +261,16 @@ def _finished(row: dict[str, Any] | None, settings: RunSettings, kinds: list[str
         )
     except (TypeError, ValueError):
         return False
-    return same and all(row.get(k) and Path(str(row[k])).is_file() for k in kinds)
+    return same and all(_in_folder(out_dir, row.get(k)) is not None for k in kinds)
+
+
+def _in_folder(out_dir: Path, recorded: Any) -> Path | None:
+    """The file a row names (by its name, in ``out_dir``, wherever the run was started
+    from), if it is there."""
+    if not recorded or not isinstance(recorded, str):
+        return None
+    path = out_dir / Path(recorded).name
+    return path if path.is_file() else None
 
 
 def _record(
@@ -280,13 +289,11 @@ def _record(
             except Exception as exc:  # noqa: BLE001 - said in the summary; the others go on
                 problems.append(f"{r.source}: its row could not be added to the dataset ({exc})")
         old = previous.get(r.clip.name, {})
-        kept = {Path(p).resolve() for p in r.outputs.values() if p}
+        kept = {Path(p).name for p in r.outputs.values() if p}
         for kind in ("npz", "png", "mp4"):
-            path = old.get(kind)
-            if path and Path(str(path)).resolve() not in kept:
-                target = Path(str(path))
-                if target.resolve().parent == out_dir.resolve():  # only files of this folder
-                    target.unlink(missing_ok=True)
+            target = _in_folder(out_dir, old.get(kind))  # only files of this folder
+            if target is not None and target.name not in kept:
+                target.unlink()
     if results:
         try:
             consolidate(out_dir)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import math
 import os
 import re
 import sys
@@ -267,7 +268,7 @@ def write_summary_csv(
 
 
 def _csv_cell(value: object) -> object:
-    if value is None or (isinstance(value, float) and value != value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     try:
         import pandas as pd

@@ -49,8 +49,11 @@ class WriterProcess:
                 "-c",
                 # Ctrl-C reaches the whole process group: the writer ignores it and is told
                 # by the sweep to commit what it holds and stop (close), so it exits quietly
-                "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-                f"from avatar_nb.dataset import serve_writes; serve_writes(commit_seconds={seconds!r})",
+                (
+                    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                    "from avatar_nb.dataset import serve_writes; "
+                    f"serve_writes(commit_seconds={seconds!r})"
+                ),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
