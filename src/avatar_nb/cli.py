@@ -157,11 +157,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     render(results, out_dir, writers, progress=not args.json and not args.quiet and not interrupted,
            stems={id(r): stems[r.clip.name] for r in results})
     problems = _record(results, out_dir, stems, previous)
-    csv_path = out_dir / "summary.csv"
+    csv_path: Path | None = out_dir / "summary.csv"
     try:
         write_summary_csv([], csv_path, rows=_folder_rows(out_dir, clips, results, stems, kinds))
     except OSError as exc:
         problems.append(f"{csv_path}: cannot be written ({exc.strerror or exc})")
+        csv_path = None
     failed = [r for r in results if r.status != "ok"]
     if args.json:
         for r in results:
@@ -169,7 +170,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         printer.flush()
         ok = len(results) - len(failed)
-        where = f"summary: {csv_path}" if csv_path.exists() else "no summary written"
+        where = f"summary: {csv_path}" if csv_path is not None else "summary.csv not written"
         skipped = len(clips) - len(todo)
         already = f", {skipped} already animated in {out_dir}" if skipped else ""
         print(f"{ok} of {len(todo)} clips animated{already}; {where}")
@@ -212,13 +213,14 @@ class _InputOrder:
         self._print()
 
     def flush(self) -> None:
-        self._print()
+        """The lines still held (after an interruption, past the clips that never finished)."""
+        self._print(everything=True)
 
-    def _print(self) -> None:
-        while self.next < len(self.names) and self.names[self.next] in self.ready:
-            result = self.ready.pop(self.names[self.next])
+    def _print(self, everything: bool = False) -> None:
+        while self.next < len(self.names) and (everything or self.names[self.next] in self.ready):
+            result = self.ready.pop(self.names[self.next], None)
             self.next += 1
-            if not self.quiet and result.status == "ok":
+            if result is not None and not self.quiet and result.status == "ok":
                 from tqdm import tqdm
 
                 tqdm.write(result.line(), file=sys.stdout)  # above the bar, not through it
