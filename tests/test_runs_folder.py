@@ -394,3 +394,33 @@ def test_an_unwritable_out_is_found_before_any_session(tmp_path, monkeypatch, ca
     assert code == 2 and "cannot write in this folder (Read-only file system)" in err
     with pytest.raises(ValueError, match="cannot write in this folder"):
         sweep(clips(1), out=tmp_path / "s", pacing="fast", progress=False)
+
+
+def test_files_over_a_size_limit_are_not_left_in_part(tmp_path):
+    """A real write limit (RLIMIT_FSIZE in the subprocess, as a nearly full disk): the long
+    clip's files cannot be written whole, so they are not there at all; the short clips'
+    are whole, and the summary says which failed and why."""
+    import resource
+
+    _clips(tmp_path / "clips", {"short": 0.4, "long": 8.0})
+    limit = 120_000  # bytes: a 0.4 s run's files fit, an 8 s run's timeline does not
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "avatar_nb", "run", "clips", "--out", "o", "--fast", "--quiet", "--no-plot"],
+        capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=PATIENCE, check=False,
+        preexec_fn=small_files,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "long.wav: writing npz: [Errno 27] File too large" in done.stderr
+    rows = {r["clip"]: r for r in _summary(tmp_path / "o")}
+    assert rows["short"]["status"] == "ok" and rows["long"]["status"] == "failed"
+    assert "File too large" in rows["long"]["error"]
+    folder = tmp_path / "o"
+    assert not (folder / "long.npz").exists() and not list(folder.glob(".*"))
+    from avatar_nb import Timeline
+
+    assert Timeline.load(folder / "short.npz").n_keyframes == 10
