@@ -47,8 +47,9 @@ __all__ = [
 @dataclass(frozen=True)
 class Output:
     """A post-run output: ``write(result, stem)`` writes a file for a result whose
-    ``timeline`` is set and returns its path; ``stem`` is ``out / <clip name>`` (plus the
-    settings' index when a batch has several). ``kind`` names the output (``"npz"``,
+    ``timeline`` is set and returns its path; ``stem`` is ``out / <clip name>`` made safe
+    (:func:`safe_stem`, :func:`unique_stems`; plus the settings' index when a batch has
+    several). A writer of a file writes it whole or not at all (:func:`write_whole`). ``kind`` names the output (``"npz"``,
     ``"png"``, ``"mp4"`` ...): the key in :attr:`ClipResult.outputs` and a column of the rows."""
 
     kind: str
