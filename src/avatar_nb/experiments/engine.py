@@ -9,6 +9,10 @@ never an exception.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import os
+import socket
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -104,6 +108,9 @@ class ClipResult:
     service: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     traceback: str = field(default="", repr=False)
+    started_at: dt.datetime | None = field(default=None, repr=False)
+    wall_seconds: float | None = field(default=None, repr=False)
+    worker: str = field(default="", repr=False)
 
     @property
     def name(self) -> str:
@@ -129,13 +136,18 @@ class ClipResult:
             "error": self.error,
             **self.settings.row(),
             "service": self.service.get("service"),
-            "service_latency_ms": self.service.get("service_latency_ms"),
-            "service_jitter_ms": self.service.get("service_jitter_ms"),
+            # the local service's simulated processing latency and jitter (ms); a sweep's
+            # grid names them so too (older datasets: service_latency_ms, service_jitter_ms)
+            "latency_ms": self.service.get("service_latency_ms"),
+            "jitter_ms": self.service.get("service_jitter_ms"),
             "source_rate": prepared.source_rate if prepared else None,
             "source_channels": prepared.source_channels if prepared else None,
             "clip_seconds": round(prepared.clip_seconds, 6) if prepared else None,
         }
         record.update({key: s.get(key) for key in _SUMMARY_COLUMNS})
+        record.update(
+            started_at=self.started_at, wall_seconds=self.wall_seconds, worker=self.worker or None
+        )
         for kind in dict.fromkeys([*writer_kinds, *self.outputs]):
             record[kind] = self.outputs.get(kind, "")
         return record
@@ -177,7 +189,9 @@ async def run_clip(
     Timeline (``result.timeline``) and the flat record (``result.row()``).
     """
     settings = settings or RunSettings()
-    result = ClipResult(clip, settings)
+    result = ClipResult(clip, settings, worker=f"{socket.gethostname()}:{os.getpid()}")
+    result.started_at = dt.datetime.now(dt.timezone.utc)
+    t0 = time.perf_counter()
     try:
         if prepared is None:
             prepared = await asyncio.to_thread(prepare_clip, clip, settings.sample_rate)
@@ -210,4 +224,5 @@ async def run_clip(
         result.status, result.error = "failed", str(exc) or type(exc).__name__
         result.timeline = getattr(exc, "timeline", None)
         result.traceback = traceback.format_exc()
+    result.wall_seconds = time.perf_counter() - t0
     return result
