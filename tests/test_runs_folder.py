@@ -23,6 +23,7 @@ import pytest
 
 from avatar_nb import cli as cli_module
 from avatar_nb import load_results, speech_like, sweep, write_wav
+from avatar_nb.dataset import LOCK_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {
@@ -274,7 +275,7 @@ def test_run_again_into_a_used_folder_skips_finished_runs_and_replaces_files_tog
     for column in ("started_at", "worker", "wall_seconds"):
         assert runs[column].notna().all(), column
     assert str(runs["started_at"].dtype) == "datetime64[us, UTC]"
-    assert not list(out.glob(".*"))  # no temporary left
+    assert not [p for p in out.glob(".*") if p.name != LOCK_FILE]  # no temporary left (the dataset lock stays)
 
 
 def test_lines_come_in_input_order(tmp_path):
@@ -372,7 +373,7 @@ def test_a_full_disk_leaves_whole_files_and_a_summary_that_says_what_failed(tmp_
     assert rows["c2"]["status"] == "failed" and "No space left" in rows["c2"]["error"]
     # whole files or none: no partial figure, no temporary left behind
     folder = tmp_path / "o"
-    assert not (folder / "c2.png").exists() and not list(folder.glob(".*"))
+    assert not (folder / "c2.png").exists() and not [p for p in folder.glob(".*") if p.name != LOCK_FILE]
     for name in ("c1", "c4"):
         assert (folder / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -420,7 +421,7 @@ def test_files_over_a_size_limit_are_not_left_in_part(tmp_path):
     assert rows["short"]["status"] == "ok" and rows["long"]["status"] == "failed"
     assert "File too large" in rows["long"]["error"]
     folder = tmp_path / "o"
-    assert not (folder / "long.npz").exists() and not list(folder.glob(".*"))
+    assert not (folder / "long.npz").exists() and not [p for p in folder.glob(".*") if p.name != LOCK_FILE]
     from avatar_nb import Timeline
 
     assert Timeline.load(folder / "short.npz").n_keyframes == 10
