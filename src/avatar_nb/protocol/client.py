@@ -17,6 +17,7 @@ from ..logid import generate_log_id
 from ..proto import message_pb2 as pb
 from .messages import (
     DEFAULT_SAMPLE_RATE,
+    MAX_AUDIO_CHUNK_BYTES,
     MessageType,
     RequestStatus,
     WirePlaybackState,
@@ -369,7 +370,21 @@ class ClientConnection:
         sessions take slices of an Ogg Opus stream (:func:`check_ogg_chunk`). Nothing
         changes when the chunk is refused.
         """
-        self._require(ClientState.OPEN, action="send audio")
+        if self.state is not ClientState.OPEN:
+            self._require(ClientState.OPEN, action="send audio")
+        if type(audio) is bytes and self.audio_format == pb.AUDIO_FORMAT_PCM_S16LE:
+            # the seed's per-chunk path: bytes need no view, and an even count encodes as one message
+            n = len(audio)
+            if n % 2 or n > MAX_AUDIO_CHUNK_BYTES or not n:
+                check_pcm_chunk(audio)  # raises the error that names the problem, or passes an empty chunk
+            req_id = self.current_req_id or self.open_request()
+            message = _wire.encode_audio_messages(audio, req_id, n, end=bool(end))[0] if n else build_audio(
+                req_id, audio, bool(end)
+            )
+            self._requests[req_id].bytes_sent += n
+            if end:
+                self._ended_by_client(req_id)
+            return req_id, message
         if self.audio_format == pb.AUDIO_FORMAT_OGG_OPUS:
             current = self._requests.get(self.current_req_id or "")
             n = check_ogg_chunk(audio, first=current is None or current.bytes_sent == 0)
