@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from .protocol import ClientConnection
     from .timeline import Timeline
 
+_FAST_YIELD_S = 0.001  # a "fast" stream() yields to the event loop at least this often
+
 
 class _SendPath:
     """What :class:`~avatar_nb.session.AvatarSession` sends, and when."""
@@ -171,6 +173,8 @@ class _SendPath:
         await self._send(ws, message, action="send audio", req_id=req_id, now=now)
         if self._ogg:
             self._timeline.add_audio_chunk(req_id, sent_at, 0)  # Ogg is not decoded here
+        elif type(audio) is bytes:  # immutable: the Timeline may keep it without a copy
+            self._timeline.add_audio_chunk(req_id, sent_at, len(audio) // 2, pcm=audio)
         else:
             view = memoryview(audio).cast("B")
             self._timeline.add_audio_chunk(req_id, sent_at, view.nbytes // 2, pcm=view)
@@ -191,7 +195,9 @@ class _SendPath:
         ``pacing`` (see :mod:`avatar_nb.pacing`): ``"capture"`` sends chunk ``i`` of
         ``d`` seconds when its last sample would have been captured, ``(i + 1) * d``
         after this call started; ``"playback"`` when its audio starts, ``i * d``;
-        ``"fast"`` as fast as the connection takes them. The schedule runs on the
+        ``"fast"`` as fast as the connection takes them, yielding to the event loop
+        about once a millisecond (so arrivals meanwhile are stamped at most about that
+        late, and other tasks run). The schedule runs on the
         monotonic clock from the start, so no drift builds up. ``realtime`` is the older
         flag: ``False`` means ``"fast"``, ``True`` the default pacing; ``pacing`` wins.
         The mode and ``chunk_ms`` are recorded in ``timeline.meta``.
@@ -218,28 +224,34 @@ class _SendPath:
         start = time.monotonic()
         if self._t0 is None:
             self._t0 = start
+        t0 = self._t0
         self._record_pacing(mode, float(chunk_ms))
         view = memoryview(pcm).cast("B") if n_bytes else memoryview(b"")
         rate = self._config.sample_rate
         samples_per_chunk = chunk_bytes // 2
         total_samples = n_bytes // 2
         total = len(payloads)
+        yielded = start
+        monotonic = time.monotonic
         for index, payload in enumerate(payloads):
             first = index * samples_per_chunk
             n = max(0, min(samples_per_chunk, total_samples - first))
             offset = _pacing.send_offset(mode, first, n, rate)
             if offset is not None:
-                delay = start + offset - time.monotonic()
+                delay = start + offset - monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            else:
-                await asyncio.sleep(0)  # let the read loop take arrivals as they come
+            elif monotonic() - yielded >= _FAST_YIELD_S or not index:
+                # let the read loop take arrivals (stamped at most this late) and other tasks run
+                await asyncio.sleep(0)
+                yielded = monotonic()
             if self._protocol.status(req_id) is RequestStatus.INTERRUPTED:
                 break  # interrupted while streaming: the rest of the utterance is dropped
             ws = self._require_open("send audio")
-            sent_at = self._elapsed()
+            now = monotonic()
+            sent_at = now - t0
             if payload is not None:
-                await self._send(ws, payload, action="send audio", req_id=req_id)
+                await self._send(ws, payload, action="send audio", req_id=req_id, now=now)
             self._timeline.add_audio_chunk(req_id, sent_at, n, pcm=view[first * 2 : (first + n) * 2])
             if on_chunk is not None:
                 on_chunk(index, total)
