@@ -9,7 +9,7 @@ request's lifecycle: the adapter feeds received audio to the
 :class:`~avatar_nb.server.animator.Animator` and sends the keyframes back, either at
 once (``realtime=False``) or when they are due, like a live service: a keyframe is due
 ``latency_ms`` (plus optional jitter) after the audio of its whole frame arrived, then
-crosses the simulated network :class:`~avatar_nb.server.pacing.Link`.
+crosses the simulated network :class:`~avatar_nb.server.latency.Link`.
 
 Bounded in memory and time, whatever the client does:
 
@@ -52,9 +52,9 @@ from ..protocol import (
     SessionConfigured,
 )
 from .animator import Animator
+from .latency import Link, Pacer
 from .ogg_input import OggOpusInput
 from .outbox import Outbox
-from .pacing import Link, Pacer
 from .playout import Playout, Report
 from .state import ServiceState
 from .tokens import InvalidToken
