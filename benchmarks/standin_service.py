@@ -2,8 +2,9 @@
 
     python benchmarks/standin_service.py [--port 0] [--expression-coefficients 50] [--no-deflate]
 
-It answers the token routes (``/v1/auth/session-token``, ``/v1/console/session-tokens``)
-and the ingress WebSocket (``/websocket``) on one port: it confirms the session
+It answers the token routes (``/v1/auth/session-token``, ``/v1/console/session-tokens``,
+aiohttp) and the ingress WebSocket (``/websocket``, the websockets library with its
+default settings, on a port of its own): it confirms the session
 and answers the audio of each request with keyframes at 25 fps (one animation message
 per audio message that completes a keyframe, the rest with the end flag), the same
 deterministic values for every client. It does not animate anything, so its own CPU
@@ -22,7 +23,10 @@ import asyncio
 import signal
 
 import numpy as np
-from aiohttp import WSMsgType, web
+import websockets
+from aiohttp import web
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
 
 from avatar_nb import _wire
 from avatar_nb.protocol import build_confirm_session
@@ -60,56 +64,64 @@ class Animator:
         return _wire.encode_animation_message(rows, connection_id="conn-standin", req_id=req_id, end=end)
 
 
-def make_app(width: int, deflate: bool) -> web.Application:
+def console_app() -> web.Application:
     async def token(request: web.Request) -> web.Response:
-        return web.json_response({"sessionToken": "standin-token", "session_token": "standin-token"})
+        body = {"sessionToken": "standin-token", "session_token": "standin-token"}  # both clients' spellings
+        return web.json_response(body)
 
-    async def ingress(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=64 << 20, compress=deflate)
-        await ws.prepare(request)
-        animator: Animator | None = None
-        async for msg in ws:
-            if msg.type is not WSMsgType.BINARY:
+    app = web.Application()
+    app.router.add_post("/v1/auth/session-token", token)
+    app.router.add_post("/v1/console/session-tokens", token)
+    return app
+
+
+async def ingress(ws: ServerConnection, width: int) -> None:
+    animator: Animator | None = None
+    try:
+        async for data in ws:
+            if isinstance(data, str):
                 continue
-            decoded = _wire.decode_message(msg.data)
+            decoded = _wire.decode_message(data)
             if animator is None:  # the first message configures the session
                 animator = Animator(width, decoded.sample_rate or 16000)
-                await ws.send_bytes(build_confirm_session("conn-standin", ["fps:25"]))
+                await ws.send(build_confirm_session("conn-standin", ["fps:25"]))
                 continue
             if decoded.type != MESSAGE_AUDIO:
                 continue
             out = animator.message(decoded.req_id, len(decoded.audio) // 2, decoded.end)
             if out is not None:
-                await ws.send_bytes(out)
-        return ws
-
-    app = web.Application(client_max_size=64 << 20)
-    app.router.add_post("/v1/auth/session-token", token)
-    app.router.add_post("/v1/console/session-tokens", token)
-    app.router.add_get("/websocket", ingress)
-    return app
+                await ws.send(out)
+    except ConnectionClosed:
+        pass
 
 
 async def serve(port: int, width: int, deflate: bool) -> None:
-    runner = web.AppRunner(make_app(width, deflate), access_log=None)
+    runner = web.AppRunner(console_app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
-    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    base = f"http://127.0.0.1:{bound}"
-    for name, value in (
-        ("console_endpoint_url", f"{base}/v1/console"),
-        ("ingress_endpoint_url", base),
-        ("api_key", "sk-standin"),
-        ("app_id", "app-standin"),
-        ("avatar_id", "avatar-standin"),
-    ):
-        print(f"  {name} = {value}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    console_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    async with websockets.serve(
+        lambda ws: ingress(ws, width),
+        "127.0.0.1",
+        0,
+        max_size=64 << 20,
+        compression="deflate" if deflate else None,
+    ) as server:
+        ingress_port = server.sockets[0].getsockname()[1]
+        for name, value in (
+            ("console_endpoint_url", f"http://127.0.0.1:{console_port}/v1/console"),
+            ("ingress_endpoint_url", f"http://127.0.0.1:{ingress_port}"),
+            ("api_key", "sk-standin"),
+            ("app_id", "app-standin"),
+            ("avatar_id", "avatar-standin"),
+        ):
+            print(f"  {name} = {value}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
     await runner.cleanup()
 
 
