@@ -169,9 +169,9 @@ def main() -> None:
         note = "every keyframe decoded" if name.startswith("avatar_nb") else "raw bytes only"
         print(f"{name:<22} ({note:<22}) {cpu / hours:7.2f} CPU s per audio hour")
     for ours in ("avatar_nb send_audio", "avatar_nb stream()"):
-        for theirs in best:
+        for theirs, their_cpu in best.items():
             if not theirs.startswith("avatar_nb"):
-                ratio = best[ours] / best[theirs]
+                ratio = best[ours] / their_cpu
                 print(f"ratio {ours} / {theirs:<18} {ratio:5.2f}  (target <= 0.5)")
 
 

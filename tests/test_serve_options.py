@@ -11,7 +11,8 @@ import re
 import numpy as np
 import pytest
 
-from avatar_nb import _pcm, cli as cli_module, new_avatar_session
+from avatar_nb import _pcm, new_avatar_session
+from avatar_nb import cli as cli_module
 from avatar_nb.audio import speech_like
 from avatar_nb.server import LocalService
 
@@ -86,7 +87,7 @@ def test_settings_reach_the_service_and_egress_secrets_are_printed_once():
 
 
 def test_egress_off():
-    proc, info, lines = pool_pattern.start_serve("--egress", "off")
+    proc, _, lines = pool_pattern.start_serve("--egress", "off")
     try:
         assert "  egress = off (egress sessions get code 14)" in lines
     finally:
