@@ -74,6 +74,18 @@ class AnimationReceived:
     status: RequestStatus | None = None
 
 
+_ANIMATION = int(MessageType.SERVER_RESPONSE_ANIMATION)
+
+
+def _animation_event(**fields: Any) -> AnimationReceived:
+    """An :class:`AnimationReceived` with every field given, made without the frozen
+    dataclass's ``object.__setattr__`` per field (ten of them were most of the client's
+    own work per animation message). The instance is the same: frozen, equal, same repr."""
+    event = object.__new__(AnimationReceived)
+    event.__dict__.update(fields)
+    return event
+
+
 @dataclass(frozen=True)
 class ServerErrorReceived:
     """A ``ServerError``; ``status`` is FAILED when it named a request still open."""
@@ -248,6 +260,16 @@ class ClientConnection:
         protocolError. In OPEN, every message becomes an event; bytes that are not a
         valid Message raise a protocolError (the connection stays usable).
         """
+        if self.state is ClientState.OPEN and type(data) is bytes:  # the usual case, checked cheaply
+            try:
+                msg = _wire.decode_message(data)
+            except ValueError as exc:
+                raise AvatarSDKError(
+                    AvatarSDKErrorCode.protocolError, f"invalid protobuf message: {exc}", phase="websocket_runtime"
+                ) from None
+            if msg.type == _ANIMATION:
+                return self._animation(msg, data)
+            return self._runtime_message(msg, data, "websocket_runtime")
         self._require(ClientState.AWAITING_CONFIRM, ClientState.OPEN, action="receive messages")
         phase = "websocket_handshake" if self.state is ClientState.AWAITING_CONFIRM else "websocket_runtime"
         if isinstance(data, str):
@@ -284,7 +306,11 @@ class ClientConnection:
                 phase=phase,
             )
 
-        if msg.type == MessageType.SERVER_RESPONSE_ANIMATION:
+        return self._runtime_message(msg, data, phase)
+
+    def _runtime_message(self, msg: Any, data: Any, phase: str) -> ClientEvent:
+        """The event of one decoded message in OPEN."""
+        if msg.type == _ANIMATION:
             return self._animation(msg, data)
         if msg.type == MessageType.SERVER_ERROR:
             error = server_error_to_exception(msg, phase)
@@ -317,7 +343,7 @@ class ClientConnection:
                 request.end_received = True
                 if not request.sending:
                     status = self._finish(req_id, request)
-        return AnimationReceived(
+        return _animation_event(
             req_id=req_id,
             end=msg.end,
             keyframes=msg.keyframes,
