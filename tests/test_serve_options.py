@@ -45,6 +45,8 @@ def test_the_defaults_shown_are_local_services():
 @pytest.mark.parametrize(
     "args,message",
     [
+        (["--fps", "0"], "--fps must be a number > 0, got 0"),
+        (["--expression-dims", "2.5"], "--expression-dims must be an int >= 0, got 2.5"),
         (["--latency-ms", "-5"], "--latency-ms must be a number >= 0, got -5"),
         (["--latency-ms", "soon"], "--latency-ms must be a number >= 0, got 'soon'"),
         (["--jitter-ms", "nan"], "--jitter-ms must be a number >= 0, got nan"),

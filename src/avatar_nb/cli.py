@@ -33,7 +33,6 @@ from .experiments.outputs import (
     make_out_dir,
     write_summary_csv,
 )
-from .flame import DEFAULT_FPS
 from .pacing import DEFAULT_CHUNK_MS, DEFAULT_PACING, PACING_MODES
 from .protocol import DEFAULT_SAMPLE_RATE, SUPPORTED_SAMPLE_RATES
 
@@ -181,6 +180,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # help). A flag not given keeps LocalService's default (which lives there; a test checks
 # that the defaults shown here are its defaults), and LocalService checks every value given.
 _SERVE_SETTINGS = (
+    ("--fps", "fps", "FPS", "25", "keyframes a second, > 0"),
+    ("--expression-dims", "n_expression", "E", "50", "expression coefficients per keyframe, int >= 0"),
     ("--latency-ms", "latency_ms", "MS", "80", "audio completing a keyframe to the keyframe, >= 0"),
     ("--jitter-ms", "jitter_ms", "MS", "0", "scale of seeded half-normal jitter on it, >= 0"),
     ("--av-offset-ms", "av_offset_ms", "MS", "0", "the mouth lags (+) or leads (-) the audio, -1000..1000"),
@@ -215,9 +216,6 @@ def _serve_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
     kwargs: dict[str, Any] = {"realtime": args.service_speed == "realtime", "playout": args.playout}
     # settings not given keep LocalService's own defaults, which live there alone
-    for key, value in (("fps", args.fps), ("n_expression", args.expression_dims)):
-        if value is not None:
-            kwargs[key] = value
     for _, key, *_ in _SERVE_SETTINGS:
         text = getattr(args, key)
         if text is not None:
@@ -235,7 +233,7 @@ def _serve_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         LocalService(args.host, args.port, **kwargs)  # checks every value; nothing listens yet
     except ValueError as exc:
         message = str(exc).replace(" or None", " or none").replace("got None", "got none")
-        for flag, key, *_ in (*_SERVE_SETTINGS, ("--fps", "fps"), ("--expression-dims", "n_expression")):
+        for flag, key, *_ in _SERVE_SETTINGS:
             if message.startswith(key + " "):
                 message = flag + message[len(key):]
                 break
@@ -411,9 +409,6 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=_OneLineHelp)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=8765, help="0 picks a free port (default 8765)")
-    serve.add_argument("--fps", type=_positive_float, default=None, help=f"keyframes a second (default {DEFAULT_FPS:g})")
-    serve.add_argument("--expression-dims", type=int, default=None, metavar="E",
-                       help="expression coefficients per keyframe (default 50)")
     for flag, key, metavar, default, help_text in _SERVE_SETTINGS:
         serve.add_argument(flag, dest=key, metavar=metavar, default=None, help=f"{help_text} (default {default})")
     serve.add_argument("--playout", action="store_true",
