@@ -157,6 +157,32 @@ async def test_sends_spread_over_many_io_timeouts_to_a_reading_server_never_trip
 
 
 @pytest.mark.timeout(60)
+async def test_sends_share_one_watchdog_instead_of_a_timer_each():
+    """The bound costs no timer per send: 200 chunks sent at once arm it once."""
+    async with console() as base, ingress(confirm_then_read) as url:
+        session = new_avatar_session(**options(base, url, io_timeout=5.0))
+        await session.init()
+        await session.start()
+        loop = asyncio.get_running_loop()
+        timers = []
+        original = loop.call_at  # every timer (call_later, asyncio.timeout, sleep) goes through it
+
+        def counting(*args, **kwargs):
+            timers.append(args)
+            return original(*args, **kwargs)
+
+        loop.call_at = counting
+        try:
+            for i in range(200):
+                await session.send_audio(bytes(1280), end=i == 199)
+            await session.stream(bytes(64000), chunk_ms=40, pacing="fast")
+        finally:
+            del loop.call_at  # the instance attribute goes, the loop's method is back
+        assert len(timers) == 1, timers
+        await session.close()
+
+
+@pytest.mark.timeout(60)
 async def test_close_returns_while_a_send_is_blocked_on_a_stalled_server():
     async with console() as base, ingress(confirm_then_stop_reading) as url:
         cb = Callbacks()
