@@ -118,7 +118,7 @@ def test_run_human_output_and_png(tmp_path):
     line = out.stdout.splitlines()[0]
     assert re.match(
         r".*x\.wav: 0\.80 s audio, 20 keyframes, fast pacing, first frame [\d.]+ ms, "
-        r"latency p99 [\d.]+ ms, lateness p99 n/a \(fast\), RTF [\d.]+$",
+        r"latency p99 [\d.]+ ms, lateness p99 n/a \(fast\), processing [\d.]+x real time$",
         line,
     ), line
     assert (tmp_path / "o" / "x.png").read_bytes()[:4] == b"\x89PNG"

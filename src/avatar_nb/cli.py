@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import json
 import math
 import sys
@@ -34,6 +35,7 @@ from .experiments.outputs import (
     write_summary_csv,
 )
 from .pacing import DEFAULT_CHUNK_MS, DEFAULT_PACING, PACING_MODES
+from .progress import set_streaming_bars
 from .protocol import DEFAULT_SAMPLE_RATE, SUPPORTED_SAMPLE_RATES
 
 EXIT_OK = 0
@@ -82,6 +84,10 @@ def _out_dir(text: str) -> Path:
     return out_dir
 
 
+def _one_file(items: list[str]) -> bool:
+    return len(items) == 1 and Path(items[0]).is_file()
+
+
 def _print_tracebacks(results: list[ClipResult], debug: bool) -> None:
     if debug:
         for r in results:
@@ -104,6 +110,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     # besides the per-clip files, the folder is a dataset that load_results(out) reads
     writers = [*run_writers(args), dataset_output()]
+
+    # one file: a bar of its seconds animated (the batch's bar counts clips); never with --json
+    set_streaming_bars(_one_file(args.audio) and not args.json and not args.quiet)
 
     def report(result: ClipResult) -> None:
         # a line per clip as it finishes streaming; light work beside the running sessions
@@ -154,6 +163,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     clip = write_wav(out_dir / "demo.wav", speech_like(args.seconds, rate, seed=args.seed), rate)
     print(f"generated a {args.seconds:g} s speech-like clip: {clip}")
     print(f"streaming it through the embedded local avatar service ({args.pacing} pacing) ...")
+    set_streaming_bars()  # a bar of the seconds animated, once the clip has streamed for 2 s
     results = asyncio.run(
         run_batch(
             [clip],
@@ -427,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        # in a context of its own: what a command sets (its streaming bars) ends with it
+        return int(contextvars.copy_context().run(args.func, args))
     except BadInput as exc:
         if args.debug:
             traceback.print_exc()

@@ -9,10 +9,14 @@ Nothing here knows of segments or their readers: :mod:`.writer` writes them,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import stat
+import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +36,15 @@ FORMAT_VERSION = 1
 SEGMENT_TEMPORARY = ".segment-"
 """How the keyframe file of an open segment is named until it is committed (a leading
 dot: readers skip it); :func:`~.consolidation.consolidate` removes those of killed writers."""
+
+SEGMENT_FILE = re.compile(r"[0-9a-f]{16}-[0-9a-f]{4}-[0-9a-f]{8}(-[0-9]+)?\.parquet\Z")
+"""How a writer names a committed keyframe file (``<segment>.parquet``, or
+``<segment>-<i>.parquet`` for a segment of several layouts): the only names
+:func:`~.consolidate.consolidate` ever deletes."""
+LOCK_FILE = ".lock"
+"""The dataset's advisory lock (``fcntl.flock``), in its root: a writer's commit holds
+it shared, :func:`~.consolidation.consolidate` exclusive, a reader reading the runs files
+shared (see :func:`dataset_lock`)."""
 
 ROW_GROUP_BYTES = 16 << 20
 """Bytes of Arrow data a row group collects before it is encoded (several runs of
@@ -85,6 +98,64 @@ def check_run_id(run_id: Any) -> str:
             f"run_id must be a non-empty name without slashes or a leading dot, got {run_id!r}"
         )
     return run_id
+
+
+_held = threading.local()
+
+
+@contextlib.contextmanager
+def dataset_lock(root: Path, *, exclusive: bool, create: bool = True) -> Iterator[None]:
+    """Hold the advisory lock of the dataset at ``root``: shared, or ``exclusive``.
+
+    Writers commit under the shared lock, so several commit at once; :func:`consolidate`
+    holds it exclusive, so it never sees a commit half done (a keyframe file renamed in,
+    its runs file not yet written) and two of them run one after the other. Readers take
+    it shared while they read the runs files, and only when the lock file exists
+    (``create=False``: reading never writes). A thread already holding the lock of
+    ``root`` holds it again at no cost (consolidate's own commits). Where ``fcntl`` is
+    missing (Windows) there is no lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    key = os.path.realpath(root)
+    held: dict[str, bool] = _held.__dict__.setdefault("locks", {})
+    if key in held:
+        if exclusive and not held[key]:
+            raise RuntimeError(f"{root}: the dataset's lock is held shared by this thread")
+        yield
+        return
+    path = os.path.join(key, LOCK_FILE)
+    flags = os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        if create:
+            os.makedirs(key, exist_ok=True)
+            try:  # read-write: an exclusive lock over NFS needs it
+                fd = os.open(path, flags | os.O_RDWR | os.O_CREAT, 0o666)
+            except PermissionError:
+                fd = os.open(path, flags | os.O_RDONLY)
+        else:
+            fd = os.open(path, flags | os.O_RDONLY)
+    except FileNotFoundError:
+        if create:
+            raise
+        yield  # a dataset never written by a locking writer: nothing to wait for
+        return
+    except OSError as exc:  # a link (ELOOP) or worse
+        raise ValueError(f"{path}: cannot be opened as the dataset's lock file ({exc})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path}: the dataset's lock file is not a regular file")
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        held[key] = exclusive
+        try:
+            yield
+        finally:
+            del held[key]
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def create_file(path: Path, opener: Callable[[str], Any]) -> Any:

@@ -18,6 +18,7 @@ from ..pacing import DEFAULT_CHUNK_MS, DEFAULT_PACING, Pacing, check_chunk_ms, c
 from ..pipeline import service_meta, stream_clip
 from ..protocol import DEFAULT_SAMPLE_RATE, check_sample_rate
 from ..timeline import ms_text
+from ..timeline_text import times_real_time
 from .clips import BadInput, Clip, PreparedClip, prepare_clip
 
 if TYPE_CHECKING:
@@ -145,12 +146,14 @@ class ClipResult:
             return f"{self.clip.source}: FAILED: {self.error}"
         s = self.summary
         rtf = "n/a" if s.get("real_time_factor") is None else f"{s['real_time_factor']:.3f}"
+        speed = (f"processing {times_real_time(s.get('real_time_factor'))} real time"  # RTF 0.003 says little
+                 if self.settings.pacing == "fast" else f"RTF {rtf}")
         outputs = ", ".join(self.outputs.values())
         late = "n/a (fast)" if self.settings.pacing == "fast" else ms_text(s.get("lateness_p99"))
         return (
             f"{self.clip.source}: {s.get('audio_seconds') or 0:.2f} s audio, {s.get('keyframes')} keyframes, "
             f"{self.settings.pacing} pacing, first frame {ms_text(s.get('first_frame_latency'))}, "
-            f"latency p99 {ms_text(s.get('latency_p99'))}, lateness p99 {late}, RTF {rtf}"
+            f"latency p99 {ms_text(s.get('latency_p99'))}, lateness p99 {late}, {speed}"
             + (f" -> {outputs}" if outputs else "")
         )
 
