@@ -36,7 +36,6 @@ from .experiments.outputs import (
     unique_stems,
     write_summary_csv,
 )
-from .flame import DEFAULT_FPS
 from .pacing import DEFAULT_CHUNK_MS, DEFAULT_PACING, PACING_MODES
 from .progress import set_streaming_bars
 from .protocol import DEFAULT_SAMPLE_RATE, SUPPORTED_SAMPLE_RATES
@@ -365,29 +364,82 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from .server import serve_forever
+# serve's flags for LocalService's settings: (flag, keyword, metavar, default as shown,
+# help). A flag not given keeps LocalService's default (which lives there; a test checks
+# that the defaults shown here are its defaults), and LocalService checks every value given.
+_SERVE_SETTINGS = (
+    ("--fps", "fps", "FPS", "25", "keyframes a second, > 0"),
+    ("--expression-dims", "n_expression", "E", "50", "expression coefficients per keyframe, int >= 0"),
+    ("--latency-ms", "latency_ms", "MS", "80", "audio completing a keyframe to the keyframe, >= 0"),
+    ("--jitter-ms", "jitter_ms", "MS", "0", "scale of seeded half-normal jitter on it, >= 0"),
+    ("--av-offset-ms", "av_offset_ms", "MS", "0", "the mouth lags (+) or leads (-) the audio, -1000..1000"),
+    ("--net-delay-ms", "net_delay_ms", "MS", "0", "one-way delay of every animation message, >= 0"),
+    ("--bandwidth-bps", "bandwidth_bps", "BPS", "none", "link per connection, bits/s > 0 or none"),
+    ("--idle-timeout", "idle_timeout", "S", "600", "no audio for S closes a session, > 0 or none"),
+    ("--session-time-limit", "session_time_limit", "S", "none", "a session's longest life (then 4002), > 0 or none"),
+    ("--max-sessions", "max_sessions", "N", "none", "sessions at once, then 429, >= 1 or none"),
+    ("--credits-seconds", "credits_seconds", "S", "none", "audio seconds for all (then 4001), >= 0 or none"),
+    ("--pause-limit", "pause_limit", "S", "30", "longest pause, then pause_timeout (--playout), > 0"),
+)
+_EGRESS_CHOICES = ("on", "off")
 
-    kwargs: dict[str, Any] = {"realtime": args.service_speed == "realtime"}
+
+def _setting_value(text: str) -> Any:
+    """A setting as typed: ``none`` is None, then an int, a float, else the text itself,
+    which LocalService refuses with a message naming what it accepts."""
+    if text.strip().lower() == "none":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _serve_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """LocalService's keyword arguments from serve's flags, checked by LocalService itself:
+    a value it refuses is a BadInput naming the flag and what is accepted."""
+    from .server import LocalService
+
+    kwargs: dict[str, Any] = {"realtime": args.service_speed == "realtime", "playout": args.playout}
     # settings not given keep LocalService's own defaults, which live there alone
-    for key, value in (
-        ("fps", args.fps),
-        ("latency_ms", args.latency_ms),
-        ("jitter_ms", args.jitter_ms),
-        ("n_expression", args.expression_dims),
-    ):
-        if value is not None:
-            kwargs[key] = value
+    for _, key, *_ in _SERVE_SETTINGS:
+        text = getattr(args, key)
+        if text is not None:
+            kwargs[key] = _setting_value(text)
+    egress = args.egress.strip().lower()
+    if egress not in _EGRESS_CHOICES:
+        raise BadInput(f"--egress must be on or off, got {args.egress!r}")
+    kwargs["egress"] = egress == "on"
     for key in ("api_key", "app_id"):
         if getattr(args, key):
             kwargs[key] = getattr(args, key)
     if args.avatar_id:
         kwargs["avatar_ids"] = [args.avatar_id]
+    try:
+        LocalService(args.host, args.port, **kwargs)  # checks every value; nothing listens yet
+    except ValueError as exc:
+        message = str(exc).replace(" or None", " or none").replace("got None", "got none")
+        for flag, key, *_ in _SERVE_SETTINGS:
+            if message.startswith(key + " "):
+                message = flag + message[len(key):]
+                break
+        raise BadInput(message) from None
+    return kwargs
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .server import serve_forever
+
+    kwargs = _serve_kwargs(args)
     from .endpoints import ENV_VARS
     from .server.service import describe
 
     def ready(svc: Any) -> None:
-        # printed only once the socket listens: a script may wait for these lines
+        # printed only once the socket listens: a script may wait for these lines. The
+        # egress secrets are in describe's lines, here and nowhere else (not in a log,
+        # a repr or an error): they are made for this process, and a client needs them
         values = svc.session_kwargs()
         print(describe(svc), flush=True)
         print("animate against it from another shell with:")
@@ -530,6 +582,16 @@ names are cut to 80 characters, a changed name gets a hash of the original, and 
 that differ only in case get -2, -3 ..."""
 
 
+class _OneLineHelp(argparse.HelpFormatter):
+    """serve's settings one line each: the help column after the longest flag, and at
+    least 100 columns (a narrower terminal wraps them itself)."""
+
+    def __init__(self, prog: str) -> None:
+        import shutil
+
+        super().__init__(prog, max_help_position=32, width=max(100, shutil.get_terminal_size().columns))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -574,16 +636,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pacing(demo)
     demo.set_defaults(func=_cmd_demo)
 
-    serve = sub.add_parser("serve", parents=[common], help="run the local avatar service until Ctrl-C")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve = sub.add_parser("serve", parents=[common], help="run the local avatar service until Ctrl-C",
+                           formatter_class=_OneLineHelp)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=8765, help="0 picks a free port (default 8765)")
-    serve.add_argument("--fps", type=_positive_float, default=None, help=f"keyframes a second (default {DEFAULT_FPS:g})")
-    serve.add_argument("--latency-ms", type=float, default=None, help="processing latency in ms (default: LocalService's)")
-    serve.add_argument("--jitter-ms", type=float, default=None, help="half-normal jitter scale in ms (default: none)")
-    serve.add_argument("--expression-dims", type=int, default=None, help="expression coefficients per keyframe (default: LocalService's)")
+    for flag, key, metavar, default, help_text in _SERVE_SETTINGS:
+        serve.add_argument(flag, dest=key, metavar=metavar, default=None, help=f"{help_text} (default {default})")
+    serve.add_argument("--playout", action="store_true",
+                       help="simulate a player: pause, resume, playback states (default off)")
+    serve.add_argument("--egress", default="on", metavar="{on,off}",
+                       help="simulated LiveKit/Agora egress, credentials printed (default on)")
     serve.add_argument("--api-key", default=None, help="use this API key instead of a generated one")
-    serve.add_argument("--app-id", default=None)
-    serve.add_argument("--avatar-id", default=None)
+    serve.add_argument("--app-id", default=None, help="use this app id instead of a generated one")
+    serve.add_argument("--avatar-id", default=None, help="use this avatar id instead of a generated one")
     _add_service_speed(serve)
     serve.set_defaults(func=_cmd_serve)
     return parser

@@ -106,6 +106,11 @@ class AvatarSession(_SendPath, _ReceivePath):
         self._t0: float | None = None
         self._started_at: float | None = None
         self._end_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._sends_waiting = 0  # the send path's bound on stalled sends (_session_send)
+        self._send_since = 0.0
+        self._send_action = ""
+        self._send_req_id: str | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
         if timeline is None:
             timeline = Timeline(config.fps or DEFAULT_FPS, sample_rate=config.sample_rate)
         elif timeline.n_keyframes or len(timeline.req_ids):
@@ -344,6 +349,7 @@ class AvatarSession(_SendPath, _ReceivePath):
         """Mark the session closed, settle open requests, fail pending waiters, call
         on_close (exactly once)."""
         self._closing = True
+        self._stop_watchdog()
         pending = self._protocol.close()
         if pending:
             at = self._elapsed()
