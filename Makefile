@@ -1,39 +1,67 @@
-# avatar_nb developer commands. Each target creates or reuses .venv and installs the
-# package (compiling avatar_nb._pcm) with its test extra when the sources changed.
+# avatar_nb developer commands. Each target creates or reuses .venv and installs what it
+# needs there when the sources changed: `demo` the package alone (compiling the Cython
+# core: _pcm, _envelope, _flame, _wire), `test` the package with its test extra, `docs`,
+# `lint` and `lab` their own dependency groups on top.
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.avatar_nb-installed
+PIP := $(PY) -m pip --quiet --disable-pip-version-check
+BASE_STAMP := $(VENV)/.avatar_nb-installed
+TEST_STAMP := $(VENV)/.avatar_nb-test-installed
 
-.PHONY: demo test install build proto bench browser-check clean
+.PHONY: demo test install docs lint lab build proto bench browser-check clean
 
-demo: $(STAMP)
+demo: $(BASE_STAMP)
 	$(VENV)/bin/avatar-nb demo
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest
 
-install: $(STAMP)
+install: $(BASE_STAMP)
 
 CORE_SOURCES := $(wildcard src/avatar_nb/*.pyx src/avatar_nb/*.pxd src/avatar_nb/*.h)
 
-$(STAMP): pyproject.toml setup.py $(CORE_SOURCES)
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e '.[test]'
-	touch $(STAMP)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
 
-# recompile the compiled core (_pcm, _envelope, _flame, _wire) in place after editing a
-# .pyx, .pxd or .h (the editable install picks it up)
-build: $(STAMP)
+$(BASE_STAMP): pyproject.toml setup.py $(CORE_SOURCES) | $(PY)
+	@echo "installing avatar_nb into $(VENV) (compiles the Cython core; about a minute the first time)"
+	$(PIP) install -e .
+	touch $(BASE_STAMP)
+
+$(TEST_STAMP): pyproject.toml setup.py $(CORE_SOURCES) | $(PY)
+	@echo "installing avatar_nb with its test extra into $(VENV)"
+	$(PIP) install -e '.[test]'
+	touch $(BASE_STAMP) $(TEST_STAMP)
+
+# the documentation site (Sphinx, pydata-sphinx-theme, myst-nb executing the notebooks),
+# offline, every warning an error; open build/docs/index.html
+docs: $(BASE_STAMP)
+	$(PIP) install --group docs
+	$(PY) -m sphinx -b html -W --keep-going -q docs build/docs
+	@echo "documentation: build/docs/index.html"
+
+lint: $(PY)
+	$(PIP) install --group lint
+	$(PY) -m ruff check .
+
+# JupyterLab on notebooks/, in the venv (the notebooks use the embedded local service)
+lab: $(BASE_STAMP)
+	$(PIP) install --group lab
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+# recompile the compiled core in place after editing a .pyx, .pxd or .h
+# (the editable install picks it up)
+build: $(BASE_STAMP)
 	$(PY) setup.py build_ext --inplace
 
 # regenerate src/avatar_nb/proto/message_pb2.py(+.pyi) from proto/message.proto
-proto: $(STAMP)
+proto: $(TEST_STAMP)
 	$(PY) tools/gen_proto.py
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # notebook 01 in JupyterLab in headless Chromium, screenshots in build/browser-check; then
@@ -41,8 +69,8 @@ bench: $(STAMP)
 # file (Start, Interrupt after 2 s, Stop), its captured audio and Timeline checked
 # (build/browser-check/microphone)
 # (needs Debian's chromium: apt-get install -y chromium; not part of `make test`)
-browser-check: $(STAMP)
-	$(PY) -m pip install -e '.[browser]'
+browser-check: $(TEST_STAMP)
+	$(PIP) install -e '.[browser]'
 	$(PY) tools/browser_check.py --out build/browser-check
 	$(PY) tools/browser_check.py --notebook notebooks/07_microphone.ipynb --microphone --interrupt-after 2 \
 		--out build/browser-check/microphone

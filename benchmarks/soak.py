@@ -17,6 +17,21 @@ the slope of a line fitted to the samples after warm-up (target: flat).
     python benchmarks/soak.py                          # 100 sessions, 10 minutes
     python benchmarks/soak.py --sessions 20 --minutes 1
     nice python benchmarks/soak.py > soak.txt          # beside other work
+    python benchmarks/soak.py --minutes 1 --neighbour  # beside a hostile client
+
+Every good session also measures its keyframes' lateness: when each arrives, less
+when the audio that completed its frame was sent and the service's latency (so 0 is
+on time; the loopback and the service's work show as a few milliseconds). The report
+gives its percentiles, the service's peak memory (VmHWM) and the longest stall of its
+event loop (a task ticking every 10 ms in the service process measures how late each
+tick runs).
+
+``--neighbour``: one more client, in its own process, sends the reproducers of hostile
+Ogg Opus input in a loop for the whole run: a 50 KB message of pages of 2-byte packets
+that each declare 120 ms (about 2,000 s of audio), then a stream whose OpusHead
+declares 255 channels; it waits for each request's end before the next. Its requests,
+the audio they decoded to and the errors it got are reported. Run once with and once
+without it to compare the good sessions' lateness (target: p99 within 2x).
 
 Every connection goes to 127.0.0.1 only; the run stops by itself after ``--minutes``
 plus a grace period.
@@ -64,13 +79,36 @@ def _rss_bytes(pid: int) -> int:
 # ----------------------------------------------------------------------------- the service process
 
 
+def _peak_rss_bytes() -> int:
+    """This process's peak resident memory (VmHWM), 0 where /proc has none."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+async def _tick(stalls: list[float], period: float = 0.01) -> None:
+    """Sleep ``period`` again and again, noting how late each wake-up is (the loop's stalls)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + period
+        await asyncio.sleep(period)
+        stalls.append(loop.time() - due)
+
+
 def service_process(conn) -> None:
     """Run a LocalService until the parent says stop; send its address and a token first."""
     _raise_fd_limit()
     from avatar_nb.server import LocalService
 
     async def main() -> None:
+        stalls: list[float] = []
         async with LocalService(realtime=True, latency_ms=LATENCY_MS) as svc:
+            ticker = asyncio.get_running_loop().create_task(_tick(stalls))
             token = svc.issue_token(expire_at=time.time() + 24 * 3600)
             conn.send(
                 dict(
@@ -82,7 +120,16 @@ def service_process(conn) -> None:
                 command = await loop.run_in_executor(None, conn.recv)
                 if command == "stop":
                     break
-                conn.send(svc.stats)
+                lag = np.array(stalls or [0.0]) * 1000.0
+                conn.send(
+                    dict(
+                        svc.stats,
+                        loop_stall_max_ms=round(float(lag.max()), 1),
+                        loop_stall_p99_ms=round(float(np.percentile(lag, 99)), 1),
+                        peak_rss_mb=round(_peak_rss_bytes() / 2**20, 1),
+                    )
+                )
+        ticker.cancel()
 
     asyncio.run(main())
 
@@ -131,6 +178,7 @@ async def _run_sessions(
         matched=0,
         mismatched=0,
         errors=[],
+        lateness=[],  # seconds, one per keyframe
     )
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     start_at = loop.time() + 1.0
@@ -143,6 +191,8 @@ async def _run_sessions(
             if confirm.type != MessageType.SERVER_CONFIRM_SESSION:
                 raise RuntimeError(f"handshake refused: {confirm.error_message}")
             req_ids = [f"20260101000000_s{first + i:04d}u{u:05d}" for u in range(utterances)]
+            sent: list[list[float]] = [[] for _ in range(utterances)]  # when each chunk left
+            spf = RATE // 25  # samples of one frame at the animator's 25 fps
 
             async def receive() -> None:
                 u, row = 0, 0  # the utterance and keyframe expected next
@@ -164,6 +214,12 @@ async def _run_sessions(
                         stats["matched"] += got.shape[0]
                     else:
                         stats["mismatched"] += got.shape[0]
+                    now = loop.time()
+                    for r in range(row, row + got.shape[0]):
+                        # the chunk whose audio completed frame r (the tail: the last one)
+                        chunk = min(((r + 1) * spf - 1) // (CHUNK_BYTES // 2), len(clip) // CHUNK_BYTES)
+                        if chunk < len(sent[u]):
+                            stats["lateness"].append(now - sent[u][chunk] - LATENCY_MS / 1000.0)
                     row += got.shape[0]
                     if decoded.end:
                         u, row = u + 1, 0
@@ -178,6 +234,7 @@ async def _run_sessions(
                     delay = t - loop.time()
                     if delay > 0:
                         await asyncio.sleep(delay)
+                    sent[u].append(loop.time())
                     await ws.send_bytes(message)
                     t += CHUNK_MS / 1000.0
             await asyncio.wait_for(reader, 60)
@@ -191,6 +248,81 @@ async def _run_sessions(
     finally:
         await http.close()
     return stats
+
+
+def hostile_streams() -> dict[str, bytes]:
+    """The hostile Ogg Opus reproducers, framed with avatar_nb.opus's page writer."""
+    import struct
+
+    from avatar_nb import opus
+
+    def head(channels: int, mapping: int, table: bytes = b"") -> bytes:
+        return b"OpusHead" + struct.pack("<BBHIhB", 1, channels, 312, 48000, 0, mapping) + table
+
+    tags = b"OpusTags" + struct.pack("<I", 4) + b"soak" + struct.pack("<I", 0)
+
+    def stream(first: bytes, pages: int, packet: bytes) -> bytes:
+        out = opus._page(9, 0, 0, 0x02, [first]) + opus._page(9, 1, 0, 0, [tags])
+        for i in range(pages):
+            out += opus._page(9, 2 + i, (i + 1) * 255 * 5760, 0x04 if i == pages - 1 else 0, [packet] * 255)
+        return out
+
+    bomb = bytes([3 << 3 | 3, 2])  # code 3, two empty 60 ms frames: 120 ms in 2 bytes
+    return {
+        "bomb": stream(head(1, 0), 64, bomb),  # 50 KB, 1,958 s
+        "255ch": stream(head(255, 255, bytes([255, 0]) + bytes(range(255))), 4, bomb),
+    }
+
+
+async def _run_neighbour(target: dict, seconds: float) -> dict:
+    import aiohttp
+
+    from avatar_nb import _wire
+    from avatar_nb.http_api import websocket_target
+    from avatar_nb.proto import message_pb2 as pb
+    from avatar_nb.protocol import MessageType, build_configure_session
+
+    streams = hostile_streams()
+    url, headers = websocket_target(
+        target["ingress"], target["avatar_id"], app_id=target["app_id"], session_token=target["token"]
+    )
+    loop = asyncio.get_running_loop()
+    stats = dict(requests=0, keyframes=0, errors={}, failures=[], sizes={k: len(v) for k, v in streams.items()})
+    deadline = loop.time() + 1.0 + seconds
+    async with aiohttp.ClientSession() as http:
+        while loop.time() < deadline:
+            try:
+                async with http.ws_connect(url, headers=headers, max_msg_size=0) as ws:
+                    await ws.send_bytes(build_configure_session(RATE, audio_format=pb.AUDIO_FORMAT_OGG_OPUS))
+                    await ws.receive_bytes(timeout=30)
+                    n = 0
+                    while loop.time() < deadline:
+                        for name, data in streams.items():
+                            req_id = f"20260101000000_hostile{n:06d}"
+                            n += 1
+                            msg = pb.Message(type=pb.MESSAGE_CLIENT_AUDIO_INPUT)
+                            msg.client_audio_input.req_id = req_id
+                            msg.client_audio_input.audio = data
+                            msg.client_audio_input.end = True
+                            await ws.send_bytes(msg.SerializeToString())
+                            stats["requests"] += 1
+                            while True:
+                                got = _wire.decode_message(await ws.receive_bytes(timeout=max(5.0, deadline - loop.time() + 5)))
+                                if got.type == MessageType.SERVER_ERROR:
+                                    key = f"{name}: code {got.error_code}: {got.error_message.split(': ')[-1]}"
+                                    stats["errors"][key] = stats["errors"].get(key, 0) + 1
+                                elif got.type == MessageType.SERVER_RESPONSE_ANIMATION:
+                                    stats["keyframes"] += got.keyframes.shape[0]
+                                    if got.end and got.req_id == req_id:
+                                        break
+            except Exception as exc:  # reported; a new connection is tried
+                stats["failures"].append(f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(1.0)
+    return stats
+
+
+def neighbour_process(conn, target, seconds) -> None:
+    conn.send(asyncio.run(_run_neighbour(target, seconds)))
 
 
 def client_process(conn, target, first, n, n_total, seconds, utterance) -> None:
@@ -210,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=float, default=5.0, help="seconds between RSS samples")
     parser.add_argument(
         "--warmup", type=float, default=60.0, help="seconds before the RSS baseline"
+    )
+    parser.add_argument(
+        "--neighbour", action="store_true", help="one more client sends hostile Ogg Opus in a loop"
     )
     args = parser.parse_args(argv)
     seconds = args.minutes * 60.0
@@ -233,6 +368,12 @@ def main(argv: list[str] | None = None) -> int:
             proc.start()
             pipes.append(a)
             procs.append(proc)
+        neighbour = None
+        if args.neighbour:
+            neighbour, b = ctx.Pipe()
+            proc = ctx.Process(target=neighbour_process, args=(b, target, seconds), daemon=True)
+            proc.start()
+            procs.append(proc)
         t0 = time.monotonic()
         samples: list[tuple[float, int]] = []
         deadline = t0 + seconds + 180
@@ -243,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(args.sample)
         samples.append((time.monotonic() - t0, _rss_bytes(service.pid)))
         results = [p.recv() for p in pipes]
+        hostile = neighbour.recv() if neighbour is not None and neighbour.poll(120) else None
         for proc in procs:
             proc.join(10)
         parent.send("stats")
@@ -274,6 +416,24 @@ def main(argv: list[str] | None = None) -> int:
         f"mismatched {mismatched}, lost {expected - matched}"
     )
     print(f"errors: {len(errors)}" + "".join(f"\n  {e}" for e in errors[:10]))
+    late = np.array([x for r in results for x in r["lateness"]]) * 1000.0
+    if late.size:
+        p50, p99, p999 = np.percentile(late, [50, 99, 99.9])
+        print(
+            f"good sessions' keyframe lateness ({late.size} keyframes): p50 {p50:.1f} ms, "
+            f"p99 {p99:.1f} ms, p99.9 {p999:.1f} ms, max {late.max():.1f} ms"
+        )
+    if args.neighbour:
+        if hostile is None:
+            print("hostile neighbour: no report")
+        else:
+            print(
+                f"hostile neighbour: {hostile['requests']} requests (streams of "
+                + ", ".join(f"{k} {v} bytes" for k, v in hostile["sizes"].items())
+                + f"), decoded to {hostile['keyframes'] / 25:.0f} s of animation; errors: "
+                + ("; ".join(f"{k} x{v}" for k, v in hostile["errors"].items()) or "none")
+                + "".join(f"\n  failure: {f}" for f in hostile["failures"][:5])
+            )
     print(
         f"service RSS: start {rss[0]:.1f} MB, after {args.warmup:g} s warm-up {base:.1f} MB (baseline), "
         f"peak {rss.max():.1f} MB, end {end:.1f} MB; end / baseline = {end / base:.3f}; "

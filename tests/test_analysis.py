@@ -49,6 +49,35 @@ def test_av_offset_recovers_a_shift_of_the_jaw(offset_ms, seed):
     assert ("lags" if offset_ms >= 0 else "leads") in repr(result)
 
 
+def loudness_timeline(*, seed: int) -> Timeline:
+    """Speech whose jaw is each frame's loudness itself: a mouth with no lag of its own."""
+    audio = speech_like(6.0, RATE, seed=seed)
+    pcm = _pcm.to_s16le(audio)
+    samples = np.frombuffer(pcm, "<i2")
+    rms = _pcm.frame_features(samples, RATE, FPS)["rms"].astype(np.float64)
+    keyframes = np.zeros((rms.shape[0], Animator(RATE, FPS).width))
+    keyframes[:, JAW] = np.clip((20 * np.log10(rms + 1e-6) + 50) / 38, 0, 1)
+    tl = Timeline(FPS, sample_rate=RATE, audio=samples)
+    tl.add_audio_chunk("r", 0.0, samples.shape[0])
+    tl.add_animation(keyframes, req_id="r", arrival=0.1, end=True)
+    return tl
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_av_offset_has_no_bias_of_its_own(seed):
+    # a jaw that follows loudness with no smoothing reads 0, to a fraction of a millisecond
+    assert abs(av_offset(loudness_timeline(seed=seed)).lag) < 0.0015
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_local_animator_mouth_lags_by_its_smoothing(seed):
+    # the local animator smooths loudness as a jaw moves (fast attack, slower release),
+    # which puts its mouth a few milliseconds behind the sound at av_offset_ms=0: the
+    # figure the README and notebook 05 state ("about 5 ms")
+    lag = av_offset(shifted_timeline(0, seed=seed, seconds=12.0)).lag
+    assert 0.002 < lag < 0.009, lag
+
+
 @pytest.mark.parametrize("delay_ms", [5, 15, 25])
 def test_av_offset_resolves_shifts_finer_than_a_frame(delay_ms):
     # the recorded audio delayed by a fraction of a frame: the mouth now leads it by that much

@@ -19,7 +19,7 @@ from avatar_nb import (
     animate_sync,
 )
 from avatar_nb.audio import speech_like
-from avatar_nb.pipeline import ENV_VARS
+from avatar_nb.endpoints import ENV_VARS
 
 from .helpers import expected_frames
 

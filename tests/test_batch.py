@@ -11,7 +11,8 @@ import pytest
 
 from avatar_nb import LocalService, Timeline, batch
 from avatar_nb.audio import speech_like, write_wav
-from avatar_nb.batch import FIGURE, NPZ, BadInput, Clip, RunSettings, Writer, run_batch, run_clip
+from avatar_nb.batch import FIGURE, NPZ, BadInput, Clip, RunSettings, run_batch, run_clip
+from avatar_nb.experiments import Output
 
 
 def _wavs(tmp_path, n: int, seconds: float = 0.4) -> list:
@@ -79,7 +80,9 @@ def test_bad_settings_and_inputs_are_refused_when_made(tmp_path):
 
 async def test_at_most_concurrency_sessions_over_one_service(tmp_path, service, monkeypatch):
     paths = _wavs(tmp_path, 5, 0.3)
-    real_stream = batch.stream_clip
+    from avatar_nb.experiments import engine  # the run engine batches use
+
+    real_stream = engine.stream_clip
     in_flight, peak, handles = 0, 0, []
     two_running = asyncio.Event()
 
@@ -97,7 +100,7 @@ async def test_at_most_concurrency_sessions_over_one_service(tmp_path, service, 
         finally:
             in_flight -= 1
 
-    monkeypatch.setattr(batch, "stream_clip", counting_stream)
+    monkeypatch.setattr(engine, "stream_clip", counting_stream)
     results = await run_batch(paths, RunSettings(pacing="fast"), concurrency=2, progress=False)
     assert [r.status for r in results] == ["ok"] * 5
     assert peak == 2
@@ -119,7 +122,7 @@ async def test_files_are_written_after_every_session_ended(tmp_path, service):
     def broken(result, stem):
         raise OSError("disk full")
 
-    writers = [NPZ, Writer("txt", note), Writer("bad", broken)]
+    writers = [NPZ, Output("txt", note), Output("bad", broken)]
     results = await run_batch(
         _wavs(tmp_path, 3), RunSettings(pacing="fast"), service=service, out=tmp_path / "out", writers=writers,
         progress=False, on_result=lambda r: events.append(("streamed", r.clip.name)),

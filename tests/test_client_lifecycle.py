@@ -17,8 +17,8 @@ from avatar_nb.protocol import (
     ClientConnection,
     MessageType,
     OneofField,
-    PlaybackState,
     RequestStatus,
+    WirePlaybackState,
     build_audio,
     build_confirm_session,
     build_playback_state,
@@ -95,21 +95,21 @@ def test_interrupted_request_finishes_as_interrupted():
 def test_playback_states_pause_preempt_and_interrupt_requests():
     client = open_client()
     req, _ = client.audio(b"\x00\x00", end=True)
-    ps = client.receive(build_playback_state(PlaybackState.PAUSED, req_id=req, played_ms=40))
+    ps = client.receive(build_playback_state(WirePlaybackState.PAUSED, req_id=req, played_ms=40))
     assert ps.status is None and ps.anomaly is None and client.is_paused(req)
-    client.receive(build_playback_state(PlaybackState.PLAYING, req_id=req, played_ms=40))
+    client.receive(build_playback_state(WirePlaybackState.PLAYING, req_id=req, played_ms=40))
     assert not client.is_paused(req)
-    ps = client.receive(build_playback_state(PlaybackState.INTERRUPTED, req_id=req, reason="preempted"))
+    ps = client.receive(build_playback_state(WirePlaybackState.INTERRUPTED, req_id=req, reason="preempted"))
     assert ps.status is RequestStatus.PREEMPTED
     assert client.receive(anim(req, end=True)).status is RequestStatus.PREEMPTED
     # playout can be cut short after generation ended: a finished request changes status too
     done, _ = client.audio(b"\x00\x00", end=True)
     client.receive(anim(done, end=True))
-    ps = client.receive(build_playback_state(PlaybackState.INTERRUPTED, req_id=done, reason="pause_timeout"))
+    ps = client.receive(build_playback_state(WirePlaybackState.INTERRUPTED, req_id=done, reason="pause_timeout"))
     assert ps.status is RequestStatus.INTERRUPTED and client.status(done) is RequestStatus.INTERRUPTED
-    ended = client.receive(build_playback_state(PlaybackState.ENDED, req_id=done, played_ms=80))
+    ended = client.receive(build_playback_state(WirePlaybackState.ENDED, req_id=done, played_ms=80))
     assert ended.status is None and ended.anomaly is None
-    stranger = client.receive(build_playback_state(PlaybackState.PLAYING, req_id="nobody"))
+    stranger = client.receive(build_playback_state(WirePlaybackState.PLAYING, req_id="nobody"))
     assert stranger.anomaly == "unknown_request"
 
 

@@ -17,7 +17,7 @@ import pytest
 from avatar_nb import LocalService, load_results, sweep
 from avatar_nb.analysis import keyframe_quantiles
 from avatar_nb.audio import speech_like
-from avatar_nb.sweeps import ServiceSpec
+from avatar_nb.endpoints import ServiceSpec
 
 distributed = pytest.importorskip("distributed")
 
@@ -185,6 +185,14 @@ def test_credentials_stay_out_of_keys_and_logs(client, tmp_path, monkeypatch):
     assert "redacted" in repr(ServiceSpec("remote", {"api_key": secret})) and secret not in repr(
         ServiceSpec("remote", {"api_key": secret})
     )
+
+
+def test_the_workers_services_are_closed_by_a_plugin(client, tmp_path):
+    res = sweep(clips(0.3), pacing="fast", out=tmp_path / "s", client=client, progress=False)
+    assert set(res.runs["status"]) == {"ok"}
+    # each worker has the plugin whose teardown stops its local services (no atexit)
+    plugged = client.run(lambda dask_worker: "avatar_nb-local-services" in dask_worker.plugins)
+    assert plugged and all(plugged.values())
 
 
 def test_a_cluster_sweep_needs_a_shared_out(client):

@@ -144,7 +144,7 @@ def test_files_are_whole_or_absent(tmp_path, monkeypatch):
 
     # a commit that fails at its rename (or while encoding) leaves neither the file nor its
     # temporary, and says which runs it lost
-    import avatar_nb.dataset as dataset_module
+    import avatar_nb.dataset.writer as dataset_module
 
     def broken_rename(src, dst):
         raise OSError("disk full")
@@ -245,9 +245,15 @@ def test_a_batch_writes_the_same_dataset(tmp_path):
     import asyncio
 
     from avatar_nb.audio import speech_like
-    from avatar_nb.batch import NPZ, RunSettings, render, run_batch
-    from avatar_nb.dataset import batch_writer
+    from avatar_nb.batch import NPZ, RunSettings, Writer, render, run_batch
     from avatar_nb.server import LocalService
+
+    def batch_writer():  # what `avatar-nb run` adds to its writers
+        def write(result, stem):
+            write_result(stem.parent, {"run_id": stem.name, **result.row()}, result.timeline)
+            return stem.parent / KEYFRAMES_DIR
+
+        return Writer("dataset", write)
 
     clips = [(speech_like(0.4, 16000, seed=i), 16000) for i in range(2)]
     with LocalService(realtime=False) as service:
@@ -281,7 +287,7 @@ def _assert_reads_back(root, timelines):
 
 
 def test_runs_share_a_file_and_its_row_groups(tmp_path, monkeypatch):
-    import avatar_nb.dataset as dataset_module
+    import avatar_nb.dataset.writer as dataset_module
 
     timelines = {f"run{i:02d}": synthetic_timeline(20 + 7 * i, seed=20 + i) for i in range(12)}
     one_run = keyframe_table(timelines["run05"]).nbytes
@@ -442,7 +448,7 @@ def test_files_are_read_on_several_threads(tmp_path, monkeypatch):
     import os
     import threading
 
-    import avatar_nb.dataset as dataset_module
+    import avatar_nb.dataset.catalog as dataset_module
 
     timelines = {f"run{i:02d}": synthetic_timeline(20 + i, seed=10 + i) for i in range(4)}
     for index, (run_id, tl) in enumerate(timelines.items()):
@@ -463,7 +469,7 @@ def test_files_are_read_on_several_threads(tmp_path, monkeypatch):
 
 def test_runs_lost_are_reported_by_run(tmp_path, monkeypatch):
     """What the writer process and the Dask workers turn into failed rows."""
-    import avatar_nb.dataset as dataset_module
+    import avatar_nb.dataset.writer as dataset_module
 
     tl = synthetic_timeline(20, seed=7)
     writer = DatasetWriter(tmp_path)

@@ -150,3 +150,18 @@ def test_server_error_codes_classify_the_same_by_number_and_by_name(phase):
         by_name = classify_error(phase=phase, server_code=code.name, detail="egress said no")
         assert by_number is by_name, code
     assert classify_error(phase=phase, server_code="99", detail="") is AvatarSDKErrorCode.serverError
+
+
+# ----------------------------------------------------------------------------- misuse errors
+
+
+def test_invalid_state_error_is_both_runtime_error_and_value_error():
+    """avatar_nb has raised RuntimeError for misuse; spatialreal raises ValueError for the
+    same misuse. The one class is both, so an ``except`` written for either catches it."""
+    from avatar_nb.errors import InvalidStateError
+
+    assert issubclass(InvalidStateError, RuntimeError) and issubclass(InvalidStateError, ValueError)
+    for caught in (RuntimeError, ValueError):
+        with pytest.raises(caught):
+            raise InvalidStateError("session not initialized: call init() before start()")
+    assert not issubclass(InvalidStateError, AvatarSDKError)  # a caller bug, not a server answer

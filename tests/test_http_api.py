@@ -13,18 +13,32 @@ from avatar_nb.http_api import parse_token_response, redact, token_urls, upgrade
 
 
 @pytest.mark.parametrize(
-    "given,root",
+    "given,root,console",
     [
-        ("https://console.example.com/v1/console", "https://console.example.com"),
-        ("https://console.example.com/v1/console/", "https://console.example.com"),
-        ("https://api.example.com", "https://api.example.com"),
-        ("https://api.example.com/", "https://api.example.com"),
-        ("http://127.0.0.1:8765/v1/console", "http://127.0.0.1:8765"),
-        ("http://127.0.0.1:8765/prefix", "http://127.0.0.1:8765/prefix"),
+        ("https://console.example.com/v1/console", "https://console.example.com", None),
+        ("https://console.example.com/v1/console/", "https://console.example.com", None),
+        ("https://api.example.com", "https://api.example.com", None),
+        ("https://api.example.com/", "https://api.example.com", None),
+        ("http://127.0.0.1:8765/v1/console", "http://127.0.0.1:8765", None),
+        ("http://127.0.0.1:8765/prefix", "http://127.0.0.1:8765/prefix", None),
+        # a console behind a gateway: the fallback is the seed's route under the URL as given
+        ("https://proxy.example/console", "https://proxy.example/console", None),
+        ("https://proxy.example/console/", "https://proxy.example/console", None),
     ],
 )
-def test_token_urls(given, root):
-    assert token_urls(given) == (root + "/v1/auth/session-token", root + "/v1/console/session-tokens")
+def test_token_urls(given, root, console):
+    """spatialreal's route under the API root first, then the seed's
+    ``{console_endpoint_url}/session-tokens`` (trailing ``/`` stripped), not a route
+    rebuilt from the root."""
+    console = console or given.rstrip("/")
+    assert token_urls(given) == (root + "/v1/auth/session-token", console + "/session-tokens")
+
+
+def test_token_fallback_is_the_older_route_when_the_console_url_ends_in_v1_console():
+    _, fallback = token_urls("https://api.example.com/v1/console")
+    assert fallback == "https://api.example.com/v1/console/session-tokens"
+    # given only the root, the fallback is under the root: the seed would ask there too
+    assert token_urls("https://api.example.com")[1] == "https://api.example.com/session-tokens"
 
 
 @pytest.mark.parametrize(

@@ -373,11 +373,20 @@ async def test_feed_file_goes_through_the_same_path(realtime_service, tmp_path, 
 
 async def test_the_panel_holds_only_a_window_of_audio_beside_the_timeline(service, speech):
     panel = MicrophonePanel(service, window=0.5)
-    tl = await panel.feed_file(speech, realtime=False)
+    tl = await panel.feed_file(speech, pacing="fast")
     assert tl.meta["pacing"] == "fast" and tl.meta["source"] == "feed_file"
     np.testing.assert_array_equal(tl.audio, speech)  # the whole capture is in the Timeline
     assert panel._recent_samples <= 1.5 * RATE + CHUNK  # the waveform's window (+1 s), not the run
     assert panel._all_captured is None
+
+
+async def test_feed_file_still_takes_realtime_with_a_deprecation_warning(service, speech):
+    panel = MicrophonePanel(service)
+    with pytest.warns(DeprecationWarning, match="pacing="):
+        tl = await panel.feed_file(speech[: 5 * CHUNK], realtime=False)
+    assert tl.meta["pacing"] == "fast" and tl.complete and tl.audio.size == 5 * CHUNK
+    with pytest.raises(ValueError, match="'capture'.*'fast'"):
+        await panel.feed_file(speech, pacing="playback")
 
 
 def test_markup_helpers():

@@ -472,3 +472,23 @@ async def test_service_reports_a_broken_stream_and_still_ends_the_request(servic
         assert keyframes_of(good).shape[0] == expected_frames(24000, 24000)
     finally:
         await ws.close()
+
+
+def test_fuzz_opus_mode_holds_its_bounds():
+    """tools/fuzz.py's Ogg Opus mode on a few thousand inputs (it runs 1,000,000 by hand):
+    each stream decodes or raises OggOpusError, within what its packets declare, within
+    MAX_SAMPLES_PER_BYTE an input byte and within a budget when one is set."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "tools" / "fuzz.py"
+    spec = importlib.util.spec_from_file_location("avatar_nb_tools_fuzz_opus", path)
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    outcomes = fuzz.run_opus(20261206, 3000)
+    by_outcome: dict[str, int] = {}
+    for (_, outcome), n in outcomes.items():
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + n
+    assert sum(by_outcome.values()) == 3000
+    # the inputs reach decoding, the budget and refusals, not only the first check
+    assert by_outcome["decoded"] > 100 and by_outcome["rejected"] > 100 and by_outcome["over budget"] > 5, by_outcome

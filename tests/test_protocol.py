@@ -15,6 +15,7 @@ from avatar_nb.protocol import (
     ClientConnection,
     ClientState,
     InterruptRequested,
+    MessageType,
     PlaybackControlRequested,
     PlaybackStateReceived,
     ProtocolViolation,
@@ -23,12 +24,11 @@ from avatar_nb.protocol import (
     ServerState,
     SessionConfigured,
     UnknownMessage,
+    WirePlaybackState,
     build_playback_state,
     build_server_error,
-    fps_from_capabilities,
     check_pcm_chunk,
-    PlaybackState,
-    MessageType,
+    fps_from_capabilities,
 )
 
 # ----------------------------------------------------------------------------- server errors
@@ -116,9 +116,9 @@ def test_client_receives_every_kind_of_message():
     err = client.receive(build_server_error(0, "no audio input for 30s", connection_id="conn-1", req_id="r"))
     assert isinstance(err, ServerErrorReceived)
     assert err.error.code is AvatarSDKErrorCode.idleTimeout and err.error.req_id == "r"
-    ps = client.receive(build_playback_state(PlaybackState.INTERRUPTED, req_id="r", played_ms=1200, reason="explicit"))
+    ps = client.receive(build_playback_state(WirePlaybackState.INTERRUPTED, req_id="r", played_ms=1200, reason="explicit"))
     assert ps == PlaybackStateReceived(
-        "r", PlaybackState.INTERRUPTED, 1200, "explicit", "", anomaly="unknown_request"
+        "r", WirePlaybackState.INTERRUPTED, 1200, "explicit", "", anomaly="unknown_request"
     )  # "r" is no request of this client's
     unknown = client.receive(pb.Message(type=pb.MESSAGE_CLIENT_PAUSE).SerializeToString())
     assert isinstance(unknown, UnknownMessage) and unknown.type == 8
@@ -261,3 +261,48 @@ def test_server_refuses_unsupported_sample_rates_with_code_0(rate):
     event = server.receive(msg.SerializeToString())
     err = decode(event.reply)
     assert (err.error_code, err.error_message) == (0, f"unsupported sample rate: {rate}")
+
+
+def test_wire_playback_state_old_name_is_deprecated():
+    from avatar_nb import protocol
+
+    with pytest.warns(DeprecationWarning, match="WirePlaybackState"):
+        old = protocol.PlaybackState
+    assert old is WirePlaybackState
+    assert "PlaybackState" not in protocol.__all__ and "WirePlaybackState" in protocol.__all__
+
+
+def test_default_fps_leaves_through_flame_only():
+    from avatar_nb import flame, protocol
+
+    assert "DEFAULT_FPS" not in protocol.__all__
+    with pytest.warns(DeprecationWarning, match="avatar_nb.flame"):
+        assert protocol.DEFAULT_FPS is flame.DEFAULT_FPS
+
+
+def test_protocol_package_keeps_every_name_and_the_shared_part_knows_no_end():
+    import ast
+    import pathlib
+
+    from avatar_nb import protocol
+
+    for name in protocol.__all__:
+        assert getattr(protocol, name) is not None
+    assert protocol.ClientConnection.__module__ == "avatar_nb.protocol.client"
+    assert protocol.ServerConnection.__module__ == "avatar_nb.protocol.server"
+    # the shared part imports neither end, the ends do not import each other, and
+    # nothing in the package imports the session
+    folder = pathlib.Path(protocol.__file__).parent
+    for module, banned in (
+        ("messages", {"client", "server", "session"}),
+        ("client", {"server", "session"}),
+        ("server", {"client", "session"}),
+    ):
+        tree = ast.parse((folder / f"{module}.py").read_text())
+        imported = {
+            part
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+            for part in node.module.split(".")
+        }
+        assert not imported & banned, (module, imported & banned)

@@ -13,7 +13,7 @@ from avatar_nb import _pcm, _wire
 from avatar_nb.audio import speech_like
 from avatar_nb.flame import DEFAULT_FPS
 from avatar_nb.server import Animator, LocalService
-from avatar_nb.server.pacing import Link
+from avatar_nb.server.latency import Link
 
 from .helpers import collect_until_end, expected_frames, handshake, keyframes_of, open_raw, stream
 

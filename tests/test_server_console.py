@@ -12,7 +12,11 @@ from .helpers import post_token
 
 @pytest.mark.parametrize(
     "route,key",
-    [("/v1/console/session-tokens", "sessionToken"), ("/v1/auth/session-token", "session_token")],
+    [
+        ("/v1/console/session-tokens", "sessionToken"),  # the fallback under console_url
+        ("/session-tokens", "sessionToken"),  # the fallback under base_url
+        ("/v1/auth/session-token", "session_token"),
+    ],
 )
 async def test_token_routes(service, route, key):
     status, body = await post_token(

@@ -10,7 +10,7 @@ import pytest
 
 from avatar_nb import _wire
 from avatar_nb.server import LocalService
-from avatar_nb.server.pacing import Pacer
+from avatar_nb.server.latency import Pacer
 
 from .helpers import handshake, open_raw
 

@@ -128,7 +128,13 @@ async def test_unsupported_audio_format_and_egress(service):
     class Agora:
         channel_name, token, uid, publisher_id = "room", "secret", 0, "pub"
 
+    # the default service has (simulated) egress: credentials it does not know are refused
     msg, _ = await _handshake_error(service, build_configure_session(16000, agora_egress=Agora()))
+    assert msg.error_code == 16 and "unauthorized" in msg.error_message
+    assert "secret" not in msg.error_message
+    # turned off explicitly, it answers as a service without egress
+    async with LocalService(realtime=False, egress=False) as svc:
+        msg, _ = await _handshake_error(svc, build_configure_session(16000, agora_egress=Agora()))
     assert (msg.error_code, msg.error_message) == (14, "egress client is not configured on server")
 
 

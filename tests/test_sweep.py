@@ -138,11 +138,11 @@ def test_resume_runs_only_what_is_missing(tmp_path):
 
 
 def test_the_writer_process_commits_while_no_run_arrives(tmp_path):
-    from avatar_nb.sweeps import _Writer
+    from avatar_nb.experiments import WriterProcess
 
     from .test_dataset import synthetic_timeline
 
-    writer = _Writer(tmp_path, commit_seconds=0.2)
+    writer = WriterProcess(tmp_path, commit_seconds=0.2)
     try:
         writer.submit({"run": 0, "run_id": "a", "status": "ok"}, synthetic_timeline(20, seed=1))
         # no other run comes: the writer commits on its own once the segment is due

@@ -369,3 +369,77 @@ def test_saw_end_follows_end_messages_only():
     assert not tl.saw_end("a") and not tl.saw_end("unknown")
     tl.add_animation(kf[:0], req_id="a", arrival=0.2, end=True)
     assert tl.saw_end("a")
+
+
+def _every_log_run() -> Timeline:
+    tl = make_run()
+    tl.meta.update(pacing="capture", clip="a.wav")
+    tl.set_request_status("r1", "interrupted", at=1.2)
+    tl.set_request_status("r2", "open")  # at=None: NaN
+    tl.add_playback_state("r1", "PLAYING", 40, "", at=0.15)
+    tl.add_anomaly("zz", "unknown_request", "frames of a request never sent")
+    tl.add_error("connectionClosed: dropped (code 1006)")
+    return tl
+
+
+def test_restore_of_a_snapshot_equals_the_original():
+    import pandas as pd
+
+    from avatar_nb.timeline import TimelineRecord
+
+    for tl in (make_run(), _every_log_run(), Timeline(30)):
+        record = tl.snapshot()
+        assert isinstance(record, TimelineRecord)
+        back = Timeline.restore(record)
+        assert back.snapshot() == record
+        np.testing.assert_array_equal(back.keyframes, tl.keyframes)
+        assert back.keyframes.dtype == tl.keyframes.dtype
+        if tl.audio is not None:
+            np.testing.assert_array_equal(back.audio, tl.audio)
+        assert (back.req_ids, back.errors, back.meta, back.fps, back.sample_rate) == (
+            tl.req_ids, tl.errors, tl.meta, tl.fps, tl.sample_rate
+        )
+        for name in ("message_arrival", "message_keyframes", "message_req", "message_end", "chunk_sent_at",
+                     "chunk_samples", "chunk_req", "media_time", "latency", "lateness"):
+            np.testing.assert_array_equal(getattr(back, name), getattr(tl, name), err_msg=name)
+        assert [back.request_status(r) for r in back.req_ids] == [tl.request_status(r) for r in tl.req_ids]
+        for table in ("requests", "request_history", "playback_states", "anomalies"):
+            pd.testing.assert_frame_equal(getattr(back, table), getattr(tl, table), obj=table)
+        assert back.summary() == tl.summary()
+
+
+def test_snapshot_is_plain_read_only_and_detached():
+    tl = _every_log_run()
+    record = tl.snapshot()
+    assert record.status_log == (("r1", "interrupted", 1.2), record.status_log[1])
+    assert math.isnan(record.status_log[1][2])
+    assert record.anomalies[0][:3] == ("zz", "unknown_request", "frames of a request never sent")
+    assert record.playback == (("r1", "PLAYING", 0.04, "", 0.15),)
+    assert record.ended == (0, 1) and record.width == 70 and record.audio_set
+    for name in ("keyframes", "message_arrival", "chunk_samples", "audio"):
+        assert not getattr(record, name).flags.writeable, name
+    with pytest.raises(AttributeError):
+        record.fps = 30  # frozen
+    # the record does not change when the timeline grows, nor the timeline when a restored one does
+    tl.add_animation(_kf(1), req_id="r3", arrival=9.0, end=True)
+    tl.meta["more"] = 1
+    assert record.keyframes.shape[0] == 38 and record.req_ids == ("r1", "r2") and "more" not in record.meta
+    back = Timeline.restore(record)
+    back.add_anomaly("r1", "after_end", "x")
+    back.audio[:1] = 5
+    assert len(record.anomalies) == 1 and record.audio[0] == 0
+    assert record != tl.snapshot() and record == Timeline.restore(record).snapshot()
+
+
+def test_channels_is_read_from_flame_with_a_deprecation_warning():
+    import avatar_nb.timeline as timeline_module
+    from avatar_nb import flame
+
+    assert "CHANNELS" not in timeline_module.__all__ and "SCALAR_CHANNELS" not in timeline_module.__all__
+    with pytest.warns(DeprecationWarning, match="avatar_nb.flame"):
+        assert timeline_module.CHANNELS is flame.CHANNELS
+    with pytest.warns(DeprecationWarning, match="avatar_nb.flame"):
+        from avatar_nb.timeline import SCALAR_CHANNELS
+    assert SCALAR_CHANNELS is flame.SCALAR_CHANNELS
+    with pytest.raises(AttributeError):
+        _ = timeline_module.NOT_A_NAME

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from avatar_nb.timeline import Timeline
 
 from .test_timeline import _kf, make_run
+
+DATA = Path(__file__).parent / "data"
 
 
 def test_save_load_round_trip_exact(tmp_path):
@@ -104,3 +108,55 @@ def test_reads_format_1_files(tmp_path):
     np.savez(tmp_path / "new.npz", header=np.frombuffer(json.dumps(bad).encode(), dtype=np.uint8))
     with pytest.raises(ValueError, match="timeline format 7; this version reads 1, 2"):
         Timeline.load(tmp_path / "new.npz")
+
+
+def _sent_audio_run() -> Timeline:
+    """The run saved in ``tests/data/timeline_format2_sent_audio.npz`` (sent audio, every log)."""
+    tl = Timeline(25, sample_rate=16000, meta={"pacing": "capture", "service": "local", "clip": "a.wav"})
+    tl.add_audio_chunk("a", 0.04, 640, pcm=np.arange(640, dtype=np.int16))
+    tl.add_audio_chunk("a", 0.08, 640, pcm=-np.arange(640, dtype=np.int16))
+    tl.add_animation(_kf(2, e=10), req_id="a", arrival=0.1, end=False)
+    tl.add_animation(_kf(0, e=10), req_id="a", arrival=0.11, end=False)
+    tl.set_request_status("a", "interrupted", at=0.12)
+    tl.add_playback_state("a", "PLAYING", 40, "", at=0.15)
+    tl.add_playback_state("a", "PAUSED", 80, "interrupt", at=0.2)
+    tl.add_anomaly("a", "after_end", "x")
+    tl.add_audio_chunk("b", 0.2, 320, pcm=np.full(320, 7, dtype=np.int16))
+    tl.add_animation(_kf(1, e=10), req_id="b", arrival=0.3, end=True)
+    tl.set_request_status("b", "open")
+    tl.add_anomaly("zz", "unknown_request", "frames of a request never sent", at=0.31)
+    tl.add_error("connectionClosed: dropped (code 1006)")
+    return tl
+
+
+@pytest.mark.parametrize(
+    ("name", "build"),
+    [("timeline_format2_audio_set.npz", make_run), ("timeline_format2_sent_audio.npz", _sent_audio_run)],
+)
+def test_files_saved_by_format_2_load_identically(name, build):
+    """Files written by the format-2 writer of commit 9e8a057 (kept in tests/data) load as
+    the timeline that was saved: the same arrays, tables, summary and growth."""
+    import pandas as pd
+
+    tl = build()
+    back = Timeline.load(DATA / name)
+    for attr in (
+        "keyframes", "message_arrival", "message_keyframes", "message_req", "message_end",
+        "chunk_sent_at", "chunk_samples", "chunk_req", "media_time", "arrival", "latency", "lateness", "audio",
+    ):
+        np.testing.assert_array_equal(getattr(back, attr), getattr(tl, attr), err_msg=attr)
+        assert getattr(back, attr).dtype == getattr(tl, attr).dtype, attr
+    assert (back.req_ids, back.errors, back.meta) == (tl.req_ids, tl.errors, tl.meta)
+    assert (back.fps, back.sample_rate, back.n_expression) == (tl.fps, tl.sample_rate, tl.n_expression)
+    for table in ("requests", "request_history", "playback_states", "anomalies"):
+        pd.testing.assert_frame_equal(getattr(back, table), getattr(tl, table), obj=table)
+    for per in ("keyframe", "message", "chunk"):
+        pd.testing.assert_frame_equal(back.to_pandas(per), tl.to_pandas(per), obj=per)
+    assert back.summary() == tl.summary()
+    assert [back.saw_end(r) for r in back.req_ids] == [tl.saw_end(r) for r in tl.req_ids]
+    # both grow the same way: set audio stays set, sent audio keeps growing
+    for t in (tl, back):
+        t.add_audio_chunk("c", 1.0, 2, pcm=b"\x01\x00\x02\x00")
+        t.add_animation(_kf(1, e=tl.n_expression), req_id="c", arrival=1.1, end=True)
+    np.testing.assert_array_equal(back.audio, tl.audio)
+    assert back.summary() == tl.summary()

@@ -168,6 +168,56 @@ def test_final_status_words_each_request_outcome():
     assert final_status(Timeline()) == "nothing was sent"
 
 
+async def test_both_panels_count_redraws_the_same_way():
+    """The same keyframe arrivals and refresher wake-ups give both panels the same counts:
+    a wake-up redraws only when something arrived since the last redraw."""
+    keyframes = synthetic().keyframes
+    panels = [widgets.SessionPanel(speech_like(0.2), 16000), widgets.MicrophonePanel()]
+    counts = []
+    for panel in panels:
+        refresher = panel.refresher
+        refresher.enabled = False  # the test wakes it up itself, with no clock involved
+        refresher.forget()
+        refresher.start()
+        tl = panel.timeline
+        drew = [await refresher.wakeup()]  # the first wake-up of a run draws
+        drew.append(await refresher.wakeup())  # nothing new: no redraw
+        for arrival, block in enumerate((keyframes[:5], keyframes[5:10], keyframes[10:12])):
+            tl.add_animation(block, req_id="r0", arrival=0.2 + arrival * 0.2, end=False)
+            drew.append(await refresher.wakeup())  # keyframes arrived: a redraw
+            drew.append(await refresher.wakeup())  # and nothing since
+        panel._render()  # the panel's own redraw after a run: nothing changed, nothing drawn
+        await refresher.stop()
+        assert drew == [True, False] + [True, False] * 3
+        assert (panel.wakeups, panel.redraws) == (8, 4)
+        assert (panel.refresh_ticks, panel.refreshes) == (panel.wakeups, panel.redraws)  # older names
+        assert panel.redraw_seconds > 0 and 0 < panel.redraw_max <= panel.redraw_seconds
+        assert panel.redraw_ms == pytest.approx(1000 * panel.redraw_seconds / panel.redraws)
+        assert panel.refresh_rate > 0 and panel.redraw_rate == pytest.approx(panel.refresh_rate / 2)
+        tl.add_animation(keyframes[12:13], req_id="r0", arrival=1.0, end=True)
+        panel._render()  # outside the loop, a redraw when something changed: counted, no wake-up
+        assert (panel.wakeups, panel.redraws) == (8, 5)
+        counts.append((panel.wakeups, panel.redraws))
+    assert counts[0] == counts[1]
+    assert "<polyline" in panels[0].live.value and "<polyline" in panels[1].traces
+    assert "13" in panels[0].stats.value and "keyframes <b>13</b>" in panels[1].stats
+
+
+def test_both_panels_word_their_outcome_and_stats_in_one_place():
+    from avatar_nb.widgets import live, microphone, panel
+
+    assert panel.final_status is live.final_status and microphone.stats_html is live.stats_html
+    tl = synthetic()
+    assert live.outcome_text(tl) == "complete"
+    assert live.outcome_text(tl, error="lost") == "error: lost (complete)"
+    assert live.outcome_text(tl, stopped="microphone unavailable") == "stopped: microphone unavailable"
+    assert live.outcome_text(tl, capture=True).startswith(f"done: {tl.n_keyframes} keyframes for ")
+    tl.set_request_status("r1", "preempted")
+    assert live.outcome_text(tl, capture=True).endswith("(preempted 1 of 2 requests)")
+    line = live.stats_html(tl, current=True, count_label="frames received:")
+    assert line.startswith(f"frames received: <b>{tl.n_keyframes}</b>") and "current late" in line
+
+
 def test_public_names_are_exactly_all():
     for module in (plots, widgets):
         assert dir(module) == sorted(module.__all__)
@@ -178,13 +228,13 @@ def test_views_use_only_the_public_plotting_api():
     import inspect
     import re
 
-    from avatar_nb.widgets import _util, microphone, panel, player, timeline, waveform
+    from avatar_nb.widgets import _util, capture, live, microphone, panel, player, timeline, waveform
 
-    for module in (microphone, panel, player, timeline, waveform, _util):
+    for module in (microphone, panel, player, timeline, waveform, _util, live, capture):
         source = inspect.getsource(module)
         assert not re.findall(r"plots\._\w+", source), module.__name__
         assert "print_png" not in source and "wave.open" not in source, module.__name__
-    for module in (plots, microphone, panel, timeline):
+    for module in (plots, microphone, panel, timeline, live):
         # FLAME columns come from avatar_nb.flame, never as bare indices
         source = inspect.getsource(module)
         assert not re.findall(r"\[(?:[^\]]*, *)?(?:9|18|19|20)\]|3:6|12:14|18:20", source), module.__name__

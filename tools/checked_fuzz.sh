@@ -26,4 +26,4 @@ asan="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)"
 echo "checked build:" "$work"/pkg/avatar_nb/_*.so
 PYTHONPATH="$work/pkg" PYTHONMALLOC=malloc LD_PRELOAD="$asan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
   "$PY" -X faulthandler -m pytest -q -s -p no:cacheprovider -o addopts="" \
-  tests/test_fuzz.py tests/test_pcm.py tests/test_pcm_properties.py tests/test_layout.py "$@"
+  tests/test_fuzz.py tests/test_core_pcm.py tests/test_core_wire.py tests/test_core_flame.py tests/test_pcm_properties.py tests/test_layout.py "$@"

@@ -11,14 +11,20 @@ import importlib as _importlib
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
-try:
-    from . import _pcm
-except ImportError as _exc:  # pragma: no cover - only on a broken install
-    raise ImportError(
-        "avatar_nb's compiled core avatar_nb._pcm is missing or does not load "
-        f"({_exc}). Build it with `pip install .` (or `pip install -e .` in a checkout, "
-        "or `python setup.py build_ext --inplace`); it needs a C compiler, Cython 3 and numpy."
-    ) from _exc
+_CORE_MODULES = ("_pcm", "_envelope", "_flame", "_wire")
+"""The compiled core (Cython extensions), all loaded by ``import avatar_nb``."""
+
+for _core in _CORE_MODULES:
+    try:
+        _importlib.import_module(f".{_core}", __name__)
+    except ImportError as _exc:  # only on a broken install
+        raise ImportError(
+            f"avatar_nb's compiled core module avatar_nb.{_core} is missing or does not load "
+            f"({_exc}); the compiled core is {', '.join(_CORE_MODULES)}. Build it with `pip install .` "
+            "(or `pip install -e .` in a checkout, or `python setup.py build_ext --inplace`); "
+            "it needs a C compiler, Cython 3 and numpy."
+        ) from _exc
+del _core
 
 __version__ = "0.1.0"
 
@@ -82,7 +88,7 @@ _EXPORTS: dict[str, str] = {
     "SimulatedEgress": ".server",
 }
 
-_SUBMODULES = ("analysis", "batch", "flame", "plots", "tidy", "video", "widgets")
+_SUBMODULES = ("analysis", "batch", "experiments", "flame", "plots", "tidy", "video", "widgets")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "show"])
 

@@ -371,7 +371,7 @@ def frame_features(pcm_or_samples, int sample_rate, double fps):
     ``pcm_or_samples``: s16le bytes, or 1-D int16 / float32 / float64 samples. Frame
     ``k`` covers samples ``[floor(k * sr / fps), floor((k + 1) * sr / fps))``; the last,
     partial frame is included, so there are :func:`frame_count` frames. Returns float32
-    arrays keyed ``rms`` (root mean square), ``peak`` (max |x|), ``zcr`` (sign changes
+    arrays keyed ``rms`` (root mean square), ``peak`` (max ``|x|``), ``zcr`` (sign changes
     per sample) and ``brightness`` (RMS of the first difference over RMS: a cheap
     measure of spectral tilt, about 0 for low tones and up to 2 for noise). One pass over
     the samples, no GIL held.

@@ -95,6 +95,13 @@ def av_offset(
     changes keeps a mouth that closes more slowly than it opens from pulling the peak
     late. The peak is refined by a parabola through it and its neighbours.
 
+    The estimate is the lag of the motion as it is, smoothing included: a jaw that
+    follows loudness directly reads 0 to a fraction of a millisecond, while the local
+    service's animator, which smooths loudness as a jaw moves (a fast attack, a slower
+    release), puts its mouth about 5 ms (3-7 ms by clip) behind the sound at
+    ``av_offset_ms=0``. Against the local service, compare runs with the run at
+    offset 0 to recover ``av_offset_ms`` itself.
+
     Needs the audio that was sent (``timeline.audio`` with ``timeline.sample_rate``) and
     at least a second of keyframes; ``ValueError`` says what is missing.
     """

@@ -254,6 +254,10 @@ def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
     return samples, int(f.samplerate)
 
 
+#: The most channels a compressed file may have (FFmpeg's layouts go to 22.2; 64 leaves room)
+_MAX_FILE_CHANNELS = 64
+
+
 def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
     import av
 
@@ -266,22 +270,35 @@ def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
             raise ValueError("audio stream without a sample rate")
         _file_limits(path, 0, rate)
         limit = int(MAX_AUDIO_SECONDS * rate)
-        # planar float at the stream's own rate and layout: no resampling here
-        resampler = av.AudioResampler(format="fltp", layout=stream.codec_context.layout, rate=rate)
+        layout = stream.codec_context.layout
+        channels = len(layout.channels)
+        if not 1 <= channels <= _MAX_FILE_CHANNELS:
+            raise AudioFormatError(f"{path}: {channels} audio channels; avatar_nb reads 1 to {_MAX_FILE_CHANNELS}")
+        # packed (interleaved) float at the stream's own rate and layout: one plane whatever
+        # the channel count. Planar frames are never turned into arrays here: PyAV counts 9
+        # planes in an 8-channel planar frame and to_ndarray() then reads past FFmpeg's
+        # array of plane pointers (a segfault). The channels are averaged later, as a WAV's are.
+        resampler = av.AudioResampler(format="flt", layout=layout, rate=rate)
         blocks: list[np.ndarray] = []
         total = 0
-        for frame in container.decode(stream):
-            for out in resampler.resample(frame):
-                block = out.to_ndarray()
+
+        def take(frames: list) -> None:
+            nonlocal total
+            for out in frames:
+                if len(out.planes) != 1 or len(out.layout.channels) != channels:
+                    raise AudioFormatError(f"{path}: the decoder gave {len(out.layout.channels)} channels for {channels}")
+                block = out.to_ndarray().reshape(-1, channels)
                 blocks.append(block)
-                total += block.shape[1]
+                total += block.shape[0]
+
+        for frame in container.decode(stream):
+            take(resampler.resample(frame))
             if total > limit:  # duration headers can lie: count while decoding
                 _file_limits(path, total, rate)
-        for out in resampler.resample(None):
-            blocks.append(out.to_ndarray())
+        take(resampler.resample(None))
     if not blocks:
         return np.zeros((0, 1), np.float32), rate
-    return np.ascontiguousarray(np.concatenate(blocks, axis=1).T, dtype=np.float32), rate
+    return np.ascontiguousarray(np.concatenate(blocks, axis=0), dtype=np.float32), rate
 
 
 def _write_wav(target: Any, audio: bytes | np.ndarray, sample_rate: int) -> None:

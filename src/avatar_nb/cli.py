@@ -2,7 +2,7 @@
 
     avatar-nb demo [--out DIR]                  a generated speech clip through the embedded service
     avatar-nb run AUDIO [AUDIO ...] --out DIR   files, folders or globs; one .npz + .png per clip
-    avatar-nb serve [--host H --port P]         the local service until Ctrl-C
+    avatar-nb serve [--host H --port P]         the local service until Ctrl-C (--service-speed)
 
 This module parses arguments, calls the library (:mod:`avatar_nb.batch`) and maps
 errors to exit codes. Without endpoints (``--console-url`` ... or the ``AVATAR_NB_*``
@@ -22,15 +22,15 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .batch import (
+from .batch import run_batch
+from .experiments.clips import BadInput
+from .experiments.engine import ClipResult, RunSettings
+from .experiments.outputs import (
     VIDEO,
-    BadInput,
-    ClipResult,
-    RunSettings,
-    Writer,
-    default_writers,
+    Output,
+    dataset_output,
+    default_outputs,
     make_out_dir,
-    run_batch,
     write_summary_csv,
 )
 from .flame import DEFAULT_FPS
@@ -51,29 +51,26 @@ _REMOTE_FLAGS = (
 
 
 def _endpoint_options(args: argparse.Namespace) -> dict[str, str]:
-    """Remote service options from the flags over the ``AVATAR_NB_*`` variables; all or none."""
-    from .endpoints import endpoints_from_env
+    """Remote service options from the flags; :func:`avatar_nb.endpoints.remote_options`
+    completes them from the ``AVATAR_NB_*`` variables (all or none)."""
+    from .endpoints import IncompleteEndpoints, remote_options
 
-    options = endpoints_from_env()
-    for key, flag, _ in _REMOTE_FLAGS:
-        value = getattr(args, flag.lstrip("-").replace("-", "_"))
-        if value:
-            options[key] = value
-    if options:
-        missing = [flag for key, flag, _ in _REMOTE_FLAGS if not options.get(key)]
-        if missing:
-            raise BadInput(
-                "a remote service needs all of its endpoints and credentials; missing "
-                + ", ".join(missing)
-                + " (or the matching AVATAR_NB_* variables)"
-            )
-    return options
+    flags = {key: getattr(args, flag.lstrip("-").replace("-", "_")) for key, flag, _ in _REMOTE_FLAGS}
+    try:
+        return remote_options(flags)
+    except IncompleteEndpoints as exc:
+        missing = [flag for key, flag, _ in _REMOTE_FLAGS if key in exc.missing]
+        raise BadInput(
+            "a remote service needs all of its endpoints and credentials; missing "
+            + ", ".join(missing)
+            + " (or the matching AVATAR_NB_* variables)"
+        ) from None
 
 
-def run_writers(args: argparse.Namespace) -> list[Writer]:
+def run_writers(args: argparse.Namespace) -> list[Output]:
     """The files ``run`` and ``demo`` write per clip, in the batch's render phase (after
-    every session ended). Further outputs (a video ...) append their :class:`Writer` here."""
-    writers = default_writers(plot=not getattr(args, "no_plot", False))
+    every session ended). Further outputs (a video ...) append their :class:`Output` here."""
+    writers = default_outputs(plot=not getattr(args, "no_plot", False))
     return [*writers, VIDEO] if getattr(args, "video", False) else writers
 
 
@@ -104,10 +101,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise BadInput(str(exc)) from None
     options = _endpoint_options(args)
     out_dir = _out_dir(args.out)
-    from .dataset import batch_writer, consolidate
+    from .dataset import consolidate
 
     # besides the per-clip files, the folder is a dataset that load_results(out) reads
-    writers = [*run_writers(args), batch_writer()]
+    writers = [*run_writers(args), dataset_output()]
 
     def report(result: ClipResult) -> None:
         # a line per clip as it finishes streaming; light work beside the running sessions
@@ -125,6 +122,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             out=out_dir,
             writers=writers,
             raw_rate=args.raw_rate,
+            recursive=not args.no_recursive,
             progress=not args.json and not args.quiet,
             on_result=report,
             **options,
@@ -182,7 +180,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve_forever
 
-    kwargs: dict[str, Any] = {"realtime": args.realtime}
+    kwargs: dict[str, Any] = {"realtime": args.service_speed == "realtime"}
     # settings not given keep LocalService's own defaults, which live there alone
     for key, value in (
         ("fps", args.fps),
@@ -274,11 +272,40 @@ def _add_pacing(p: argparse.ArgumentParser) -> None:
     group.add_argument("--fast", dest="pacing", action="store_const", const="fast", help="same as --pacing fast")
 
 
+SERVICE_SPEEDS = ("realtime", "fast")
+
+
+class _DeprecatedSpeed(argparse.Action):
+    """``serve --realtime`` / ``serve --fast``: the old spellings of ``--service-speed``, which
+    read like the client pacing flags of ``run``; they still work, with a warning."""
+
+    def __init__(self, option_strings: list[str], dest: str, speed: str, **kwargs: Any) -> None:
+        self.speed = speed
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        import warnings
+
+        message = (
+            f"serve {option_string} is deprecated and goes in the next release; "
+            f"use --service-speed {self.speed}"
+        )
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        print(f"avatar-nb: warning: {message}", file=sys.stderr)
+        setattr(namespace, self.dest, self.speed)
+
+
 def _add_service_speed(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--realtime", dest="realtime", action="store_true", default=True,
-                       help="send keyframes at the pace of the audio (default)")
-    group.add_argument("--fast", dest="realtime", action="store_false", help="send keyframes as fast as possible")
+    group.add_argument(
+        "--service-speed", choices=SERVICE_SPEEDS, default="realtime",
+        help="how fast the service sends keyframes: realtime, at the pace of the audio (default), "
+        "or fast, as fast as it can",
+    )
+    group.add_argument("--realtime", dest="service_speed", action=_DeprecatedSpeed, speed="realtime",
+                       help="deprecated: --service-speed realtime")
+    group.add_argument("--fast", dest="service_speed", action=_DeprecatedSpeed, speed="fast",
+                       help="deprecated: --service-speed fast")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -290,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     chunk_help = f"audio chunk length in ms (default {DEFAULT_CHUNK_MS:g})"
 
     run = sub.add_parser("run", parents=[common], help="animate audio files (WAV, FLAC, Ogg, MP3 ... or raw s16le)")
-    run.add_argument("audio", nargs="+", help="files, folders or glob patterns")
+    run.add_argument("audio", nargs="+", help="files, folders (with their subfolders) or glob patterns")
+    run.add_argument("--no-recursive", action="store_true", help="read only the top level of each folder")
     run.add_argument("--out", required=True, help="output folder for .npz, .png and summary.csv")
     run.add_argument("--raw-rate", type=_positive_int, default=None, help="sample rate of raw .pcm/.raw/.s16le input")
     run.add_argument("--sample-rate", type=_sample_rate, default=DEFAULT_SAMPLE_RATE,

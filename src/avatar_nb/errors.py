@@ -194,8 +194,14 @@ class SessionTokenError(AvatarSDKError):
         )
 
 
-class InvalidStateError(RuntimeError):
-    """An operation that the session or protocol state does not allow (a caller bug)."""
+class InvalidStateError(RuntimeError, ValueError):
+    """An operation that the session or protocol state does not allow (a caller bug).
+
+    Both a ``RuntimeError`` (as avatar_nb has always raised it) and a ``ValueError``
+    (what spatialreal raises for the same misuse: start before init, a second start,
+    send before start or after close, pause before any audio), so code written for
+    either catches it.
+    """
 
 
 def error_code_for_close_code(close_code: int | None) -> AvatarSDKErrorCode:

@@ -32,7 +32,10 @@ class PlaybackSignal:
 
 
 class PlaybackState(str, Enum):
-    """State of a request's playout, as a ServerPlaybackState reports it."""
+    """State of a request's playout, as a ServerPlaybackState reports it.
+
+    The values that travel in the message are :class:`avatar_nb.protocol.WirePlaybackState`'s
+    (integers); members of the two enums share their names."""
 
     UNSPECIFIED = "unspecified"
     PLAYING = "playing"

@@ -21,6 +21,7 @@ from .errors import AvatarSDKError, AvatarSDKErrorCode, SessionTokenError, class
 __all__ = [
     "SESSION_TOKEN_PATH",
     "LEGACY_SESSION_TOKEN_PATH",
+    "CONSOLE_TOKEN_SUFFIX",
     "CONSOLE_SCHEMES",
     "INGRESS_SCHEMES",
     "check_endpoint_url",
@@ -37,9 +38,13 @@ __all__ = [
 SESSION_TOKEN_PATH = "/v1/auth/session-token"
 """The token route under the API root (spatialreal 0.2.2's; reply key ``session_token``)."""
 
-LEGACY_SESSION_TOKEN_PATH = "/v1/console/session-tokens"
-"""The older token route under the API root (reply key ``sessionToken``), asked once when
-:data:`SESSION_TOKEN_PATH` answers 404."""
+CONSOLE_TOKEN_SUFFIX = "/session-tokens"
+"""The seed's token route under the console URL as given (reply key ``sessionToken``),
+asked once when :data:`SESSION_TOKEN_PATH` answers 404."""
+
+LEGACY_SESSION_TOKEN_PATH = "/v1/console" + CONSOLE_TOKEN_SUFFIX
+"""Where that route lives under the API root when the console URL is ``<root>/v1/console``
+(the local service serves it there)."""
 
 CONSOLE_SUFFIX = "/v1/console"
 """The console path under the API root: ``console_endpoint_url`` is often ``<root>/v1/console``."""
@@ -58,18 +63,19 @@ INGRESS_SCHEMES = ("http", "https", "ws", "wss")
 
 
 def token_urls(console_endpoint_url: str) -> tuple[str, str]:
-    """The session-token URLs to ask, in order: the current route, then the older one.
+    """The session-token URLs to ask, in order: spatialreal's route, then the seed's.
 
-    The API root is the console URL without a trailing ``/`` and ``/v1/console`` (as
-    spatialreal 0.2.2 takes it), so ``https://api.example.com`` and
-    ``https://api.example.com/v1/console`` give the same two URLs (docs/protocol.md,
+    First ``{root}/v1/auth/session-token``, where the API root is the console URL
+    without a trailing ``/`` and ``/v1/console`` (as spatialreal 0.2.2 takes it); then,
+    when that answers 404, ``{console_endpoint_url}/session-tokens`` with the console
+    URL exactly as given but for a trailing ``/`` (the seed's route, also for a console
+    behind a gateway such as ``https://gw.example/console``; docs/protocol.md,
     "Session token").
     """
     check_console_url(console_endpoint_url)
-    root = console_endpoint_url.rstrip("/")
-    if root.endswith(CONSOLE_SUFFIX):
-        root = root[: -len(CONSOLE_SUFFIX)]
-    return root + SESSION_TOKEN_PATH, root + LEGACY_SESSION_TOKEN_PATH
+    console = console_endpoint_url.rstrip("/")
+    root = console.removesuffix(CONSOLE_SUFFIX)
+    return root + SESSION_TOKEN_PATH, console + CONSOLE_TOKEN_SUFFIX
 
 
 def check_endpoint_url(url: str, name: str, schemes: Sequence[str]) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -35,11 +36,15 @@ from .protocol import OGG_PAGE_MAGIC, SUPPORTED_SAMPLE_RATES
 
 __all__ = [
     "DEFAULT_OPUS_BITRATE",
+    "MAX_OPUS_CHANNELS",
+    "MAX_SAMPLES_PER_BYTE",
     "OGG_MAX_PAGE",
     "OggOpusDecoder",
     "OggOpusEncoder",
     "OggOpusError",
+    "OggOpusLimitError",
     "ogg_crc",
+    "opus_packet_samples",
 ]
 
 #: Bitrate (bits/s) of :class:`OggOpusEncoder` when given 0. 24 kb/s mono is where Opus
@@ -59,6 +64,17 @@ _MAX_PACKETS_PER_PAGE = 10  # 200 ms: one encode() call of a long chunk still pa
 # RFC 6716: at most 120 ms in a packet, 1275 bytes per 2.5 ms frame at most
 _MAX_OPUS_PACKET = 48 * 1275 + 7
 _BOS, _EOS, _CONTINUED = 0x02, 0x04, 0x01
+_MAX_PACKET_SAMPLES = 5760  # 120 ms at 48 kHz, the longest packet RFC 6716 allows
+# RFC 6716, section 3.1: the frame length of each TOC configuration, in 48 kHz samples
+_FRAME_SAMPLES = (480, 960, 1920, 2880) * 3 + (480, 960) * 2 + (120, 240, 480, 960) * 4
+#: The most samples (48 kHz) one Ogg Opus input byte can make: a 1-byte packet of code 1
+#: holds two empty 60 ms frames (120 ms) and takes one lacing byte. Real speech at
+#: 6-64 kb/s makes 6-64 samples a byte; this is what a hostile stream gets at most.
+MAX_SAMPLES_PER_BYTE = _MAX_PACKET_SAMPLES // 2
+#: Channels an Ogg Opus stream may have: the protocol carries mono audio; stereo is averaged.
+MAX_OPUS_CHANNELS = 2
+_SLICE_SAMPLES = 9600  # 0.2 s at 48 kHz: a millisecond or two of decoding and animating a slice
+_SLICE_BYTES = 256 * 1024  # pages checked (checksums) between two slices, whatever they decode to
 
 # Ogg's CRC-32 (polynomial 0x04c11db7, no reflection, no inversion) via zlib's reflected
 # CRC-32: reverse the bits of every byte, start from zlib's "0" state, reverse the result
@@ -73,6 +89,33 @@ def ogg_crc(data: bytes | bytearray | memoryview) -> int:
 
 class OggOpusError(AudioFormatError):
     """Bytes that are not a well-formed Ogg Opus stream (the message says where and why)."""
+
+
+class OggOpusLimitError(OggOpusError):
+    """A well-formed stream that decodes to more audio than its decoder's budget allows."""
+
+
+def opus_packet_samples(packet: bytes | bytearray | memoryview) -> int:
+    """The duration of an Opus packet in 48 kHz samples, read from its TOC (RFC 6716, 3.1-3.2).
+
+    ``ValueError`` for a packet whose TOC cannot be valid: empty, a code 3 packet without
+    its frame-count byte or with 0 frames, or more than 120 ms of audio.
+    """
+    if not len(packet):
+        raise ValueError("an empty Opus packet")
+    toc = packet[0]
+    frame = _FRAME_SAMPLES[toc >> 3]
+    code = toc & 3
+    if code == 0:
+        return frame
+    if code in (1, 2):
+        return 2 * frame
+    if len(packet) < 2:
+        raise ValueError("a code 3 Opus packet without its frame count byte")
+    count = packet[1] & 0x3F
+    if count == 0 or count * frame > _MAX_PACKET_SAMPLES:
+        raise ValueError(f"an Opus packet of {count} frames of {frame / 48:g} ms: 1 to 120 ms are allowed")
+    return count * frame
 
 
 def _check_rate(sample_rate: object) -> int:
@@ -95,18 +138,28 @@ class _Resampler:
         self._resampler = av.AudioResampler(format=fmt, layout="mono", rate=rate_out)
         self._pts = 0
 
+    _PIECE = 1 << 18  # samples given to swresample at a time (above ~3e8 it returns nothing)
+
     def resample(self, samples: np.ndarray | None) -> np.ndarray:
         """The output for ``samples`` (None: the end, what the filter still holds)."""
-        frame = None
-        if samples is not None:
-            frame = self._av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(samples, dtype=self._dtype)[None, :], format=self._fmt, layout="mono"
-            )
+        if samples is None:
+            blocks = [out.to_ndarray()[0] for out in self._resampler.resample(None)]
+            return np.concatenate(blocks) if blocks else np.zeros(0, self._dtype)
+        blocks = []
+        samples = np.ascontiguousarray(samples, dtype=self._dtype)
+        for start in range(0, samples.shape[0], self._PIECE):
+            piece = samples[start : start + self._PIECE]
+            frame = self._av.AudioFrame.from_ndarray(piece[None, :], format=self._fmt, layout="mono")
             frame.sample_rate = self._rate_in
             frame.pts = self._pts
-            self._pts += samples.shape[0]
-        blocks = [out.to_ndarray()[0] for out in self._resampler.resample(frame)]
-        return np.concatenate(blocks) if blocks else np.zeros(0, self._dtype)
+            self._pts += piece.shape[0]
+            blocks.extend(out.to_ndarray()[0] for out in self._resampler.resample(frame))
+        out = np.concatenate(blocks) if blocks else np.zeros(0, self._dtype)
+        # swresample holds back at most a few ms (its filter and a partial output sample);
+        # a second of input with nothing out is a failure, never an empty answer
+        if samples.shape[0] >= self._rate_in and out.shape[0] == 0:
+            raise RuntimeError(f"the resampler returned no audio for {samples.shape[0]} samples")
+        return out
 
 
 # --------------------------------------------------------------------------- encoding
@@ -264,10 +317,22 @@ class OggOpusDecoder:
     not an Ogg page, a bad checksum, a first packet that is not an Opus header,
     interleaved logical streams. Chained streams (a new stream after the previous
     one's end-of-stream page) are decoded one after the other.
+
+    Work is bounded too. Only mono and stereo streams are decoded (an OpusHead
+    declaring more channels, or a channel mapping family other than 0 or 1, is
+    refused). Every packet's duration is read from its header before it is decoded,
+    and ``budget``, when set, is how many more 48 kHz samples the decoder may make: a
+    packet that would go beyond it raises :class:`OggOpusLimitError` (whose message
+    ends with ``budget_name``, the limit as the caller states it) and nothing of it is
+    decoded. :meth:`feed_slices` gives the audio in slices of about 0.2 s, so a
+    caller on an event loop can let others run between them; an Opus byte decodes to
+    at most :data:`MAX_SAMPLES_PER_BYTE` samples whatever the stream.
     """
 
     def __init__(self, sample_rate: int) -> None:
         self.sample_rate = _check_rate(sample_rate)
+        self.budget: int | None = None  # 48 kHz samples this decoder may still make
+        self.budget_name = ""
         self._buffer = bytearray()
         self._offset = 0  # stream position of the buffer's first byte, for messages
         self._pages = 0
@@ -289,13 +354,24 @@ class OggOpusDecoder:
         """Bytes held: the incomplete page and the incomplete packet."""
         return len(self._buffer) + len(self._partial)
 
-    def _fail(self, problem: str) -> OggOpusError:
-        return OggOpusError(f"Ogg Opus stream, page {self._pages} at byte {self._offset}: {problem}")
+    def _fail(self, problem: str, kind: type[OggOpusError] = OggOpusError) -> OggOpusError:
+        return kind(f"Ogg Opus stream, page {self._pages} at byte {self._offset}: {problem}")
 
     def feed(self, data: bytes | bytearray | memoryview) -> bytes:
         """Take the next bytes of the stream; the PCM of the pages they complete."""
+        return b"".join(self.feed_slices(data))
+
+    def feed_slices(
+        self, data: bytes | bytearray | memoryview, slice_samples: int = _SLICE_SAMPLES
+    ) -> Iterator[bytes]:
+        """:meth:`feed` a slice at a time: the PCM of each run of about ``slice_samples``
+        decoded samples (48 kHz; or of 256 KB of pages), possibly empty, as it is made.
+        The bytes are taken at the first step; the stream is consumed only as far as the
+        iteration goes."""
         self._buffer += data
         blocks: list[np.ndarray] = []
+        held = 0  # 48 kHz samples in blocks
+        checked = 0  # page bytes since the last slice
         while len(self._buffer) >= 27:
             buf = self._buffer
             if buf[:4] != OGG_PAGE_MAGIC:
@@ -311,10 +387,19 @@ class OggOpusDecoder:
                 break
             page = bytes(buf[:size])
             del buf[:size]
-            blocks.extend(self._on_page(page, lacing))
+            checked += size
+            for block in self._on_page(page, lacing):
+                blocks.append(block)
+                held += block.shape[0]
+                if held >= slice_samples:
+                    yield self._pcm(blocks, last=False)
+                    blocks, held, checked = [], 0, 0
             self._offset += size
             self._pages += 1
-        return self._pcm(blocks, last=False)
+            if checked >= _SLICE_BYTES:
+                yield self._pcm(blocks, last=False)
+                blocks, held, checked = [], 0, 0
+        yield self._pcm(blocks, last=False)
 
     def finish(self) -> bytes:
         """The end of the input: the audio still held back, after checking nothing was cut off."""
@@ -326,7 +411,7 @@ class OggOpusDecoder:
 
     # pages and packets ------------------------------------------------------
 
-    def _on_page(self, page: bytes, lacing: bytes | bytearray) -> list[np.ndarray]:
+    def _on_page(self, page: bytes, lacing: bytes | bytearray) -> Iterator[np.ndarray]:
         flags, granule, serial, _sequence, crc = struct.unpack_from("<BqIII", page, 5)
         if ogg_crc(page[:22] + b"\0\0\0\0" + page[26:]) != crc:
             raise self._fail("checksum mismatch (corrupt or cut page)")
@@ -342,19 +427,24 @@ class OggOpusDecoder:
             if continued:
                 raise self._fail("the page continues a packet, but the previous page ended its last packet")
             raise self._fail("the previous page's last packet goes on, but this page does not continue it")
-        out: list[np.ndarray] = []
+        # the end page's granule position says where the audio stops: what its packets
+        # decode beyond it (the padding of the last frame) is dropped
+        end = bool(flags & _EOS) and granule >= 0
         pos = 27 + len(lacing)
         for value in lacing:
             self._add_segment(page[pos : pos + value])
             pos += value
             if value < 255:  # a lacing value below 255 ends the packet
-                out.extend(self._on_packet(bytes(self._partial), self._partial_len))
+                packet, length = bytes(self._partial), self._partial_len
                 self._partial.clear()
                 self._partial_len = 0
+                for block in self._on_packet(packet, length):
+                    if end:
+                        keep = granule - self._pre_skip - (self._decoded - block.shape[0])
+                        block = block[: max(0, keep)]
+                    yield block
         if flags & _EOS:
-            out = self._trim_end(out, granule)
             self._ended = True
-        return out
 
     def _add_segment(self, segment: bytes) -> None:
         self._partial_len += len(segment)
@@ -386,6 +476,11 @@ class OggOpusDecoder:
             raise self._fail(f"OpusHead version {version}: only version 0.x streams can be decoded")
         if channels < 1 or (mapping == 0 and channels > 2):
             raise self._fail(f"OpusHead declares {channels} channels with mapping family {mapping}")
+        if channels > MAX_OPUS_CHANNELS or mapping not in (0, 1):
+            raise self._fail(
+                f"OpusHead declares {channels} channels with channel mapping family {mapping}; "
+                "accepted: mono or stereo, mapping family 0 or 1"
+            )
         codec = av.CodecContext.create("libopus", "r")
         codec.extradata = head
         try:
@@ -398,6 +493,15 @@ class OggOpusDecoder:
     def _decode(self, packet: bytes) -> list[np.ndarray]:
         import av
 
+        try:
+            duration = opus_packet_samples(packet)
+        except ValueError as exc:
+            raise self._fail(str(exc)) from None
+        if self.budget is not None:
+            if duration > self.budget:
+                limit = self.budget_name or "the decoder's budget"
+                raise self._fail(f"the audio decodes to more than {limit}", OggOpusLimitError)
+            self.budget -= duration
         try:
             frames = self._codec.decode(av.Packet(packet))
         except av.error.FFmpegError as exc:
@@ -412,21 +516,6 @@ class OggOpusDecoder:
             self._decoded += mono.shape[0]
             out.append(mono)
         return out
-
-    def _trim_end(self, blocks: list[np.ndarray], granule: int) -> list[np.ndarray]:
-        """Drop the padding of the last frame: the end page's granule says where audio stops."""
-        if granule < 0:
-            return blocks
-        excess = self._pre_skip + self._decoded - granule
-        while excess > 0 and blocks:
-            last = blocks[-1]
-            if last.shape[0] <= excess:
-                excess -= last.shape[0]
-                blocks.pop()
-            else:
-                blocks[-1] = last[: last.shape[0] - excess]
-                excess = 0
-        return blocks
 
     def _pcm(self, blocks: list[np.ndarray], *, last: bool) -> bytes:
         from . import _pcm

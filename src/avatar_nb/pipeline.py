@@ -15,10 +15,8 @@ waveform views).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import time
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from .audio import prepare_audio
 from .endpoints import ENV_VARS, ServiceHandle, endpoints_from_env, open_service
@@ -26,23 +24,22 @@ from .errors import AvatarSDKError, AvatarSDKErrorCode
 from .pacing import DEFAULT_CHUNK_MS, Pacing, check_chunk_ms, pacing_from_realtime
 from .protocol import DEFAULT_SAMPLE_RATE
 from .session import AvatarSession
+from .sync import run_sync  # its home is avatar_nb.sync; importable from here as before
 from .timeline import Timeline
 
 if TYPE_CHECKING:
     from .server import LocalService
 
-_T = TypeVar("_T")
-
 __all__ = [
     "AnimationTimeout",
-    "ENV_VARS",
     "animate",
     "animate_sync",
-    "endpoints_from_env",
-    "run_sync",
     "service_meta",
     "stream_clip",
 ]
+
+# still importable from here, no longer exported: their home is avatar_nb.endpoints / avatar_nb.sync
+_KEPT = (ENV_VARS, endpoints_from_env, run_sync)
 
 
 class AnimationTimeout(AvatarSDKError):
@@ -178,33 +175,3 @@ def animate_sync(audio: Any, sample_rate: int | None = None, **kwargs: Any) -> T
         async_name="animate",
         thread_name="avatar_nb-animate",
     )
-
-
-def run_sync(
-    start: Callable[[], Coroutine[Any, Any, _T]],
-    *,
-    service: Any,
-    name: str,
-    async_name: str,
-    thread_name: str,
-) -> _T:
-    """Run the coroutine ``start()`` makes to its end, with or without a running event loop.
-
-    Without one, on a new loop in this thread. With one (a Jupyter kernel) this thread
-    blocks while a worker thread (``thread_name``) runs it on a private loop; a running
-    ``service`` served by this thread's loop (entered with ``async with``, not started in
-    a thread of its own) could then never answer, so that case is a ``RuntimeError``
-    telling the caller of ``name()`` to ``await async_name(...)`` instead.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(start())
-    if service is not None and getattr(service, "running", False) and getattr(service, "_thread", None) is None:
-        raise RuntimeError(
-            f"{name}() would block the event loop that serves this LocalService "
-            f"(it was entered with `async with`); use `await {async_name}(...)` instead, "
-            "or start the service with service.start()"
-        )
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=thread_name) as pool:
-        return pool.submit(asyncio.run, start()).result()

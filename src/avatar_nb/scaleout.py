@@ -1,260 +1,29 @@
-"""Sweeps on a Dask cluster: ``sweep(..., client=dask_client)``.
+"""Sweeps on a Dask cluster: the old home of :mod:`avatar_nb.experiments.cluster`.
 
-The runs of a sweep go to the workers in batches of ``concurrency`` runs, one Dask task
-per batch. On a worker:
-
-- the sessions run on one event loop per worker process (a thread of its own, started
-  on first use and kept), so sessions of one batch share it as they do in process;
-- a local service is started once per worker process and configuration, and reused by
-  every later task (:func:`worker_service`); a remote service is reached with the
-  endpoints and credentials of a :class:`~avatar_nb.sweeps.ServiceSpec`, whose ``repr``
-  hides them (task arguments can show up in logs; task keys are ``avatar_nb-sweep-...``
-  names chosen here, never derived from the arguments);
-- a batch's sessions stream together (``concurrency`` at once: paced sessions mostly
-  wait on the audio clock, so a handful per worker keeps it busy without their own CPU
-  delaying each other's arrivals); once all have ended, the worker writes their
-  per-keyframe tables and rows straight into the dataset, a path every worker shares.
-  A per-process gate keeps writing and streaming apart when a worker runs several
-  tasks at once (``threads_per_worker > 1``);
-- only the small run rows go back through the scheduler.
-
-A worker lost mid-sweep loses no finished run: its rows and keyframes are already on
-disk, Dask reschedules its unfinished batch on another worker, a batch that still
-cannot run is recorded as failed rows, and a re-run with the same ``out=`` completes them.
-
-Dask is imported only here, and only when ``client=`` is given.
+``sweep(..., client=dask_client)`` runs on the Dask executor of the experiment layer; this
+module keeps its names importable (``sweep_on_cluster`` is deprecated: call
+:func:`avatar_nb.sweep` with ``client=``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import threading
-import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .sweeps import (
-    ClipSource,
-    RunSpec,
-    ServiceSpec,
-    SweepResult,
-    _error_text,
-    _progress,
-    prepare_all,
-    run_one,
-    run_row,
-    service_key,
-    where,
-)
-
-if TYPE_CHECKING:
-    from .server import LocalService
+from .experiments.cluster import INSTALL_HINT, OnDask, run_batch_on_worker, worker_service
 
 __all__ = ["run_batch_on_worker", "sweep_on_cluster", "worker_service"]
 
-INSTALL_HINT = "pip install avatar_nb[dask]"
-
-
-def _require_distributed() -> Any:
-    try:
-        import distributed
-    except ImportError as exc:
-        raise ImportError(
-            f"sweep(client=...) runs on Dask, which is not installed; install it with `{INSTALL_HINT}`"
-        ) from exc
-    return distributed
-
-
-# ----------------------------------------------------------------------------- worker side
-
-_state_lock = threading.Lock()
-_loop: asyncio.AbstractEventLoop | None = None
-_services: dict[str, LocalService] = {}
-
-
-class _Gate:
-    """Streaming batches share the process; a write waits until none streams, and holds new ones off."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._streaming = 0
-        self._writing = 0
-        self._waiting_writers = 0
-
-    def start_streaming(self) -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: not self._writing and not self._waiting_writers)
-            self._streaming += 1
-
-    def stop_streaming(self) -> None:
-        with self._cond:
-            self._streaming -= 1
-            self._cond.notify_all()
-
-    def start_writing(self) -> None:
-        with self._cond:
-            self._waiting_writers += 1
-            self._cond.wait_for(lambda: not self._streaming and not self._writing)
-            self._waiting_writers -= 1
-            self._writing += 1
-
-    def stop_writing(self) -> None:
-        with self._cond:
-            self._writing -= 1
-            self._cond.notify_all()
-
-
-_gate = _Gate()
-
-
-def _worker_loop() -> asyncio.AbstractEventLoop:
-    """This process's event loop for sessions, in a daemon thread, started on first use."""
-    global _loop
-    with _state_lock:
-        if _loop is None or _loop.is_closed():
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(
-                target=loop.run_forever, name="avatar_nb-worker-loop", daemon=True
-            )
-            thread.start()
-            _loop = loop
-        return _loop
-
-
-def worker_service(options: Mapping[str, Any]) -> LocalService:
-    """The local service of this worker process for ``options``: started once, then reused."""
-    from .server import LocalService
-
-    key = service_key(options)
-    with _state_lock:
-        service = _services.get(key)
-        if service is None or not service.running:
-            service = _services[key] = LocalService(**dict(options)).start()
-        return service
-
-
-@atexit.register
-def _stop_services() -> None:
-    for service in list(_services.values()):
-        try:
-            service.stop(timeout=2.0)
-        except Exception:  # noqa: BLE001, S110 - the process is exiting; nothing to report to
-            pass
-    _services.clear()
-
-
-def _worker_name() -> str:
-    try:
-        from distributed import get_worker
-
-        return get_worker().address
-    except (ImportError, ValueError):
-        return where()
-
-
-async def _stream_batch(
-    specs: Sequence[RunSpec],
-    clips: Mapping[str, ClipSource],
-    service: ServiceSpec,
-    prepared: Mapping[tuple[str, int], Any],
-    timeout: float | None,
-    seed: int,
-    worker: str,
-) -> list[tuple[dict[str, Any], Any]]:
-    from .endpoints import open_service
-
-    async def one(spec: RunSpec) -> tuple[dict[str, Any], Any]:
-        try:
-            if service.kind == "local":
-                local = worker_service(spec.service_options)
-                context = open_service(local)
-            else:
-                context = open_service(**service.options)
-            async with context as handle:
-                return await run_one(
-                    spec,
-                    clips[spec.clip],
-                    handle,
-                    timeout=timeout,
-                    seed=seed,
-                    worker=worker,
-                    prepared=prepared.get((spec.clip, spec.sample_rate)),
-                )
-        except Exception as exc:  # noqa: BLE001 - the service could not be reached: a failed row
-            return run_row(
-                spec, None, status="failed", error=_error_text(exc), seed=seed, worker=worker
-            ), None
-
-    return list(await asyncio.gather(*(one(spec) for spec in specs)))
-
-
-def run_batch_on_worker(
-    specs: Sequence[RunSpec],
-    clips: Mapping[str, ClipSource],
-    service: ServiceSpec,
-    root: str,
-    timeout: float | None = None,
-    seed: int = 0,
-) -> list[dict[str, Any]]:
-    """One Dask task: stream ``specs`` together on this process's loop, then write them under ``root``.
-
-    Returns the run rows (small); the keyframes stay on disk.
-    """
-    from .dataset import DatasetWriter
-
-    worker = _worker_name()
-    # heavy work first: the batch's audio is prepared before any of its sessions starts
-    prepared = prepare_all(specs, clips)
-    _gate.start_streaming()
-    try:
-        future = asyncio.run_coroutine_threadsafe(
-            _stream_batch(specs, clips, service, prepared, timeout, seed, worker), _worker_loop()
-        )
-        # each run bounds its own waits (end-frame timeout, token request); this bound only
-        # catches a loop that stopped answering: every run's allowance, one after another
-        audio = sum(len(p.pcm) / 2 / p.sample_rate for p in prepared.values())
-        per_run = 60.0 if timeout is None else timeout + 30.0
-        results = future.result(timeout=per_run * len(specs) + 2 * audio + 60.0)
-    finally:
-        _gate.stop_streaming()
-    failed: dict[str, Exception] = {}
-    _gate.start_writing()
-    try:
-        # the batch's runs go into one segment of the dataset, committed when all are in;
-        # a run not on disk is a failed row (a resume runs it again)
-        writer = DatasetWriter(root, commit_seconds=float("inf"))
-        for row, timeline in results:
-            failed.update(writer.add_reporting(row, timeline))
-        failed.update(writer.commit_reporting()[1])
-    finally:
-        _gate.stop_writing()
-    return [
-        {
-            **row,
-            "status": "failed",
-            "error": f"writing the run: {_error_text(failed[row['run_id']])}",
-        }
-        if row["run_id"] in failed
-        else row
-        for row, _ in results
-    ]
-
-
-# ----------------------------------------------------------------------------- client side
-
-
-def _clip(clip: ClipSource) -> ClipSource:
-    """A clip as a task result, so the run tasks on a worker share one copy of its audio."""
-    return clip
+_KEPT = (INSTALL_HINT, OnDask)
 
 
 def sweep_on_cluster(
     client: Any,
-    specs: Sequence[RunSpec],
-    clips: Sequence[ClipSource],
-    service: ServiceSpec,
+    specs: Sequence[Any],
+    clips: Sequence[Any],
+    service: Any,
     root: Path | None,
     *,
     concurrency: int,
@@ -263,93 +32,32 @@ def sweep_on_cluster(
     timeout: float | None,
     info: Mapping[str, Any],
     retries: int = 1,
-) -> SweepResult:
-    """Run ``specs`` on ``client``'s workers in batches of ``concurrency``; the rows, read back from ``root``."""
-    distributed = _require_distributed()
-    from .dataset import (
-        DatasetWriter,
-        consolidate,
-        finished_runs,
-        read_runs,
-        runs_frame,
-        write_sweep_info,
+) -> Any:
+    """Deprecated: ``execute(OnDask(client), ...)`` of :mod:`avatar_nb.experiments`."""
+    warnings.warn(
+        "avatar_nb.scaleout.sweep_on_cluster is deprecated and goes in the next release; "
+        "use avatar_nb.sweep(..., client=client)",
+        DeprecationWarning,
+        stacklevel=2,
     )
+    from .experiments.executors import execute
+    from .sync import run_sync
 
-    if root is None:
-        raise ValueError(
-            "a sweep on a Dask cluster needs out=: a directory every worker can write to "
-            "(the workers write the keyframes there; only run rows come back)"
-        )
-    root = root.resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    done = finished_runs(root)
-    write_sweep_info(root, {**info, "cluster": True})
-    todo = [s for s in specs if s.run_id not in done]
-    by_name = {c.name: c for c in clips}
-    batches = [todo[i : i + concurrency] for i in range(0, len(todo), concurrency)]
-    token = uuid.uuid4().hex[:8]
-    # a clip given as an array that several batches need travels once, as a small task of
-    # its own whose result those batches share (and that Dask recomputes if the worker
-    # holding it is lost); one that a single batch needs rides in that batch's arguments;
-    # clips given as paths are read where they run
-    uses: dict[str, int] = {}
-    for batch in batches:
-        for name in {spec.clip for spec in batch}:
-            uses[name] = uses.get(name, 0) + 1
-    shared = [
-        by_name[name] for name in sorted(uses) if uses[name] > 1 and by_name[name].path is None
-    ]
-    by_name = dict(by_name)
-    for index, clip in enumerate(shared):
-        by_name[clip.name] = client.submit(
-            _clip, clip, key=f"avatar_nb-clip-{token}-{index:05d}", pure=False
-        )
-    futures = {}
-    for index, batch in enumerate(batches):
-        needed = {spec.clip: by_name[spec.clip] for spec in batch}
-        future = client.submit(
-            run_batch_on_worker,
-            batch,
-            needed,
+    return run_sync(
+        lambda: execute(
+            OnDask(client, retries),
+            specs,
+            clips,
             service,
-            str(root),
-            timeout,
-            seed,
-            key=f"avatar_nb-sweep-{token}-{index:05d}",
-            pure=False,
-            retries=retries,
-        )
-        futures[future] = batch
-    bar = _progress(len(specs), len(specs) - len(todo), progress, "sweep (dask)")
-    lost: list[dict[str, Any]] = []
-    try:
-        for future in distributed.as_completed(list(futures)):
-            batch = futures.pop(future)
-            try:
-                rows = future.result()
-            except Exception as exc:  # noqa: BLE001 - the batch could not run anywhere
-                rows = [
-                    run_row(
-                        s,
-                        None,
-                        status="failed",
-                        error=f"on the cluster: {_error_text(exc)}",
-                        seed=seed,
-                    )
-                    for s in batch
-                ]
-                lost.extend(rows)
-            future.release()
-            if bar is not None:
-                bar.update(len(rows))
-    finally:
-        if bar is not None:
-            bar.close()
-        for future in futures:
-            future.cancel()
-    with DatasetWriter(root) as writer:  # nothing streams in this process: no session to disturb
-        for row in lost:
-            writer.add(row)
-    consolidate(root)
-    runs = read_runs(root)
-    return SweepResult(runs if len(runs) else runs_frame([]), root)
+            root,
+            info=info,
+            concurrency=concurrency,
+            seed=seed,
+            progress=progress,
+            timeout=timeout,
+        ),
+        service=None,
+        name="sweep_on_cluster",
+        async_name="execute",
+        thread_name="avatar_nb-sweep",
+    )

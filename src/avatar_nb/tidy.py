@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .flame import SCALAR_CHANNELS, column_names
-from .timeline import REQUEST_STATUSES
+from .timeline_record import REQUEST_STATUSES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,7 +50,8 @@ def _req_strings(timeline: Timeline, req_ids: list[str]) -> pd.Categorical:
     import pandas as pd
 
     known = list(timeline.req_ids)
-    extra = [r for r in dict.fromkeys(req_ids) if r not in timeline._req_index]
+    seen = set(known)
+    extra = [r for r in dict.fromkeys(req_ids) if r not in seen]
     return pd.Categorical(req_ids, categories=known + extra)
 
 
@@ -201,14 +202,15 @@ def requests_frame(timeline: Timeline) -> pd.DataFrame:
     first_sent, last_sent = first_last(sent, chunk_req)
     first_arrival, last_arrival = first_last(msg_arrival, msg_req, msg_count > 0)
 
-    status_at = {r: at for r, _, at in timeline._status_log}
-    anomaly_counts = Counter(r for r, *_ in timeline._anomalies)
-    state_counts = Counter(r for r, *_ in timeline._playback)
-    last_state = {r: state for r, state, *_ in timeline._playback}
+    record = timeline.snapshot()
+    status_at = {r: at for r, _, at in record.status_log}
+    anomaly_counts = Counter(r for r, *_ in record.anomalies)
+    state_counts = Counter(r for r, *_ in record.playback)
+    last_state = {r: state for r, state, *_ in record.playback}
 
     ended = np.zeros(n_req, dtype=bool)
-    if timeline._ended:
-        ended[sorted(timeline._ended)] = True
+    if record.ended:
+        ended[list(record.ended)] = True
     return pd.DataFrame(
         {
             "req_id": pd.Categorical(req_ids, categories=req_ids),
@@ -238,7 +240,7 @@ def request_history_frame(timeline: Timeline) -> pd.DataFrame:
     """Every request status set, in order: ``req_id``, ``status``, ``at``."""
     import pandas as pd
 
-    log = timeline._status_log
+    log = timeline.snapshot().status_log
     return pd.DataFrame(
         {
             "req_id": _req_strings(timeline, [r for r, _, _ in log]),
@@ -252,7 +254,7 @@ def playback_frame(timeline: Timeline) -> pd.DataFrame:
     """Every playback state received: ``req_id``, ``state``, ``played`` (s), ``reason``, ``at``."""
     import pandas as pd
 
-    log = timeline._playback
+    log = timeline.snapshot().playback
     return pd.DataFrame(
         {
             "req_id": _req_strings(timeline, [e[0] for e in log]),
@@ -268,7 +270,7 @@ def anomalies_frame(timeline: Timeline) -> pd.DataFrame:
     """Every anomaly recorded: ``req_id``, ``kind``, ``detail``, ``at``."""
     import pandas as pd
 
-    log = timeline._anomalies
+    log = timeline.snapshot().anomalies
     return pd.DataFrame(
         {
             "req_id": _req_strings(timeline, [e[0] for e in log]),

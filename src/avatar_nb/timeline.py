@@ -27,27 +27,31 @@ Timing figures (see :attr:`Timeline.latency`, :attr:`Timeline.lateness`, :meth:`
 
 from __future__ import annotations
 
-import html
 import math
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .flame import CHANNELS, DEFAULT_FPS, EXPRESSION, FIXED_COLUMNS, SCALAR_CHANNELS, channel_names
-from .protocol import RequestStatus
+from . import flame as _flame
+from . import tidy, timeline_file, timeline_text
+from .flame import DEFAULT_FPS, EXPRESSION, FIXED_COLUMNS, channel_names
+from .timeline_record import REQUEST_STATUSES, TimelineRecord
+from .timeline_text import ms_text
 
 if TYPE_CHECKING:  # pandas and xarray load only when a table is asked for
     import pandas as pd
     import xarray as xr
 
-__all__ = ["CHANNELS", "REQUEST_STATUSES", "SCALAR_CHANNELS", "Timeline", "ms_text"]
+__all__ = ["REQUEST_STATUSES", "Timeline", "TimelineRecord", "ms_text"]
 
-REQUEST_STATUSES: tuple[str, ...] = tuple(status.value for status in RequestStatus)
-"""What can become of a request (the values of :class:`avatar_nb.protocol.RequestStatus`):
-still ``open``, ended normally (``complete``: its end frame arrived), ``interrupted``,
-``preempted`` by a newer request, or ``failed`` (a server error or a dropped connection)."""
+_CHANNELS = _flame.CHANNELS
+_SCALAR_CHANNELS = _flame.SCALAR_CHANNELS
+# names this module re-exported from avatar_nb.flame, their home: still readable here,
+# with a DeprecationWarning, for one release
+_MOVED_TO_FLAME = ("CHANNELS", "SCALAR_CHANNELS")
 
 _PERCENTILES = (50, 90, 99)
 
@@ -519,29 +523,21 @@ class Timeline:
         ``playback_states`` (count). The full histories are :attr:`request_history`,
         :attr:`playback_states` and :attr:`anomalies`.
         """
-        from . import tidy
-
         return tidy.requests_frame(self)
 
     @property
     def request_history(self) -> pd.DataFrame:
         """Every status set, in order: ``req_id``, ``status``, ``at``."""
-        from . import tidy
-
         return tidy.request_history_frame(self)
 
     @property
     def playback_states(self) -> pd.DataFrame:
         """Every playback state received, in order: ``req_id``, ``state``, ``played``, ``reason``, ``at``."""
-        from . import tidy
-
         return tidy.playback_frame(self)
 
     @property
     def anomalies(self) -> pd.DataFrame:
         """Every anomaly recorded, in order: ``req_id``, ``kind``, ``detail``, ``at``."""
-        from . import tidy
-
         return tidy.anomalies_frame(self)
 
     # ------------------------------------------------------------------ tables
@@ -549,15 +545,11 @@ class Timeline:
     def to_pandas(self, per: str = "keyframe") -> pd.DataFrame:
         """The run as a tidy table: ``per="keyframe"`` (one row per keyframe with its timing
         and every FLAME channel), ``"message"`` or ``"chunk"``. See :mod:`avatar_nb.tidy`."""
-        from . import tidy
-
         return tidy.to_pandas(self, per)
 
     def to_xarray(self) -> xr.DataArray:
         """The keyframes as an ``xarray.DataArray`` (dims ``time`` x ``channel``); needs
         ``pip install avatar_nb[xarray]``. See :func:`avatar_nb.tidy.to_xarray`."""
-        from . import tidy
-
         return tidy.to_xarray(self)
 
     # ------------------------------------------------------------------ channels
@@ -569,12 +561,12 @@ class Timeline:
     def channel(self, name: str) -> np.ndarray:
         """A named FLAME channel: 2-D for ``translation`` .. ``expression``, 1-D for scalars."""
         kf = self.keyframes
-        if name in CHANNELS:
-            return kf[:, CHANNELS[name]]
+        if name in _CHANNELS:
+            return kf[:, _CHANNELS[name]]
         if name == EXPRESSION:
             return kf[:, FIXED_COLUMNS:]
-        if name in SCALAR_CHANNELS:
-            return kf[:, SCALAR_CHANNELS[name]]
+        if name in _SCALAR_CHANNELS:
+            return kf[:, _SCALAR_CHANNELS[name]]
         raise KeyError(f"unknown channel {name!r}; known: {', '.join(self.channel_names)}")
 
     def __getitem__(self, name: str) -> np.ndarray:
@@ -582,7 +574,7 @@ class Timeline:
 
     def __getattr__(self, name: str) -> np.ndarray:
         # scalar channels read as attributes: tl.jaw_open, tl.head_yaw, ...
-        if name in SCALAR_CHANNELS or name in CHANNELS or name == EXPRESSION:
+        if name in _SCALAR_CHANNELS or name in _CHANNELS or name == EXPRESSION:
             return self.channel(name)
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
@@ -641,56 +633,75 @@ class Timeline:
             "errors": len(self.errors),
         }
 
-    def _state_text(self, s: dict[str, Any]) -> str:
-        if s["complete"]:
-            return "complete"
-        parts = [f"{s[k]} {k}" for k in ("interrupted", "preempted", "failed") if s[k]]
-        return ", ".join(parts) if parts else "incomplete"
-
     def __repr__(self) -> str:
-        s = self.summary()
-        audio = "n/a" if s["audio_seconds"] is None else f"{s['audio_seconds']:.2f} s audio"
-        rtf = "n/a" if s["real_time_factor"] is None else f"{s['real_time_factor']:.2f}"
-        errors = f", {s['errors']} error(s)" if s["errors"] else ""
-        return (
-            f"<Timeline {s['keyframes']} keyframes (E={s['expression_dims']}) @ {self.fps:g} fps, "
-            f"{audio}, {s['requests']} request(s), {s['pacing']} pacing, "
-            f"first frame {ms_text(s['first_frame_latency'])}, latency p99 {ms_text(s['latency_p99'])}, "
-            f"jitter {ms_text(s['jitter'])}, RTF {rtf}, {self._state_text(s)}{errors}>"
-        )
+        return timeline_text.summary_repr(self.summary())
 
     def _repr_html_(self) -> str:
-        s = self.summary()
-        fast = s["pacing"] == "fast"
-        lateness = (
-            "n/a under fast pacing"
-            if fast
-            else f"{ms_text(s['lateness_p50'])} / {ms_text(s['lateness_p99'])}"
+        return timeline_text.summary_html(self.summary(), self.errors)
+
+    # ------------------------------------------------------------------ state
+
+    def snapshot(self) -> TimelineRecord:
+        """The timeline's whole state as a :class:`~avatar_nb.timeline_record.TimelineRecord`
+        (read-only arrays, tuples and a copy of ``meta``); :meth:`restore` gives the
+        timeline back. The file (:mod:`avatar_nb.timeline_file`) and the request tables
+        (:mod:`avatar_nb.tidy`) are written from it."""
+        audio = self.audio
+        return TimelineRecord(
+            fps=self.fps,
+            sample_rate=self.sample_rate,
+            meta=dict(self.meta),
+            errors=tuple(self.errors),
+            req_ids=tuple(self.req_ids),
+            width=self._width,
+            ended=tuple(sorted(self._ended)),
+            status_log=tuple(self._status_log),
+            anomalies=tuple(self._anomalies),
+            playback=tuple(self._playback),
+            keyframes=_read_only(self.keyframes),
+            message_arrival=self.message_arrival,
+            message_keyframes=self.message_keyframes,
+            message_req=self.message_req,
+            message_end=self.message_end,
+            chunk_sent_at=self.chunk_sent_at,
+            chunk_samples=self.chunk_samples,
+            chunk_req=self.chunk_req,
+            audio=None if audio is None else _read_only(audio),
+            audio_set=self._audio_set is not None,
         )
-        rtf = "n/a" if s["real_time_factor"] is None else f"{s['real_time_factor']:.3f}"
-        rows = [
-            ("keyframes", f"{s['keyframes']} (E = {s['expression_dims']})"),
-            ("frame rate", f"{self.fps:g} fps"),
-            ("audio", "n/a" if s["audio_seconds"] is None else f"{s['audio_seconds']:.2f} s @ {self.sample_rate} Hz"),
-            ("pacing", s["pacing"]),
-            ("requests", str(s["requests"])),
-            ("first-frame latency", ms_text(s["first_frame_latency"])),
-            ("latency p50 / p99", f"{ms_text(s['latency_p50'])} / {ms_text(s['latency_p99'])}"),
-            ("lateness p50 / p99", lateness),
-            ("inter-arrival jitter", ms_text(s["jitter"])),
-            ("real-time factor", rtf + (" (processing speed)" if fast and s["real_time_factor"] is not None else "")),
-            ("complete", "yes" if s["complete"] else f"no ({self._state_text(s)})"),
-        ]
-        if s["anomalies"]:
-            rows.append(("anomalies", str(s["anomalies"])))
-        body = "".join(
-            f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-            for k, v in rows
-        )
-        errors = "".join(f"<li>{html.escape(e)}</li>" for e in self.errors[:10])
-        if errors:
-            errors = f"<div><b>errors</b><ul>{errors}</ul></div>"
-        return f"<div><b>Timeline</b><table>{body}</table>{errors}</div>"
+
+    @classmethod
+    def restore(cls, record: TimelineRecord) -> Timeline:
+        """A new timeline holding ``record``'s state (copied): it equals the timeline the
+        record was taken from (``restore(tl.snapshot()).snapshot() == tl.snapshot()``) and
+        goes on growing like a fresh one."""
+        tl = cls(record.fps, sample_rate=record.sample_rate, meta=dict(record.meta))
+        if record.audio is not None:
+            audio = np.array(record.audio)
+            if record.audio_set:
+                tl._audio_set = audio
+            elif audio.shape[0]:
+                tl._sent_audio = [audio]
+        tl.errors = [str(e) for e in record.errors]
+        tl.req_ids = [str(r) for r in record.req_ids]
+        tl._req_index = {r: i for i, r in enumerate(tl.req_ids)}
+        tl._width = None if record.width is None else int(record.width)
+        tl._ended = {int(i) for i in record.ended}
+        tl._status_log = [(str(r), str(s), float(at)) for r, s, at in record.status_log]
+        tl._status = {r: s for r, s, _ in tl._status_log}
+        tl._anomalies = [(str(r), str(k), str(d), float(at)) for r, k, d, at in record.anomalies]
+        tl._playback = [(str(r), str(s), float(p), str(why), float(at)) for r, s, p, why, at in record.playback]
+        keyframes = record.keyframes
+        tl._blocks = [np.array(keyframes)] if keyframes.shape[0] else []
+        tl._msg_arrival = np.asarray(record.message_arrival).tolist()
+        tl._msg_count = np.asarray(record.message_keyframes).tolist()
+        tl._msg_req = np.asarray(record.message_req).tolist()
+        tl._msg_end = np.asarray(record.message_end).tolist()
+        tl._chunk_sent = np.asarray(record.chunk_sent_at).tolist()
+        tl._chunk_samples = np.asarray(record.chunk_samples).tolist()
+        tl._chunk_req = np.asarray(record.chunk_req).tolist()
+        tl._changed()
+        return tl
 
     # ------------------------------------------------------------------ files
 
@@ -706,21 +717,23 @@ class Timeline:
     def save(self, path: str | Path) -> Path:
         """Write the timeline to ``path`` (``.npz``); :meth:`load` gives it back exactly.
         See :mod:`avatar_nb.timeline_file`."""
-        from . import timeline_file
-
         return timeline_file.save(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> Timeline:
         """Read a timeline written by :meth:`save` (this format or the first one)."""
-        from . import timeline_file
-
         return timeline_file.load(cls, path)
 
 
-def ms_text(seconds: float | None) -> str:
-    """A time in seconds as text for people: milliseconds (``"12.3 ms"``), ``"n/a"`` for None."""
-    return "n/a" if seconds is None else f"{seconds * 1000:.1f} ms"
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_FLAME:
+        warnings.warn(
+            f"avatar_nb.timeline.{name} is deprecated; import it from avatar_nb.flame, its home",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(_flame, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _merged(blocks: list[np.ndarray]) -> np.ndarray:
@@ -741,6 +754,15 @@ def _frame_end_sample(index: np.ndarray, sample_rate: int, fps: float) -> np.nda
     if float(fps).is_integer():
         return following * int(sample_rate) // int(fps)
     return np.floor(following * (sample_rate / fps)).astype(np.int64)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """``array`` itself when already read-only, else a read-only view of it (no copy)."""
+    if not array.flags.writeable:
+        return array
+    view = array.view()
+    view.setflags(write=False)
+    return view
 
 
 def _time(at: float | None) -> float:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .flame import CHANNELS, FIXED_COLUMNS, SCALAR_CHANNELS
+from .face import VIEW, Oval, face_geometry, face_pose
 
 if TYPE_CHECKING:
     from .timeline import Timeline
@@ -68,37 +68,6 @@ _TEXT = (40, 40, 40)
 # ----------------------------------------------------------------------------- the face
 
 
-def face_pose(keyframes: Any) -> dict[str, np.ndarray]:
-    """The face drawing's parameters of one keyframe (20 + E values) or many (n, 20 + E).
-
-    Returns 1-D float64 arrays (one value per keyframe): ``pitch``, ``yaw``, ``roll``
-    (head rotation, rad), ``jaw`` (opening, rad, >= 0), ``lid_left``/``lid_right``
-    (0 open ... 1 closed), ``gaze_left_x``/``gaze_left_y``/``gaze_right_x``/``gaze_right_y``
-    (each eye's yaw and pitch, rad; positive pitch looks down) and ``brow`` (the first expression coefficient, 0
-    when E = 0). Every column index comes from :mod:`avatar_nb.flame`.
-    """
-    kf = np.asarray(keyframes, dtype=np.float64)
-    if kf.ndim == 1:
-        kf = kf[None, :]
-    if kf.ndim != 2 or kf.shape[1] < FIXED_COLUMNS:
-        raise ValueError(f"a keyframe has at least {FIXED_COLUMNS} values, got shape {np.shape(keyframes)}")
-    eye = CHANNELS["eye_pose"].start  # left eye (pitch, yaw, roll), then the right eye
-    zeros = np.zeros(kf.shape[0])
-    return {
-        "pitch": kf[:, SCALAR_CHANNELS["head_pitch"]],
-        "yaw": kf[:, SCALAR_CHANNELS["head_yaw"]],
-        "roll": kf[:, SCALAR_CHANNELS["head_roll"]],
-        "jaw": np.maximum(kf[:, SCALAR_CHANNELS["jaw_open"]], 0.0),
-        "lid_left": np.clip(kf[:, SCALAR_CHANNELS["eyelid_left"]], 0.0, 1.0),
-        "lid_right": np.clip(kf[:, SCALAR_CHANNELS["eyelid_right"]], 0.0, 1.0),
-        "gaze_left_y": kf[:, eye],
-        "gaze_left_x": kf[:, eye + 1],
-        "gaze_right_y": kf[:, eye + 3],
-        "gaze_right_x": kf[:, eye + 4],
-        "brow": kf[:, FIXED_COLUMNS] if kf.shape[1] > FIXED_COLUMNS else zeros,
-    }
-
-
 _CIRCLES: dict[int, np.ndarray] = {}
 
 
@@ -113,8 +82,9 @@ def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 40) -> np.ndar
 class _FacePainter:
     """Draws the face of one pose into a Pillow image, at 2x then reduced (anti-aliasing).
 
-    Coordinates are face units (the head is 1.7 wide, 2.2 tall; y up), rotated by the
-    head roll about the head centre and mapped to pixels.
+    The shapes are :func:`avatar_nb.face.face_geometry`'s, in face units (the head is 1.7
+    wide, 2.2 tall; y up), placed by the head's roll and shift and mapped to pixels, with
+    :data:`avatar_nb.face.VIEW` fitted to the face area.
     """
 
     _SUPERSAMPLE = 2
@@ -126,59 +96,40 @@ class _FacePainter:
         s = self._SUPERSAMPLE
         self.image = Image.new("RGB", (width * s, height * s), _BACKGROUND)
         self.draw = ImageDraw.Draw(self.image)
-        self.unit = min(width / 2.6, height / 2.75) * s
+        self.unit = min(width / VIEW[0], height / VIEW[1]) * s
         self.origin = (width * s / 2.0, height * s / 2.0)
         self._drawn: tuple[int, int, int, int] | None = None
 
     def paint(self, p: dict[str, float]) -> tuple[Any, tuple[int, int]]:
-        """The face of pose ``p``: the image of its bounding box at 1x, and where it goes."""
+        """The face of pose ``p`` (:func:`avatar_nb.face.face_geometry`'s shapes): the image
+        of its bounding box at 1x, and where it goes."""
         draw, u = self.draw, self.unit
         if self._drawn is not None:  # clear only what the last face covered
             draw.rectangle(self._drawn, fill=_BACKGROUND)
-        roll = 3.0 * p["roll"]  # exaggerated, as in plots.face: real head roll is a few degrees
-        cos, sin = math.cos(roll), math.sin(roll)
-        # the outline follows the head; the features move further (a turn reads as a turn)
-        hx, hy = 1.2 * p["yaw"], -1.2 * p["pitch"]
-        fx, fy = 1.0 * p["yaw"], -1.0 * p["pitch"]
+        g = face_geometry(p)
         ox, oy = self.origin
 
-        def px(points: np.ndarray, shift: tuple[float, float] = (0.0, 0.0)) -> list[tuple[float, float]]:
-            x = points[:, 0] + shift[0]
-            y = points[:, 1] + shift[1]
-            rx = cos * x - sin * y + hx
-            ry = sin * x + cos * y + hy
-            return list(zip((ox + u * rx).tolist(), (oy - u * ry).tolist()))
+        def px(points: np.ndarray) -> list[tuple[float, float]]:
+            placed = g.place(points)  # face units in the view, y up
+            return list(zip((ox + u * placed[:, 0]).tolist(), (oy - u * placed[:, 1]).tolist()))
+
+        def oval(o: Oval, n: int) -> list[tuple[float, float]]:
+            return px(_ellipse(o.cx, o.cy, o.rx, o.ry, n))
 
         width = max(1, int(round(u * 0.025)))
-        jaw = p["jaw"]
-        chin = 0.35 * jaw  # the jaw drops the chin as the mouth opens
-        head = _ellipse(0.0, 0.0, 0.85, 1.1, 64)
-        head[:, 1] = np.where(head[:, 1] < 0, head[:, 1] * (1.0 + chin / 1.1), head[:, 1])
-        outline = px(head)
+        outline = oval(g.head, 64)
         draw.polygon(outline, fill=_SKIN, outline=_OUTLINE, width=width)
-        feat = (fx, fy)
-        for side, lid, gx, gy in ((-1, p["lid_left"], p["gaze_left_x"], p["gaze_left_y"]),
-                                  (1, p["lid_right"], p["gaze_right_x"], p["gaze_right_y"])):
-            ex, ey = 0.36 * side, 0.28
-            open_h = 0.13 * (1.0 - lid)
-            if open_h > 0.012:
-                draw.polygon(px(_ellipse(ex, ey, 0.17, open_h, 32), feat), fill=_EYE_WHITE, outline=_OUTLINE,
-                             width=width)
-                # pupil, moved by the eye's own yaw and pitch and cut by the eyelid
-                pxc = ex + float(np.clip(0.5 * gx, -0.11, 0.11))
-                pyc = ey - float(np.clip(0.5 * gy, -0.06, 0.06))  # positive pitch: looking down
-                r = min(0.06, open_h * 0.9)
-                draw.polygon(px(_ellipse(pxc, pyc, r, r, 20), feat), fill=_PUPIL)
+        for eye in g.eyes:
+            white = eye.white
+            if eye.pupil is not None:
+                draw.polygon(oval(white, 32), fill=_EYE_WHITE, outline=_OUTLINE, width=width)
+                draw.polygon(oval(eye.pupil, 20), fill=_PUPIL)
             else:  # closed: the lid as a line
-                draw.line(px(np.array([[ex - 0.17, ey], [ex + 0.17, ey]]), feat), fill=_OUTLINE, width=width * 2)
-            by = ey + 0.22 + 0.12 * p["brow"]
-            brow = np.array([[ex - 0.17, by - 0.02 * side * p["brow"]], [ex + 0.17, by + 0.02 * side * p["brow"]]])
-            draw.line(px(brow, feat), fill=_BROW, width=width * 3)
-        nose = np.array([[0.0, 0.15], [-0.07, -0.12], [0.05, -0.14]])
-        draw.line(px(nose, feat), fill=_NOSE, width=width)
-        mouth_h = 0.02 + 0.8 * jaw
-        draw.polygon(px(_ellipse(0.0, -0.5 - mouth_h / 2.0, 0.27, mouth_h, 40), feat), fill=_MOUTH, outline=_OUTLINE,
-                     width=width)
+                lid = np.array([[white.cx - white.rx, white.cy], [white.cx + white.rx, white.cy]])
+                draw.line(px(lid), fill=_OUTLINE, width=width * 2)
+            draw.line(px(np.array(eye.brow)), fill=_BROW, width=width * 3)
+        draw.line(px(np.array(g.nose)), fill=_NOSE, width=width)
+        draw.polygon(oval(g.mouth, 40), fill=_MOUTH, outline=_OUTLINE, width=width)
         # only the head's bounding box (every feature is inside it) is reduced and pasted
         s = self._SUPERSAMPLE
         xs, ys = zip(*outline)

@@ -1,8 +1,9 @@
 """Console API of the local service: session tokens over HTTP (docs/protocol.md, section 1).
 
-Two routes serve the same handler: ``POST /v1/console/session-tokens`` answers
-``{"sessionToken": ...}``, ``POST /v1/auth/session-token`` (the newer route)
-``{"session_token": ...}``. Errors use the JSON error shape; their ``code`` values are
+Three routes serve the same handler: ``POST /v1/auth/session-token`` (spatialreal's
+route) answers ``{"session_token": ...}``; the seed's ``{console}/session-tokens``, under
+the service's ``console_url`` (``/v1/console/session-tokens``) or its ``base_url``
+(``/session-tokens``), answers ``{"sessionToken": ...}``. Errors use the JSON error shape; their ``code`` values are
 chosen so that clients that look at ``code`` before the text (``INVALID_ARGUMENT``)
 classify them as invalid requests, and the API key is never echoed.
 """

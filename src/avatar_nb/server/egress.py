@@ -13,6 +13,7 @@ use. Secrets are compared in constant time and never echoed.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,42 @@ class SimulatedEgress:
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"{name} must be a tuple of names, got {value!r}")
             object.__setattr__(self, name, tuple(value))
+
+    @classmethod
+    def generated(cls) -> SimulatedEgress:
+        """The egress a :class:`~avatar_nb.server.LocalService` has by default: one
+        LiveKit room (``api_token``, or the ``api_key``/``api_secret`` pair) and one Agora
+        channel, with secrets generated per service, so that credentials nobody was
+        given are refused with code 16 as the hosted service refuses them."""
+        return cls(
+            livekit_url="wss://livekit.local.invalid",
+            livekit_api_token=f"lk-token-{secrets.token_hex(16)}",
+            livekit_api_key=f"lk-key-{secrets.token_hex(4)}",
+            livekit_api_secret=f"lk-secret-{secrets.token_hex(16)}",
+            livekit_rooms=("avatar-nb-room",),
+            agora_token=f"ag-token-{secrets.token_hex(16)}",
+            agora_channels=("avatar-nb-channel",),
+        )
+
+    def describe(self) -> list[str]:
+        """Lines naming what this egress accepts, credentials included (for the one
+        printout of ``avatar-nb serve``; ``repr`` leaves the secrets out)."""
+        lines = []
+        if self.livekit_rooms:
+            auth = []
+            if self.livekit_api_token:
+                auth.append(f"api_token={self.livekit_api_token}")
+            if self.livekit_api_key or self.livekit_api_secret:
+                auth.append(f"api_key={self.livekit_api_key} api_secret={self.livekit_api_secret}")
+            lines.append(
+                f"livekit_egress: url={self.livekit_url} room_name={','.join(self.livekit_rooms)} "
+                + (" or ".join(auth) or "(no credentials: refused)")
+            )
+        if self.agora_channels:
+            lines.append(
+                f"agora_egress:   channel_name={','.join(self.agora_channels)} token={self.agora_token}"
+            )
+        return lines or ["no rooms or channels: every egress is refused"]
 
     def refusal(self, egress_type: int, config: Any) -> str | None:
         """None when ``config`` (a parsed LiveKitEgressConfig or AgoraEgressConfig) is

@@ -9,7 +9,7 @@ request's lifecycle: the adapter feeds received audio to the
 :class:`~avatar_nb.server.animator.Animator` and sends the keyframes back, either at
 once (``realtime=False``) or when they are due, like a live service: a keyframe is due
 ``latency_ms`` (plus optional jitter) after the audio of its whole frame arrived, then
-crosses the simulated network :class:`~avatar_nb.server.pacing.Link`.
+crosses the simulated network :class:`~avatar_nb.server.latency.Link`.
 
 Bounded in memory and time, whatever the client does:
 
@@ -46,15 +46,15 @@ from ..protocol import (
     InterruptRequested,
     MessageType,
     PlaybackControlRequested,
-    PlaybackState,
+    WirePlaybackState as PlaybackState,
     ProtocolViolation,
     ServerConnection,
     SessionConfigured,
 )
 from .animator import Animator
+from .latency import Link, Pacer
 from .ogg_input import OggOpusInput
 from .outbox import Outbox
-from .pacing import Link, Pacer
 from .playout import Playout, Report
 from .state import ServiceState
 from .tokens import InvalidToken
@@ -361,24 +361,12 @@ class IngressSession:
             await self._emit(event.preempted, animator.finish(), True, now)
         audio = event.audio
         if self.ogg_input is not None:  # Ogg Opus: the PCM of the pages this chunk completes
-            audio, problem = self.ogg_input.decode(event.req_id, audio, event.end)
-            if problem is not None:
-                await self._send(
-                    self.protocol.error(
-                        ServerErrorCode.INVALID_ARGUMENT, problem, req_id=event.req_id
-                    )
-                )
-        if self.state.credits_seconds is not None:
-            self.state.audio_seconds_used += len(audio) / 2 / self.sample_rate
-            if self.state.audio_seconds_used > self.state.credits_seconds:
-                await self.close(
-                    int(CloseCode.CREDITS_EXHAUSTED),
-                    "credits exhausted",
-                    reply=self.protocol.error(
-                        ServerErrorCode.CREDITS_EXHAUSTED, "credits exhausted"
-                    ),
-                )
+            decoded = await self._decode_ogg(event, now)
+            if decoded is None:
                 return
+            audio = decoded
+        if not await self._charge(audio):
+            return
         keyframes = animator.feed(audio)
         if event.end:
             tail = animator.finish()
@@ -387,6 +375,52 @@ class IngressSession:
             await self._emit(event.req_id, keyframes, True, now)
         elif keyframes.shape[0]:
             await self._emit(event.req_id, keyframes, False, now)
+
+    async def _decode_ogg(self, event: AudioReceived, arrived: float) -> bytes | None:
+        """The last slice of an Ogg Opus chunk's audio; the slices before it are animated
+        here, with the event loop let run between two (a small message can decode to
+        minutes of audio) and the session's decoding kept to its pace (the wait tells
+        the client to slow down: its next message is read after). None when the session
+        closed meanwhile."""
+        assert self.ogg_input is not None and self.animator is not None
+        slices = self.ogg_input.slices(event.req_id, event.audio, event.end)
+        previous: bytes | None = None
+        try:
+            for pcm in slices:
+                if previous:
+                    if not await self._charge(previous):
+                        return None
+                    keyframes = self.animator.feed(previous)
+                    if keyframes.shape[0]:
+                        await self._emit(event.req_id, keyframes, False, arrived)
+                if pcm:
+                    seconds = len(pcm) / 2 / self.sample_rate
+                    await asyncio.sleep(self.ogg_input.pause(seconds, self.loop.time()))
+                    if self.closing:
+                        return None
+                previous = pcm
+        finally:
+            slices.close()
+        problem = self.ogg_input.problem
+        if problem is not None:
+            await self._send(
+                self.protocol.error(ServerErrorCode.INVALID_ARGUMENT, problem, req_id=event.req_id)
+            )
+        return previous or b""
+
+    async def _charge(self, audio: bytes) -> bool:
+        """Count ``audio`` against the credits; False (and the session closing) once they are spent."""
+        if self.state.credits_seconds is None:
+            return True
+        self.state.audio_seconds_used += len(audio) / 2 / self.sample_rate
+        if self.state.audio_seconds_used > self.state.credits_seconds:
+            await self.close(
+                int(CloseCode.CREDITS_EXHAUSTED),
+                "credits exhausted",
+                reply=self.protocol.error(ServerErrorCode.CREDITS_EXHAUSTED, "credits exhausted"),
+            )
+            return False
+        return True
 
     async def _on_interrupt(self, event: InterruptRequested) -> None:
         if self.playout is not None and event.req_id:
@@ -403,14 +437,9 @@ class IngressSession:
 
     async def _on_playback_control(self, event: PlaybackControlRequested) -> None:
         if self.playout is None:
-            await self._send(
-                self.protocol.error(
-                    ServerErrorCode.OK,
-                    "unexpected message type: pause and resume need the playback_control capability, "
-                    "which this service does not declare",
-                    req_id=event.req_id,
-                )
-            )
+            # no playback_control capability: ignored without an answer, as spatialreal
+            # documents pause/resume where the service does not play out
+            self.state.stats.playback_controls_ignored += 1
             return
         now = self.loop.time()
         if event.kind == MessageType.CLIENT_PAUSE:

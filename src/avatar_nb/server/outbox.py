@@ -1,11 +1,11 @@
 """When a paced session's animation messages leave: the queue, its bound and its sender.
 
-Each message is queued with its due time (:class:`~avatar_nb.server.pacing.Pacer`); one
+Each message is queued with its due time (:class:`~avatar_nb.server.latency.Pacer`); one
 sender task per session waits on an event that a loop timer (``call_at``) sets for the
 head of the queue, so a paced session costs one wake-up per message. A message is
 built when it is due (the protocol marks a request finished when its end message is
 built, so an interrupt can still drop what is queued), crosses the simulated
-:class:`~avatar_nb.server.pacing.Link`, and is handed to the session's send.
+:class:`~avatar_nb.server.latency.Link`, and is handed to the session's send.
 
 The queue is bounded: once it holds more than ``max_keyframes``, :meth:`Outbox.put`
 waits until it drains, so the session stops reading its client's audio instead of
@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 
-from .pacing import Link
+from .latency import Link
 
 __all__ = ["Outbox"]
 

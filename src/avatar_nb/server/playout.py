@@ -25,7 +25,7 @@ from collections import OrderedDict
 from typing import NamedTuple
 
 from ..events import InterruptReason
-from ..protocol import PlaybackState
+from ..protocol import WirePlaybackState as PlaybackState
 
 __all__ = ["Playout", "Report"]
 

@@ -21,7 +21,13 @@ from aiohttp import WSCloseCode, web
 from ..errors import InvalidStateError
 from ..flame import DEFAULT_FPS
 from ..http_api import CONSOLE_SUFFIX as CONSOLE_PATH
-from ..http_api import INGRESS_PATH, LEGACY_SESSION_TOKEN_PATH, SESSION_TOKEN_PATH, WEBSOCKET_PATH
+from ..http_api import (
+    CONSOLE_TOKEN_SUFFIX,
+    INGRESS_PATH,
+    LEGACY_SESSION_TOKEN_PATH,
+    SESSION_TOKEN_PATH,
+    WEBSOCKET_PATH,
+)
 from .animator import DEFAULT_N_EXPRESSION
 from .console import token_handler
 from .egress import SimulatedEgress
@@ -30,10 +36,13 @@ from .state import ServiceState
 
 __all__ = ["DEFAULT_IDLE_TIMEOUT", "LocalService", "serve_forever"]
 
-DEFAULT_IDLE_TIMEOUT = 120.0
-"""Seconds without audio after which a session is closed (``no audio input for 120s``):
-well above the 30 s that the official SDK's connection-pool example leaves a pooled
-session idle before reusing it."""
+DEFAULT_IDLE_TIMEOUT = 600.0
+"""Seconds without audio after which a session is closed (``no audio input for 600s``),
+counted from the handshake or the latest audio. The official SDK's connection-pool
+example opens 100 sessions and borrows 5 every 30 s for 10 rounds, first in first out,
+so its last round uses sessions open and unused for about 270 s (and the 50 never
+borrowed wait about 300 s): 600 s passes it with more than twice that to spare, and
+still closes a forgotten session within ten minutes (docs/protocol.md, section 7)."""
 
 
 def _positive(name: str, value: Any, *, allow_zero: bool = False, allow_none: bool = False) -> None:
@@ -80,16 +89,23 @@ class LocalService:
     the service declares the ``playback_control`` and ``playback_state`` capabilities,
     answers pause/resume with the state after the operation and reports PLAYING, ENDED
     and INTERRUPTED (``explicit``, ``preempted``, or ``pause_timeout`` after a pause held
-    longer than ``pause_limit`` seconds). ``egress`` (a
-    :class:`~avatar_nb.server.egress.SimulatedEgress`) accepts sessions configured with
-    its LiveKit rooms or Agora channels and credentials: they get empty control frames
-    and playback states; other credentials are refused at the handshake with
-    ServerError code 16 (``unauthorized``).
+    longer than ``pause_limit`` seconds).
 
-    Limits: ``idle_timeout`` seconds without audio end a session with ``no audio input
-    for <n>s`` (default 120 s: longer than the 30 s for which the official SDK's
-    connection-pool example leaves a session idle before reusing it; None disables
-    it); ``session_time_limit`` (and the token's expiry) close it with 4002;
+    Egress: the hosted service always has it, and so does this one by default
+    (``egress=True``: a :class:`~avatar_nb.server.egress.SimulatedEgress` with one
+    LiveKit room and one Agora channel and credentials generated per service, see
+    :attr:`egress`); a given ``SimulatedEgress`` sets the rooms, channels and
+    credentials. Sessions configured with ones it knows get empty control frames and
+    playback states; other credentials are refused at the handshake with ServerError
+    code 16 (``unauthorized``, which avatarkit classifies ``invalidEgressConfig``).
+    ``egress=False`` (or None) turns it off: egress sessions then get code 14 (``egress
+    client is not configured on server``).
+
+    Limits: ``idle_timeout`` seconds without audio (counted from the handshake or the
+    latest audio) end a session with ``no audio input for <n>s`` (default
+    :data:`DEFAULT_IDLE_TIMEOUT`, 600 s: the official SDK's connection-pool example
+    leaves pooled sessions unused for up to about 300 s; None disables it);
+    ``session_time_limit`` (and the token's expiry) close it with 4002;
     ``max_sessions`` refuses more concurrent sessions (429); ``credits_seconds`` of
     audio, once used up, close sessions with 4001. Protection against clients that
     misbehave: ``handshake_timeout`` seconds for the HTTP upgrade and then for the
@@ -124,7 +140,7 @@ class LocalService:
         bandwidth_bps: float | None = None,
         playout: bool = False,
         pause_limit: float = 30.0,
-        egress: SimulatedEgress | None = None,
+        egress: SimulatedEgress | bool | None = True,
         send_timeout: float = 10.0,
         handshake_timeout: float = 5.0,
         max_backlog: float = 10.0,
@@ -150,9 +166,14 @@ class LocalService:
             raise ValueError(
                 f"av_offset_ms must be a number of milliseconds in -1000..1000, got {av_offset_ms!r}"
             )
+        if egress is True:
+            egress = SimulatedEgress.generated()
+        elif egress is False:
+            egress = None
         if egress is not None and not isinstance(egress, SimulatedEgress):
             raise ValueError(
-                f"egress must be a SimulatedEgress or None, got {type(egress).__name__}"
+                "egress must be True (simulated, generated credentials), a SimulatedEgress, "
+                f"or False/None (no egress), got {type(egress).__name__}"
             )
         if not isinstance(n_expression, int) or n_expression < 0:
             raise ValueError(f"n_expression must be an int >= 0, got {n_expression!r}")
@@ -248,6 +269,12 @@ class LocalService:
         return self.state.fps
 
     @property
+    def egress(self) -> SimulatedEgress | None:
+        """The simulated egress: the LiveKit rooms, Agora channels and credentials it
+        accepts (None when turned off)."""
+        return self.state.egress
+
+    @property
     def stats(self) -> dict[str, int]:
         """Counters: sessions, tokens, refusals, messages and keyframes in and out."""
         return self.state.stats.as_dict()
@@ -277,7 +304,10 @@ class LocalService:
         app = web.Application()
         console = token_handler(self.state, "sessionToken")
         auth = token_handler(self.state, "session_token")
+        # every route a client's fallback asks when given this service's console_url
+        # (.../v1/console/session-tokens) or its base_url (.../session-tokens)
         app.router.add_post(LEGACY_SESSION_TOKEN_PATH, console)
+        app.router.add_post(CONSOLE_TOKEN_SUFFIX, console)
         app.router.add_post(SESSION_TOKEN_PATH, auth)
         app.router.add_get(INGRESS_PATH + WEBSOCKET_PATH, ingress_handler(self.state))
         app.router.add_get("/healthz", self._health)
@@ -404,8 +434,22 @@ def describe(service: LocalService) -> str:
             f"  app_id               = {service.app_id}",
             f"  avatar_id            = {service.avatar_id}",
             f"  fps = {service.fps:g}, realtime = {service.state.realtime}, latency = {service.state.latency_ms:g} ms",
+            f"  idle_timeout = {_seconds(service.state.idle_timeout)}",
+            *_egress_lines(service.egress),
         ]
     )
+
+
+def _seconds(value: float | None) -> str:
+    return "none" if value is None else f"{value:g} s"
+
+
+def _egress_lines(egress: SimulatedEgress | None) -> list[str]:
+    if egress is None:
+        return ["  egress = off (egress sessions get code 14)"]
+    return ["  egress = simulated; accepted (others get code 16 unauthorized):"] + [
+        f"    {line}" for line in egress.describe()
+    ]
 
 
 def serve_forever(

@@ -17,7 +17,8 @@ class Stats:
     """Counters of the service's work since it started (read by tests and benchmarks).
 
     ``peak_backlog_keyframes``: the most keyframes any one session had queued at once;
-    ``stalled_peers``: connections dropped because a send to them timed out.
+    ``stalled_peers``: connections dropped because a send to them timed out;
+    ``playback_controls_ignored``: pauses and resumes ignored by sessions without playout.
     """
 
     sessions_total: int = 0
@@ -30,6 +31,7 @@ class Stats:
     protocol_errors: int = 0
     peak_backlog_keyframes: int = 0
     stalled_peers: int = 0
+    playback_controls_ignored: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)

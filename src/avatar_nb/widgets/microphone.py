@@ -9,7 +9,8 @@ callbacks, [buffer])``, no base64) a sixth the size of the 48 kHz float32 the br
 captures, and the kernel's event loop, which also runs the session, does no resampling.
 
 Kernel side, one chunk message at a time (:meth:`MicrophonePanel._on_browser_msg`, the
-same path for :meth:`MicrophonePanel.feed_file`):
+same path for :meth:`MicrophonePanel.feed_file`; the ordering itself, without I/O, is
+:class:`~avatar_nb.widgets.capture.CaptureSequencer`):
 
 - capture pacing: a chunk is queued for the session the moment it arrives, so it
   leaves when it was captured, as from any live client; nothing waits for reordering;
@@ -36,14 +37,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import html
 import math
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anywidget
 import numpy as np
@@ -51,142 +51,24 @@ import traitlets
 
 from .. import plots
 from ..endpoints import open_service
-from ..pacing import DEFAULT_CHUNK_MS, check_chunk_ms
+from ..pacing import DEFAULT_CHUNK_MS, check_chunk_ms, send_offset
 from ..protocol import DEFAULT_SAMPLE_RATE, check_sample_rate
 from ..session import AvatarSession
 from ..timeline import Timeline
+from .capture import CaptureSequencer, OutgoingChunk
+from .live import LiveCounters, LiveRefresher, outcome_text, stats_html
 
-__all__ = ["CaptureSequencer", "MicrophonePanel", "OutgoingChunk"]
+__all__ = ["CaptureSequencer", "MicrophonePanel", "OutgoingChunk", "stats_html"]
 
 _STATIC = Path(__file__).resolve().parent / "static"
-_MAX_ERRORS = 20  # error messages kept per run; further ones are only counted
 _MAX_QUEUED = 250  # chunks waiting for the session (10 s at 40 ms) before capture stops
 _FACE_SIZE = 160
-
-
-# --------------------------------------------------------------------------- sequencing
-
-
-@dataclass(frozen=True)
-class OutgoingChunk:
-    """A chunk to send to the session: its sequence slot, PCM, end flag and what it is
-    (``"audio"`` as captured, or ``"silence"`` filling a gap or a rejected chunk)."""
-
-    seq: int
-    pcm: bytes
-    end: bool
-    kind: str
-
-
-@dataclass
-class CaptureSequencer:
-    """Sans-I/O ordering of the browser's chunks: what to send, in order, for each arrival.
-
-    ``accept(seq, data, end)`` returns the chunks to send now (gap fillers first), never
-    holding a chunk back. Counters say what happened; ``errors`` keeps the first
-    :data:`_MAX_ERRORS` messages, ``n_errors`` counts them all.
-    """
-
-    chunk_samples: int
-    next_seq: int = 0
-    ended: bool = False
-    gaps: int = 0
-    gap_samples: int = 0
-    late: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    after_end: int = 0
-    n_errors: int = 0
-    errors: list[str] = field(default_factory=list)
-    _filled: set[int] = field(default_factory=set)
-
-    def __post_init__(self) -> None:
-        if (
-            isinstance(self.chunk_samples, bool)
-            or not isinstance(self.chunk_samples, int)
-            or self.chunk_samples <= 0
-        ):
-            raise ValueError(f"chunk_samples must be a positive int, got {self.chunk_samples!r}")
-
-    @property
-    def chunk_bytes(self) -> int:
-        return 2 * self.chunk_samples
-
-    def error(self, text: str) -> None:
-        self.n_errors += 1
-        if len(self.errors) < _MAX_ERRORS:
-            self.errors.append(text)
-
-    def _silence(self, seq: int, end: bool = False) -> OutgoingChunk:
-        self._filled.add(seq)
-        return OutgoingChunk(seq, bytes(self.chunk_bytes), end, "silence")
-
-    def accept(self, seq: Any, data: bytes, end: bool = False) -> list[OutgoingChunk]:
-        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-            self.error(f"chunk with sequence number {seq!r} dropped: expected an int >= 0")
-            return []
-        if self.ended:
-            self.after_end += 1
-            self.error(f"chunk {seq} dropped: it arrived after the end of the capture")
-            return []
-        if seq < self.next_seq:
-            if seq in self._filled:
-                self.late += 1
-                self.error(
-                    f"chunk {seq} arrived after chunk {self.next_seq - 1}; its slot was already "
-                    "filled with silence, so it was dropped"
-                )
-            else:
-                self.duplicates += 1
-                self.error(f"chunk {seq} arrived twice; the repeat was dropped")
-            return []
-        out: list[OutgoingChunk] = []
-        if seq > self.next_seq:
-            missing = seq - self.next_seq
-            self.gaps += missing
-            self.gap_samples += missing * self.chunk_samples
-            self.error(
-                f"chunks {self.next_seq}..{seq - 1} never arrived: filled with "
-                f"{missing * self.chunk_samples} samples of silence"
-            )
-            out.extend(self._silence(s) for s in range(self.next_seq, seq))
-        self.next_seq = seq + 1
-        size = len(data)
-        bad = None
-        if size % 2:
-            bad = f"{size} bytes, an odd number (s16le has 2 bytes per sample)"
-        elif size != self.chunk_bytes and not (end and size < self.chunk_bytes):
-            bad = f"{size} bytes ({size // 2} samples)"
-        if bad is not None:
-            self.rejected += 1
-            accepted = f"{self.chunk_bytes} bytes ({self.chunk_samples} samples)"
-            if end:
-                accepted += " or, for the last chunk, an even number up to that"
-            self.error(
-                f"chunk {seq} rejected: {bad}; accepted: {accepted}. Its slot was filled with silence"
-            )
-            out.append(self._silence(seq, end))
-        else:
-            out.append(OutgoingChunk(seq, bytes(data), bool(end), "audio"))
-        self.ended = bool(end)
-        return out
-
-    def counts(self) -> dict[str, int]:
-        return {
-            "gaps": self.gaps,
-            "gap_samples": self.gap_samples,
-            "late": self.late,
-            "duplicates": self.duplicates,
-            "rejected": self.rejected,
-            "after_end": self.after_end,
-            "errors": self.n_errors,
-        }
 
 
 # --------------------------------------------------------------------------- the widget
 
 
-class MicrophonePanel(anywidget.AnyWidget):
+class MicrophonePanel(LiveCounters, anywidget.AnyWidget):
     """Speak into the browser's microphone; the kernel streams it to an avatar session.
 
     ``service`` and ``session_kwargs`` choose the service as everywhere in avatar_nb
@@ -198,7 +80,9 @@ class MicrophonePanel(anywidget.AnyWidget):
 
     The view shows the captured waveform, the face and channel traces of the latest
     keyframes, first-frame latency, latency percentiles and jitter, redrawn at
-    ``refresh_hz`` from a task on the kernel's loop and only when the Timeline changed.
+    ``refresh_hz`` from a task on the kernel's loop and only when the Timeline changed;
+    ``wakeups``, ``redraws``, ``redraw_seconds`` and ``redraw_ms`` count that work during
+    the last run, as on every live panel (see :mod:`avatar_nb.widgets.live`).
 
     After a run: ``panel.timeline`` (captured audio, send and arrival times since the
     capture start, ``meta["pacing"] == "capture"``, ``meta["capture"]`` with the capture
@@ -252,12 +136,12 @@ class MicrophonePanel(anywidget.AnyWidget):
         self.width = int(width)
         self.end_timeout = float(end_timeout)
         self.session: AvatarSession | None = None
-        self.refreshes = 0  # redraws done (a redraw is skipped when nothing changed)
-        self.refresh_ticks = 0  # refresher wake-ups
-        self.redraw_seconds = 0.0  # time spent drawing during the last run, and the longest redraw
-        self.redraw_max = 0.0
-        self._refresh_started = 0.0
-        self._refresh_ended = 0.0
+        self.refresher = LiveRefresher(
+            self.refresh_interval,
+            lambda: (self.timeline.version, self._captured_samples),
+            self._draw_steps,
+            on_wakeup=self._watch_sigint,
+        )
         self._task: asyncio.Task[Timeline] | None = None
         self._ready: asyncio.Event | None = None
         self._stop_requested: asyncio.Event | None = None
@@ -271,7 +155,7 @@ class MicrophonePanel(anywidget.AnyWidget):
 
     def _reset_run(self) -> None:
         self.timeline = Timeline(sample_rate=self.sample_rate, meta={"pacing": "capture"})
-        self._drawn_version: Any = -1  # (Timeline version, captured samples) last drawn
+        self.refresher.forget()  # drawn from (Timeline version, captured samples)
         self.sequencer = CaptureSequencer(self.chunk_samples)
         self._origin: float | None = None  # kernel monotonic time of the capture start
         # (page stamp, capture time) of the first chunk
@@ -300,13 +184,6 @@ class MicrophonePanel(anywidget.AnyWidget):
     def _session_open(self) -> bool:
         """A run is in progress and its session takes chunks (start() made the queue)."""
         return self.is_running and self._ready is not None and self._ready.is_set()
-
-    @property
-    def refresh_rate(self) -> float:
-        """Refresher wake-ups per second during the last run (0 before one)."""
-        end = self._refresh_ended or time.monotonic()
-        span = end - self._refresh_started
-        return self.refresh_ticks / span if self._refresh_started and span > 0 else 0.0
 
     @property
     def chunks(self) -> Any:
@@ -389,16 +266,34 @@ class MicrophonePanel(anywidget.AnyWidget):
     # ------------------------------------------------------------------ the file stand-in
 
     async def feed_file(
-        self, path: str | Path | Any, *, realtime: bool = True, seconds: float | None = None
+        self,
+        path: str | Path | Any,
+        *,
+        pacing: Literal["capture", "fast"] = "capture",
+        seconds: float | None = None,
+        realtime: bool | None = None,
     ) -> Timeline:
         """Stream an audio file (or an array with this panel's sample rate) through the
         kernel-side path the microphone uses: chunk messages with sequence numbers and
-        capture stamps, delivered at capture pace (chunk ``i`` when its last sample
-        would have been captured). A stand-in for a microphone; returns the Timeline.
+        capture stamps. A stand-in for a microphone; returns the Timeline.
 
-        ``realtime=False`` delivers as fast as the session takes them (the Timeline then
-        says ``"fast"`` pacing). ``seconds`` feeds only the beginning of the file.
+        ``pacing="capture"`` (the default) delivers chunk ``i`` when its last sample would
+        have been captured, as a microphone does; ``pacing="fast"`` delivers them as fast
+        as the session takes them (the Timeline then says ``"fast"`` pacing). ``seconds``
+        feeds only the beginning of the file. ``realtime=`` is the older spelling
+        (``realtime=False`` is ``pacing="fast"``), deprecated.
         """
+        if realtime is not None:
+            warnings.warn(
+                "feed_file(realtime=...) is deprecated; use pacing='capture' or pacing='fast'",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            pacing = "capture" if realtime else "fast"
+        if pacing not in ("capture", "fast"):
+            raise ValueError(
+                f"feed_file paces chunks as a microphone ('capture') or not at all ('fast'), got {pacing!r}"
+            )
         from ..audio import prepare_audio
 
         if isinstance(path, (str, Path)):
@@ -408,7 +303,7 @@ class MicrophonePanel(anywidget.AnyWidget):
         if seconds is not None:
             pcm = pcm[: 2 * int(seconds * self.sample_rate)]
         task = self.start(microphone=False)
-        if not realtime:
+        if pacing == "fast":
             self.timeline.meta["pacing"] = "fast"
         try:
             await self._wait_ready(task)
@@ -424,9 +319,9 @@ class MicrophonePanel(anywidget.AnyWidget):
                 ):
                     break
                 piece = pcm[seq * step : (seq + 1) * step]
-                if realtime:
-                    due = start + (seq * step + len(piece)) / 2 / self.sample_rate
-                    await asyncio.sleep(max(0.0, due - loop.time()))
+                offset = send_offset(pacing, seq * step // 2, len(piece) // 2, self.sample_rate)
+                if offset is not None:
+                    await asyncio.sleep(max(0.0, start + offset - loop.time()))
                 last = seq == n - 1
                 self._on_browser_msg(
                     self, {"type": "chunk", "seq": seq, "t": time.monotonic(), "end": last}, [piece]
@@ -577,7 +472,7 @@ class MicrophonePanel(anywidget.AnyWidget):
         assert self._queue is not None and self._ready is not None
         assert self._stop_requested is not None
         self.running = True
-        refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+        self.refresher.start()
         sender: asyncio.Task[None] | None = None
         try:
             self._set_status("connecting")
@@ -614,10 +509,7 @@ class MicrophonePanel(anywidget.AnyWidget):
                 sender.cancel()
                 with contextlib.suppress(BaseException):
                     await sender
-            refresher.cancel()
-            with contextlib.suppress(BaseException):
-                await refresher
-            self._refresh_ended = time.monotonic()
+            await self.refresher.stop()
             if self._use_microphone:  # whatever ended the run, the page stops capturing
                 self._send_to_page({"type": "stop"})
             self._record_capture()
@@ -680,11 +572,10 @@ class MicrophonePanel(anywidget.AnyWidget):
             )
 
     def _final_status(self) -> str:
-        tl = self.timeline
+        stopped = None
         if self.error:
-            unavailable = self.error.startswith("Microphone unavailable")
-            return "stopped: " + ("microphone unavailable" if unavailable else "error")
-        return f"done: {tl.n_keyframes} keyframes for {tl.audio_duration:.2f} s of capture"
+            stopped = "microphone unavailable" if self.error.startswith("Microphone unavailable") else "error"
+        return outcome_text(self.timeline, stopped=stopped, capture=True)
 
     def _record_capture(self) -> None:
         """Attach the captured audio and the capture times to the Timeline."""
@@ -773,44 +664,14 @@ class MicrophonePanel(anywidget.AnyWidget):
             with contextlib.suppress(Exception):
                 self.send(content)
 
-    async def _refresh_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.refreshes = self.refresh_ticks = 0
-        self.redraw_seconds = self.redraw_max = 0.0
-        self._refresh_started = time.monotonic()
-        self._refresh_ended = 0.0
-        due = loop.time()
-        while True:
-            self.refresh_ticks += 1
-            self._watch_sigint()
-            if self._needs_redraw(False):
-                for _ in self._draw_steps():
-                    # give socket reads (the arrival stamps) and chunk sends their turn
-                    # between the pieces: the loop is never held for a whole redraw
-                    await asyncio.sleep(0)
-            due += self.refresh_interval
-            await asyncio.sleep(max(0.0, due - loop.time()))
-
-    def _needs_redraw(self, force: bool) -> bool:
-        version = (self.timeline.version, self._captured_samples)
-        if version == self._drawn_version and not force:
-            return False
-        self._drawn_version = version
-        return True
-
     def _render(self, force: bool = False) -> None:
-        """Redraw everything at once (before and after a run)."""
-        if self._needs_redraw(force):
-            for _ in self._draw_steps():
-                pass
+        """Redraw everything at once (before and after a run) if the view's state changed."""
+        self.refresher.redraw(force)
 
     def _draw_steps(self) -> Any:
         """Redraw the view one piece at a time (a generator: each ``next`` draws one piece
         and sets its trait; a trait whose markup did not change sends nothing)."""
         tl = self.timeline
-        self.refreshes += 1
-        spent = 0.0
-        started = time.perf_counter()
         self.wave = plots.waveform_svg(
             self._recent_audio(),
             self.sample_rate,
@@ -818,20 +679,13 @@ class MicrophonePanel(anywidget.AnyWidget):
             window=self.window,
             width=self.trace_width,
         )
-        spent += time.perf_counter() - started
         yield
-        started = time.perf_counter()
         self.traces = plots.live_svg(tl, window=self.window, width=self.trace_width)
-        spent += time.perf_counter() - started
         yield
-        started = time.perf_counter()
         keyframes = tl.keyframes
         last = keyframes[-1] if keyframes.shape[0] else np.zeros(keyframes.shape[1])
         self.face = plots.face_svg(last, size=_FACE_SIZE)
         self.stats = stats_html(tl, self.sequencer)
-        spent += time.perf_counter() - started
-        self.redraw_seconds += spent
-        self.redraw_max = max(self.redraw_max, spent)
 
     @property
     def trace_width(self) -> int:
@@ -849,34 +703,3 @@ class MicrophonePanel(anywidget.AnyWidget):
         if not parts:
             return np.zeros(0, dtype=np.int16)
         return np.concatenate(parts[::-1])[-need:]
-
-
-# --------------------------------------------------------------------------- markup
-
-
-def stats_html(tl: Timeline, sequencer: CaptureSequencer | None = None) -> str:
-    """First-frame latency, latency percentiles and jitter of ``tl``, in ms, as one line."""
-
-    def ms(value: float) -> str:
-        return "n/a" if value is None or not math.isfinite(value) else f"{value * 1000:.0f} ms"
-
-    n = tl.n_keyframes
-    parts = [f"keyframes <b>{n}</b>", f"audio sent {tl.audio_duration:.2f} s"]
-    if n:
-        latency = tl.latency
-        finite = latency[np.isfinite(latency)]
-        parts.append(f"first frame <b>{ms(tl.first_frame_latency)}</b>")
-        if finite.size:
-            p50, p90, p99 = np.percentile(finite, (50, 90, 99))
-            parts.append(f"latency p50 / p90 / p99 <b>{ms(p50)}</b> / {ms(p90)} / {ms(p99)}")
-        parts.append(f"jitter {ms(tl.jitter)}")
-    if sequencer is not None:
-        counts = sequencer.counts()
-        trouble = {k: v for k, v in counts.items() if k not in ("gap_samples", "errors") and v}
-        if trouble:
-            parts.append(
-                '<span style="color:#b03a2e">'
-                + html.escape(", ".join(f"{k} {v}" for k, v in trouble.items()))
-                + "</span>"
-            )
-    return " &nbsp;·&nbsp; ".join(parts)

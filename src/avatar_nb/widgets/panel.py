@@ -10,7 +10,6 @@ so it takes no noticeable time from the stream.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import ipywidgets as w
@@ -22,26 +21,12 @@ from ..pacing import DEFAULT_CHUNK_MS, Pacing, pacing_from_realtime
 from ..protocol import DEFAULT_SAMPLE_RATE
 from ..session import AvatarSession
 from ..timeline import Timeline
+from .live import LiveCounters, LiveRefresher, final_status, outcome_text, stats_html
 
-__all__ = ["SessionPanel"]
-
-
-def final_status(timeline: Timeline) -> str:
-    """The end of a run in a few words, from its per-request record: ``"complete"``, or
-    each status that is not complete with its count (``"interrupted"``, ``"preempted 1 of
-    2 requests"`` ...)."""
-    if not timeline.req_ids:
-        return "nothing was sent"
-    statuses = timeline.requests["status"].tolist()
-    if all(s == "complete" for s in statuses):
-        return "complete"
-    counts = {s: statuses.count(s) for s in dict.fromkeys(statuses) if s != "complete"}
-    if len(statuses) == 1:
-        return next(iter(counts))
-    return ", ".join(f"{s} {n} of {len(statuses)} requests" for s, n in counts.items())
+__all__ = ["SessionPanel", "final_status"]
 
 
-class SessionPanel(w.VBox):
+class SessionPanel(LiveCounters, w.VBox):
     """Buttons to start a session and interrupt it, live status and a live timeline.
 
     ``audio`` (an audio file path, an array with ``sample_rate``, or s16le bytes; default
@@ -53,7 +38,8 @@ class SessionPanel(w.VBox):
     request's outcome (complete, interrupted, preempted, failed) from
     ``timeline.requests``. From code: ``panel.start()`` returns the session task,
     ``await panel.interrupt()``, ``await panel.wait()``; ``panel.timeline`` is the run's
-    Timeline.
+    Timeline. ``wakeups``, ``redraws``, ``redraw_seconds`` and ``redraw_ms`` count the live
+    view's work during the last run, as on every live panel (see :mod:`avatar_nb.widgets.live`).
     """
 
     def __init__(
@@ -86,11 +72,8 @@ class SessionPanel(w.VBox):
         self.session_kwargs = session_kwargs
         self.timeline = Timeline(sample_rate=target_rate)
         self.session: AvatarSession | None = None
-        self.refreshes = 0
-        self._refresh_started = 0.0
-        self._refresh_ended = 0.0
         self._task: asyncio.Task[Timeline] | None = None
-        self._drawn_version = -1
+        self.refresher = LiveRefresher(self.refresh_interval, lambda: self.timeline.version, self._draw)
 
         self.start_button = w.Button(description="Start", icon="play", button_style="success")
         self.stop_button = w.Button(description="Interrupt", icon="stop", button_style="warning", disabled=True)
@@ -107,20 +90,12 @@ class SessionPanel(w.VBox):
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    @property
-    def refresh_rate(self) -> float:
-        """Refresher wake-ups per second during the last run (0 before one); a wake-up
-        redraws only when the Timeline changed."""
-        end = self._refresh_ended or time.monotonic()
-        span = end - self._refresh_started
-        return self.refreshes / span if self._refresh_started and span > 0 else 0.0
-
     def start(self) -> asyncio.Task[Timeline]:
         """Start streaming on the running event loop; return the task (its result: the Timeline)."""
         if self.running:
             raise RuntimeError("a session is already running in this panel")
         self.timeline = Timeline(sample_rate=self.target_rate)
-        self._drawn_version = -1
+        self.refresher.forget()
         self._task = asyncio.get_running_loop().create_task(self._run())
         return self._task
 
@@ -142,7 +117,7 @@ class SessionPanel(w.VBox):
     async def _run(self) -> Timeline:
         self.start_button.disabled = True
         self.stop_button.disabled = False
-        refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+        self.refresher.start()
         tl = self.timeline
         error: str | None = None
         try:
@@ -162,29 +137,12 @@ class SessionPanel(w.VBox):
             error = str(exc)
             tl.add_error(error)
         finally:
-            refresher.cancel()
-            try:
-                await refresher
-            except asyncio.CancelledError:
-                pass
-            self._refresh_ended = time.monotonic()
+            await self.refresher.stop()
             self._render()
-            outcome = final_status(tl)
-            self._set_status(f"error: {error} ({outcome})" if error else outcome)
+            self._set_status(outcome_text(tl, error=error))
             self.start_button.disabled = False
             self.stop_button.disabled = True
         return tl
-
-    async def _refresh_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.refreshes = 0
-        self._refresh_started = time.monotonic()
-        self._refresh_ended = 0.0
-        due = loop.time()
-        while True:
-            self._render()
-            due += self.refresh_interval
-            await asyncio.sleep(max(0.0, due - loop.time()))
 
     # ------------------------------------------------------------------ drawing
 
@@ -192,22 +150,10 @@ class SessionPanel(w.VBox):
         self.status.value = f"<b>{text}</b>"
 
     def _render(self) -> None:
+        """Redraw now if the Timeline changed since the last redraw."""
+        self.refresher.redraw()
+
+    def _draw(self) -> None:
         tl = self.timeline
-        self.refreshes += 1
-        if tl.version == self._drawn_version:
-            return
-        self._drawn_version = tl.version
         self.live.value = plots.live_svg(tl, window=self.window, width=self.width)
-        n = tl.n_keyframes
-        if n:
-            first = tl.first_frame_latency * 1000.0
-            if tl.pacing == "fast":  # no playback clock: the service's delay is what means something
-                current = f"current latency: <b>{float(tl.latency[-1]) * 1000.0:.0f} ms</b> (fast pacing)"
-            else:
-                current = f"current lateness: <b>{float(tl.lateness[-1]) * 1000.0:.0f} ms</b>"
-            self.stats.value = (
-                f"frames received: <b>{n}</b> &nbsp; audio sent: {tl.audio_duration:.2f} s &nbsp; "
-                f"first frame: {first:.0f} ms &nbsp; {current}"
-            )
-        else:
-            self.stats.value = f"frames received: 0 &nbsp; audio sent: {tl.audio_duration:.2f} s"
+        self.stats.value = stats_html(tl, current=True, count_label="frames received:")

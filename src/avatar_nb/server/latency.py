@@ -1,5 +1,4 @@
-"""The realtime timing model of the local service: when each animation message leaves.
-
+"""The local service's latency model: when each animation message leaves, and when it arrives.
 A live service cannot animate audio it has not received, and needs some time to do
 it. So a message carrying keyframes is due ``latency_ms`` after the audio chunk that
 completed those keyframes arrived (every keyframe a chunk completes, including those
@@ -12,6 +11,8 @@ session, so a run can be repeated.
 A :class:`Link` then simulates the network path of one connection: a message due at
 ``t`` is serialised onto a link of ``bandwidth_bps`` bits per second after the
 messages before it, and reaches the client ``net_delay_ms`` later (the one-way delay).
+
+How the client paces the audio it sends is another subject: :mod:`avatar_nb.pacing`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,141 @@
+"""Audio and animation channels over media time: the waveform, jaw, eyelids, head and the
+expression heatmap, into given Axes and as figures."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as _np
+
+from .. import _pcm
+from ..timeline import Timeline as _Timeline
+from ._base import audio_samples, draw_series, mark_utterances, new_figure, pixel_width, set_margins
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
+
+    from ..timeline import Timeline
+
+
+def draw_waveform(ax: Axes, samples: _np.ndarray, sample_rate: int, t0: float = 0.0) -> None:
+    """Draw ``samples`` (int16 or float, starting ``t0`` seconds into the audio) into ``ax``
+    as a min/max envelope per pixel column, with the x limits set to their time span."""
+    n = samples.shape[0]
+    bins = min(pixel_width(ax), max(1, n))
+    if n == 0:
+        ax.text(0.5, 0.5, "no audio", transform=ax.transAxes, ha="center", va="center")
+    else:
+        mins, maxs = _pcm.peak_envelope(samples, bins)
+        k = mins.shape[0]
+        t = t0 + (_np.arange(k) + 0.5) * (n / k) / sample_rate
+        ax.fill_between(t, mins, maxs, color="C0", linewidth=0, step="mid")
+        ax.set_xlim(t0, t0 + n / sample_rate)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_ylabel("amplitude")
+
+
+def draw_channels(axes: Sequence[Axes], timeline: Timeline, span: tuple[int, int] | None = None) -> AxesImage | None:
+    """Jaw, eyelids, head rotation and the expression heatmap of keyframes ``span`` (default:
+    all) into four Axes, over media time, with utterance starts dotted. Returns the heatmap
+    image (for a colour bar), or None when there is no expression data."""
+    tl = timeline
+    jaw_ax, lid_ax, head_ax, expr_ax = axes
+    sel = slice(*span) if span is not None else slice(None)
+    t = tl.media_time[sel]
+    draw_series(jaw_ax, t, tl.channel("jaw_open")[sel].astype(_np.float64), label="jaw open", color="C3")
+    jaw_ax.set_ylabel("jaw (rad)")
+    draw_series(lid_ax, t, tl.channel("eyelid_left")[sel].astype(_np.float64), label="left", color="C1")
+    draw_series(lid_ax, t, tl.channel("eyelid_right")[sel].astype(_np.float64), label="right", color="C2",
+                 linestyle="--")
+    lid_ax.set_ylabel("eyelids")
+    lid_ax.set_ylim(-0.05, 1.05)
+    lid_ax.legend(loc="upper right", fontsize="small", ncols=2)
+    for name, color in (("head_pitch", "C0"), ("head_yaw", "C4"), ("head_roll", "C5")):
+        draw_series(head_ax, t, tl.channel(name)[sel].astype(_np.float64), label=name.split("_")[1], color=color)
+    head_ax.set_ylabel("head (rad)")
+    head_ax.legend(loc="upper right", fontsize="small", ncols=3)
+    expr = tl.channel("expression")[sel]
+    image = None
+    if expr.shape[0] and expr.shape[1]:
+        bins = pixel_width(expr_ax)
+        if expr.shape[0] > bins:  # mean per pixel column keeps the heatmap honest and small
+            edges = (_np.arange(bins + 1) * expr.shape[0]) // bins
+            expr = _np.add.reduceat(expr, edges[:-1], axis=0) / _np.diff(edges)[:, None].astype(_np.float32)
+        lim = float(_np.max(_np.abs(expr))) or 1.0
+        t0, t1 = (float(t[0]), float(t[-1]) + 1.0 / tl.fps) if t.size else (0.0, 1.0)
+        image = expr_ax.imshow(
+            expr.T,
+            aspect="auto",
+            origin="lower",
+            extent=(t0, t1, -0.5, expr.shape[1] - 0.5),
+            cmap="RdBu_r",
+            vmin=-lim,
+            vmax=lim,
+            interpolation="nearest",
+        )
+    expr_ax.set_ylabel("expression")
+    for ax in axes:
+        mark_utterances(ax, tl)
+    return image
+
+
+def _colorbar(fig: Figure, image: AxesImage | None, ax: Axes) -> None:
+    """A slim colour bar just right of ``ax`` (an inset: the panel keeps its width, so the
+    time axes of all panels stay aligned)."""
+    if image is None:
+        return
+    cax = ax.inset_axes((1.01, 0.0, 0.015, 1.0))
+    bar = fig.colorbar(image, cax=cax)
+    bar.set_label("coefficient", fontsize="small")
+    bar.ax.tick_params(labelsize="small")
+
+
+def has_audio(timeline: Timeline) -> bool:
+    return timeline.audio is not None and bool(timeline.sample_rate)
+
+
+def draw_animation(fig: Figure, axes: Sequence[Axes], timeline: Timeline, with_audio: bool) -> None:
+    """The column of :func:`animation_timeline` and of :func:`report`'s left side: the
+    waveform (``with_audio``, in ``axes[0]``) above the four channel panels."""
+    if with_audio:
+        draw_waveform(axes[0], timeline.audio, int(timeline.sample_rate))
+        mark_utterances(axes[0], timeline)
+    image = draw_channels(axes[-4:], timeline)
+    _colorbar(fig, image, axes[-1])
+    axes[-1].set_xlabel("media time (s)")
+
+
+def waveform(audio: Any, sample_rate: int | None = None, *, title: str | None = None, width: float = 10.0) -> Figure:
+    """The waveform of ``audio`` (s16le bytes, int16 or float samples, or a Timeline's audio)."""
+    if isinstance(audio, _Timeline):
+        sample_rate = sample_rate or audio.sample_rate
+    if not sample_rate:
+        raise ValueError("waveform() needs the sample_rate of the audio")
+    samples = audio_samples(audio)
+    fig = new_figure(width, 2.6, constrained=False)
+    set_margins(fig, top=0.35)
+    ax = fig.add_subplot()
+    draw_waveform(ax, samples, int(sample_rate))
+    ax.set_xlabel("time (s)")
+    ax.set_title(title or f"waveform ({samples.shape[0] / sample_rate:.2f} s @ {sample_rate} Hz)")
+    return fig
+
+
+def animation_timeline(timeline: Timeline, *, audio: bool = True, width: float = 11.0) -> Figure:
+    """Animation channels over media time: waveform (if any), jaw, eyelids, head, expression
+    heatmap (with its colour bar). All panels share the time axis; dotted lines mark where
+    each utterance starts."""
+    with_audio = audio and has_audio(timeline)
+    n = 5 if with_audio else 4
+    fig = new_figure(width, 1.55 * n + 0.6, constrained=False)
+    set_margins(fig, right=0.85)
+    ratios = [1.0] * (n - 1) + [1.6]
+    axes = fig.subplots(n, 1, sharex=True, gridspec_kw={"height_ratios": ratios})
+    draw_animation(fig, axes, timeline, with_audio)
+    fig.suptitle(f"animation timeline: {timeline.n_keyframes} keyframes @ {timeline.fps:g} fps")
+    return fig

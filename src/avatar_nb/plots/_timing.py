@@ -1,0 +1,137 @@
+"""When keyframes arrived (arrival, lateness, inter-arrival), the one-run report that puts it
+beside the channels, and the audio-to-motion offset."""
+
+from __future__ import annotations
+
+import math as _math
+from typing import TYPE_CHECKING
+
+import numpy as _np
+
+from ..timeline import Timeline as _Timeline
+from ..timeline import ms_text as _ms_text
+from ._base import NO_LATENESS, draw_series, lateness_applies, new_figure, run_label, set_margins
+from ._channels import draw_animation, has_audio
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from ..analysis import AVOffset
+    from ..timeline import Timeline
+
+
+def draw_timing(axes: Sequence[Axes], timeline: Timeline) -> None:
+    """Arrival against media time (with the real-time line), lateness per keyframe against
+    the one-frame budget, and the inter-arrival histogram, into three Axes.
+
+    Under ``"fast"`` pacing there is no playback clock: the lateness panel says so and
+    the real-time line is left out."""
+    tl = timeline
+    arr_ax, late_ax, hist_ax = axes
+    mt, arrival = tl.media_time, tl.arrival
+    timed = lateness_applies(tl)
+    if mt.size:
+        draw_series(arr_ax, mt, arrival, label="arrival", color="C0")
+        if tl.pacing != "fast":
+            lim = max(float(mt[-1]), float(arrival.max()))
+            arr_ax.plot([0, lim], [0, lim], color="0.3", linestyle="--", linewidth=1, label="real time")
+        arr_ax.legend(loc="upper left", fontsize="small")
+    if mt.size and timed:
+        draw_series(late_ax, mt, tl.lateness * 1000.0, color="C3", label="lateness")
+        budget = 1000.0 / tl.fps
+        late_ax.axhline(budget, color="0.3", linestyle=":", linewidth=1, label=f"one frame ({budget:.0f} ms)")
+        late_ax.legend(loc="best", fontsize="small")  # the line sits near the top under capture pacing
+        late_ax.set_ylabel("lateness (ms)")
+    elif mt.size:
+        late_ax.text(0.5, 0.5, NO_LATENESS.replace(": ", ":\n"), transform=late_ax.transAxes, ha="center",
+                     va="center", color="0.35")
+        late_ax.set_ylabel("lateness (n/a: fast pacing)")
+    else:
+        late_ax.set_ylabel("lateness (ms)")
+    arr_ax.set_xlabel("media time (s)")
+    arr_ax.set_ylabel("arrival (s)")
+    late_ax.set_xlabel("media time (s)")
+    gaps = tl.inter_arrival * 1000.0
+    if gaps.size:
+        hist_ax.hist(gaps, bins=min(60, max(10, int(_math.sqrt(gaps.size)))), color="C2")
+    hist_ax.set_xlabel("inter-arrival (ms)")
+    hist_ax.set_ylabel("messages")
+
+
+def _timing_text(tl: Timeline) -> str:
+    s = tl.summary()
+    rtf = "n/a" if s["real_time_factor"] is None else f"{s['real_time_factor']:.3f}"
+    text = (f"first-frame latency {_ms_text(s['first_frame_latency'])}   jitter {_ms_text(s['jitter'])}   "
+            f"real-time factor {rtf}   pacing {tl.pacing}")
+    if tl.pacing == "fast":
+        text += " (lateness n/a)"
+    return text
+
+
+def frame_timing(timeline: Timeline, *, width: float = 11.0) -> Figure:
+    """When keyframes arrived: arrival against media time (with the real-time line),
+    lateness per keyframe against the one-frame budget, and the inter-arrival histogram;
+    headline figures and the pacing in the title."""
+    fig = new_figure(width, 3.6, constrained=False)  # fixed margins: the layout engine costs a third
+    set_margins(fig, left=0.75, top=0.4)
+    fig.subplots_adjust(wspace=0.3)
+    axes = fig.subplots(1, 3)
+    draw_timing(axes, timeline)
+    fig.suptitle(f"frame timing: {_timing_text(timeline)}", fontsize="medium")
+    return fig
+
+
+def report(timeline: Timeline, *, width: float = 14.0) -> Figure:
+    """One figure for a run: waveform and animation channels (left), frame timing (right);
+    the run's settings and headline figures in the title."""
+    with_audio = has_audio(timeline)
+    fig = new_figure(width, 9.0)
+    outer = fig.add_gridspec(1, 2, width_ratios=[1.7, 1.0])
+    n = 5 if with_audio else 4
+    left = outer[0].subgridspec(n, 1, height_ratios=[1.0] * (n - 1) + [1.6])
+    first = fig.add_subplot(left[0])
+    axes = [first] + [fig.add_subplot(left[i], sharex=first) for i in range(1, n)]
+    draw_animation(fig, axes, timeline, with_audio)
+    right = outer[1].subgridspec(3, 1)
+    draw_timing([fig.add_subplot(right[i]) for i in range(3)], timeline)
+    fig.suptitle(f"{run_label(timeline)}: {timeline.n_keyframes} keyframes @ {timeline.fps:g} fps\n"
+                 f"{_timing_text(timeline)}")
+    return fig
+
+
+def av_offset(timeline_or_result: Timeline | AVOffset, *, width: float = 7.0, **options: Any) -> Figure:
+    """The audio-to-motion cross-correlation of a run against lag, with the estimated lag marked.
+
+    Takes a Timeline (analysed with :func:`avatar_nb.analysis.av_offset`, ``options``
+    passed on) or the result of that function. Positive lag: the mouth opens after the
+    sound. The title gives the lag in ms and the confidence.
+    """
+    if isinstance(timeline_or_result, _Timeline):
+        from ..analysis import av_offset as analyse
+
+        result = analyse(timeline_or_result, **options)
+    elif hasattr(timeline_or_result, "lags") and hasattr(timeline_or_result, "correlation"):
+        result = timeline_or_result
+    else:
+        raise TypeError(f"av_offset() takes a Timeline or an AVOffset, got {type(timeline_or_result).__name__}")
+    fig = new_figure(width, 3.2)
+    ax = fig.add_subplot()
+    lags = _np.asarray(result.lags, dtype=_np.float64) * 1000.0
+    corr = _np.asarray(result.correlation, dtype=_np.float64)
+    ax.plot(lags, corr, color="C0", label="correlation")
+    ax.axvline(0.0, color="0.6", linewidth=0.8)
+    if _math.isfinite(result.lag):
+        lag_ms = result.lag * 1000.0
+        ax.axvline(lag_ms, color="C3", linestyle="--", label=f"estimated lag {lag_ms:+.1f} ms")
+        way = "lags" if lag_ms >= 0 else "leads"
+        ax.set_title(f"mouth {way} audio by {abs(lag_ms):.1f} ms (confidence {result.confidence:.2f})")
+    else:
+        ax.set_title("audio-to-motion offset undetermined (too little speech or motion)")
+    ax.set_xlabel("lag of mouth opening behind audio loudness (ms)")
+    ax.set_ylabel("correlation")
+    ax.legend(loc="lower right", fontsize="small")
+    return fig

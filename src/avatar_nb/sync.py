@@ -1,0 +1,50 @@
+"""run_sync(): run a coroutine to its end from code with or without a running event loop.
+
+The synchronous spellings (``animate_sync``, ``sweep``) share it; it lived in
+:mod:`avatar_nb.pipeline`, which still re-exports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+__all__ = ["run_sync"]
+
+
+def run_sync(
+    start: Callable[[], Coroutine[Any, Any, _T]],
+    *,
+    service: Any,
+    name: str,
+    async_name: str,
+    thread_name: str,
+) -> _T:
+    """Run the coroutine ``start()`` makes to its end, with or without a running event loop.
+
+    Without one, on a new loop in this thread. With one (a Jupyter kernel) this thread
+    blocks while a worker thread (``thread_name``) runs it on a private loop; a running
+    ``service`` served by this thread's loop (entered with ``async with``, not started in
+    a thread of its own) could then never answer, so that case is a ``RuntimeError``
+    telling the caller of ``name()`` to ``await async_name(...)`` instead.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(start())
+    if (
+        service is not None
+        and getattr(service, "running", False)
+        and getattr(service, "_thread", None) is None
+    ):
+        raise RuntimeError(
+            f"{name}() would block the event loop that serves this LocalService "
+            f"(it was entered with `async with`); use `await {async_name}(...)` instead, "
+            "or start the service with service.start()"
+        )
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=thread_name) as pool:
+        return pool.submit(asyncio.run, start()).result()
