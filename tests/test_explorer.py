@@ -16,6 +16,7 @@ from avatar_nb.timeline_pyramid import (
     HEAT_COLUMNS,
     LINE_COLUMNS,
     TILE_COLUMNS,
+    TILE_LINES,
     RunSeries,
     TimelinePyramid,
     pyramid_of,
@@ -34,10 +35,10 @@ def _line_grid(tl: Timeline, p: TimelinePyramid) -> np.ndarray:
     slots = np.rint(tl.media_time * tl.fps).astype(np.int64) - p.first_slot
     gaps = RunSeries.from_timeline(tl).gaps
     values = np.stack([tl.keyframes[:, SCALAR_CHANNELS[n]] for n in LINE_COLUMNS[:6]]
-                      + [tl.latency * 1000, tl.lateness * 1000, gaps * 1000], axis=1).astype(np.float32)
+                      + [tl.latency * 1000, tl.lateness * 1000, gaps * 1000, tl.arrival], axis=1).astype(np.float32)
     grid = np.full((p.n_slots, len(LINE_COLUMNS)), np.nan, dtype=np.float32)
     grid[slots] = values
-    return grid
+    return grid[:, :TILE_LINES]
 
 
 def _decode(meta: dict, buffers: list[bytes], part: str) -> tuple[np.ndarray, np.ndarray]:

@@ -50,6 +50,7 @@ __all__ = [
     "LINE_COLUMNS",
     "STATUS_CODES",
     "TILE_COLUMNS",
+    "TILE_LINES",
     "TILE_SECONDS",
     "RunSeries",
     "Tile",
@@ -66,9 +67,12 @@ HEAT_COLUMNS = 128
 
 LINE_COLUMNS: tuple[str, ...] = (
     "jaw_open", "eyelid_left", "eyelid_right", "head_pitch", "head_yaw", "head_roll",
-    "latency_ms", "lateness_ms", "gap_ms",
+    "latency_ms", "lateness_ms", "gap_ms", "arrival",
 )
-"""The keyframe series of the line tracks, in the column order of their pyramid."""
+"""The keyframe series of the line tracks, in the column order of their pyramid (``arrival``
+in s, for the static frame-timing figure)."""
+TILE_LINES = LINE_COLUMNS.index("arrival")
+"""A tile's line tracks: the first columns of :data:`LINE_COLUMNS` (the explorer's)."""
 
 STATUS_CODES: tuple[str, ...] = ("complete", "open", "interrupted", "preempted", "failed")
 """Request statuses, coded by position in the span marks (anything else is coded last + 1)."""
@@ -260,7 +264,8 @@ class TimelinePyramid:
         kf = np.asarray(run.keyframes, dtype=np.float32)
         values = np.stack(
             [kf[:, SCALAR_CHANNELS[name]] for name in LINE_COLUMNS[:6]]
-            + [np.asarray(run.latency) * 1000.0, np.asarray(run.lateness) * 1000.0, run.gaps * 1000.0],
+            + [np.asarray(run.latency) * 1000.0, np.asarray(run.lateness) * 1000.0, run.gaps * 1000.0,
+               np.asarray(run.arrival)],
             axis=1,
         ).astype(np.float32) if n else np.zeros((0, len(LINE_COLUMNS)), dtype=np.float32)
         grid = np.full((self.n_slots, len(LINE_COLUMNS)), np.nan, dtype=np.float32)
@@ -358,16 +363,20 @@ class TimelinePyramid:
         audio = None
         if self.audio is not None:
             audio = _span(self.audio, t0, t1)
-        lines = _span(self.lines, t0, t1)
+        t_first, dt, raw, lo, hi = _span(self.lines, t0, t1)
+        lines = (t_first, dt, raw, lo[:, :TILE_LINES], lo[:, :TILE_LINES] if raw else hi[:, :TILE_LINES])
         heat = self._heat(t0, t1) if self.n_expression else None
         return Tile(int(z), int(index), t0, t1, audio, lines, heat)
 
-    def _heat(self, t0: float, t1: float) -> tuple[float, float, np.ndarray]:
+    def heat_means(self, t0: float, t1: float, columns: int) -> tuple[float, float, np.ndarray]:
+        """The expression heatmap over ``[t0, t1)`` in at most about ``columns`` columns:
+        ``(first column's start, column seconds, (n, E) float32 means)``, each column the
+        mean of its frames (the frames themselves when they fit; NaN where there are none)."""
         frames = (t1 - t0) * self.fps
-        if frames <= HEAT_COLUMNS or not self.heat_levels:
+        if frames <= columns or not self.heat_levels:
             size, cells = 1, None
         else:
-            level = max(0, math.ceil(math.log2(frames / HEAT_COLUMNS / _HEAT_BASE)))
+            level = max(0, math.ceil(math.log2(frames / columns / _HEAT_BASE)))
             level = min(level, len(self.heat_levels) - 1)
             size, cells = _HEAT_BASE << level, self.heat_levels[level]
         dt = size / self.fps
@@ -378,11 +387,15 @@ class TimelinePyramid:
             part = np.where(self.valid[i0:i1, None] > 0, self.expression[i0:i1], np.float32(np.nan))
         else:
             part = cells[i0:i1]
+        return self.slot_start + i0 * dt, dt, part
+
+    def _heat(self, t0: float, t1: float) -> tuple[float, float, np.ndarray]:
+        start, dt, part = self.heat_means(t0, t1, HEAT_COLUMNS)
         q = np.zeros(part.shape, dtype=np.uint8)
         ok = np.isfinite(part)
         scaled = np.clip(part[ok] / self.heat_limit, -1.0, 1.0)
         q[ok] = (1 + np.rint((scaled + 1.0) * 127.0)).astype(np.uint8)
-        return self.slot_start + i0 * dt, dt, q
+        return start, dt, q
 
     # ------------------------------------------------------------------ the cursor
 

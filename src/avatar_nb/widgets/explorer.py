@@ -39,6 +39,7 @@ from ..timeline_pyramid import (
     LINE_COLUMNS,
     STATUS_CODES,
     TILE_COLUMNS,
+    TILE_LINES,
     TILE_SECONDS,
     RunSeries,
     TimelinePyramid,
@@ -106,7 +107,7 @@ class Explorer(anywidget.AnyWidget):
             "heat_columns": HEAT_COLUMNS,
             "z_max": TimelinePyramid.levels_for(duration),
             "tracks": [dict(t) for t in TRACKS],
-            "lines": list(LINE_COLUMNS),
+            "lines": list(LINE_COLUMNS[:TILE_LINES]),
             "statuses": list(STATUS_CODES),
             "runs": [
                 {
