@@ -648,7 +648,7 @@ def explorer_in_browser(url: str, n_code: int, out: Path, timeout: float, intera
         stats = page.evaluate("() => window.__avatarNbExplorer[0].stats")[base:]
         record = page.evaluate("() => { const r = window.__avatarNbExplorer[0]; "
                                "return {superseded: r.superseded, requests: r.requests, tiles: r.tiles, bytes: r.bytes, "
-                               "rtts: r.rtts, draws: r.draws}; }")
+                               "rtts: r.rtts, rttsBy: r.rttsBy, draws: r.draws}; }")
         shot("end")
         browser.close()
     ms = [s["ms"] for s in stats]
@@ -672,6 +672,8 @@ def explorer_in_browser(url: str, n_code: int, out: Path, timeout: float, intera
           f"drawing a frame p50 {percentile(record['draws'], 50):.1f} ms, p95 {percentile(record['draws'], 95):.1f} ms; "
           f"input event to its handler p50 {percentile([s['input'] for s in stats], 50):.1f} ms, "
           f"to the frame's start p50 {percentile([s['queued'] for s in stats], 50):.1f} ms")
+    print("  round trips by message: " + ", ".join(
+        f"{k} {len(v)} (p50 {percentile(v, 50):.1f} ms, p95 {percentile(v, 95):.1f} ms)" for k, v in record["rttsBy"].items()))
     print(f"  screenshots in {out}")
     if len(stats) < interactions * 0.9:
         problems.append(f"only {len(stats)} of {interactions} interactions were recorded")

@@ -501,7 +501,7 @@ def synthetic_timeline(seconds: float = 3600.0, *, fps: float = 25.0, sample_rat
                        n_expression: int = 50, utterance: float = 60.0, seed: int = 0) -> Timeline:
     """A long run made up in a second or two, for trying the explorer and measuring it:
     speech-like audio (a 10 s clip repeated), keyframes that follow its loudness (jaw),
-    blink (eyelids), sway (head) and drift (expression), one request per ``utterance``
+    blink (eyelids), sway (head) and move the expression (fast with the voice, slowly over minutes), one request per ``utterance``
     seconds streamed in 0.2 s chunks at real-time pace, a message per chunk arriving 80-120 ms
     after its audio (now and then 300 ms: a stall), the fourth request interrupted, and a
     few playback states and anomalies. Pacing ``"playback"``; ``meta["label"] == "synthetic"``."""
@@ -525,10 +525,12 @@ def synthetic_timeline(seconds: float = 3600.0, *, fps: float = 25.0, sample_rat
     kf[:, SCALAR_CHANNELS["head_pitch"]] = 0.05 * np.sin(2 * np.pi * t / 11.0)
     kf[:, SCALAR_CHANNELS["head_yaw"]] = 0.12 * np.sin(2 * np.pi * t / 17.0)
     kf[:, SCALAR_CHANNELS["head_roll"]] = 0.03 * np.sin(2 * np.pi * t / 23.0)
-    phases = rng.uniform(0, 2 * np.pi, n_expression)
+    phases = rng.uniform(0, 2 * np.pi, (2, n_expression))
     periods = rng.uniform(4.0, 40.0, n_expression)
-    kf[:, FIXED_COLUMNS:] = (0.8 * np.sin(2 * np.pi * t[:, None] / periods + phases)
-                             * np.clip(loud, 0.1, 1)[:, None]).astype(np.float32)
+    drift = rng.uniform(300.0, 1800.0, n_expression)  # slow moods, visible at the scale of the hour
+    kf[:, FIXED_COLUMNS:] = (0.5 * np.sin(2 * np.pi * t[:, None] / periods + phases[0])
+                             * np.clip(loud, 0.1, 1)[:, None]
+                             + 0.4 * np.sin(2 * np.pi * t[:, None] / drift + phases[1])).astype(np.float32)
     tl = Timeline(fps, sample_rate=sample_rate, meta={"pacing": "playback", "label": "synthetic"})
     tl.audio = audio
     per_utt = round(utterance * fps)

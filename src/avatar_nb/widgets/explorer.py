@@ -177,7 +177,7 @@ class Explorer(anywidget.AnyWidget):
 
     def cursor(self, content: dict[str, Any]) -> dict[str, Any]:
         """The cursor's keyframe and its neighbours: nearest to ``t``, or ``step`` keyframes
-        from run 0's keyframe ``index``; then :data:`CURSOR_NEIGHBOURS` keyframes either side
+        from run 0's keyframe ``index``; then ``neighbours`` (default :data:`CURSOR_NEIGHBOURS`) keyframes either side
         (run 0's media-time order; another run takes its keyframe nearest the same time). ``frames``: a
         list of each run's values and face SVG per keyframe, ``at`` the cursor's position in it."""
         first = self.runs[0]
@@ -189,7 +189,8 @@ class Explorer(anywidget.AnyWidget):
             center = first.keyframe_at(t)
         if center < 0:
             return {"at": 0, "frames": [[self._cursor_entry(p, p.keyframe_at(t)) for p in self.runs]]}
-        indices = list(dict.fromkeys(first.step(center, k) for k in range(-CURSOR_NEIGHBOURS, CURSOR_NEIGHBOURS + 1)))
+        span = min(max(int(content.get("neighbours", CURSOR_NEIGHBOURS)), 0), 4 * CURSOR_NEIGHBOURS)
+        indices = list(dict.fromkeys(first.step(center, k) for k in range(-span, span + 1)))
         frames = []
         for index in indices:
             # another run: the keyframe as far from the cursor's time as run 0's is from its own

@@ -72,7 +72,7 @@ function render({ model, el }) {
   const D0 = spec.tile_seconds;
   const zMax = spec.z_max;
   const duration = spec.duration;
-  const record = { stats: [], rtts: [], draws: [], firstPaint: null, superseded: 0, requests: 0, bytes: 0, tiles: 0, view: null, cursor: null };
+  const record = { stats: [], rtts: [], rttsBy: {}, draws: [], firstPaint: null, superseded: 0, requests: 0, bytes: 0, tiles: 0, view: null, cursor: null };
   (window.__avatarNbExplorer = window.__avatarNbExplorer || []).push(record);
 
   // ---------------------------------------------------------------- DOM
@@ -174,7 +174,12 @@ function render({ model, el }) {
     record.requests++;
     const sent = performance.now();
     return new Promise((resolve) => {
-      waiting.set(req, (reply) => { record.rtts.push(performance.now() - sent); resolve(reply); });
+      waiting.set(req, (reply) => {
+        const kind = content.type + (content.type === "cursor" && content.neighbours !== 0 ? "+" : "");
+        (record.rttsBy[kind] = record.rttsBy[kind] || []).push(performance.now() - sent);
+        record.rtts.push(performance.now() - sent);
+        resolve(reply);
+      });
       model.send(content, undefined, buffers || []);
     });
   }
@@ -291,15 +296,25 @@ function render({ model, el }) {
   let at = 0;
   let refilling = false;
   async function placeCursor(content) {
+    // the cursor's own keyframe first (a small, quick reply), then its neighbours
     if (pending) { pending.roundTrip = true; pending.cursor = true; }
     const mine = pending;
-    const { msg, size } = await ask({ type: "cursor", ...content });
+    const { msg, size } = await ask({ type: "cursor", neighbours: 0, ...content });
     if (mine) mine.bytes += size;
     frames = msg.frames;
     at = msg.at;
     showFrame();
     if (mine) mine.cursor = false;
     schedule();
+    refill();
+  }
+  async function refill() {
+    if (refilling || !cursor) return;
+    refilling = true;  // the neighbourhood of the cursor, fetched in the background
+    const { msg } = await ask({ type: "cursor", index: cursor.index, step: 0 });
+    refilling = false;
+    const here = msg.frames.findIndex((f) => f[0].index === (cursor && cursor.index));
+    if (here >= 0) { frames = msg.frames; at = here; }
   }
   function showFrame() {
     cursorInfo = frames[at];
@@ -321,14 +336,7 @@ function render({ model, el }) {
     at = next;
     showFrame();
     schedule();
-    if (!refilling && (at < 3 || at > frames.length - 4) && frames.length > 1) {
-      refilling = true;  // the next neighbourhood, centred here, fetched in the background
-      const index = cursor.index;
-      const { msg } = await ask({ type: "cursor", index, step: 0 });
-      refilling = false;
-      const here = msg.frames.findIndex((f) => f[0].index === (cursor && cursor.index));
-      if (here >= 0) { frames = msg.frames; at = here; }
-    }
+    if (at < 3 || at > frames.length - 4) refill();
   }
 
   let drag = null;
@@ -509,12 +517,12 @@ function render({ model, el }) {
       clipTo(row, piece.a, piece.b);
       if (track.kind === "audio" && piece.tile.audio) {
         const [lo, hi] = runs[piece.r].audio_range;
-        drawSeries(piece.tile.audio, 0, 1, row, lo, hi, RUN_COLORS[piece.r], R > 1 ? 0.5 : 0.85, true);
+        drawSeries(piece.tile.audio, 0, 1, row, lo, hi, RUN_COLORS[piece.r], R > 1 ? 0.45 : 0.85, true);
       } else if (track.kind === "lines" && piece.tile.lines) {
         track.columns.forEach((c, k) => {
           const [lo, hi] = unionRange(c);
           const color = R > 1 ? RUN_COLORS[piece.r] : PALETTE[k % PALETTE.length];
-          drawSeries(piece.tile.lines, c, spec.lines.length, row, lo, hi, color, R > 1 ? 0.45 : 0.35, false, k);
+          drawSeries(piece.tile.lines, c, spec.lines.length, row, lo, hi, color, R > 1 ? 0.22 : 0.35, false, k);
         });
       } else if (track.kind === "heat" && piece.tile.heat) {
         const ht = piece.tile.heat;
@@ -643,11 +651,13 @@ function render({ model, el }) {
     for (let t = Math.ceil(view.t0 / step) * step; t <= view.t1 + 1e-9; t += step) {
       const x = X(t);
       ctx.moveTo(x, y); ctx.lineTo(x, y + 4);
-      ctx.fillText(timeText(t, step), x, y + 6);
+      const text = timeText(t, step);
+      const half = ctx.measureText(text).width / 2;  // labels at the ends stay inside the plot
+      ctx.fillText(text, Math.min(LEFT + plotW() - half, Math.max(LEFT + half, x)), y + 6);
     }
     ctx.stroke();
     ctx.textAlign = "right";
-    ctx.fillText("media time", LEFT - 6, y + 6);
+    ctx.fillText("media time", LEFT - 10, y + 6);
   }
 
   function drawCursor() {
