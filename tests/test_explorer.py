@@ -209,3 +209,22 @@ def test_empty_and_short_timelines_still_open():
     short.add_animation(np.zeros((3, 20), dtype=np.float32), req_id="r", arrival=0.1, end=True)
     reply, _ = explore(short).handle({"type": "tiles", "req": 1, "tiles": [[0, 0, 0]]})
     assert reply["tiles"][0]["lines"]["raw"] and "heat" not in reply["tiles"][0]
+
+
+def test_static_figures_of_long_runs_read_the_pyramid(run):
+    from avatar_nb import plots
+    from avatar_nb.plots._base import pixel_width, pyramid_band
+
+    fig = plots.animation_timeline(run)
+    jaw_ax = fig.axes[1]  # below the waveform
+    (line,) = [ln for ln in jaw_ax.lines if ln.get_label() == "jaw open"]
+    centres, lo, hi = pyramid_band((run, "jaw_open", 1.0, None), pixel_width(jaw_ax))
+    np.testing.assert_array_equal(line.get_xdata(), centres)
+    np.testing.assert_allclose(line.get_ydata(), (lo + hi) / 2)
+    # one or two buckets a pixel, each the exact min and max of its frames
+    assert pixel_width(jaw_ax) <= centres.size <= 2 * pixel_width(jaw_ax) + 2
+    size = round((centres[1] - centres[0]) * run.fps)
+    np.testing.assert_array_equal(hi[:3], [run.jaw_open[k * size : (k + 1) * size].max() for k in range(3)])
+    timing = plots.frame_timing(run)
+    (late,) = [ln for ln in timing.axes[1].lines if ln.get_label() == "lateness"]
+    assert late.get_xdata().size <= 2 * pixel_width(timing.axes[1]) + 2

@@ -69,14 +69,18 @@ def pixel_width(ax: Axes) -> int:
     return max(50, int(ax.get_position().width * fig.get_figwidth() * fig.dpi))
 
 
+Track = tuple["Timeline", str, float, "tuple[float, float] | None"]
+
+
 def draw_series(ax: Axes, t: _np.ndarray, y: _np.ndarray, *, label: str | None = None,
-                track: tuple[Timeline, str, float] | None = None, **kw: Any) -> None:
+                track: Track | None = None, **kw: Any) -> None:
     """A line for short series; a min/max band plus its midline per pixel for long ones.
 
-    ``track``: ``(timeline, column, scale)`` when ``y`` is ``column`` (one of
-    :data:`avatar_nb.timeline_pyramid.LINE_COLUMNS`) of the whole timeline, times
-    ``scale``: a long one is then read from the timeline's pyramid (built once, kept with
-    it) instead of reduced again for every figure."""
+    ``track``: ``(timeline, column, scale, window)`` when ``y`` is ``column`` (one of
+    :data:`avatar_nb.timeline_pyramid.LINE_COLUMNS`) times ``scale``, of the whole
+    timeline (``window`` None) or of the keyframes in ``window`` (media time, s): a long
+    one is then read from the timeline's pyramid (built once, kept with it) instead of
+    reduced again for every figure."""
     bins = pixel_width(ax)
     if y.shape[0] <= 2 * bins:
         ax.plot(t, y, label=label, **kw)
@@ -91,16 +95,16 @@ def draw_series(ax: Axes, t: _np.ndarray, y: _np.ndarray, *, label: str | None =
     ax.fill_between(tc, mins, maxs, color=line.get_color(), alpha=0.35, linewidth=0)
 
 
-def pyramid_band(track: tuple[Timeline, str, float], bins: int) -> tuple[_np.ndarray, _np.ndarray, _np.ndarray] | None:
-    """``(bucket centres, mins, maxs)`` of a timeline's line column over the whole run, from
-    the pyramid level whose buckets come nearest to (and not under) a pixel of ``bins``;
-    None when the run is too short to have one."""
+def pyramid_band(track: Track, bins: int) -> tuple[_np.ndarray, _np.ndarray, _np.ndarray] | None:
+    """``(bucket centres, mins, maxs)`` of a timeline's line column over the whole run (or
+    ``window``), from the pyramid level of one or two buckets a pixel of ``bins``; None
+    when the run is too short to have one."""
     from ..timeline_pyramid import LINE_COLUMNS, pyramid_of
 
-    timeline, column, scale = track
+    timeline, column, scale, window = track
     lines = pyramid_of(timeline).lines
-    t0 = lines.start
-    view = lines.window(t0, t0 + lines.n / lines.rate, 2 * bins)  # one or two buckets a pixel
+    t0, t1 = window if window is not None else (lines.start, lines.start + lines.n / lines.rate)
+    view = lines.window(t0, t1, 2 * bins)  # one or two buckets a pixel
     if view.level < 0:
         return None
     c = LINE_COLUMNS.index(column)

@@ -48,8 +48,11 @@ def draw_channels(axes: Sequence[Axes], timeline: Timeline, span: tuple[int, int
     sel = slice(*span) if span is not None else slice(None)
     t = tl.media_time[sel]
 
-    def track(name: str) -> tuple[Timeline, str, float] | None:
-        return (tl, name, 1.0) if span is None else None  # the whole run: from its pyramid
+    # long series come from the run's pyramid: the whole run, or the span's media time
+    window = None if span is None or not t.size else (float(t[0]), float(t[-1]) + 1.0 / tl.fps)
+
+    def track(name: str) -> tuple[Timeline, str, float, tuple[float, float] | None]:
+        return (tl, name, 1.0, window)
 
     draw_series(jaw_ax, t, tl.channel("jaw_open")[sel].astype(_np.float64), label="jaw open", color="C3",
                 track=track("jaw_open"))
@@ -71,16 +74,13 @@ def draw_channels(axes: Sequence[Axes], timeline: Timeline, span: tuple[int, int
     if expr.shape[0] and expr.shape[1]:
         bins = pixel_width(expr_ax)
         t0, t1 = (float(t[0]), float(t[-1]) + 1.0 / tl.fps) if t.size else (0.0, 1.0)
-        if expr.shape[0] > bins and span is None:  # a mean per pixel column, from the pyramid
+        if expr.shape[0] > bins:  # a mean per pixel column (from the pyramid) keeps it honest and small
             from ..timeline_pyramid import pyramid_of
 
             pyramid = pyramid_of(tl)
-            start, step, expr = pyramid.heat_means(pyramid.slot_start, pyramid.slot_start + pyramid.n_slots / tl.fps,
-                                                   bins)
+            whole = (pyramid.slot_start, pyramid.slot_start + pyramid.n_slots / tl.fps)
+            start, step, expr = pyramid.heat_means(*(window or whole), bins)
             t0, t1 = start, start + expr.shape[0] * step
-        elif expr.shape[0] > bins:  # mean per pixel column keeps the heatmap honest and small
-            edges = (_np.arange(bins + 1) * expr.shape[0]) // bins
-            expr = _np.add.reduceat(expr, edges[:-1], axis=0) / _np.diff(edges)[:, None].astype(_np.float32)
         lim = float(_np.nanmax(_np.abs(expr))) if _np.isfinite(expr).any() else 1.0
         lim = lim or 1.0
         image = expr_ax.imshow(
