@@ -262,9 +262,10 @@ class TimelinePyramid:
         self.n_slots = int(slots.max()) + 1 if n else 0
         self.slot_start = self.first_slot / self.fps
         kf = np.asarray(run.keyframes, dtype=np.float32)
+        self.gaps = run.gaps  # computed once: the cursor reads it too
         values = np.stack(
             [kf[:, SCALAR_CHANNELS[name]] for name in LINE_COLUMNS[:6]]
-            + [np.asarray(run.latency) * 1000.0, np.asarray(run.lateness) * 1000.0, run.gaps * 1000.0,
+            + [np.asarray(run.latency) * 1000.0, np.asarray(run.lateness) * 1000.0, self.gaps * 1000.0,
                np.asarray(run.arrival)],
             axis=1,
         ).astype(np.float32) if n else np.zeros((0, len(LINE_COLUMNS)), dtype=np.float32)
@@ -296,7 +297,8 @@ class TimelinePyramid:
         self.audio = None
         if run.audio is not None and run.sample_rate and run.audio.shape[0]:
             self.audio = SeriesPyramid(np.asarray(run.audio), float(run.sample_rate), base=_AUDIO_BASE)
-        # the cursor: keyframes in media-time order
+        # the cursor: keyframes in media-time order, each request's status
+        self._status = {r: status for r, _, _, status in run.requests}
         self._order = np.argsort(media, kind="stable")
         self._sorted_media = media[self._order]
         self._rank = np.empty_like(self._order)
@@ -430,10 +432,10 @@ class TimelinePyramid:
         values = {name: num(kf[SCALAR_CHANNELS[name]]) for name in LINE_COLUMNS[:6]}
         values["latency_ms"] = num(run.latency[index] * 1000.0)
         values["lateness_ms"] = num(run.lateness[index] * 1000.0)
-        values["gap_ms"] = num(run.gaps[index] * 1000.0)
+        values["gap_ms"] = num(self.gaps[index] * 1000.0)
         reqs = run.keyframe_req
         req = run.req_ids[int(reqs[index])] if reqs is not None and index < reqs.shape[0] else ""
-        status = next((s for r, _, _, s in run.requests if r == req), "")
+        status = self._status.get(req, "")
         return {
             "index": int(index),
             "time": num(run.media_time[index]),

@@ -51,7 +51,7 @@ __all__ = ["Explorer", "explore"]
 _STATIC = Path(__file__).resolve().parent / "static"
 _MAX_AUDIO_SECONDS = 30.0
 _FACE_SIZE = 150
-CURSOR_NEIGHBOURS = 12
+CURSOR_NEIGHBOURS = 8
 """Keyframes either side of the cursor sent with it: arrow steps within them need no round trip."""
 
 # the tracks drawn, top to bottom: (name, label, unit, columns of LINE_COLUMNS or a kind)

@@ -173,9 +173,11 @@ function render({ model, el }) {
     content.req = req;
     record.requests++;
     const sent = performance.now();
+    const behind = waiting.size > 0;  // an earlier request not answered yet: this one waits for it
     return new Promise((resolve) => {
       waiting.set(req, (reply) => {
-        const kind = content.type + (content.type === "cursor" && content.neighbours !== 0 ? "+" : "");
+        const kind = content.type + (content.type === "cursor" && content.neighbours !== 0 ? "+" : "") +
+          (behind ? " behind another" : "");
         (record.rttsBy[kind] = record.rttsBy[kind] || []).push(performance.now() - sent);
         record.rtts.push(performance.now() - sent);
         resolve(reply);
