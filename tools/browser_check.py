@@ -646,6 +646,17 @@ def explorer_in_browser(url: str, n_code: int, out: Path, timeout: float, intera
             act(kind)
         act("all")
         stats = page.evaluate("() => window.__avatarNbExplorer[0].stats")[base:]
+        # play from the cursor: the kernel sends the audio, the page plays it (not timed)
+        page.locator(".avatar-nb-explorer-bar button").first.click()
+        try:
+            page.wait_for_function("() => window.__avatarNbExplorer[0].played", timeout=10_000)
+            played = page.evaluate("() => window.__avatarNbExplorer[0].played")
+            print(f"  play: {played['seconds']:.1f} s of audio from {played['from']:.2f} s started")
+            page.wait_for_timeout(400)
+            shot("playing")
+            page.locator(".avatar-nb-explorer-bar button").first.click()
+        except PlaywrightTimeout:
+            problems.append("pressing play did not start the audio")
         record = page.evaluate("() => { const r = window.__avatarNbExplorer[0]; "
                                "return {superseded: r.superseded, requests: r.requests, tiles: r.tiles, bytes: r.bytes, "
                                "rtts: r.rtts, rttsBy: r.rttsBy, draws: r.draws}; }")

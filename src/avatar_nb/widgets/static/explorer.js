@@ -362,7 +362,10 @@ function render({ model, el }) {
       const x = ev.clientX - rect.left;
       if (x >= LEFT) {
         begin("cursor", ev);
-        placeCursor({ t: T(x) });
+        const t = T(x);
+        cursor = { t, index: cursor ? cursor.index : -1 };  // the line at once; the keyframe's values follow
+        schedule();
+        placeCursor({ t });
       }
     }
     drag = null;
@@ -409,7 +412,8 @@ function render({ model, el }) {
     const from = cursor ? cursor.t : view.t0;
     const { msg, buffers } = await ask({ type: "audio", run, t: from, seconds: 15 });
     if (!msg.n) return;
-    const pcm = new Int16Array(buffers[0].buffer.slice(buffers[0].byteOffset, buffers[0].byteOffset + buffers[0].byteLength));
+    const raw = buffers[0];
+    const pcm = new Int16Array(raw.buffer ? raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength) : raw.slice(0));
     audioCtx = audioCtx || new AudioContext();
     const buf = audioCtx.createBuffer(1, pcm.length, msg.sample_rate);
     const ch = buf.getChannelData(0);
@@ -419,6 +423,7 @@ function render({ model, el }) {
     src.connect(audioCtx.destination);
     const startedAt = audioCtx.currentTime;
     src.start();
+    record.played = { from, seconds: pcm.length / msg.sample_rate };
     playBtn.textContent = "■ stop";
     let stopped = false;
     playing = {
