@@ -97,14 +97,14 @@ def draw_series(ax: Axes, t: _np.ndarray, y: _np.ndarray, *, label: str | None =
 
 def pyramid_band(track: Track, bins: int) -> tuple[_np.ndarray, _np.ndarray, _np.ndarray] | None:
     """``(bucket centres, mins, maxs)`` of a timeline's line column over the whole run (or
-    ``window``), from the pyramid level of one or two buckets a pixel of ``bins``; None
-    when the run is too short to have one."""
+    ``window``), from the pyramid level whose buckets are one or two pixels wide (of
+    ``bins``: the fewest vertices for Agg to fill); None when the run is too short to have one."""
     from ..timeline_pyramid import LINE_COLUMNS, pyramid_of
 
     timeline, column, scale, window = track
     lines = pyramid_of(timeline).lines
     t0, t1 = window if window is not None else (lines.start, lines.start + lines.n / lines.rate)
-    view = lines.window(t0, t1, 2 * bins)  # one or two buckets a pixel
+    view = lines.window(t0, t1, bins)  # buckets of one or two pixels
     if view.level < 0:
         return None
     c = LINE_COLUMNS.index(column)

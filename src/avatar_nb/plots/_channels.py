@@ -135,7 +135,7 @@ def _waveform_from_pyramid(ax: Axes, timeline: Timeline) -> bool:
     if audio is None or audio.shape[0] < 1024 * pixel_width(ax):  # a minute or more at 16 kHz
         return False
     pyramid = pyramid_of(timeline).audio
-    view = pyramid.window(0.0, pyramid.duration, 2 * pixel_width(ax))  # one or two buckets a pixel
+    view = pyramid.window(0.0, pyramid.duration, pixel_width(ax))  # buckets of one or two pixels
     if view.level < 0:
         return False
     t = view.times + view.bucket / pyramid.rate / 2.0
