@@ -326,17 +326,12 @@ class TimelinePyramid:
 
     def ranges(self) -> list[tuple[float, float]]:
         """(min, max) of each of :data:`LINE_COLUMNS` over the whole run (NaN when empty)."""
-        if not self.lines.levels:
-            vals = self.lines.values
-            with np.errstate(all="ignore"):
-                if not vals.size:
-                    return [(math.nan, math.nan)] * len(LINE_COLUMNS)
-                import warnings
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    return list(zip(np.nanmin(vals, axis=0).tolist(), np.nanmax(vals, axis=0).tolist()))
-        lo, hi = self.lines.levels[-1]
+        if self.lines.levels:
+            lo, hi = self.lines.levels[-1]  # the top level: one bucket, the whole run
+            return list(zip(lo[0].tolist(), hi[0].tolist()))
+        lo, hi = _pyramid.bucket_minmax(self.lines.values, max(1, self.lines.n))  # a few frames
+        if not lo.shape[0]:
+            return [(math.nan, math.nan)] * len(LINE_COLUMNS)
         return list(zip(lo[0].tolist(), hi[0].tolist()))
 
     def audio_range(self) -> tuple[float, float]:
