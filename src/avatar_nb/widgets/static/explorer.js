@@ -452,7 +452,10 @@ function render({ model, el }) {
       record.stats.push({ kind: p.kind, ms: performance.now() - p.start, roundTrip: p.roundTrip, bytes: p.bytes,
         draw: performance.now() - drawStart, queued: drawStart - p.start, input: p.handled - p.start });
     }
-    if (complete && record.firstPaint === null) record.firstPaint = performance.now() - startedAt;
+    if (complete && record.firstPaint === null) {
+      record.firstPaint = performance.now() - startedAt;
+      record.firstPaintEpoch = performance.timeOrigin + performance.now();  // wall clock, ms
+    }
     if (complete) prefetch();
   }
 
