@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import avatar_nb
 
 HEAVY = ("aiohttp", "websockets", "avatar_nb.server", "avatar_nb.session", "matplotlib", "ipywidgets", "pandas", "pyarrow", "av", "dask")
@@ -37,4 +39,6 @@ def test_default_fps_has_one_home():
     from avatar_nb import flame, protocol
 
     assert avatar_nb.DEFAULT_FPS is flame.DEFAULT_FPS
-    assert protocol.DEFAULT_FPS is flame.DEFAULT_FPS
+    assert "DEFAULT_FPS" not in protocol.__all__
+    with pytest.warns(DeprecationWarning, match="import DEFAULT_FPS from avatar_nb.flame"):
+        assert protocol.DEFAULT_FPS is flame.DEFAULT_FPS  # the old door still opens, with a warning

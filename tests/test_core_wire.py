@@ -92,7 +92,9 @@ def test_wire_rules_follow_protobuf():
     with pytest.raises(ValueError, match="does not fit 32 bits"):
         _wire.decode_message(b"\x88\x80\x80\x80\x10\x05")
     # unknown groups are skipped, nested up to 100 deep
-    group = lambda depth: b"\xa3\x01" * depth + b"\x08\x01" + b"\xa4\x01" * depth  # field 20
+    def group(depth: int) -> bytes:  # field 20
+        return b"\xa3\x01" * depth + b"\x08\x01" + b"\xa4\x01" * depth
+
     assert _wire.decode_message(b"\x08\x05" + group(1)).type == 5
     assert _wire.decode_message(group(100)).type == 0
     with pytest.raises(ValueError, match="groups nested deeper than 100 levels"):

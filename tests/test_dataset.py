@@ -245,22 +245,16 @@ def test_a_batch_writes_the_same_dataset(tmp_path):
     import asyncio
 
     from avatar_nb.audio import speech_like
-    from avatar_nb.batch import NPZ, RunSettings, Writer, render, run_batch
+    from avatar_nb.batch import NPZ, RunSettings, render, run_batch
+    from avatar_nb.experiments import dataset_output
     from avatar_nb.server import LocalService
-
-    def batch_writer():  # what `avatar-nb run` adds to its writers
-        def write(result, stem):
-            write_result(stem.parent, {"run_id": stem.name, **result.row()}, result.timeline)
-            return stem.parent / KEYFRAMES_DIR
-
-        return Writer("dataset", write)
 
     clips = [(speech_like(0.4, 16000, seed=i), 16000) for i in range(2)]
     with LocalService(realtime=False) as service:
         results = asyncio.run(
             run_batch(clips, RunSettings(pacing="fast"), service=service, progress=False)
         )
-    render(results, tmp_path, [NPZ, batch_writer()], progress=False)
+    render(results, tmp_path, [NPZ, dataset_output()], progress=False)
     back = load_results(tmp_path)
     assert sorted(back.runs["run_id"]) == sorted(r.name for r in results)
     assert set(back.runs["status"]) == {"ok"} and set(back.runs["pacing"]) == {"fast"}

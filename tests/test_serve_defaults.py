@@ -88,7 +88,7 @@ def test_serve_prints_its_endpoints_defaults_and_egress(served):
 
 
 def _printed_livekit(served) -> dict[str, str]:
-    line = next(l for l in served[1] if "livekit_egress:" in l)
+    line = next(text for text in served[1] if "livekit_egress:" in text)
     return dict(re.findall(r"(url|room_name|api_token)=(\S+)", line))
 
 

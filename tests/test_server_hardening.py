@@ -190,8 +190,11 @@ async def test_a_slowloris_upgrade_is_closed_before_its_headers_end():
                 await asyncio.sleep(0.01)
 
         trickler = asyncio.create_task(trickle())
-        await asyncio.wait_for(reader.read(), 30)
-        assert reader.at_eof()
+        try:
+            await asyncio.wait_for(reader.read(), 30)
+            assert reader.at_eof()
+        except ConnectionResetError:
+            pass  # closed with unread lines in its buffer: the kernel resets instead of FIN
         trickler.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectionError):
             await trickler

@@ -24,7 +24,7 @@ from avatar_nb.server.playout import Playout, Report
 
 from .helpers import expected_frames, handshake, open_raw, receive, stream
 
-P, S, E, I = (
+P, S, E, I = (  # noqa: E741 - the four playback states, as the protocol letters them
     PlaybackState.PLAYING,
     PlaybackState.PAUSED,
     PlaybackState.ENDED,

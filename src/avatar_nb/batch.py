@@ -119,8 +119,8 @@ async def run_batch(
     """Run every clip under every settings with at most ``concurrency`` sessions at once.
 
     ``clips`` as :func:`~avatar_nb.experiments.collect_clips` takes them (folders
-    recursively unless ``recursive=False``; ``raw_rate`` for raw s16le files); ``settings`` one :class:`RunSettings` or
-    several (each clip runs under each). The service is chosen by
+    recursively unless ``recursive=False``; ``raw_rate`` for raw s16le files);
+    ``settings`` one :class:`RunSettings` or several (each clip runs under each). The service is chosen by
     :func:`avatar_nb.endpoints.open_service` (``service``, endpoints in
     ``session_kwargs``, the ``AVATAR_NB_*`` variables, else an embedded LocalService
     with ``local_options``, real time unless every run is ``"fast"``). Clips are

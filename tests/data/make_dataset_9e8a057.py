@@ -21,14 +21,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the tests folder: synthetic_timeline
 
-from avatar_nb.dataset import (
+from avatar_nb.dataset import (  # noqa: E402 - after the tests folder is on the path
     DatasetWriter,
     consolidate,
     write_result,
     write_run,
     write_sweep_info,
 )
-from test_dataset import synthetic_timeline
+from test_dataset import synthetic_timeline  # noqa: E402
 
 ROOT = HERE / "dataset_9e8a057"
 
