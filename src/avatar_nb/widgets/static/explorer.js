@@ -10,9 +10,9 @@
 // idle, so that most pans and zooms redraw without a kernel round trip.
 //
 // Measurement: every interaction (wheel, drag, click, key) is timed from its input
-// event (event.timeStamp) to the animation frame that drew it with all the tiles it
-// needs (performance.now() at the end of that frame's drawing), kernel round trip
-// included when there was one. window.__avatarNbExplorer lists each explorer's record
+// event (event.timeStamp) to the animation frame that shows it drawn with all the tiles
+// it needs (performance.now() in that frame's callback, after the drawing), kernel round
+// trip included when there was one. window.__avatarNbExplorer lists each explorer's record
 // ({stats: [{kind, ms, roundTrip, bytes}], firstPaint, ...}) for scripted checks.
 
 const LEFT = 92;   // label gutter (px)
@@ -355,6 +355,7 @@ function render({ model, el }) {
     begin("pan", ev);
     const dt = (-dx / plotW()) * (drag.t1 - drag.t0);
     setView(drag.t0 + dt, drag.t1 + dt);
+    paint(false);
   });
   stage.addEventListener("pointerup", (ev) => {
     if (drag && !drag.moved) {
@@ -381,6 +382,7 @@ function render({ model, el }) {
       begin("zoom", ev);
       zoom(Math.exp(ev.deltaY * (ev.ctrlKey ? 0.01 : 0.002)), at);
     }
+    paint(false);
   }, { passive: false });
   stage.addEventListener("keydown", (ev) => {
     const k = ev.key;
@@ -397,10 +399,11 @@ function render({ model, el }) {
     } else if (k === " ") {
       ev.preventDefault(); togglePlay();
     }
+    if (pending) paint(false);
   });
-  allBtn.onclick = (ev) => { begin("all", ev); setView(0, duration); };
-  inBtn.onclick = (ev) => { begin("zoom", ev); zoom(0.5, cursor ? cursor.t : undefined); };
-  outBtn.onclick = (ev) => { begin("zoom", ev); zoom(2, cursor ? cursor.t : undefined); };
+  allBtn.onclick = (ev) => { begin("all", ev); setView(0, duration); paint(false); };
+  inBtn.onclick = (ev) => { begin("zoom", ev); zoom(0.5, cursor ? cursor.t : undefined); paint(false); };
+  outBtn.onclick = (ev) => { begin("zoom", ev); zoom(2, cursor ? cursor.t : undefined); paint(false); };
   playBtn.onclick = () => togglePlay();
 
   // ---------------------------------------------------------------- audio
@@ -443,14 +446,22 @@ function render({ model, el }) {
   }
   function frame() {
     drawQueued = false;
+    paint(true);
+  }
+  // Draw now. An interaction is done when the frame that shows it is produced: at once
+  // when drawing inside an animation frame callback, else at the next one (an input
+  // handler draws at once when it has every tile: the frame under way then shows it).
+  function paint(inFrame) {
     const drawStart = performance.now();
     const complete = draw();
     record.draws.push(performance.now() - drawStart);
     if (complete && pending && !pending.cursor) {
       const p = pending;
       pending = null;
-      record.stats.push({ kind: p.kind, ms: performance.now() - p.start, roundTrip: p.roundTrip, bytes: p.bytes,
-        draw: performance.now() - drawStart, queued: drawStart - p.start, input: p.handled - p.start });
+      const drawn = performance.now();
+      const done = () => record.stats.push({ kind: p.kind, ms: performance.now() - p.start, roundTrip: p.roundTrip,
+        bytes: p.bytes, draw: drawn - drawStart, queued: drawStart - p.start, input: p.handled - p.start });
+      if (inFrame) done(); else requestAnimationFrame(done);
     }
     if (complete && record.firstPaint === null) {
       record.firstPaint = performance.now() - startedAt;
