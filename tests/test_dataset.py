@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -10,6 +12,7 @@ import pytest
 from avatar_nb import Timeline
 from avatar_nb.dataset import (
     KEYFRAMES_DIR,
+    LOCK_FILE,
     RUNS_DIR,
     DatasetWriteError,
     DatasetWriter,
@@ -38,6 +41,15 @@ def synthetic_timeline(n: int, *, seed: int, requests: int = 2, n_expression: in
             tl.add_animation(keyframe, req_id=req, arrival=t + 0.08, end=i == per - 1)
             t += 0.04
     return tl
+
+
+def small_dataset(root: Path, runs: int = 3) -> Path:
+    """A dataset of ``runs`` small runs (``run0``, ``run1`` ...), one segment each, at ``root``."""
+    for i in range(runs):
+        write_result(
+            root, {"run": i, "run_id": f"run{i}", "status": "ok"}, synthetic_timeline(20, seed=i)
+        )
+    return root
 
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:
@@ -164,7 +176,7 @@ def test_files_are_whole_or_absent(tmp_path, monkeypatch):
         write_result(tmp_path, {"run": 2, "run_id": "bad2", "status": "ok"}, tl)
     monkeypatch.undo()
     leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and p.name.startswith(".")]
-    assert leftovers == []
+    assert leftovers == [tmp_path / LOCK_FILE]  # the dataset's lock, not a temporary
     assert finished_runs(tmp_path) == {"good"}
     assert len(list((tmp_path / KEYFRAMES_DIR).iterdir())) == 1
     # a stray temporary from a killed process is ignored by readers
@@ -448,7 +460,7 @@ def test_files_are_read_on_several_threads(tmp_path, monkeypatch):
     for index, (run_id, tl) in enumerate(timelines.items()):
         write_result(tmp_path, {"run": index, "run_id": run_id, "status": "ok"}, tl)
     threads: set[str] = set()
-    opened = dataset_module._File.__init__
+    opened = dataset_module.File.__init__
 
     def recording(self, path):
         threads.add(threading.current_thread().name)
@@ -456,7 +468,7 @@ def test_files_are_read_on_several_threads(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "cpu_count", lambda: 3)
     monkeypatch.setattr(dataset_module, "_CELLS_PER_THREAD", 0)  # as if the runs were long
-    monkeypatch.setattr(dataset_module._File, "__init__", recording)
+    monkeypatch.setattr(dataset_module.File, "__init__", recording)
     _assert_reads_back(tmp_path, timelines)
     assert threads and all(name.startswith("avatar_nb-read") for name in threads)
 
@@ -482,3 +494,21 @@ def test_runs_lost_are_reported_by_run(tmp_path, monkeypatch):
     monkeypatch.undo()
     writer.add({"run_id": "c", "status": "ok"}, tl)
     assert writer.commit_reporting() == (["c"], {}) and finished_runs(tmp_path) == {"c"}
+
+
+def test_results_repr_gives_counts(tmp_path):
+    root = tmp_path / "ds"
+    for i in range(3):
+        write_result(
+            root, {"run": i, "run_id": f"run{i}", "status": "ok"}, synthetic_timeline(20, seed=i)
+        )
+    write_result(root, {"run": 3, "run_id": "run3", "status": "failed", "error": "x"}, None)
+    results = load_results(root)
+    text = repr(results)
+    assert "4 runs" in text and "3 ok" in text and "1 failed" in text
+    assert "60 keyframe rows" in text and str(root) in text
+    html = results._repr_html_()
+    assert "<table" in html and "failed" in html and "60" in html
+    # a dataset that cannot be read still has a repr
+    (root / RUNS_DIR / "zz.json").write_text("[")
+    assert str(root) in repr(load_results(root))

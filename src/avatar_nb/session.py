@@ -43,7 +43,9 @@ from ._session_transport import (
     _MAX_MESSAGE,
     _READ_LOOP_GRACE,
     _WS_LOGGER,
+    RedirectRefused,
     _closed_error,
+    _Connect,
     _describe,
     _post,
     _scrub,
@@ -235,7 +237,7 @@ class AvatarSession(_SendPath, _ReceivePath):
         failure: AvatarSDKError | None = None
         ws: Any = None
         try:
-            ws = await websockets.connect(
+            ws = await _Connect(
                 url,
                 additional_headers=headers,
                 compression=None,
@@ -244,6 +246,13 @@ class AvatarSession(_SendPath, _ReceivePath):
                 close_timeout=config.io_timeout,
                 ping_timeout=config.io_timeout,
                 logger=_WS_LOGGER,
+            )
+        except RedirectRefused as exc:
+            failure = AvatarSDKError(
+                AvatarSDKErrorCode.connectionFailed,
+                str(exc),
+                phase="websocket_connect",
+                http_status=exc.status,
             )
         except InvalidStatus as exc:
             failure = upgrade_refusal_error(exc.response.status_code, exc.response.body)

@@ -720,9 +720,13 @@ class Timeline:
         return timeline_file.save(self, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> Timeline:
-        """Read a timeline written by :meth:`save` (this format or the first one)."""
-        return timeline_file.load(cls, path)
+    def load(cls, path: str | Path, *, max_bytes: int = timeline_file.MAX_FILE_BYTES) -> Timeline:
+        """Read a timeline written by :meth:`save` (this format or the first one).
+
+        A file that is not a timeline, is malformed, or holds more than ``max_bytes`` of
+        arrays (1 GiB by default; checked from its declared sizes before anything is
+        decompressed) is a ``ValueError`` naming the file."""
+        return timeline_file.load(cls, path, max_bytes=max_bytes)
 
 
 def __getattr__(name: str) -> Any:

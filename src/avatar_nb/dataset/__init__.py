@@ -31,6 +31,12 @@ naming it wins; :func:`consolidate` (at the end of every sweep) rewrites the seg
 that still hold an older attempt or are small, so plain Parquet readers of
 ``keyframes/`` see each run once. Workers of a cluster write into the same root (a
 shared path): every segment has a name of its own, so no writer touches another's files.
+A commit holds the dataset's advisory lock (``.lock``, ``fcntl.flock``) shared and
+:func:`consolidate` holds it exclusive, so sweeps may write into one root while another
+consolidates, and nothing committed is lost; :func:`consolidate` deletes only regular
+files named as a writer names them, and refuses a root whose ``keyframes/`` or ``runs/``
+is a symbolic link. Readers check every runs file (plain names inside the root, regular
+files only, row ranges within their file and apart): a ValueError names anything malformed.
 
 The package, by concern (each importing only those above it, and below it nothing of
 the layers that run sweeps and batches)::
@@ -53,6 +59,7 @@ from .layout import (
     COMMIT_SECONDS,
     FORMAT_VERSION,
     KEYFRAMES_DIR,
+    LOCK_FILE,
     ROW_GROUP_BYTES,
     RUNS_DIR,
     RUNS_TABLE,
@@ -77,6 +84,7 @@ __all__ = [
     "ENGINES",
     "FORMAT_VERSION",
     "KEYFRAMES_DIR",
+    "LOCK_FILE",
     "ROW_GROUP_BYTES",
     "RUNS_DIR",
     "RUNS_TABLE",

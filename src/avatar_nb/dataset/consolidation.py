@@ -1,12 +1,13 @@
-"""Tidying a dataset once nothing writes to it (:func:`consolidate`, at the end of every
-sweep and batch): stale and small segments rewritten, keyframe files of killed writers
-removed, ``runs.parquet`` rewritten.
+"""Tidying a dataset (:func:`consolidate`, at the end of every sweep and batch, under the
+dataset's exclusive lock): stale and small segments rewritten, keyframe files of killed
+writers removed, ``runs.parquet`` rewritten.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -18,8 +19,10 @@ from .layout import (
     RUNS_DIR,
     RUNS_TABLE,
     SEGMENT_BYTES,
+    SEGMENT_FILE,
     SEGMENT_TEMPORARY,
     atomic_table,
+    dataset_lock,
     runs_frame,
 )
 from .writer import DatasetWriter
@@ -33,7 +36,7 @@ _ABANDONED_SECONDS = 24 * 3600.0
 
 
 def consolidate(root: str | Path, *, small_bytes: int = SEGMENT_BYTES // 8) -> Path:
-    """Tidy the dataset at ``root`` once nothing writes to it (the end of every sweep and batch).
+    """Tidy the dataset at ``root`` (at the end of every sweep and batch).
 
     Segments holding an earlier attempt of a run written again, and segments smaller
     than ``small_bytes`` when there are several, are rewritten into new segments with
@@ -41,39 +44,74 @@ def consolidate(root: str | Path, *, small_bytes: int = SEGMENT_BYTES // 8) -> P
     names (left by a writer killed between its two renames) are removed; ``runs.parquet``
     is rewritten. Each step leaves a readable dataset if it is interrupted: the new
     segments are committed before the old ones are removed, and the latest wins.
+
+    It runs under the dataset's exclusive lock (:func:`~.layout.dataset_lock`): writers
+    of other processes or hosts may go on committing into ``root`` meanwhile (their
+    commits wait for it), and two calls at once run one after the other. It deletes only
+    regular files inside ``root`` named as a writer names them (``<segment>.parquet``,
+    its open segments' temporaries, the runs files it replaced), and refuses, with
+    ``ValueError``, a dataset whose ``keyframes/`` or ``runs/`` is a symbolic link: their
+    files would be elsewhere. ``root`` itself may be a link.
     """
     import pyarrow as pa
 
     root = Path(root)
-    catalog = Catalog(root)
-    small = {
-        s.name
-        for s in catalog.segments
-        if sum(p.stat().st_size for p in s.files if p.exists()) < small_bytes
-    }
-    redo = [s for s in catalog.segments if catalog.stale(s) or (len(small) > 1 and s.name in small)]
-    if redo:
-        with DatasetWriter(root, commit_seconds=float("inf")) as writer:
-            for segment in redo:
-                current = [r for r in segment.rows if catalog.owner[r["run_id"]] == segment.name]
-                for row, table in _segment_runs(catalog, current):
-                    writer.add(row, table)
-        for segment in redo:
-            (root / RUNS_DIR / f"{segment.name}.json").unlink(missing_ok=True)
+    with dataset_lock(root, exclusive=True):
+        for name in (KEYFRAMES_DIR, RUNS_DIR):
+            folder = root / name
+            if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+                raise ValueError(
+                    f"{folder} is a symbolic link or not a folder: consolidate tidies only a "
+                    f"dataset whose {name}/ is a folder of its own (it deletes files in it); "
+                    f"move the files into a real {name}/ folder"
+                )
         catalog = Catalog(root)
-    named = {path.name for segment in catalog.segments for path in segment.files}
-    folder = root / KEYFRAMES_DIR
-    if folder.is_dir():
-        for path in folder.iterdir():
-            left = path.name.startswith(SEGMENT_TEMPORARY) and _abandoned(path)
-            unnamed = path.suffix == ".parquet" and path.name[0] != "." and path.name not in named
-            if left or unnamed:
-                path.unlink(missing_ok=True)
-    path = root / RUNS_TABLE
-    atomic_table(
-        pa.Table.from_pandas(runs_frame(catalog.rows.values()), preserve_index=False), path
-    )
+        small = {
+            s.name
+            for s in catalog.segments
+            if sum(p.stat().st_size for p in s.files if p.exists()) < small_bytes
+        }
+        redo = [
+            s for s in catalog.segments if catalog.stale(s) or (len(small) > 1 and s.name in small)
+        ]
+        if redo:
+            with DatasetWriter(root, commit_seconds=float("inf")) as writer:
+                for segment in redo:
+                    current = [
+                        r for r in segment.rows if catalog.owner[r["run_id"]] == segment.name
+                    ]
+                    for row, table in _segment_runs(catalog, current):
+                        writer.add(row, table)
+            for segment in redo:
+                _remove(root / RUNS_DIR / f"{segment.name}.json")
+            catalog = Catalog(root)
+        named = {path.name for segment in catalog.segments for path in segment.files}
+        folder = root / KEYFRAMES_DIR
+        if folder.is_dir():
+            for path in folder.iterdir():
+                name = path.name
+                left = (
+                    name.startswith(SEGMENT_TEMPORARY)
+                    and name.endswith(".tmp")
+                    and _abandoned(path)
+                )
+                unnamed = SEGMENT_FILE.match(name) is not None and name not in named
+                if left or unnamed:
+                    _remove(path)
+        path = root / RUNS_TABLE
+        atomic_table(
+            pa.Table.from_pandas(runs_frame(catalog.rows.values()), preserve_index=False), path
+        )
     return path
+
+
+def _remove(path: Path) -> None:
+    """Delete ``path`` if it is a regular file (a link or anything else is left alone)."""
+    try:
+        if stat.S_ISREG(path.lstat().st_mode):
+            path.unlink(missing_ok=True)
+    except FileNotFoundError:
+        pass
 
 
 def _abandoned(path: Path) -> bool:

@@ -9,10 +9,15 @@ Nothing here knows of segments or their readers: :mod:`.writer` writes them,
 
 from __future__ import annotations
 
+import contextlib
+import datetime as _dt
 import json
 import os
+import re
+import stat
+import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +37,15 @@ FORMAT_VERSION = 1
 SEGMENT_TEMPORARY = ".segment-"
 """How the keyframe file of an open segment is named until it is committed (a leading
 dot: readers skip it); :func:`~.consolidation.consolidate` removes those of killed writers."""
+
+SEGMENT_FILE = re.compile(r"[0-9a-f]{16}-[0-9a-f]{4}-[0-9a-f]{8}(-[0-9]+)?\.parquet\Z")
+"""How a writer names a committed keyframe file (``<segment>.parquet``, or
+``<segment>-<i>.parquet`` for a segment of several layouts): the only names
+:func:`~.consolidate.consolidate` ever deletes."""
+LOCK_FILE = ".lock"
+"""The dataset's advisory lock (``fcntl.flock``), in its root: a writer's commit holds
+it shared, :func:`~.consolidation.consolidate` exclusive, a reader reading the runs files
+shared (see :func:`dataset_lock`)."""
 
 ROW_GROUP_BYTES = 16 << 20
 """Bytes of Arrow data a row group collects before it is encoded (several runs of
@@ -87,6 +101,64 @@ def check_run_id(run_id: Any) -> str:
     return run_id
 
 
+_held = threading.local()
+
+
+@contextlib.contextmanager
+def dataset_lock(root: Path, *, exclusive: bool, create: bool = True) -> Iterator[None]:
+    """Hold the advisory lock of the dataset at ``root``: shared, or ``exclusive``.
+
+    Writers commit under the shared lock, so several commit at once; :func:`consolidate`
+    holds it exclusive, so it never sees a commit half done (a keyframe file renamed in,
+    its runs file not yet written) and two of them run one after the other. Readers take
+    it shared while they read the runs files, and only when the lock file exists
+    (``create=False``: reading never writes). A thread already holding the lock of
+    ``root`` holds it again at no cost (consolidate's own commits). Where ``fcntl`` is
+    missing (Windows) there is no lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    key = os.path.realpath(root)
+    held: dict[str, bool] = _held.__dict__.setdefault("locks", {})
+    if key in held:
+        if exclusive and not held[key]:
+            raise RuntimeError(f"{root}: the dataset's lock is held shared by this thread")
+        yield
+        return
+    path = os.path.join(key, LOCK_FILE)
+    flags = os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        if create:
+            os.makedirs(key, exist_ok=True)
+            try:  # read-write: an exclusive lock over NFS needs it
+                fd = os.open(path, flags | os.O_RDWR | os.O_CREAT, 0o666)
+            except PermissionError:
+                fd = os.open(path, flags | os.O_RDONLY)
+        else:
+            fd = os.open(path, flags | os.O_RDONLY)
+    except FileNotFoundError:
+        if create:
+            raise
+        yield  # a dataset never written by a locking writer: nothing to wait for
+        return
+    except OSError as exc:  # a link (ELOOP) or worse
+        raise ValueError(f"{path}: cannot be opened as the dataset's lock file ({exc})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path}: the dataset's lock file is not a regular file")
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        held[key] = exclusive
+        try:
+            yield
+        finally:
+            del held[key]
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def create_file(path: Path, opener: Callable[[str], Any]) -> Any:
     """``opener(path)``, making ``path``'s folder when it is missing (not checked at every write)."""
     try:
@@ -131,6 +203,8 @@ def cell(value: Any) -> Any:
         return value.item()
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, _dt.datetime):  # pandas Timestamps too: ISO 8601 text in a runs file
+        return value.isoformat()
     return json.dumps(value, sort_keys=True, default=str)
 
 
@@ -144,23 +218,75 @@ def runs_column(values: list[Any]) -> pa.Array:
         return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
+TIMESTAMP_COLUMNS = ("started_at",)
+"""Runs-table columns that are points in time: Arrow ``timestamp[us, UTC]`` (pandas
+``Timestamp``); written as ISO 8601 text, read from seconds since the epoch as well
+(datasets written before they were timestamps)."""
+
+LEGACY_COLUMNS = {"service_latency_ms": "latency_ms", "service_jitter_ms": "jitter_ms"}
+"""Columns of older runs tables folded into the one column that now holds the same value."""
+
+
+def timestamp_column(values: list[Any]) -> pa.Array:
+    """Points in time (ISO text, datetimes, or epoch seconds) as ``timestamp[us, UTC]``."""
+    import pandas as pd
+    import pyarrow as pa
+
+    micros: list[int | None] = []
+    for value in values:
+        if value is None or (isinstance(value, float) and not np.isfinite(value)):
+            micros.append(None)
+            continue
+        try:
+            stamp = (
+                pd.Timestamp(float(value), unit="s", tz="UTC")
+                if isinstance(value, (int, float)) and not isinstance(value, bool)
+                else pd.Timestamp(value)
+            )
+        except (TypeError, ValueError):
+            micros.append(None)
+            continue
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        micros.append(stamp.value // 1000)
+    return pa.array(micros, pa.timestamp("us", tz="UTC"))
+
+
+def _fold_legacy(row: dict[str, Any]) -> dict[str, Any]:
+    for old, new in LEGACY_COLUMNS.items():
+        if old in row:
+            value = row.pop(old)
+            if row.get(new) is None:
+                row[new] = value
+    return row
+
+
 def runs_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """The runs table from row dicts, exactly as :func:`load_results` reads it.
 
-    Columns in order of first appearance, a missing cell is null; sorted by ``run``
-    (the run's position in its sweep) when there is such a column, so the in-memory
-    table and the one read back from disk are equal.
+    Columns in order of first appearance, a missing cell is null; ``started_at`` a UTC
+    timestamp (:data:`TIMESTAMP_COLUMNS`); the columns of :data:`LEGACY_COLUMNS` folded
+    into their successors; sorted by ``started_at`` (by ``run``, a run's position in its
+    sweep, in datasets written before the run id alone named a run), so the same rows
+    give the same table in memory and read back from disk.
     """
     import pyarrow as pa
 
-    items = [{str(k): cell(v) for k, v in row.items()} for row in rows]
+    items = [_fold_legacy({str(k): cell(v) for k, v in row.items()}) for row in rows]
     names = list(dict.fromkeys(k for row in items for k in row))
     table = (
-        pa.table({name: runs_column([row.get(name) for row in items]) for name in names})
+        pa.table(
+            {
+                name: (timestamp_column if name in TIMESTAMP_COLUMNS else runs_column)(
+                    [row.get(name) for row in items]
+                )
+                for name in names
+            }
+        )
         if names
         else pa.table({})
     )
     frame = table.to_pandas()
-    if "run" in frame.columns and len(frame):
-        frame = frame.sort_values("run", kind="stable").reset_index(drop=True)
+    order = "run" if "run" in frame.columns else "started_at"
+    if order in frame.columns and len(frame):
+        frame = frame.sort_values(order, kind="stable").reset_index(drop=True)
     return frame

@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .catalog import Catalog, Stretch, file_batches, read_stretches, streamed
+from .catalog import (
+    Catalog,
+    File,
+    Stretch,
+    file_batches,
+    read_regular,
+    read_stretches,
+    streamed,
+)
 from .layout import KEYFRAMES_DIR, RUNS_DIR, SWEEP_FILE, runs_column, runs_frame
 
 if TYPE_CHECKING:
@@ -81,8 +89,50 @@ class Results:
         self._catalog: Catalog | None = None
         self._runs: Any = None
 
+    def _counts(self) -> tuple[int, dict[str, int], int] | None:
+        """(runs, runs by status, keyframe rows of the current runs) from the runs files,
+        or None when they cannot be read."""
+        try:
+            catalog = self.catalog
+        except (OSError, ValueError):
+            return None
+        statuses: dict[str, int] = {}
+        for row in catalog.rows.values():
+            status = str(row.get("status"))
+            statuses[status] = statuses.get(status, 0) + 1
+        rows = sum(s.rows for s in catalog.keyframes.values())
+        return len(catalog.rows), statuses, rows
+
     def __repr__(self) -> str:
-        return f"<Results {str(self.path)!r} engine={self.engine!r}>"
+        counts = self._counts()
+        if counts is None:
+            return f"<Results {str(self.path)!r} engine={self.engine!r} (runs files unreadable)>"
+        runs, statuses, rows = counts
+        by_status = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+        return (
+            f"<Results {str(self.path)!r}: {runs} runs ({by_status or 'none'}), "
+            f"{rows:,} keyframe rows, engine={self.engine!r}>"
+        )
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        counts = self._counts()
+        head = (
+            f"<b>Results</b> <code>{escape(str(self.path))}</code> (engine {escape(self.engine)})"
+        )
+        if counts is None:
+            return f"{head}: runs files unreadable"
+        runs, statuses, rows = counts
+        cells = "".join(
+            f"<tr><td>{escape(status)}</td><td>{n}</td></tr>"
+            for status, n in sorted(statuses.items())
+        )
+        return (
+            f"{head}<table><tr><th>status</th><th>runs</th></tr>{cells}"
+            f"<tr><td><b>all</b></td><td>{runs}</td></tr></table>"
+            f"{rows:,} keyframe rows"
+        )
 
     @property
     def catalog(self) -> Catalog:
@@ -94,7 +144,17 @@ class Results:
     def info(self) -> dict[str, Any]:
         """What the sweep was asked (``sweep.json``), or ``{}``."""
         path = self.path / SWEEP_FILE
-        return json.loads(path.read_text()) if path.exists() else {}
+        if not (path.exists() or path.is_symlink()):
+            return {}
+        try:
+            info = json.loads(read_regular(path))
+        except ValueError as exc:
+            if str(exc).startswith(str(path)):
+                raise
+            raise ValueError(f"{path}: not a sweep description ({exc})") from None
+        if not isinstance(info, dict):
+            raise ValueError(f"{path}: not a sweep description (a JSON object)")  # noqa: TRY004
+        return info
 
     @property
     def runs(self) -> Any:
@@ -199,6 +259,9 @@ class Results:
         wanted = None if columns is None else ["run_id", *[c for c in columns if c != "run_id"]]
         if not files:
             return _with_run_ids([], columns)
+        opened = {path: File(path) for path in files}  # regular files only, as unfiltered reads
+        for _, stretch in stretches:  # of the rows their runs files say
+            opened[stretch.path].check(stretch)
         table = ds.dataset([str(p) for p in files], format="parquet").to_table(
             columns=wanted, filter=expression
         )

@@ -33,6 +33,7 @@ from .layout import (
     cell,
     check_run_id,
     create_file,
+    dataset_lock,
 )
 
 if TYPE_CHECKING:
@@ -313,26 +314,32 @@ class DatasetWriter:
             self._write_row_group()
             for file in self._files:
                 file.close()
-            name = _segment_name()
-            files = [
-                f"{name}.parquet" if len(self._files) == 1 else f"{name}-{i}.parquet"
-                for i in range(len(self._files))
-            ]
-            for file, final in zip(self._files, files):
-                target = self.root / KEYFRAMES_DIR / final
-                os.replace(file.temporary, target)
-                renamed.append(target)
-            document = {
-                "version": FORMAT_VERSION,
-                "files": files,
-                "file_rows": [file.rows for file in self._files],
-                "keyframes": {
-                    run_id: where for run_id, where in self._where.items() if run_id in self._rows
-                },
-                "rows": list(self._rows.values()),
-            }
-            # floats keep every bit through JSON (repr round-trips); NaN is written as NaN
-            atomic_text(json.dumps(document), self.root / RUNS_DIR / f"{name}.json")
+            # under the dataset's lock (shared: other writers commit at once), so that
+            # consolidate never sees a keyframe file renamed in before its runs file; the
+            # name is taken under it, so a segment sorts after any consolidate before it
+            with dataset_lock(self.root, exclusive=False):
+                name = _segment_name()
+                files = [
+                    f"{name}.parquet" if len(self._files) == 1 else f"{name}-{i}.parquet"
+                    for i in range(len(self._files))
+                ]
+                for file, final in zip(self._files, files):
+                    target = self.root / KEYFRAMES_DIR / final
+                    os.replace(file.temporary, target)
+                    renamed.append(target)
+                document = {
+                    "version": FORMAT_VERSION,
+                    "files": files,
+                    "file_rows": [file.rows for file in self._files],
+                    "keyframes": {
+                        run_id: where
+                        for run_id, where in self._where.items()
+                        if run_id in self._rows
+                    },
+                    "rows": list(self._rows.values()),
+                }
+                # floats keep every bit through JSON (repr round-trips); NaN is written as NaN
+                atomic_text(json.dumps(document), self.root / RUNS_DIR / f"{name}.json")
         except BaseException as exc:
             self._discard_files()
             for path in renamed:

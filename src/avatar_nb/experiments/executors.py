@@ -17,6 +17,7 @@ table back and the :class:`~avatar_nb.experiments.results.SweepResult`. An
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from ..server import LocalService
     from ..timeline import Timeline
 
-__all__ = ["Executor", "InProcess", "Outcome", "execute"]
+__all__ = ["Executor", "InProcess", "Outcome", "execute", "sweeps_info"]
 
 
 @dataclass
@@ -145,17 +146,30 @@ async def execute(
     progress: bool = True,
     timeout: float | None = None,
 ) -> SweepResult:
-    """Run ``specs`` with ``executor``: resume, record, stream, write, read back (see the module)."""
+    """Run ``specs`` with ``executor``: resume, record, stream, write, read back (see the module).
+
+    Interrupted (Ctrl-C: the loop's task cancelled, or ``KeyboardInterrupt``), the runs
+    that finished are committed by the executor, one line on stderr says how many are
+    saved and that the same call resumes, and the interruption goes on to the caller.
+    """
     root = executor.check(root)
     done: set[str] = set()
     if root is not None:
         from ..dataset import finished_runs, write_sweep_info
+        from .outputs import make_out_dir
 
-        root.mkdir(parents=True, exist_ok=True)
+        make_out_dir(root)  # a folder this process can write, before anything streams
         done = finished_runs(root)
-        write_sweep_info(root, {**info, **executor.info})
+        write_sweep_info(root, sweeps_info(root, {**info, **executor.info}))
     todo = [s for s in specs if s.run_id not in done]
-    bar = progress_bar(len(specs), len(specs) - len(todo), progress, executor.label)
+    reused = len(specs) - len(todo)
+    if reused:  # said even without progress: a result that is partly old is news
+        print(
+            f"{reused} of {len(specs)} runs already in {root}; running {len(todo)}",
+            file=sys.stderr,
+            flush=True,
+        )
+    bar = progress_bar(len(specs), reused, progress, executor.label)
     failed = 0
 
     def finished(rows: Sequence[dict[str, Any]]) -> None:
@@ -180,21 +194,80 @@ async def execute(
             timeout=timeout,
             done=finished,
         )
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        if bar is not None:
+            bar.close()
+            bar = None
+        print(_interrupted_line(specs, root), file=sys.stderr, flush=True)
+        raise
     finally:
         if bar is not None:
             bar.close()
+    if root is None:
+        return _finish(outcome, root, specs, reused)
+    return await asyncio.to_thread(_finish, outcome, root, specs, reused)
+
+
+def _interrupted_line(specs: Sequence[RunSpec], root: Path | None) -> str:
+    """The one line a sweep says when interrupted."""
+    if root is None:
+        return "sweep interrupted: nothing is kept without out=; give out= to keep finished runs"
+    from ..dataset import finished_runs
+
+    wanted = {s.run_id for s in specs}
+    try:
+        saved = len(finished_runs(root) & wanted)
+    except (OSError, ValueError):
+        saved = 0
     return (
-        await asyncio.to_thread(_finish, outcome, root)
-        if root is not None
-        else _finish(outcome, root)
+        f"sweep interrupted: {saved} of {len(specs)} runs saved in {root}; "
+        f"the same sweep call resumes the other {len(specs) - saved}"
     )
 
 
-def _finish(outcome: Outcome, root: Path | None) -> SweepResult:
+def sweeps_info(root: Path, info: Mapping[str, Any]) -> dict[str, Any]:
+    """``sweep.json`` for ``root`` after this sweep: the keys of the latest sweep at the top
+    (as the file held one sweep before), and ``"sweeps"``: every distinct sweep written into
+    the folder, oldest first (a sweep asked again moves to the end with its new date)."""
+    import json
+
+    from ..dataset import SWEEP_FILE
+
+    try:
+        old = json.loads((root / SWEEP_FILE).read_text())
+    except (OSError, ValueError):
+        old = None
+    if isinstance(old, dict) and isinstance(old.get("sweeps"), list):
+        earlier = [s for s in old["sweeps"] if isinstance(s, dict)]
+    elif isinstance(old, dict) and old:
+        earlier = [old]  # a folder of one sweep, from before sweep.json kept them all
+    else:
+        earlier = []
+
+    def asked(d: Mapping[str, Any]) -> Any:
+        return json.dumps({k: v for k, v in d.items() if k != "written"}, sort_keys=True, default=str)
+
+    current = dict(info)
+    sweeps = [s for s in earlier if asked(s) != asked(current)] + [current]
+    return {**current, "sweeps": sweeps}
+
+
+def _finish(
+    outcome: Outcome, root: Path | None, specs: Sequence[RunSpec], reused: int
+) -> SweepResult:
+    """The result: the runs asked for (whatever else the folder holds), in the plan's order."""
     from ..dataset import runs_frame
 
+    order = {s.run_id: i for i, s in enumerate(specs)}
+
+    def asked(runs: Any) -> Any:
+        if not len(runs):
+            return runs_frame([])
+        runs = runs[runs["run_id"].isin(order)].drop_duplicates("run_id", keep="last")
+        return runs.iloc[runs["run_id"].map(order).argsort(kind="stable")].reset_index(drop=True)
+
     if root is None:
-        return SweepResult(runs_frame(outcome.rows), None, outcome.timelines)
+        return SweepResult(asked(runs_frame(outcome.rows)), None, outcome.timelines)
     from ..dataset import DatasetWriter, consolidate, read_runs
 
     if outcome.lost:  # nothing streams in this process now: no session to disturb
@@ -205,4 +278,4 @@ def _finish(outcome: Outcome, root: Path | None) -> SweepResult:
     runs = read_runs(root)
     if outcome.unwritten:  # keep the error in the table the caller gets; the disk has no such run
         runs = runs_frame([*runs.to_dict("records"), *outcome.unwritten])
-    return SweepResult(runs if len(runs) else runs_frame([]), root)
+    return SweepResult(asked(runs), root, reused=reused)
