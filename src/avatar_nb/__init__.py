@@ -81,6 +81,7 @@ _EXPORTS: dict[str, str] = {
     "animate_sync": ".pipeline",
     "open_service": ".endpoints",
     "Timeline": ".timeline",
+    "explore": ".widgets.explorer",
     # many runs: sweeps and their datasets
     "sweep": ".sweeps",
     "load_results": ".dataset",
@@ -160,3 +161,4 @@ if _TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .timeline import Timeline  # noqa: F401
     from .sweeps import sweep  # noqa: F401
     from .dataset import load_results  # noqa: F401
+    from .widgets.explorer import explore  # noqa: F401

@@ -42,7 +42,7 @@ def draw_timing(axes: Sequence[Axes], timeline: Timeline) -> None:
     mt, arrival = tl.media_time, tl.arrival
     timed = lateness_applies(tl)
     if mt.size:
-        draw_series(arr_ax, mt, arrival, label="arrival", color="C0")
+        draw_series(arr_ax, mt, arrival, label="arrival", color="C0", track=(tl, "arrival", 1.0, None))
         if tl.pacing != "fast":
             lim = max(float(mt[-1]), float(arrival.max()))
             arr_ax.plot([0, lim], [0, lim], color="0.3", linestyle="--", linewidth=1, label="real time")
@@ -61,7 +61,7 @@ def draw_timing(axes: Sequence[Axes], timeline: Timeline) -> None:
 def _draw_lateness(late_ax: Axes, tl: Timeline, timed: bool) -> None:
     mt = tl.media_time
     if mt.size and timed:
-        draw_series(late_ax, mt, tl.lateness * 1000.0, color="C3", label="lateness")
+        draw_series(late_ax, mt, tl.lateness * 1000.0, color="C3", label="lateness", track=(tl, "lateness_ms", 1.0, None))
         budget = 1000.0 / tl.fps
         late_ax.axhline(budget, color="0.3", linestyle=":", linewidth=1, label=f"one frame ({budget:.0f} ms)")
         late_ax.legend(loc="best", fontsize="small")  # the line sits near the top under capture pacing
