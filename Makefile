@@ -1,6 +1,6 @@
 # avatar_nb developer commands. Each target creates or reuses .venv and installs what it
 # needs there when the sources changed: `demo` the package alone (compiling the Cython
-# core: _pcm, _envelope, _flame, _wire), `test` the package with its test extra, `docs`,
+# core: _pcm, _envelope, _flame, _wire, _pyramid), `test` the package with its test extra, `docs`,
 # `lint` and `lab` their own dependency groups on top.
 
 PYTHON ?= python3

@@ -11,7 +11,7 @@ import importlib as _importlib
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
-_CORE_MODULES = ("_pcm", "_envelope", "_flame", "_wire")
+_CORE_MODULES = ("_pcm", "_envelope", "_flame", "_wire", "_pyramid")
 """The compiled core (Cython extensions), all loaded by ``import avatar_nb``."""
 
 for _core in _CORE_MODULES:
