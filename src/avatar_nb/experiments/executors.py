@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ..server import LocalService
     from ..timeline import Timeline
 
-__all__ = ["Executor", "InProcess", "Outcome", "execute", "sweeps_info"]
+__all__ = ["Executor", "InProcess", "Job", "Outcome", "execute", "sweeps_info"]
 
 
 @dataclass
@@ -49,6 +49,24 @@ class Outcome:
     lost: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Job:
+    """What :func:`execute` hands an executor: the runs still ``todo``, their ``clips`` by
+    name, the ``service`` (or the ``given`` LocalService), the dataset ``root`` (None: keep
+    the Timelines in memory), ``concurrency``, the jitter ``seed``, the per-run end-frame
+    ``timeout``, and ``done(rows)`` to call as runs finish (the progress bar)."""
+
+    todo: Sequence[RunSpec]
+    clips: Mapping[str, Clip]
+    service: ServiceSpec
+    root: Path | None
+    given: LocalService | None
+    concurrency: int
+    seed: int
+    timeout: float | None
+    done: Callable[[Sequence[dict[str, Any]]], None]
+
+
 class Executor:
     """Runs the runs of a sweep's plan that are still to do. Subclasses set ``label`` and
     implement :meth:`run`; :meth:`check` may refuse or normalise ``out`` first."""
@@ -60,20 +78,8 @@ class Executor:
         """``out`` as this executor needs it (before anything is written)."""
         return root
 
-    async def run(
-        self,
-        todo: Sequence[RunSpec],
-        clips: Mapping[str, Clip],
-        service: ServiceSpec,
-        root: Path | None,
-        *,
-        given: LocalService | None,
-        concurrency: int,
-        seed: int,
-        timeout: float | None,
-        done: Callable[[Sequence[dict[str, Any]]], None],
-    ) -> Outcome:
-        """Stream ``todo``; call ``done(rows)`` as runs finish (for the progress bar)."""
+    async def run(self, job: Job) -> Outcome:
+        """Stream ``job.todo``; call ``job.done(rows)`` as runs finish."""
         raise NotImplementedError
 
 
@@ -82,38 +88,26 @@ class InProcess(Executor):
 
     label = "sweep"
 
-    async def run(
-        self,
-        todo: Sequence[RunSpec],
-        clips: Mapping[str, Clip],
-        service: ServiceSpec,
-        root: Path | None,
-        *,
-        given: LocalService | None,
-        concurrency: int,
-        seed: int,
-        timeout: float | None,
-        done: Callable[[Sequence[dict[str, Any]]], None],
-    ) -> Outcome:
+    async def run(self, job: Job) -> Outcome:
         from ..endpoints import LocalServices
         from .writer_process import WriterProcess
 
         # heavy work first: the audio of every run is read and resampled before any session
-        prepared = await asyncio.to_thread(prepare_all, todo, clips)
-        writer = WriterProcess(root) if root is not None and todo else None
+        prepared = await asyncio.to_thread(prepare_all, job.todo, job.clips)
+        writer = WriterProcess(job.root) if job.root is not None and job.todo else None
         outcome = Outcome()
-        gate = asyncio.Semaphore(concurrency)
+        gate = asyncio.Semaphore(job.concurrency)
 
         async def one(run: RunSpec, services: LocalServices) -> None:
             async with gate:
                 row, timeline = await stream_run(
                     run,
-                    clips[run.clip],
-                    service,
-                    given=given,
+                    job.clips[run.clip],
+                    job.service,
+                    given=job.given,
                     services=services,
-                    timeout=timeout,
-                    seed=seed,
+                    timeout=job.timeout,
+                    seed=job.seed,
                     prepared=prepared.get((run.clip, run.sample_rate)),
                 )
             outcome.rows.append(row)
@@ -121,11 +115,11 @@ class InProcess(Executor):
                 writer.submit(row, timeline)
             elif timeline is not None:
                 outcome.timelines[run.run_id] = timeline
-            done([row])
+            job.done([row])
 
         try:
             async with LocalServices() as services:
-                await asyncio.gather(*(one(run, services) for run in todo))
+                await asyncio.gather(*(one(run, services) for run in job.todo))
         finally:
             if writer is not None:
                 outcome.unwritten = await asyncio.to_thread(writer.close)
@@ -184,15 +178,17 @@ async def execute(
 
     try:
         outcome = await executor.run(
-            todo,
-            {c.name: c for c in clips},
-            service,
-            root,
-            given=given,
-            concurrency=concurrency,
-            seed=seed,
-            timeout=timeout,
-            done=finished,
+            Job(
+                todo=todo,
+                clips={c.name: c for c in clips},
+                service=service,
+                root=root,
+                given=given,
+                concurrency=concurrency,
+                seed=seed,
+                timeout=timeout,
+                done=finished,
+            )
         )
     except (asyncio.CancelledError, KeyboardInterrupt):
         if bar is not None:
