@@ -1,6 +1,6 @@
 # avatar_nb developer commands. Each target creates or reuses .venv and installs what it
 # needs there when the sources changed: `demo` the package alone (compiling the Cython
-# core: _pcm, _envelope, _flame, _wire), `test` the package with its test extra, `docs`,
+# core: _pcm, _envelope, _flame, _wire, _pyramid), `test` the package with its test extra, `docs`,
 # `lint` and `lab` their own dependency groups on top.
 
 PYTHON ?= python3
@@ -67,13 +67,15 @@ bench: $(TEST_STAMP)
 # notebook 01 in JupyterLab in headless Chromium, screenshots in build/browser-check; then
 # notebook 07's microphone panel without a microphone, then fed by a fake one playing a WAV
 # file (Start, Interrupt after 2 s, Stop), its captured audio and Timeline checked
-# (build/browser-check/microphone)
+# (build/browser-check/microphone); then the explorer on a synthetic 1-hour run, 200 scripted
+# zooms, pans, clicks and keys timed in the page (build/browser-check/explorer)
 # (needs Debian's chromium: apt-get install -y chromium; not part of `make test`)
 browser-check: $(TEST_STAMP)
 	$(PIP) install -e '.[browser]'
 	$(PY) tools/browser_check.py --out build/browser-check
 	$(PY) tools/browser_check.py --notebook notebooks/07_microphone.ipynb --microphone --interrupt-after 2 \
 		--out build/browser-check/microphone
+	$(PY) tools/browser_check.py --explorer --out build/browser-check/explorer
 
 clean:
 	rm -rf build

@@ -53,7 +53,7 @@ extensions = [
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )
-    for name in ("_pcm", "_envelope", "_flame", "_wire")
+    for name in ("_pcm", "_envelope", "_flame", "_wire", "_pyramid")
 ]
 
 setup(

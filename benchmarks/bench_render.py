@@ -227,7 +227,7 @@ results = []
 for rep in range({repeat}):
     for mode in ("panel", "none") if rep % 2 == 0 else ("none", "panel"):
         if mode == "none":
-            tl = await an.animate(clip, 16000, service=svc, chunk_ms=40, pacing="capture")
+            tl = await an.animate(clip, 16000, service=svc, chunk_ms=40, pacing="capture", progress=False)
             results.append(dict(mode=mode, **lateness_stats(tl)))
         else:
             panel = widgets.SessionPanel(clip, 16000, service=svc, chunk_ms=40, pacing="capture")

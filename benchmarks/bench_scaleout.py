@@ -174,7 +174,8 @@ def _streaming_seconds(runs) -> float:
     """Wall time a worker spent streaming: per worker, the union of its runs' intervals."""
     total = 0.0
     for _, group in runs.groupby("worker"):
-        intervals = sorted(zip(group["started_at"], group["started_at"] + group["wall_seconds"]))
+        start_s = group["started_at"].astype("int64") / 1e6  # a UTC timestamp [us] as seconds
+        intervals = sorted(zip(start_s, start_s + group["wall_seconds"]))
         start, end = intervals[0]
         for a, b in intervals[1:]:
             if a > end:

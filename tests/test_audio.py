@@ -72,7 +72,7 @@ def test_write_wav_round_trip_through_stdlib(tmp_path):
 @pytest.mark.parametrize(
     "content,problem",
     [
-        (b"", "not a WAV file"),
+        (b"", r"the file is empty \(0 bytes\)"),
         (b"hello world, not audio at all", "not a WAV file"),
         (b"RIFF\x00\x00\x00\x00WAVE", "no fmt chunk"),
         (b"RIFF\x00\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00", "claims 16 bytes"),
@@ -275,7 +275,8 @@ def test_float64_beyond_float32_range_is_clipped_not_infinite(tmp_path):
     assert np.isfinite(loaded).all()
     big = np.finfo(np.float32).max
     np.testing.assert_array_equal(loaded[:, 0], np.array([big, -big, 0.25, big], np.float32))
-    pcm = np.frombuffer(prepare_audio(path), dtype="<i2")
+    with pytest.warns(UserWarning, match=r"loud\.wav: 3 of 4 sample values .* clipped to full scale"):
+        pcm = np.frombuffer(prepare_audio(path), dtype="<i2")
     assert list(pcm) == [32767, -32768, 8192, 32767]
 
 
@@ -370,12 +371,84 @@ def test_stereo_flac_is_downmixed(tmp_path):
     assert prepare_audio(tmp_path / "s.flac") == _pcm.to_s16le(samples)
 
 
-@pytest.mark.parametrize("name", ["noise.flac", "noise.mp3", "noise.ogg", "noise.bin", "empty.opus"])
+@pytest.mark.parametrize("name", ["noise.flac", "noise.mp3", "noise.ogg", "noise.bin"])
 def test_unreadable_files_name_the_file(tmp_path, name):
     path = tmp_path / name
-    path.write_bytes(b"" if name.startswith("empty") else bytes(range(256)) * 8)
+    path.write_bytes(bytes(range(256)) * 8)
     with pytest.raises(AudioFormatError, match=rf"{path}: not an audio file that avatar_nb can read; accepted: WAV, FLAC"):
         prepare_audio(path)
+
+
+@pytest.mark.parametrize("name", ["empty.wav", "empty.opus", "empty.flac"])
+def test_an_empty_file_is_called_empty(tmp_path, name):
+    """A 0-byte file is "empty", not "not a WAV file" with FFmpeg's error number."""
+    path = tmp_path / name
+    path.write_bytes(b"")
+    for read in (prepare_audio, load_audio):
+        with pytest.raises(AudioFormatError, match=r"empty\.\w+: the file is empty \(0 bytes\)") as info:
+            read(path)
+        assert "Errno" not in str(info.value) and "not a WAV" not in str(info.value)
+    if name.endswith(".wav"):
+        with pytest.raises(AudioFormatError, match=r"the file is empty \(0 bytes\)"):
+            load_wav(path)
+
+
+def _promising_header(seconds: float, rate: int = 16000) -> bytes:
+    size = int(seconds * rate) * 2
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
+    chunks = b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", size)
+    return b"RIFF" + struct.pack("<I", 4 + len(chunks) + size) + b"WAVE" + chunks
+
+
+def test_a_wav_header_promising_hours_without_data_says_truncated(tmp_path):
+    path = tmp_path / "cut.wav"
+    path.write_bytes(_promising_header(10 * 3600))
+    with pytest.raises(AudioFormatError, match=r"cut\.wav: truncated: its header promises 10\.00 hours of audio") as info:
+        prepare_audio(path)
+    assert "ends after its header, with no samples" in str(info.value)
+
+
+def test_a_wav_shorter_than_its_header_warns_and_uses_what_is_there(tmp_path):
+    from avatar_nb.audio import AudioWarning
+
+    path = tmp_path / "cut.wav"
+    path.write_bytes(_promising_header(10 * 3600) + b"\x00\x10" * 16000)
+    with pytest.warns(AudioWarning, match=r"cut\.wav: truncated: .*10\.00 hours.* holds only 1\.00 s") as record:
+        pcm = prepare_audio(path)
+    assert len(pcm) == 32000
+    assert record[0].filename == __file__  # the warning points at the caller's line
+    # streamed files that leave the size unset (0xFFFFFFFF) are not truncated
+    fmt = struct.pack("<HHIIHH", 1, 1, 16000, 32000, 2, 16)
+    streamed = b"RIFF\xff\xff\xff\xffWAVEfmt " + struct.pack("<I", 16) + fmt + b"data\xff\xff\xff\xff" + b"\0\0" * 100
+    (tmp_path / "streamed.wav").write_bytes(streamed)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(prepare_audio(tmp_path / "streamed.wav")) == 200
+
+
+def test_clipping_float_audio_warns_with_how_much_and_what_to_do():
+    from avatar_nb.audio import AudioWarning
+
+    with pytest.warns(AudioWarning) as record:
+        pcm = prepare_audio(np.full(16000, 5.0), 16000)
+    assert set(np.frombuffer(pcm, "<i2")) == {32767}  # still clipped to full scale, as before
+    (warning,) = record
+    text = str(warning.message)
+    assert "16000 of 16000 sample values (100%) lie outside [-1, 1], up to 5 (+14.0 dB over full scale)" in text
+    assert "clipped to full scale" in text and "samples / np.abs(samples).max()" in text
+    assert warning.filename == __file__
+    quiet = np.zeros((1000, 2))
+    quiet[:3, 1] = -1.5
+    with pytest.warns(AudioWarning, match=r"3 of 2000 sample values \(0\.15%\).*up to 1\.5"):
+        prepare_audio(quiet, 44100)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # full scale itself, int16 and in-range floats: no warning
+        prepare_audio(np.array([1.0, -1.0, 0.5]), 16000)
+        prepare_audio(np.array([32767, -32768], np.int16), 16000)
 
 
 def test_garbage_with_a_wav_suffix_says_it_is_not_a_wav(tmp_path):

@@ -34,7 +34,7 @@ async def test_clips_times_settings_in_input_order(tmp_path, service):
     assert rows[2]["source"] == "<array 1>" and rows[2]["source_rate"] == 22050 and rows[2]["source_channels"] == 2
     assert rows[2]["clip_seconds"] == pytest.approx(0.5)
     assert rows[0]["source_rate"] == 16000 and rows[0]["source_channels"] == 1
-    assert rows[0]["service"] == "local" and rows[0]["service_latency_ms"] == 80.0
+    assert rows[0]["service"] == "local" and rows[0]["latency_ms"] == 80.0
     assert rows[0]["lateness_p99"] is None and rows[0]["latency_p99"] is not None  # fast pacing
     assert results[2].timeline.meta["clip"] == "clip_1"
 
@@ -166,12 +166,13 @@ def _summary_row_columns():
 def test_rows_carry_every_setting_and_both_percentile_families():
     columns = _summary_row_columns()
     for name in (
-        "pacing", "chunk_ms", "sample_rate", "service_latency_ms", "service_jitter_ms", "source_rate",
+        "pacing", "chunk_ms", "sample_rate", "latency_ms", "jitter_ms", "source_rate",
         "source_channels", "clip_seconds", "latency_p50", "latency_p99", "lateness_p50", "lateness_p99",
         "first_frame_latency", "jitter", "real_time_factor", "npz", "png",
+        "started_at", "wall_seconds", "worker",
     ):
         assert name in columns, name
-    assert not [c for c in columns if c.endswith("_ms") and c not in ("chunk_ms", "service_latency_ms", "service_jitter_ms")]
+    assert not [c for c in columns if c.endswith("_ms") and c not in ("chunk_ms", "latency_ms", "jitter_ms")]
 
 
 async def test_figures_do_not_change_the_timing_they_describe(tmp_path):

@@ -118,7 +118,7 @@ def test_run_human_output_and_png(tmp_path):
     line = out.stdout.splitlines()[0]
     assert re.match(
         r".*x\.wav: 0\.80 s audio, 20 keyframes, fast pacing, first frame [\d.]+ ms, "
-        r"latency p99 [\d.]+ ms, lateness p99 n/a \(fast\), RTF [\d.]+$",
+        r"latency p99 [\d.]+ ms, lateness p99 n/a \(fast\), processing [\d.]+x real time$",
         line,
     ), line
     assert (tmp_path / "o" / "x.png").read_bytes()[:4] == b"\x89PNG"
@@ -377,11 +377,11 @@ def test_pacing_flag_settings_in_summary_and_seconds_everywhere(tmp_path):
         assert str(r["pacing"]) == "fast" and float(r["chunk_ms"]) == 80.0 and int(r["sample_rate"]) == 24000
         assert int(r["source_rate"]) == 22050 and int(r["source_channels"]) == 1
         assert float(r["clip_seconds"]) == pytest.approx(0.4)
-        assert float(r["service_latency_ms"]) == 80.0 and r["service"] == "local"
+        assert float(r["latency_ms"]) == 80.0 and r["service"] == "local"
         # seconds, not milliseconds: a local service answers a 0.4 s clip within a second
         assert 0 < float(r["first_frame_latency"]) < 1 and 0 < float(r["latency_p99"]) < 1
         assert r["lateness_p99"] in (None, "")  # no meaning under fast pacing
-        assert not [k for k in r if k.endswith("_ms") and k not in ("chunk_ms", "service_latency_ms", "service_jitter_ms")]
+        assert not [k for k in r if k.endswith("_ms") and k not in ("chunk_ms", "latency_ms", "jitter_ms")]
     assert Timeline.load(tmp_path / "o" / "x.npz").meta["pacing"] == "fast"
 
 

@@ -26,12 +26,12 @@ else:
 
 
 def test_every_compiled_module_is_loaded_with_the_package():
-    assert avatar_nb._CORE_MODULES == ("_pcm", "_envelope", "_flame", "_wire")
+    assert avatar_nb._CORE_MODULES == ("_pcm", "_envelope", "_flame", "_wire", "_pyramid")
     for name in avatar_nb._CORE_MODULES:
         assert f"avatar_nb.{name}" in sys.modules
 
 
-@pytest.mark.parametrize("name", ["_pcm", "_flame", "_wire"])
+@pytest.mark.parametrize("name", ["_pcm", "_flame", "_wire", "_pyramid"])
 def test_a_missing_compiled_module_is_named(name):
     code = BLOCK.format(name=f"avatar_nb.{name}")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

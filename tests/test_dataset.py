@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -39,6 +41,15 @@ def synthetic_timeline(n: int, *, seed: int, requests: int = 2, n_expression: in
             tl.add_animation(keyframe, req_id=req, arrival=t + 0.08, end=i == per - 1)
             t += 0.04
     return tl
+
+
+def small_dataset(root: Path, runs: int = 3) -> Path:
+    """A dataset of ``runs`` small runs (``run0``, ``run1`` ...), one segment each, at ``root``."""
+    for i in range(runs):
+        write_result(
+            root, {"run": i, "run_id": f"run{i}", "status": "ok"}, synthetic_timeline(20, seed=i)
+        )
+    return root
 
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:

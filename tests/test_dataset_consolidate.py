@@ -22,19 +22,11 @@ from avatar_nb.dataset import (
     write_result,
 )
 
-from .test_dataset import synthetic_timeline
-
-
-def _dataset(root: Path, runs: int = 3) -> Path:
-    for i in range(runs):
-        write_result(
-            root, {"run": i, "run_id": f"run{i}", "status": "ok"}, synthetic_timeline(20, seed=i)
-        )
-    return root
+from .test_dataset import small_dataset
 
 
 def test_consolidate_refuses_a_symlinked_keyframes_folder_and_deletes_nothing_there(tmp_path):
-    root = _dataset(tmp_path / "ds")
+    root = small_dataset(tmp_path / "ds")
     elsewhere = tmp_path / "elsewhere"
     (root / KEYFRAMES_DIR).rename(elsewhere)
     (root / KEYFRAMES_DIR).symlink_to(elsewhere, target_is_directory=True)
@@ -46,7 +38,7 @@ def test_consolidate_refuses_a_symlinked_keyframes_folder_and_deletes_nothing_th
 
 
 def test_consolidate_refuses_a_symlinked_runs_folder(tmp_path):
-    root = _dataset(tmp_path / "ds")
+    root = small_dataset(tmp_path / "ds")
     elsewhere = tmp_path / "elsewhere"
     (root / RUNS_DIR).rename(elsewhere)
     (root / RUNS_DIR).symlink_to(elsewhere, target_is_directory=True)
@@ -57,7 +49,7 @@ def test_consolidate_refuses_a_symlinked_runs_folder(tmp_path):
 
 
 def test_consolidate_deletes_only_files_a_writer_named(tmp_path):
-    root = _dataset(tmp_path / "ds")
+    root = small_dataset(tmp_path / "ds")
     folder = root / KEYFRAMES_DIR
     pq.write_table(pa.table({"x": [1]}), folder / "notes.parquet")  # the user's own file
     outside = tmp_path / "outside.parquet"
@@ -70,7 +62,7 @@ def test_consolidate_deletes_only_files_a_writer_named(tmp_path):
 
 
 def test_a_dataset_reached_through_a_symlink_consolidates(tmp_path):
-    root = _dataset(tmp_path / "ds")
+    root = small_dataset(tmp_path / "ds")
     link = tmp_path / "link"
     link.symlink_to(root, target_is_directory=True)
     consolidate(link)
@@ -228,7 +220,7 @@ def test_threads_of_one_process_share_the_lock_as_processes_do(tmp_path):
 def test_reading_never_creates_the_lock_file(tmp_path):
     from avatar_nb.dataset import LOCK_FILE
 
-    root = _dataset(tmp_path / "ds", runs=1)
+    root = small_dataset(tmp_path / "ds", runs=1)
     (root / LOCK_FILE).unlink()
     results = load_results(root)
     assert len(results.runs) == 1 and len(results.keyframes()) == 20

@@ -19,18 +19,9 @@ from avatar_nb.dataset import (
     consolidate,
     finished_runs,
     load_results,
-    write_result,
 )
 
-from .test_dataset import synthetic_timeline
-
-
-def _dataset(root: Path, runs: int = 3) -> Path:
-    for i in range(runs):
-        write_result(
-            root, {"run": i, "run_id": f"run{i}", "status": "ok"}, synthetic_timeline(20, seed=i)
-        )
-    return root
+from .test_dataset import small_dataset, synthetic_timeline
 
 
 def _one_segment(root: Path) -> Path:
@@ -140,7 +131,7 @@ def test_overlapping_row_ranges_are_refused(tmp_path):
 
 def test_a_file_named_by_two_runs_files_is_refused(tmp_path):
     root = tmp_path / "ds"
-    _dataset(root, runs=2)
+    small_dataset(root, runs=2)
     first, second = sorted((root / RUNS_DIR).iterdir())
     taken = json.loads(first.read_text())["files"]
     _edit(second, lambda d: d.__setitem__("files", taken))
@@ -220,21 +211,21 @@ def test_a_malformed_runs_file_is_a_value_error_naming_it(tmp_path, case):
 
 
 def test_a_malformed_sweep_file_is_a_value_error_naming_it(tmp_path):
-    root = _dataset(tmp_path / "ds", runs=1)
+    root = small_dataset(tmp_path / "ds", runs=1)
     (root / "sweep.json").write_text("[1, 2")
     with pytest.raises(ValueError, match="sweep.json"):
         _ = load_results(root).info
 
 
 def test_a_good_dataset_still_reads_after_the_checks(tmp_path):
-    root = _dataset(tmp_path / "ds")
+    root = small_dataset(tmp_path / "ds")
     frame = load_results(root).keyframes()
     assert sorted(frame["run_id"].astype(str).unique()) == ["run0", "run1", "run2"]
     assert isinstance(load_results(root).runs, pd.DataFrame)
 
 
 def test_a_keyframe_file_gone_since_the_runs_files_were_read_says_so(tmp_path):
-    root = _dataset(tmp_path / "ds")
+    root = small_dataset(tmp_path / "ds")
     results = load_results(root)
     assert len(results.runs) == 3
     consolidate(root)  # merges the three segments: their files are gone

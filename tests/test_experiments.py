@@ -92,6 +92,31 @@ def test_the_same_file_twice_is_refused(tmp_path):
         collect_clips([tmp_path, str(tmp_path / "*.wav")])
 
 
+def test_missing_and_empty_inputs_say_what_they_are(tmp_path, monkeypatch):
+    """sweep("nofolder/") names a missing path as missing (not "is not a file"); a 0-byte
+    clip is "empty", with no error number of the decoder."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BadInput, match=r"^nofolder/: no such file or directory$"):
+        sweep("nofolder/", out=tmp_path / "study")
+    assert not (tmp_path / "study").exists()
+    (tmp_path / "empty.wav").write_bytes(b"")
+    from avatar_nb.experiments import prepare_clip
+
+    (clip,) = collect_clips(tmp_path / "empty.wav")
+    with pytest.raises(BadInput, match=r"empty\.wav: the file is empty \(0 bytes\)") as info:
+        prepare_clip(clip, RATE)
+    assert "Errno" not in str(info.value)
+
+
+def test_a_clipped_clip_is_named_in_the_warning():
+    from avatar_nb.audio import AudioWarning
+    from avatar_nb.experiments import prepare_clip
+
+    (clip,) = collect_clips({"loud": (np.full(1600, 2.0, np.float32), RATE)})
+    with pytest.warns(AudioWarning, match=r"^<array loud>: 1600 of 1600 sample values \(100%\)"):
+        prepare_clip(clip, RATE)
+
+
 def test_conditions_are_declared_and_fps_is_a_session_option():
     assert classify(["fps", "latency_ms", "chunk_ms", "sample_rate"]) == {
         "fps": "session",

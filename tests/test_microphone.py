@@ -334,6 +334,24 @@ async def test_a_refused_microphone_is_explained_and_the_session_closed(realtime
     assert panel.session.closed and not panel.running
 
 
+async def test_a_stopped_panel_says_stopped_with_what_was_captured(realtime_service, speech):
+    """Once a run has ended without keyframes, the trace lanes no longer say "waiting"."""
+    panel = MicrophonePanel(realtime_service)
+    assert "waiting for keyframes" in panel.traces  # not started yet
+    task = await started(panel)
+    assert "waiting for keyframes" in panel.traces
+    page_msg(panel, {"type": "error", "name": "NotAllowedError", "message": "Permission denied"})
+    await asyncio.wait_for(task, 30.0)
+    assert "waiting for keyframes" not in panel.traces
+    assert "stopped: 0.0 s captured, no keyframes arrived" in panel.traces
+    assert panel.status == "stopped: microphone unavailable"
+    # the figure is the panel's capture counter (set here: audio sent would bring keyframes)
+    await started(panel)
+    panel._captured_samples = 3 * CHUNK
+    tl = await panel.stop()
+    assert tl.n_keyframes == 0 and "stopped: 0.1 s captured, no keyframes arrived" in panel.traces
+
+
 async def test_closing_the_widget_stops_the_capture_and_closes_the_session(
     realtime_service, speech
 ):

@@ -52,6 +52,7 @@ def test_there_are_notebooks():
         "05_experiments",
         "06_scale_out",
         "07_microphone",
+        "08_explore_long_runs",
         "09_tap_and_replay",
     ):
         assert any(n.startswith(expected) for n in names)

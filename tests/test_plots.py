@@ -193,14 +193,72 @@ def test_fast_pacing_says_lateness_does_not_apply():
     tl.meta["pacing"] = "fast"
     assert np.isnan(tl.lateness).all()
     fig = plots.frame_timing(tl)
-    arr_ax, late_ax, _ = fig.axes
-    assert late_ax.get_lines() == [] and "n/a: fast pacing" in late_ax.get_ylabel()
-    assert any("no playback clock" in t.get_text() for t in late_ax.texts)
+    arr_ax, _hist_ax = fig.axes  # no lateness panel
     assert [line.get_label() for line in arr_ax.get_lines()] == ["arrival"]  # no real-time line
     assert "pacing fast (lateness n/a)" in fig._suptitle.get_text()
+    # a caller that draws the three panels itself gets the lateness panel saying why it is empty
+    from matplotlib.figure import Figure
+
+    axes = Figure().subplots(1, 3)
+    plots.draw_timing(axes, tl)
+    late_ax = axes[1]
+    assert late_ax.get_lines() == [] and "n/a: fast pacing" in late_ax.get_ylabel()
+    assert any("no playback clock" in t.get_text() for t in late_ax.texts)
     assert "fast pacing: lateness n/a" in plots.live_svg(tl)
     late_ax = plots.compare_runs([synthetic(), tl]).axes[1]
     assert any(t.get_text() == "n/a\n(fast)" for t in late_ax.texts)
+
+
+def fast_run(n=80, fps=25.0, rate=16000, speed=200.0) -> Timeline:
+    """A run streamed under fast pacing: 3.2 s of audio animated ``speed`` times faster than real time."""
+    tl = Timeline(fps, sample_rate=rate)
+    tl.meta["pacing"] = "fast"
+    step = 1 / fps / speed
+    for k in range(n):
+        tl.add_audio_chunk("r0", k * step, int(rate / fps))
+        kf = np.zeros((1, 30), np.float32)
+        tl.add_animation(kf, req_id="r0", arrival=(k + 1) * step, end=k == n - 1)
+    return tl
+
+
+def test_fast_runs_compared_without_empty_panels():
+    runs = [fast_run(speed=200.0), fast_run(speed=310.0)]
+    assert runs[0].real_time_factor == pytest.approx(1 / 200)
+    fig = plots.compare_runs(runs, ["8 kHz", "16 kHz"])
+    # no lateness panel, no real-time factor bars of 0.005: latency, jitter and speed
+    assert [ax.get_ylabel() for ax in fig.axes] == [
+        "first-frame latency (ms)", "inter-arrival jitter (ms)", "processing speed (x real time)"]
+    speed_ax = fig.axes[2]
+    assert [p.get_height() for p in speed_ax.patches] == pytest.approx([200.0, 310.0])
+    assert [t.get_text() for t in speed_ax.texts] == ["200x", "310x"]
+    assert "no lateness" in fig._suptitle.get_text()
+
+
+def test_paced_and_fast_runs_compared_each_where_it_means_something():
+    fig = plots.compare_runs([synthetic(), fast_run(speed=310.0)], ["paced", "fast"])
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert labels == ["first-frame latency (ms)", "lateness (ms)", "inter-arrival jitter (ms)", "real-time factor",
+                      "processing speed (x real time)"]
+    late_ax, rtf_ax, speed_ax = fig.axes[1], fig.axes[3], fig.axes[4]
+    assert [t.get_text() for t in late_ax.texts] == ["n/a\n(fast)"]
+    assert len(rtf_ax.patches) == 1 and rtf_ax.patches[0].get_height() == pytest.approx(1.0, abs=0.05)
+    assert "n/a\n(fast)" in [t.get_text() for t in rtf_ax.texts]
+    assert [p.get_height() for p in speed_ax.patches] == pytest.approx([310.0])
+    assert "n/a\n(paced)" in [t.get_text() for t in speed_ax.texts]
+    # paced runs alone: the four panels as before
+    assert len(plots.compare_runs([synthetic(), synthetic(latency=0.2)]).axes) == 4
+
+
+def test_fast_timing_figures_leave_lateness_out_and_give_speed():
+    tl = fast_run(speed=310.0)
+    fig = plots.frame_timing(tl)
+    assert [ax.get_xlabel() for ax in fig.axes] == ["media time (s)", "inter-arrival (ms)"]
+    title = fig._suptitle.get_text()
+    assert "processing speed 310x real time" in title and "real-time factor" not in title
+    report = plots.report(tl)
+    labels = [a.get_ylabel() for a in report.axes]
+    assert "arrival (s)" in labels and not any("lateness" in label for label in labels)
+    assert "310x real time" in report._suptitle.get_text()
 
 
 def test_runs_are_labelled_from_their_metadata():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -113,6 +115,12 @@ def test_client_receives_every_kind_of_message():
     assert isinstance(event, AnimationReceived)
     assert (event.req_id, event.end, event.avatar_id, event.raw) == ("r", True, "av", anim)
     np.testing.assert_array_equal(event.keyframes, kf)
+    # made without the dataclass's __init__: still every field, frozen, and equal to one made with it
+    assert set(vars(event)) == {f.name for f in dataclasses.fields(AnimationReceived)}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.end = False
+    same = dataclasses.replace(event)
+    assert same == event and repr(same) == repr(event)
     err = client.receive(build_server_error(0, "no audio input for 30s", connection_id="conn-1", req_id="r"))
     assert isinstance(err, ServerErrorReceived)
     assert err.error.code is AvatarSDKErrorCode.idleTimeout and err.error.req_id == "r"

@@ -114,6 +114,75 @@ async def test_a_server_that_stops_reading_ends_the_session_with_a_classified_er
 
 
 @pytest.mark.timeout(60)
+async def test_a_stalled_stream_fails_the_same_way_and_concurrent_sends_share_the_bound():
+    async with console() as base, ingress(confirm_then_stop_reading) as url:
+        session = new_avatar_session(**options(base, url, io_timeout=0.5))
+        await session.init()
+        await session.start()
+        await session.wait_for_end("early")
+        streaming = asyncio.ensure_future(session.stream(bytes(64 * MiB), chunk_ms=16000, pacing="fast"))
+        while not session._ws.transport.get_write_buffer_size():  # the socket is full: the stream waits
+            await asyncio.sleep(0.01)
+        sending = asyncio.ensure_future(session.send_audio(bytes(MiB)))  # waits behind it
+        results = await asyncio.gather(streaming, sending, return_exceptions=True)
+        assert all(isinstance(r, AvatarSDKError) for r in results), results
+        assert {r.code for r in results} == {AvatarSDKErrorCode.connectionFailed}
+        assert all("io_timeout" in r.message and r.phase == "websocket_send" for r in results)
+        assert session.closed and session._watchdog is None
+        await session.close()
+
+
+async def confirm_then_read(ws, release: asyncio.Event) -> None:
+    """Confirm, then read and drop everything."""
+    await ws.recv()
+    await ws.send(build_confirm_session("conn-reading"))
+    async for _ in ws:
+        pass
+
+
+@pytest.mark.timeout(60)
+async def test_sends_spread_over_many_io_timeouts_to_a_reading_server_never_trip_the_bound():
+    """The bound is on one wait, not on a run of sends: a session that keeps sending for
+    many times io_timeout to a server that reads is never aborted, and keeps one timer."""
+    async with console() as base, ingress(confirm_then_read) as url:
+        session = new_avatar_session(**options(base, url, io_timeout=0.05))
+        await session.init()
+        await session.start()
+        for i in range(40):
+            await session.send_audio(bytes(1280), end=i == 39)
+            await asyncio.sleep(0.01)
+        assert not session.closed and session.timeline.errors == []
+        await session.close()
+        assert session._watchdog is None
+
+
+@pytest.mark.timeout(60)
+async def test_sends_share_one_watchdog_instead_of_a_timer_each():
+    """The bound costs no timer per send: 200 chunks sent at once arm it once."""
+    async with console() as base, ingress(confirm_then_read) as url:
+        session = new_avatar_session(**options(base, url, io_timeout=5.0))
+        await session.init()
+        await session.start()
+        loop = asyncio.get_running_loop()
+        timers = []
+        original = loop.call_at  # every timer (call_later, asyncio.timeout, sleep) goes through it
+
+        def counting(*args, **kwargs):
+            timers.append(args)
+            return original(*args, **kwargs)
+
+        loop.call_at = counting
+        try:
+            for i in range(200):
+                await session.send_audio(bytes(1280), end=i == 199)
+            await session.stream(bytes(64000), chunk_ms=40, pacing="fast")
+        finally:
+            del loop.call_at  # the instance attribute goes, the loop's method is back
+        assert len(timers) == 1, timers
+        await session.close()
+
+
+@pytest.mark.timeout(60)
 async def test_close_returns_while_a_send_is_blocked_on_a_stalled_server():
     async with console() as base, ingress(confirm_then_stop_reading) as url:
         cb = Callbacks()

@@ -240,6 +240,32 @@ def test_fast_pacing_has_no_lateness():
     assert "processing speed" in tl._repr_html_()
 
 
+def test_fast_pacing_reads_as_times_real_time():
+    """Under fast pacing the real-time factor is processing speed: 0.0032 reads as "310x real time",
+    never as "RTF 0.00"."""
+    tl = Timeline(25, sample_rate=16000)
+    tl.meta["pacing"] = "fast"
+    tl.add_audio_chunk("r", 0.0, 16000 * 31)  # 31 s of audio sent at once
+    tl.add_animation(_kf(775), req_id="r", arrival=0.1, end=True)  # all of it animated after 0.1 s
+    assert tl.real_time_factor == pytest.approx(0.1 / 31)
+    text = repr(tl)
+    assert "processing 310x real time" in text and "RTF" not in text
+    page = tl._repr_html_()
+    assert "processing speed</th><td>310x real time" in page and "real-time factor" not in page
+    paced = make_run()
+    assert "RTF 1.0" in repr(paced) and "real time" not in repr(paced)
+    assert "real-time factor</th><td>1.0" in paced._repr_html_()
+
+
+def test_times_real_time_text():
+    from avatar_nb.timeline_text import times_real_time
+
+    assert times_real_time(1 / 310.4) == "310x"
+    assert times_real_time(0.4) == "2.5x"
+    assert times_real_time(2.0) == "0.5x"
+    assert times_real_time(None) == times_real_time(0.0) == times_real_time(float("nan")) == "n/a"
+
+
 def test_without_pacing_in_meta_counts_as_playback():
     tl = make_run()
     assert tl.pacing == "playback" and np.isfinite(tl.lateness).all()

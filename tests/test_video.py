@@ -222,6 +222,17 @@ def test_inline_display_and_path_use(tmp_path):
     assert "10 frames @ 25 fps" in repr(result) and result.duration == pytest.approx(0.4)
 
 
+def test_a_long_export_shows_its_frames_and_progress_false_none(tmp_path, monkeypatch, capsys):
+    from avatar_nb import progress
+
+    monkeypatch.setattr(progress, "SHOW_AFTER_SECONDS", 0.0)  # a test clip is shorter than the wait
+    clip_timeline(10).to_video(tmp_path / "x.mp4", size=(128, 96))
+    err = capsys.readouterr().err
+    assert "writing x.mp4" in err and "/10 [" in err  # the bar goes when the file is done
+    clip_timeline(10).to_video(tmp_path / "y.mp4", size=(128, 96), progress=False)
+    assert capsys.readouterr().err == ""
+
+
 def test_empty_timeline_is_refused_and_leaves_no_file(tmp_path):
     with pytest.raises(ValueError, match="no keyframes"):
         Timeline().to_video(tmp_path / "empty.mp4")

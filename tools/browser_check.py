@@ -50,13 +50,26 @@ saying why ("no microphone was found", "permission was refused") and set
 ``panel.error`` in the kernel (screenshots ``no-device/no-device.png`` and
 ``permission/permission.png``).
 
+The explorer pass (``--explorer``) writes its own notebook (a synthetic 1-hour run: 16 kHz
+audio, 90,000 keyframes, E = 50, explored with ``an.explore``), runs it, and scripts
+``--interactions`` (200) inputs into the explorer with real mouse and keyboard events:
+wheel zooms from the whole hour down to 100 ms, drag pans, cursor clicks, arrow steps,
+``+``/``-`` and ``0``. The page times each from its input event (``event.timeStamp``) to
+the end of the animation frame that drew it with everything it needs, the kernel round
+trip included when it needed one (``window.__avatarNbExplorer``). Printed: ``explorer: N
+interactions on a 1-hour run, p50 X ms, p95 Y ms, max Z ms, W KB per update`` (W: what
+the kernel sent for the interactions that waited for it), those answered from tiles the
+page already held apart, the kernel round trips by message, the first paint; saved:
+``explorer-hour.png``, ``-minute``, ``-second``, ``-100ms``, ``-100ms-cursor``,
+``-playing`` and ``-end``.
+
 Options: ``--notebook`` (the notebook to run), ``--out`` (screenshots and logs),
 ``--timeout`` (seconds for the notebook), ``--microphone`` (run the microphone check),
 ``--wav`` (the fake microphone's file; default: six seconds of generated speech-like
 audio written to ``<out>/fake-microphone.wav``), ``--capture-seconds``, ``--timeline``
 (where the Timeline is saved; default ``<out>/microphone.npz``), ``--panel`` (the
 notebook variable holding the panel; default ``panel``), ``--min-ncc``,
-``--interrupt-after``.
+``--interrupt-after``, ``--explorer``, ``--interactions``.
 """
 
 from __future__ import annotations
@@ -490,6 +503,215 @@ def write_fake_microphone(path: Path, seconds: float = 6.0, rate: int = 48000) -
     return path
 
 
+# ----------------------------------------------------------------------------- the explorer
+
+EXPLORER_CELLS = [
+    ("import time\n"
+    "import avatar_nb as an\n"
+    "from avatar_nb.timeline_pyramid import RunSeries, TimelinePyramid, synthetic_timeline\n"
+    "tl = synthetic_timeline(3600.0, n_expression=50)\n"
+    "tl.keyframes, tl.media_time, tl.latency, tl.lateness  # the Timeline's own arrays, as after a run\n"
+    "t = time.perf_counter(); pyramid = TimelinePyramid(RunSeries.from_timeline(tl)); built = time.perf_counter() - t\n"
+    "print(f'PYRAMID {tl.n_keyframes} keyframes, {tl.audio.size} samples: built in {built * 1000:.0f} ms, '\n"
+    "      f'{pyramid.nbytes / 1e6:.1f} MB')"),
+    "called = time.time()\nex = an.explore(tl)  # builds the Timeline's pyramid, then the view\n"
+    "print(f'CALLED {called * 1000:.1f}')\nex",
+]
+
+
+def explorer_notebook(path: Path) -> int:
+    """Write the explorer pass's notebook (a synthetic 1-hour run, explored); its code cells."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(code) for code in EXPLORER_CELLS]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+    return len(nb.cells)
+
+
+def percentile(values: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def explorer_in_browser(url: str, n_code: int, out: Path, timeout: float, interactions: int = 200,
+                        seed: int = 5) -> list[str]:
+    """The explorer pass: run the notebook, then script ``interactions`` inputs into the
+    explorer (zooms from the whole hour to 100 ms, pans, cursor clicks, keys), each timed
+    in the page from its input event to the frame that drew it; print the summary line
+    and save screenshots at several zoom levels."""
+    import random
+
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        raise SystemExit("chromium not found: apt-get install -y chromium")
+    problems: list[str] = []
+    rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        console_errors: list[str] = []
+        page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: console_errors.append(f"page error: {exc}"))
+        page.goto(url)
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+        dialog = page.locator(".jp-Dialog")
+        with contextlib.suppress(PlaywrightTimeout):
+            dialog.get_by_role("button", name="Select", exact=True).click(timeout=10_000)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        try:
+            page.wait_for_function("() => (window.__avatarNbExplorer || []).some(r => r.firstPaint !== null)",
+                                   timeout=timeout * 1000)
+        except PlaywrightTimeout:
+            page.screenshot(path=str(out / "explorer-failed.png"))
+            browser.close()
+            return ["the explorer did not paint: " + "; ".join(console_errors[:5])]
+        built = page.locator(".jp-OutputArea-output").filter(has_text="PYRAMID").first.inner_text().strip()
+        print(f"  {built.removeprefix('PYRAMID ')}")
+        first_paint = page.evaluate("() => window.__avatarNbExplorer[0].firstPaint")
+        called = page.locator(".jp-OutputArea-output").filter(has_text="CALLED").first.inner_text()
+        since_call = page.evaluate("() => window.__avatarNbExplorer[0].firstPaintEpoch") - float(called.split()[-1])
+        stage = page.locator(".avatar-nb-explorer-stage").first
+        stage.scroll_into_view_if_needed()
+        page.wait_for_timeout(500)  # the first prefetch
+        box = stage.bounding_box()
+        left, right = box["x"] + 100, box["x"] + box["width"] - 20
+        mid_y = box["y"] + 120
+        stage.click(position={"x": box["width"] / 2, "y": 120})  # focus (and a first cursor)
+        page.wait_for_timeout(300)
+        base = page.evaluate("() => window.__avatarNbExplorer[0].stats.length")
+
+        def wait_for(count: int) -> bool:
+            try:
+                page.wait_for_function(f"() => window.__avatarNbExplorer[0].stats.length >= {count}", timeout=10_000)
+                return True
+            except PlaywrightTimeout:
+                return False
+
+        def span() -> float:
+            v = page.evaluate("() => window.__avatarNbExplorer[0].view")
+            return v[1] - v[0]
+
+        def shot(name: str) -> None:
+            page.wait_for_timeout(150)
+            stage.locator("xpath=..").locator("xpath=..").screenshot(path=str(out / f"explorer-{name}.png"))
+
+        shot("hour")
+        done = 0
+        lost = 0
+
+        def act(kind: str) -> None:
+            nonlocal done, lost
+            before = base + done
+            x = rng.uniform(left, right)
+            if kind == "zoom-in" or kind == "zoom-out":
+                page.mouse.move(x, mid_y)
+                page.mouse.wheel(0, -300 if kind == "zoom-in" else 300)
+            elif kind == "pan":
+                page.mouse.move(x, mid_y)
+                page.mouse.down()
+                page.mouse.move(x + rng.choice([-1, 1]) * rng.uniform(40, 250), mid_y)
+                ok = wait_for(before + 1)
+                page.mouse.up()
+                done += 1
+                lost += not ok
+                return
+            elif kind == "click":
+                page.mouse.click(x, mid_y)
+            elif kind == "step":
+                page.keyboard.press(rng.choice(["ArrowLeft", "ArrowRight"]))
+            elif kind == "key-in":
+                page.keyboard.press("+")
+            elif kind == "key-out":
+                page.keyboard.press("-")
+            elif kind == "all":
+                page.keyboard.press("0")
+            done += 1
+            lost += not wait_for(before + 1)
+
+        # down from the whole hour to 100 ms, screenshots on the way
+        marks = {"minute": 60.0, "second": 1.0}
+        while span() > 0.1 and done < interactions:
+            act("zoom-in")
+            for name, at in list(marks.items()):
+                if span() <= at:
+                    shot(name)
+                    del marks[name]
+        shot("100ms")
+        for _ in range(6):
+            act("pan")
+        act("click")
+        shot("100ms-cursor")
+        for _ in range(4):
+            act("step")
+        # then a mix at every scale
+        kinds = ["zoom-in"] * 4 + ["zoom-out"] * 4 + ["pan"] * 6 + ["click"] * 3 + ["step"] * 2 + ["key-in", "key-out"]
+        while done < interactions - 1:
+            kind = rng.choice(kinds)
+            if kind in ("zoom-in", "key-in") and span() < 0.2:
+                kind = "zoom-out"
+            if kind in ("zoom-out", "key-out") and span() > 3000:
+                kind = "zoom-in"
+            act(kind)
+        act("all")
+        stats = page.evaluate("() => window.__avatarNbExplorer[0].stats")[base:]
+        # play from the cursor: the kernel sends the audio, the page plays it (not timed)
+        page.locator(".avatar-nb-explorer-bar button").first.click()
+        try:
+            page.wait_for_function("() => window.__avatarNbExplorer[0].played", timeout=10_000)
+            played = page.evaluate("() => window.__avatarNbExplorer[0].played")
+            print(f"  play: {played['seconds']:.1f} s of audio from {played['from']:.2f} s started")
+            page.wait_for_timeout(400)
+            shot("playing")
+            page.locator(".avatar-nb-explorer-bar button").first.click()
+        except PlaywrightTimeout:
+            problems.append("pressing play did not start the audio")
+        record = page.evaluate("() => { const r = window.__avatarNbExplorer[0]; "
+                               "return {superseded: r.superseded, requests: r.requests, tiles: r.tiles, bytes: r.bytes, "
+                               "rtts: r.rtts, rttsBy: r.rttsBy, draws: r.draws}; }")
+        shot("end")
+        browser.close()
+    ms = [s["ms"] for s in stats]
+    trips = [s for s in stats if s["roundTrip"]]
+    held = [s["ms"] for s in stats if not s["roundTrip"]]
+    kb = sum(s["bytes"] for s in trips) / max(1, len(trips)) / 1024
+    # KB per update: what the kernel sent for the interactions that waited for it
+    print(f"explorer: {len(stats)} interactions on a 1-hour run, p50 {percentile(ms, 50):.1f} ms, "
+          f"p95 {percentile(ms, 95):.1f} ms, max {max(ms, default=float('nan')):.1f} ms, {kb:.1f} KB per update")
+    print(f"  with a kernel round trip: {len(trips)}, p50 {percentile([s['ms'] for s in trips], 50):.1f} ms, "
+          f"p95 {percentile([s['ms'] for s in trips], 95):.1f} ms; from prefetched tiles (no round trip): "
+          f"{len(held)}, p50 {percentile(held, 50):.1f} ms, p95 {percentile(held, 95):.1f} ms, "
+          f"max {max(held, default=float('nan')):.1f} ms")
+    by_kind: dict[str, list[float]] = {}
+    for s in stats:
+        by_kind.setdefault(s["kind"], []).append(s["ms"])
+    print("  by kind: " + ", ".join(f"{k} {len(v)} (p50 {percentile(v, 50):.1f} ms)" for k, v in sorted(by_kind.items())))
+    print(f"  first paint {since_call:.0f} ms after an.explore(tl) was called (pyramid built in it), "
+          f"{first_paint:.0f} ms after the view was created; {record['requests']} requests, "
+          f"{record['bytes'] / 1024:.0f} KB received in all ({record['bytes'] / 1024 / max(1, len(stats)):.1f} KB "
+          f"per interaction, prefetches included), {record['tiles']} tiles held, "
+          f"{record['superseded']} interactions superseded, {lost} not seen to finish")
+    print(f"  kernel round trips p50 {percentile(record['rtts'], 50):.1f} ms, p95 {percentile(record['rtts'], 95):.1f} ms; "
+          f"drawing a frame p50 {percentile(record['draws'], 50):.1f} ms, p95 {percentile(record['draws'], 95):.1f} ms; "
+          f"input event to its handler p50 {percentile([s['input'] for s in stats], 50):.1f} ms, "
+          f"to the frame's start p50 {percentile([s['queued'] for s in stats], 50):.1f} ms")
+    print("  round trips by message: " + ", ".join(
+        f"{k} {len(v)} (p50 {percentile(v, 50):.1f} ms, p95 {percentile(v, 95):.1f} ms)" for k, v in record["rttsBy"].items()))
+    print(f"  screenshots in {out}")
+    if len(stats) < interactions * 0.9:
+        problems.append(f"only {len(stats)} of {interactions} interactions were recorded")
+    problems.extend(f"browser console: {e[:300]}" for e in console_errors if "explorer" in e.lower() or "page error" in e)
+    return problems
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notebook", type=Path, default=ROOT / "notebooks" / "01_quickstart.ipynb")
@@ -506,7 +728,12 @@ def main() -> int:
     parser.add_argument("--min-ncc", type=float, default=0.9, help="least normalised cross-correlation accepted")
     parser.add_argument("--interrupt-after", type=float, default=None,
                         help="press Interrupt this many seconds into the capture (two requests expected)")
+    parser.add_argument("--explorer", action="store_true",
+                        help="the explorer pass: a synthetic 1-hour run explored by 200 scripted interactions")
+    parser.add_argument("--interactions", type=int, default=200, help="interactions of the explorer pass")
     args = parser.parse_args()
+    if args.explorer:
+        return explorer_main(args)
     mic = None
     if args.microphone:
         out = args.out.resolve()
@@ -539,6 +766,23 @@ def main() -> int:
     for problem in problems:
         print("PROBLEM:", problem)
     print("browser check " + ("failed" if problems else "passed") + f"; screenshots in {args.out}")
+    return 1 if problems else 0
+
+
+def explorer_main(args: argparse.Namespace) -> int:
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="avatar-nb-browser-") as tmp:
+        folder = Path(tmp) / "notebooks"
+        folder.mkdir()
+        n_code = explorer_notebook(folder / "explore.ipynb")
+        print("the explorer on a synthetic 1-hour run in JupyterLab + headless Chromium")
+        with jupyterlab(folder, out / "jupyterlab.log") as url:
+            problems = explorer_in_browser(url.format(path="explore.ipynb"), n_code, out, args.timeout,
+                                           args.interactions)
+    for problem in problems:
+        print("PROBLEM:", problem)
+    print("explorer check " + ("failed" if problems else "passed") + f"; screenshots in {out}")
     return 1 if problems else 0
 
 

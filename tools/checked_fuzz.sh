@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build avatar_nb's compiled core (_pcm, _envelope, _flame, _wire) with Cython's bounds checks and AddressSanitizer, then run the
+# Build avatar_nb's compiled core (_pcm, _envelope, _flame, _wire, _pyramid) with Cython's bounds checks and AddressSanitizer, then run the
 # decoder's fuzz, property and contract tests against that build.
 #
 #   tools/checked_fuzz.sh            # uses .venv/bin/python
@@ -26,4 +26,5 @@ asan="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)"
 echo "checked build:" "$work"/pkg/avatar_nb/_*.so
 PYTHONPATH="$work/pkg" PYTHONMALLOC=malloc LD_PRELOAD="$asan" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
   "$PY" -X faulthandler -m pytest -q -s -p no:cacheprovider -o addopts="" \
-  tests/test_fuzz.py tests/test_core_pcm.py tests/test_core_wire.py tests/test_core_flame.py tests/test_pcm_properties.py tests/test_layout.py "$@"
+  tests/test_fuzz.py tests/test_core_pcm.py tests/test_core_wire.py tests/test_core_flame.py tests/test_pcm_properties.py tests/test_layout.py \
+  tests/test_pyramid.py "$@"

@@ -554,6 +554,14 @@ def run_opus(seed: int, count: int, start: int = 0, progress: bool = False) -> C
     """Check Ogg Opus inputs ``start .. start + count - 1`` of ``seed``."""
     outcomes: Counter = Counter()
     t0 = time.monotonic()
+    try:
+        _run_opus(seed, start, count, outcomes, t0, progress)
+    except KeyboardInterrupt:  # stopped by hand: what was checked so far still counts
+        print(f"interrupted after {sum(outcomes.values()):,} inputs (from index {start})", file=sys.stderr)
+    return outcomes
+
+
+def _run_opus(seed: int, start: int, count: int, outcomes: Counter, t0: float, progress: bool) -> None:
     for index in range(start, start + count):
         kind, data, rate, cuts, budget = opus_input_at(seed, index)
         try:
@@ -566,7 +574,6 @@ def run_opus(seed: int, count: int, start: int = 0, progress: bool = False) -> C
         if progress and (index + 1 - start) % 10_000 == 0:
             elapsed = time.monotonic() - t0
             print(f"{index + 1 - start:>9,} inputs, {elapsed:6.0f} s, {(index + 1 - start) / elapsed:.0f}/s", file=sys.stderr, flush=True)
-    return outcomes
 
 
 def main() -> None:
@@ -585,7 +592,9 @@ def main() -> None:
             return
         t0 = time.monotonic()
         outcomes = run_opus(args.seed, args.count, args.start, progress=True)
-        print(f"opus seed {args.seed}: {args.count:,} inputs in {time.monotonic() - t0:.0f} s, every bound held")
+        done = sum(outcomes.values())
+        print(f"opus seed {args.seed}: {done:,} inputs (indices {args.start:,}..{args.start + done - 1:,}) "
+              f"in {time.monotonic() - t0:.0f} s, every bound held")
         for (kind, outcome), n in sorted(outcomes.items()):
             print(f"  {kind:12s} {outcome:16s} {n:>9,}")
         return

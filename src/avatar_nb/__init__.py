@@ -11,7 +11,7 @@ import importlib as _importlib
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
-_CORE_MODULES = ("_pcm", "_envelope", "_flame", "_wire")
+_CORE_MODULES = ("_pcm", "_envelope", "_flame", "_wire", "_pyramid")
 """The compiled core (Cython extensions), all loaded by ``import avatar_nb``."""
 
 for _core in _CORE_MODULES:
@@ -81,6 +81,7 @@ _EXPORTS: dict[str, str] = {
     "animate_sync": ".pipeline",
     "open_service": ".endpoints",
     "Timeline": ".timeline",
+    "explore": ".widgets.explorer",
     # many runs: sweeps and their datasets
     "sweep": ".sweeps",
     "load_results": ".dataset",
@@ -162,4 +163,5 @@ if _TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .timeline import Timeline  # noqa: F401
     from .sweeps import sweep  # noqa: F401
     from .dataset import load_results  # noqa: F401
+    from .widgets.explorer import explore  # noqa: F401
     from .tap import load_capture  # noqa: F401

@@ -264,3 +264,36 @@ def decode_message(data: bytes) -> dict[str, Any]:
         out.update(connection_id=c.connection_id, req_id=c.req_id, playback_state=c.state,
                    played_ms=c.played_ms, reason=c.reason)
     return out
+
+
+# ----------------------------------------------------------------------------- pyramids
+
+
+def _series_2d(values: Any) -> np.ndarray:
+    x = np.asarray(values)
+    x = x.reshape(-1, 1) if x.ndim == 1 else x
+    return x.astype(np.float64) / 32768.0 if x.dtype == np.int16 else x.astype(np.float64)
+
+
+def bucket_minmax(values: Any, bucket: int) -> tuple[np.ndarray, np.ndarray]:
+    """Twin of ``_pyramid.bucket_minmax``: NaN-ignoring min/max per ``bucket`` samples."""
+    x = _series_2d(values)
+    mins, maxs = [], []
+    for start in range(0, x.shape[0], bucket):
+        part = x[start : start + bucket]
+        finite = ~np.isnan(part)
+        lo = np.where(finite.any(axis=0), np.where(finite, part, np.inf).min(axis=0), np.nan)
+        hi = np.where(finite.any(axis=0), np.where(finite, part, -np.inf).max(axis=0), np.nan)
+        mins.append(lo)
+        maxs.append(hi)
+    shape = (len(mins), x.shape[1])
+    lo = np.array(mins, dtype=np.float32).reshape(shape)
+    hi = np.array(maxs, dtype=np.float32).reshape(shape)
+    return (lo[:, 0], hi[:, 0]) if np.ndim(values) == 1 else (lo, hi)
+
+
+def bucket_sum(values: Any, bucket: int) -> np.ndarray:
+    """Twin of ``_pyramid.bucket_sum``: the sum of each ``bucket`` samples (NaN propagates)."""
+    x = _series_2d(values)
+    sums = np.array([x[s : s + bucket].sum(axis=0) for s in range(0, x.shape[0], bucket)]).reshape(-1, x.shape[1])
+    return sums[:, 0] if np.ndim(values) == 1 else sums

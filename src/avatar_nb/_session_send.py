@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from .protocol import ClientConnection
     from .timeline import Timeline
 
+_FAST_YIELD_S = 0.001  # a "fast" stream() yields to the event loop at least this often
+
 
 class _SendPath:
     """What :class:`~avatar_nb.session.AvatarSession` sends, and when."""
@@ -36,6 +38,11 @@ class _SendPath:
     _close_error: AvatarSDKError | None
     _t0: float | None
     _started_at: float | None
+    _sends_waiting: int  # sends not returned yet (a send waits only while the socket's buffer is full)
+    _send_since: float  # when the waiting began, or when the last of several got through
+    _send_action: str
+    _send_req_id: str | None
+    _watchdog: asyncio.TimerHandle | None
 
     # ------------------------------------------------------------------ sending
 
@@ -72,21 +79,59 @@ class _SendPath:
         now = time.monotonic() if now is None else now
         return now - origin if origin is not None else 0.0
 
-    async def _send(self, ws: Any, data: bytes, *, action: str, req_id: str | None) -> None:
+    async def _send(
+        self, ws: Any, data: bytes, *, action: str, req_id: str | None, now: float | None = None
+    ) -> None:
+        """Send one message, bounded by ``io_timeout`` without a timer of its own: a send
+        only waits when the socket's buffer is full, and the connection's one watchdog
+        (:meth:`_watch`) aborts the connection when sends have waited ``io_timeout`` with
+        none getting through. ``now`` is the caller's ``time.monotonic()``, if it has one."""
+        if not self._sends_waiting:
+            self._send_since = time.monotonic() if now is None else now
+        self._sends_waiting += 1
+        self._send_action = action
+        self._send_req_id = req_id
+        if self._watchdog is None:
+            self._arm_watchdog(self._send_since)
         failure: AvatarSDKError | None = None
         try:
-            async with asyncio.timeout(self._config.io_timeout):
-                await ws.send(data)
-        except TimeoutError:
-            failure = self._stalled(ws, action, req_id)
+            await ws.send(data)
         except ConnectionClosed as exc:
             failure = self._close_error or _closed_error(exc, phase="websocket_send", req_id=req_id)
         except OSError as exc:
             failure = AvatarSDKError(
                 AvatarSDKErrorCode.connectionFailed, f"failed to {action}: {exc}", phase="websocket_send", req_id=req_id
             )
+        finally:
+            self._sends_waiting -= 1
+            if self._sends_waiting:  # one got through: the others wait from now
+                self._send_since = time.monotonic()
+        if failure is None and self._close_error is not None:
+            failure = self._close_error  # aborted while it waited: websockets returns without an error then
         if failure is not None:
             raise failure
+
+    def _arm_watchdog(self, since: float) -> None:
+        delay = since + self._config.io_timeout - time.monotonic()
+        self._watchdog = asyncio.get_running_loop().call_later(max(0.0, delay), self._watch)
+
+    def _watch(self) -> None:
+        """The watchdog's turn: a send waiting for ``io_timeout`` with none getting through
+        is a stalled peer (end the session); one waiting less is looked at again when its
+        time is up; with none waiting the watchdog rests until the next send."""
+        self._watchdog = None
+        ws = self._ws
+        if not self._sends_waiting or ws is None or self._close_error is not None:
+            return
+        if time.monotonic() - self._send_since >= self._config.io_timeout:
+            self._stalled(ws, self._send_action, self._send_req_id)
+        else:
+            self._arm_watchdog(self._send_since)
+
+    def _stop_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
 
     def _stalled(self, ws: Any, action: str, req_id: str | None) -> AvatarSDKError:
         """The peer took no data for ``io_timeout``: end the session (frames kept)."""
@@ -125,9 +170,11 @@ class _SendPath:
         if self._t0 is None:
             self._t0 = now  # streaming starts with the first chunk sent
         sent_at = now - self._t0
-        await self._send(ws, message, action="send audio", req_id=req_id)
+        await self._send(ws, message, action="send audio", req_id=req_id, now=now)
         if self._ogg:
             self._timeline.add_audio_chunk(req_id, sent_at, 0)  # Ogg is not decoded here
+        elif type(audio) is bytes:  # immutable: the Timeline may keep it without a copy
+            self._timeline.add_audio_chunk(req_id, sent_at, len(audio) // 2, pcm=audio)
         else:
             view = memoryview(audio).cast("B")
             self._timeline.add_audio_chunk(req_id, sent_at, view.nbytes // 2, pcm=view)
@@ -148,7 +195,9 @@ class _SendPath:
         ``pacing`` (see :mod:`avatar_nb.pacing`): ``"capture"`` sends chunk ``i`` of
         ``d`` seconds when its last sample would have been captured, ``(i + 1) * d``
         after this call started; ``"playback"`` when its audio starts, ``i * d``;
-        ``"fast"`` as fast as the connection takes them. The schedule runs on the
+        ``"fast"`` as fast as the connection takes them, yielding to the event loop
+        about once a millisecond (so arrivals meanwhile are stamped at most about that
+        late, and other tasks run). The schedule runs on the
         monotonic clock from the start, so no drift builds up. ``realtime`` is the older
         flag: ``False`` means ``"fast"``, ``True`` the default pacing; ``pacing`` wins.
         The mode and ``chunk_ms`` are recorded in ``timeline.meta``.
@@ -175,28 +224,34 @@ class _SendPath:
         start = time.monotonic()
         if self._t0 is None:
             self._t0 = start
+        t0 = self._t0
         self._record_pacing(mode, float(chunk_ms))
         view = memoryview(pcm).cast("B") if n_bytes else memoryview(b"")
         rate = self._config.sample_rate
         samples_per_chunk = chunk_bytes // 2
         total_samples = n_bytes // 2
         total = len(payloads)
+        yielded = start
+        monotonic = time.monotonic
         for index, payload in enumerate(payloads):
             first = index * samples_per_chunk
             n = max(0, min(samples_per_chunk, total_samples - first))
             offset = _pacing.send_offset(mode, first, n, rate)
             if offset is not None:
-                delay = start + offset - time.monotonic()
+                delay = start + offset - monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            else:
-                await asyncio.sleep(0)  # let the read loop take arrivals as they come
+            elif monotonic() - yielded >= _FAST_YIELD_S or not index:
+                # let the read loop take arrivals (stamped at most this late) and other tasks run
+                await asyncio.sleep(0)
+                yielded = monotonic()
             if self._protocol.status(req_id) is RequestStatus.INTERRUPTED:
                 break  # interrupted while streaming: the rest of the utterance is dropped
             ws = self._require_open("send audio")
-            sent_at = self._elapsed()
+            now = monotonic()
+            sent_at = now - t0
             if payload is not None:
-                await self._send(ws, payload, action="send audio", req_id=req_id)
+                await self._send(ws, payload, action="send audio", req_id=req_id, now=now)
             self._timeline.add_audio_chunk(req_id, sent_at, n, pcm=view[first * 2 : (first + n) * 2])
             if on_chunk is not None:
                 on_chunk(index, total)

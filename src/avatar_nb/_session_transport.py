@@ -8,10 +8,18 @@ import asyncio
 import logging
 from typing import Any
 
-from websockets.exceptions import ConnectionClosed
+from websockets.asyncio.client import connect as _ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from .errors import AvatarSDKError, error_code_for_close_code
-from .http_api import redact
+from .errors import AvatarSDKError, AvatarSDKErrorCode, SessionTokenError, error_code_for_close_code
+from .http_api import (
+    MAX_REDIRECTS,
+    REDIRECT_STATUSES,
+    redact,
+    redirect_refusal,
+    redirect_refusal_message,
+    redirect_target,
+)
 
 
 class _RedactingLogger(logging.LoggerAdapter):
@@ -31,8 +39,70 @@ _READ_LOOP_GRACE = 1.0  # after the connection is gone, the read loop ends withi
 
 
 async def _post(http: Any, url: str, payload: dict[str, Any], headers: dict[str, str]) -> tuple[int, str]:
-    async with http.post(url, json=payload, headers=headers) as response:
-        return response.status, await response.text()
+    """POST the token request to ``url``; the answer's status and text.
+
+    aiohttp would follow any redirect with every header, ``X-Api-Key`` included, so
+    redirects are followed here: one to the same origin (scheme, host and port) as HTTP
+    says (303, and 301/302 after a POST, become a GET without a body; 307/308 repeat the
+    POST), at most :data:`MAX_REDIRECTS` of them; one to any other origin is a
+    :class:`SessionTokenError` naming the target, and nothing is sent there.
+    """
+    method = "POST"
+    for _ in range(MAX_REDIRECTS + 1):
+        body = {"json": payload} if method == "POST" else {}
+        async with http.request(method, url, headers=headers, allow_redirects=False, **body) as response:
+            location = response.headers.get("Location")
+            if response.status not in REDIRECT_STATUSES or not location:
+                return response.status, await response.text()
+            status = response.status
+        target = redirect_target(url, location)
+        reason = redirect_refusal(url, target)
+        if reason is not None:
+            raise SessionTokenError(
+                redirect_refusal_message(status, url, target, reason),
+                code=AvatarSDKErrorCode.connectionFailed,
+                http_status=status,
+            )
+        if status == 303 or (status in (301, 302) and method == "POST"):
+            method = "GET"
+        url = target
+    raise SessionTokenError(
+        f"session token request redirected more than {MAX_REDIRECTS} times",
+        code=AvatarSDKErrorCode.connectionFailed,
+        http_status=status,
+    )
+
+
+class RedirectRefused(WebSocketException):
+    """A WebSocket upgrade answered with a redirect that :func:`redirect_refusal` refuses."""
+
+    def __init__(self, status: int, url: str, target: str, reason: str) -> None:
+        super().__init__(redirect_refusal_message(status, url, target, reason))
+        self.status = status
+        self.target = target
+
+
+class _Connect(_ws_connect):
+    """websockets' ``connect`` that follows a redirect only within the origin.
+
+    websockets itself follows cross-origin redirects, keeping every header but
+    ``Authorization``, ``Cookie`` and ``Proxy-Authorization``: ``X-Session-Key`` and
+    ``X-App-ID`` would reach the other host. Here any redirect that
+    :func:`~avatar_nb.http_api.redirect_refusal` refuses ends the connect with
+    :class:`RedirectRefused`, before anything is sent to the target.
+    """
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        if (
+            isinstance(exc, InvalidStatus)
+            and exc.response.status_code in REDIRECT_STATUSES
+            and "Location" in exc.response.headers
+        ):
+            target = redirect_target(self.uri, exc.response.headers["Location"])
+            reason = redirect_refusal(self.uri, target)
+            if reason is not None:
+                return RedirectRefused(exc.response.status_code, self.uri, target, reason)
+        return super().process_redirect(exc)
 
 
 def _describe(exc: BaseException) -> str:

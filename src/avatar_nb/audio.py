@@ -17,12 +17,17 @@ its wheel: AAC/M4A, WebM and the rest).
 Limits, checked before anything is allocated for the output: the source rate must
 lie in :data:`SOURCE_RATE_RANGE` and the audio may last at most
 :data:`MAX_AUDIO_SECONDS` (see there for why).
+
+What is read or prepared with a loss is said, as an :class:`AudioWarning`: float
+samples beyond full scale that are clipped, a WAV file shorter than its header says.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import struct
+import warnings
 from pathlib import Path
 from typing import Any, Union
 
@@ -36,6 +41,7 @@ __all__ = [
     "MAX_AUDIO_SECONDS",
     "SOURCE_RATE_RANGE",
     "AudioFormatError",
+    "AudioWarning",
     "load_audio",
     "load_wav",
     "prepare_audio",
@@ -77,6 +83,47 @@ class AudioFormatError(ValueError):
     """A file that is not audio avatar_nb can read (the message names the file)."""
 
 
+class AudioWarning(UserWarning):
+    """Audio read or prepared with a loss: samples clipped to full scale, a truncated file
+    (the message names the file or argument, what was lost and how to avoid it)."""
+
+
+def _duration_text(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} hours"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} minutes"
+    return f"{seconds:.2f} s"
+
+
+def _warn(message: str) -> None:
+    """An :class:`AudioWarning` attributed to the first caller outside avatar_nb and the
+    event loop machinery (the user's line, however deep in the package the audio was
+    read); to the caller of the package when the stack has none (a worker thread)."""
+    import sys
+
+    frame: Any = sys._getframe(0)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(_NOT_THE_CALLER):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, AudioWarning, stacklevel=level if frame is not None else 3)
+
+
+_NOT_THE_CALLER = ("avatar_nb.", "asyncio.", "concurrent.", "threading", "nest_asyncio")
+
+
+def _percent(part: int, whole: int) -> str:
+    pct = 100.0 * part / whole
+    return f"{pct:.0f}%" if pct >= 10 else f"{pct:.2g}%"
+
+
+def _empty(path: Path, what: str) -> AudioFormatError:
+    """A file with no bytes at all says so, rather than failing every reader's header probe
+    (decided by reading, not by its size: pseudo-files report 0 bytes and hold more)."""
+    return AudioFormatError(f"{path}: the file is empty (0 bytes), so it holds no {what}")
+
+
 def _rates() -> str:
     return ", ".join(str(r) for r in SUPPORTED_SAMPLE_RATES)
 
@@ -116,7 +163,10 @@ def load_wav(path: PathLike) -> tuple[np.ndarray, int]:
     path = Path(path)
     if path.is_dir():
         raise AudioFormatError(f"{path}: is a directory, not a WAV file")
-    return _parse_wav(path, path.read_bytes())
+    data = path.read_bytes()
+    if not data:
+        raise _empty(path, "WAV audio")
+    return _parse_wav(path, data)
 
 
 def _parse_wav(path: Path, data: bytes) -> tuple[np.ndarray, int]:
@@ -129,12 +179,15 @@ def _parse_wav(path: Path, data: bytes) -> tuple[np.ndarray, int]:
     pos = 12
     fmt: tuple[int, int, int, int] | None = None
     samples: bytes | None = None
+    promised: int | None = None  # the data chunk's size when the file ends before it
     while pos + 8 <= len(data):
         chunk_id = data[pos : pos + 4]
         (size,) = struct.unpack_from("<I", data, pos + 4)
         body_start = pos + 8
         body_end = body_start + size
         if chunk_id == b"data" and (body_end > len(data) or size == 0xFFFFFFFF):
+            if size != 0xFFFFFFFF:  # a size was written, and the file ends before it
+                promised = size
             body_end = len(data)  # streamed files leave the size unset: take what is there
         elif body_end > len(data):
             raise fail(f"chunk {chunk_id!r} claims {size} bytes but the file ends after {len(data) - body_start}")
@@ -170,6 +223,8 @@ def _parse_wav(path: Path, data: bytes) -> tuple[np.ndarray, int]:
         raise fail(f"unsupported sample format: {bits}-bit {kind}; accepted: {_ACCEPTED_FORMATS}")
     frame = width * channels
     n_frames = len(samples) // frame
+    if promised is not None:
+        _truncated(path, promised // frame, n_frames, rate)
     _file_limits(path, n_frames, rate)
     raw = samples[: n_frames * frame]
     if tag == _FLOAT:
@@ -190,6 +245,21 @@ def _parse_wav(path: Path, data: bytes) -> tuple[np.ndarray, int]:
     else:
         out = (np.frombuffer(raw, dtype="<i4").astype(np.float64) / 2147483648.0).astype(np.float32)
     return out.reshape(n_frames, channels), int(rate)
+
+
+def _truncated(path: Path, promised: int, held: int, rate: int) -> None:
+    """A WAV file that ends before its data chunk does: an error when no sample is left,
+    else a warning saying how much is missing (the samples there are used)."""
+    said = f"its header promises {_duration_text(promised / rate)} of audio ({promised} samples at {rate} Hz)"
+    if held == 0:
+        raise AudioFormatError(
+            f"{path}: truncated: {said} but the file ends after its header, with no samples; "
+            "the recording or the copy was cut short"
+        )
+    _warn(
+        f"{path}: truncated: {said} but the file holds only {_duration_text(held / rate)}; "
+        "the samples there are used (the recording or the copy was cut short)"
+    )
 
 
 def _check_finite(path: Path | str, samples: np.ndarray, channels: int) -> None:
@@ -218,6 +288,8 @@ def load_audio(path: PathLike) -> tuple[np.ndarray, int]:
         raise AudioFormatError(f"{path}: is a directory, not an audio file")
     with open(path, "rb") as f:
         head = f.read(12)
+    if not head:
+        raise _empty(path, "audio")
     if head[0:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
         return load_wav(path)
     problems: list[str] = []
@@ -227,13 +299,17 @@ def load_audio(path: PathLike) -> tuple[np.ndarray, int]:
         except AudioFormatError:
             raise
         except Exception as exc:  # each library has its own error types; keep their words
-            problems.append(f"{reader.__name__.removeprefix('_read_')}: {str(exc).strip() or type(exc).__name__}")
+            words = _ERRNO.sub("", str(exc)).strip() or type(exc).__name__  # FFmpeg's codes say nothing
+            problems.append(f"{reader.__name__.removeprefix('_read_')}: {words}")
             continue
         samples, rate = result
         _check_finite(path, samples.reshape(-1), samples.shape[1] if samples.ndim == 2 else 1)
         return samples, rate
     what = "not a WAV file (no RIFF/WAVE header)" if path.suffix.lower() in (".wav", ".wave") else "not an audio file"
     raise AudioFormatError(f"{path}: {what} that avatar_nb can read; accepted: {_ACCEPTED_FILES} ({'; '.join(problems)})")
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\]\s*")
 
 
 def _file_limits(path: Path, n_frames: int, rate: int) -> None:
@@ -338,6 +414,7 @@ def prepare_audio(
     sample_rate: int | None = None,
     *,
     target_rate: int = DEFAULT_SAMPLE_RATE,
+    label: str | None = None,
 ) -> bytes:
     """Turn an audio file or an array into mono s16le PCM at ``target_rate``.
 
@@ -351,7 +428,9 @@ def prepare_audio(
     The source rate must lie in :data:`SOURCE_RATE_RANGE` and the audio may last at most
     :data:`MAX_AUDIO_SECONDS`; both are checked before any output is allocated, and the
     error names the file or argument. Files that cannot be read, or hold NaN or infinite
-    samples, raise :class:`AudioFormatError` naming the file.
+    samples, raise :class:`AudioFormatError` naming the file. Float samples beyond
+    [-1, 1] are clipped to full scale with an :class:`AudioWarning` saying how many;
+    ``label`` names the audio in it (default: the file, or ``prepare_audio`` for arrays).
     """
     if target_rate not in SUPPORTED_SAMPLE_RATES:
         raise ValueError(f"unsupported target_rate {target_rate!r}; accepted: {_rates()} Hz")
@@ -383,6 +462,7 @@ def prepare_audio(
     if samples.shape[0] == 0:
         raise AudioFormatError(f"{name}: contains no audio samples")
     _check_duration(name, samples.shape[0], rate)
+    _warn_if_clipped(label or (name if name != "source" else "prepare_audio"), samples)
     if rate == target_rate:
         return _pcm.to_s16le(samples)
     if samples.shape[0] * target_rate < rate:  # less than one output sample: say so, do not return nothing
@@ -392,6 +472,25 @@ def prepare_audio(
     mono = np.frombuffer(_pcm.to_s16le(samples), dtype="<i2").astype(np.float32) / 32768.0
     resampled = soxr.resample(mono, rate, int(target_rate), quality="HQ")
     return _pcm.to_s16le(np.clip(resampled, -1.0, 1.0))
+
+
+def _warn_if_clipped(name: str, samples: np.ndarray) -> None:
+    """Float samples beyond [-1, 1] are clipped to full scale when converted: say how many,
+    by how much, and how to avoid it (one pass for the peak; counted only when over)."""
+    if samples.dtype.kind != "f" or not samples.size:
+        return
+    high, low = float(np.max(samples)), float(np.min(samples))
+    if not (high > 1.0 or low < -1.0):  # NaN compares false: to_s16le names it
+        return
+    over = int(np.count_nonzero((samples > 1.0) | (samples < -1.0)))
+    peak = max(high, -low)
+    _warn(
+        f"{name}: {over} of {samples.size} sample values ({_percent(over, samples.size)}) lie outside "
+        f"[-1, 1], up to {peak:.3g} ({20 * np.log10(peak):+.1f} dB over full scale), and were clipped to "
+        "full scale; float audio is full scale at 1.0: to keep the peaks, scale it into [-1, 1] first "
+        "(e.g. samples / np.abs(samples).max()), pass int16 samples, or lower the recording's level "
+        "(decoded lossy audio overshoots near full scale)"
+    )
 
 
 # ----------------------------------------------------------------------------- synthetic speech

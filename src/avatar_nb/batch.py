@@ -21,7 +21,7 @@ deprecated spellings of ``Output`` and ``default_outputs``).
 Results come back in input order (clip by clip, each clip's settings in the order given)
 as :class:`ClipResult`; :meth:`ClipResult.row` is one flat record with every setting of
 the run and every summary figure, in seconds (settings keep their own units, named in
-them: ``chunk_ms``, ``service_latency_ms``).
+them: ``chunk_ms``, ``latency_ms``).
 
 In a notebook: ``results = await avatar_nb.batch.run_batch(["a.wav", (samples, 44100)])``.
 """
@@ -128,7 +128,8 @@ async def run_batch(
     :func:`default_outputs`) are written by :func:`render` after the last session ended.
     ``on_result(result)`` is called as each run finishes streaming (keep it light: other
     sessions are still running). Returns the results in input order; a failed run is a
-    result, never an exception.
+    result, never an exception. Interrupted (Ctrl-C), the runs that finished have their
+    files written before the interruption goes on.
     """
     from tqdm.auto import tqdm
 
@@ -179,6 +180,11 @@ async def run_batch(
     try:
         async with open_service(service, local_options=options, **session_kwargs) as handle:
             await asyncio.gather(*(one(p, i, c, s, handle) for p, (i, c, s) in enumerate(runs)))
+    except asyncio.CancelledError:  # Ctrl-C: the runs that finished keep their files
+        bar.close()
+        if out is not None:
+            render([r for r in results if r is not None], out, writers, progress=False)
+        raise
     finally:
         bar.close()
     done = [r for r in results if r is not None]

@@ -3,7 +3,8 @@
 Nothing here touches a socket. :func:`token_urls` and :func:`parse_token_response` are
 the two ends of the console's token request, :func:`websocket_target` builds the
 ingress URL and headers, :func:`upgrade_refusal_error` classifies a refused upgrade,
-and :func:`redact` removes the secrets these carry from text meant for people
+:func:`redirect_refusal` decides which redirects may be followed with credentials, and
+:func:`redact` removes the secrets these carry from text meant for people
 (docs/protocol.md, "Session token" and "Ingress"). The WebSocket messages that follow
 the upgrade are :mod:`avatar_nb.protocol`'s.
 """
@@ -14,7 +15,7 @@ import json
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from .errors import AvatarSDKError, AvatarSDKErrorCode, SessionTokenError, classify_error
 
@@ -33,6 +34,13 @@ __all__ = [
     "error_details",
     "parse_token_response",
     "upgrade_refusal_error",
+    "REDIRECT_STATUSES",
+    "MAX_REDIRECTS",
+    "origin",
+    "public_url",
+    "redirect_target",
+    "redirect_refusal",
+    "redirect_refusal_message",
 ]
 
 SESSION_TOKEN_PATH = "/v1/auth/session-token"
@@ -273,4 +281,77 @@ def upgrade_refusal_error(status: int, body: str | bytes | None) -> AvatarSDKErr
         server_title=details["title"],
         server_detail=details["detail"],
         raw_body=_raw_body(raw),
+    )
+
+
+REDIRECT_STATUSES = (300, 301, 302, 303, 307, 308)
+"""HTTP statuses that redirect (with a ``Location``): what aiohttp and websockets follow."""
+
+MAX_REDIRECTS = 5
+"""How many same-origin redirects a token request or an upgrade follows before giving up."""
+
+_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` of ``url``, lower-cased, with the scheme's default port
+    filled in (None for another scheme): two URLs are the same origin when these are
+    equal. ``ValueError`` for a URL that cannot be parsed."""
+    parts = urlsplit(url)  # ValueError for an invalid URL
+    scheme = parts.scheme.lower()
+    port = parts.port  # ValueError for a port out of range
+    return scheme, (parts.hostname or "").lower(), port if port is not None else _DEFAULT_PORTS.get(scheme)
+
+
+def public_url(url: str) -> str:
+    """``url`` as it may be shown to people: scheme, host, port and path only (no user
+    info, query or fragment, where a key or token could sit)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<an invalid URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{port}" if port is not None else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def redirect_target(url: str, location: str) -> str:
+    """The absolute URL a redirect from ``url`` with header ``Location: location`` names
+    (``location`` itself when it cannot be joined: :func:`redirect_refusal` refuses it)."""
+    try:
+        return urljoin(url, location.strip())
+    except ValueError:
+        return location.strip()
+
+
+def redirect_refusal(url: str, target: str) -> str | None:
+    """Why a request to ``url`` that carries credentials (``X-Api-Key``, ``X-Session-Key``,
+    ``X-App-ID`` or a ``sessionKey`` query) must not follow a redirect to ``target``;
+    ``None`` when it may.
+
+    Only a redirect to the same origin (scheme, host and port: a path change) is
+    followed; anything else, including ``http`` to ``https`` and ``https`` to ``http``,
+    is refused (docs/protocol.md, "Redirects").
+    """
+    try:
+        old, new = origin(url), origin(target)
+    except ValueError:
+        return "its Location is not a valid URL"
+    if not new[1] or new[2] is None:
+        return "its Location is not a valid URL"
+    if old == new:
+        return None
+    if old[0] in ("https", "wss") and new[0] not in ("https", "wss"):
+        return "it would downgrade a secure connection"
+    return "it leaves the origin the credentials are for"
+
+
+def redirect_refusal_message(status: int, url: str, target: str, reason: str) -> str:
+    """The text of the error for a refused redirect: both URLs without secrets."""
+    return (
+        f"refused to follow a redirect (HTTP {status}) from {public_url(url)} to {public_url(target)}: "
+        f"{reason}; credentials are only sent to the configured origin"
     )

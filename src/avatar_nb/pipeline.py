@@ -6,7 +6,10 @@ credentials in ``session_kwargs``; the ``AVATAR_NB_*`` environment variables; an
 otherwise an embedded :class:`~avatar_nb.server.LocalService` started for the call.
 The clip is streamed as one utterance, the call waits for its end frame, and the
 session's Timeline is returned (the session attaches the audio it sent, for the
-waveform views).
+waveform views). A call still running after a couple of seconds shows a ``tqdm.auto``
+bar of the seconds animated, drawn by a thread of its own from the Timeline's counters,
+never by the session's event loop (:mod:`avatar_nb.progress`); ``progress=False``
+turns it off.
 
 ``animate_sync`` is the same for code without an event loop; inside a running loop
 (a Jupyter kernel) it runs the coroutine on a private loop in a worker thread.
@@ -22,6 +25,7 @@ from .audio import prepare_audio
 from .endpoints import ENV_VARS, ServiceHandle, endpoints_from_env, open_service
 from .errors import AvatarSDKError, AvatarSDKErrorCode
 from .pacing import DEFAULT_CHUNK_MS, Pacing, check_chunk_ms, pacing_from_realtime
+from .progress import StreamProgress, bars_wanted, streaming_bars
 from .protocol import DEFAULT_SAMPLE_RATE
 from .session import AvatarSession
 from .sync import run_sync  # its home is avatar_nb.sync; importable from here as before
@@ -86,10 +90,27 @@ async def stream_clip(
     handle's session sample rate. Waits for the end frame (``timeout``, default 30 s plus
     the clip's duration); raises :class:`AnimationTimeout` or the session's
     :class:`AvatarSDKError`, each carrying the partial Timeline as ``.timeline``.
+    Inside a :func:`avatar_nb.progress.streaming_bars` block the clip gets a progress bar.
     """
     session = AvatarSession(handle.config(**session_overrides), timeline=timeline)
     tl = session.timeline
     rate = session.config.sample_rate
+    with StreamProgress(tl, len(pcm) / 2 / rate, enabled=bars_wanted(), leave=False):
+        return await _stream(session, tl, pcm, rate, chunk_ms=chunk_ms, pacing=pacing, timeout=timeout,
+                             handle=handle)
+
+
+async def _stream(
+    session: AvatarSession,
+    tl: Timeline,
+    pcm: bytes,
+    rate: int,
+    *,
+    chunk_ms: float,
+    pacing: Pacing,
+    timeout: float | None,
+    handle: ServiceHandle,
+) -> Timeline:
     tl.meta.update(
         {
             "pacing": pacing,
@@ -132,6 +153,7 @@ async def animate(
     timeout: float | None = None,
     timeline: Timeline | None = None,
     target_rate: int = DEFAULT_SAMPLE_RATE,
+    progress: bool = True,
     **session_kwargs: Any,
 ) -> Timeline:
     """Stream ``audio`` through an avatar session and return the resulting :class:`Timeline`.
@@ -150,14 +172,25 @@ async def animate(
     the session fills the given (empty) Timeline. The Timeline's ``meta`` records the
     pacing, ``chunk_ms``, sample rate, service and, for a local service, its simulated
     latency and jitter.
+
+    ``progress``: a call still running after
+    :data:`~avatar_nb.progress.SHOW_AFTER_SECONDS` shows a ``tqdm.auto`` bar of the seconds
+    of audio animated (and sent), redrawn a few times a second by a thread of its own
+    from the Timeline's counters, so the session's event loop never draws it; shorter
+    calls print nothing. ``progress=False``: no bar.
     """
     session_rate = int(target_rate)
     chunk_ms = check_chunk_ms(chunk_ms, session_rate)
     mode = pacing_from_realtime(realtime, pacing)
     session_kwargs["sample_rate"] = session_rate
     pcm = _audio_pcm(audio, sample_rate, session_rate)
+    if progress and timeline is None:  # the bar reads the Timeline the session fills
+        timeline = Timeline(sample_rate=session_rate)  # the session sets its fps as it would its own
     async with open_service(service, local_options={"realtime": mode != "fast"}, **session_kwargs) as handle:
-        return await stream_clip(handle, pcm, chunk_ms=chunk_ms, pacing=mode, timeout=timeout, timeline=timeline)
+        # this call's bar, or none with progress=False, whatever an enclosing streaming_bars asks
+        with streaming_bars(False), StreamProgress(timeline, len(pcm) / 2 / session_rate, enabled=progress):
+            return await stream_clip(handle, pcm, chunk_ms=chunk_ms, pacing=mode, timeout=timeout,
+                                     timeline=timeline)
 
 
 def animate_sync(audio: Any, sample_rate: int | None = None, **kwargs: Any) -> Timeline:

@@ -43,7 +43,9 @@ from ._session_transport import (
     _MAX_MESSAGE,
     _READ_LOOP_GRACE,
     _WS_LOGGER,
+    RedirectRefused,
     _closed_error,
+    _Connect,
     _describe,
     _post,
     _scrub,
@@ -104,6 +106,11 @@ class AvatarSession(_SendPath, _ReceivePath):
         self._t0: float | None = None
         self._started_at: float | None = None
         self._end_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._sends_waiting = 0  # the send path's bound on stalled sends (_session_send)
+        self._send_since = 0.0
+        self._send_action = ""
+        self._send_req_id: str | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
         if timeline is None:
             timeline = Timeline(config.fps or DEFAULT_FPS, sample_rate=config.sample_rate)
         elif timeline.n_keyframes or len(timeline.req_ids):
@@ -235,7 +242,7 @@ class AvatarSession(_SendPath, _ReceivePath):
         failure: AvatarSDKError | None = None
         ws: Any = None
         try:
-            ws = await websockets.connect(
+            ws = await _Connect(
                 url,
                 additional_headers=headers,
                 compression=None,
@@ -244,6 +251,13 @@ class AvatarSession(_SendPath, _ReceivePath):
                 close_timeout=config.io_timeout,
                 ping_timeout=config.io_timeout,
                 logger=_WS_LOGGER,
+            )
+        except RedirectRefused as exc:
+            failure = AvatarSDKError(
+                AvatarSDKErrorCode.connectionFailed,
+                str(exc),
+                phase="websocket_connect",
+                http_status=exc.status,
             )
         except InvalidStatus as exc:
             failure = upgrade_refusal_error(exc.response.status_code, exc.response.body)
@@ -335,6 +349,7 @@ class AvatarSession(_SendPath, _ReceivePath):
         """Mark the session closed, settle open requests, fail pending waiters, call
         on_close (exactly once)."""
         self._closing = True
+        self._stop_watchdog()
         pending = self._protocol.close()
         if pending:
             at = self._elapsed()

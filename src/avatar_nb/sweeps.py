@@ -145,7 +145,9 @@ def sweep(
     (the ``AVATAR_NB_*`` environment, else local services), a running ``LocalService``,
     or a mapping of session options naming a remote service's endpoints and credentials.
     ``out``: a directory to write the dataset to (see :mod:`avatar_nb.dataset`); runs
-    already finished there are skipped. ``client``: a ``dask.distributed.Client`` to run
+    already finished there are skipped (said in one line, and counted in the result's
+    repr); the result holds the runs this call asked for, whatever else the folder holds,
+    and ``sweep.json`` lists every sweep written into it. ``client``: a ``dask.distributed.Client`` to run
     the runs on its workers (needs ``out=`` on a path they share; see
     :mod:`avatar_nb.experiments.cluster`). ``seed`` seeds the local services (jitter,
     animation). ``timeout``: per run, the wait for its end frame (default 30 s plus the clip).
@@ -154,7 +156,9 @@ def sweep(
     each captured session becomes a run, its conditions read from the capture (see
     :mod:`avatar_nb.tap.dataset`).
 
-    Returns a :class:`SweepResult`. Works in scripts and in notebooks (inside a running
+    Returns a :class:`SweepResult`. Ctrl-C stops streaming, commits the runs that
+    finished, says in one line how many are saved, and raises ``KeyboardInterrupt``; the
+    same call resumes. Works in scripts and in notebooks (inside a running
     event loop the sweep runs on its own loop in a worker thread; ``await
     sweep_async(...)`` is the same as a coroutine).
     """

@@ -46,5 +46,32 @@ def run_sync(
             f"(it was entered with `async with`); use `await {async_name}(...)` instead, "
             "or start the service with service.start()"
         )
+    return _in_thread(start, thread_name)
+
+
+def _in_thread(start: Callable[[], Coroutine[Any, Any, _T]], thread_name: str) -> _T:
+    """``start()`` on a private loop in a worker thread; a ``KeyboardInterrupt`` here (a
+    kernel interrupt) cancels it there, waits for it to wind down (a sweep commits its
+    finished runs), then goes on to the caller."""
+    import threading
+
+    ready = threading.Event()
+    running: dict[str, Any] = {}
+
+    async def main() -> _T:
+        running["loop"], running["task"] = asyncio.get_running_loop(), asyncio.current_task()
+        ready.set()
+        return await start()
+
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=thread_name) as pool:
-        return pool.submit(asyncio.run, start()).result()
+        future = pool.submit(asyncio.run, main())
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            if ready.is_set():
+                running["loop"].call_soon_threadsafe(running["task"].cancel)
+            try:
+                future.exception()  # the wind-down; what it raised is the interrupt's
+            except concurrent.futures.CancelledError:
+                pass
+            raise

@@ -164,9 +164,10 @@ class Timeline:
         """
         if pcm is not None:
             samples = _as_int16(pcm)
-            if samples.shape[0] != int(n_samples):
-                raise ValueError(f"pcm holds {samples.shape[0]} samples, n_samples says {int(n_samples)}")
-            if samples.shape[0]:
+            count = len(samples)
+            if count != n_samples:
+                raise ValueError(f"pcm holds {count} samples, n_samples says {int(n_samples)}")
+            if count:
                 self._sent_audio.append(samples)
         self._chunk_req.append(self._req(req_id))
         self._chunk_sent.append(float(sent_at))
@@ -720,9 +721,13 @@ class Timeline:
         return timeline_file.save(self, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> Timeline:
-        """Read a timeline written by :meth:`save` (this format or the first one)."""
-        return timeline_file.load(cls, path)
+    def load(cls, path: str | Path, *, max_bytes: int = timeline_file.MAX_FILE_BYTES) -> Timeline:
+        """Read a timeline written by :meth:`save` (this format or the first one).
+
+        A file that is not a timeline, is malformed, or holds more than ``max_bytes`` of
+        arrays (1 GiB by default; checked from its declared sizes before anything is
+        decompressed) is a ``ValueError`` naming the file."""
+        return timeline_file.load(cls, path, max_bytes=max_bytes)
 
 
 def __getattr__(name: str) -> Any:
@@ -783,12 +788,19 @@ def _check_sample_rate(sample_rate: Any) -> int | None:
     return int(sample_rate)
 
 
+_S16LE = np.dtype("<i2")
+_S16LE_NATIVE = _S16LE == np.dtype(np.int16)
+
+
 def _as_int16(audio: bytes | np.ndarray) -> np.ndarray:
     if isinstance(audio, (bytes, bytearray, memoryview)):
         view = memoryview(audio).cast("B") if isinstance(audio, memoryview) else audio
         if len(view) % 2:
             raise ValueError(f"audio has {len(view)} bytes, an odd number; expected mono s16le")
-        return np.frombuffer(view, dtype="<i2").astype(np.int16)  # one copy, owned by the timeline
+        samples = np.frombuffer(view, _S16LE)  # a dtype object, not a string: parsed once
+        if _S16LE_NATIVE and type(getattr(audio, "obj", audio)) is bytes:
+            return samples  # over immutable bytes: a read-only view needs no copy of its own
+        return samples.astype(np.int16)  # one copy, owned by the timeline
     arr = np.asarray(audio)
     if arr.dtype != np.int16 or arr.ndim != 1:
         raise ValueError(f"audio must be s16le bytes or a 1-D int16 array, got {arr.dtype} {arr.shape}")

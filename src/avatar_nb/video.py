@@ -424,6 +424,7 @@ def write_video(
     crf: int = 23,
     preset: str = "superfast",
     audio_bitrate: int = 96_000,
+    progress: bool = True,
 ) -> Video:
     """Write ``timeline`` as an MP4: H.264 video at the Timeline's fps, AAC audio.
 
@@ -438,8 +439,13 @@ def write_video(
     real time on two cores). A Timeline without audio gives a video-only file and a
     ``UserWarning`` saying so (``Video.note``). The file is written next to ``path``
     under a temporary name and renamed at the end, so a failure leaves no partial file.
+    An export still running after :data:`avatar_nb.progress.SHOW_AFTER_SECONDS` shows a
+    ``tqdm.auto`` bar of the frames written (gone when done); ``progress=False``: none.
     """
     import av
+    from tqdm.auto import tqdm
+
+    from . import progress as _progress
 
     width, height, chosen = _check_request(timeline, size, panels)
     path = Path(os.fspath(path))
@@ -465,6 +471,8 @@ def write_video(
     except OSError as exc:
         raise type(exc)(exc.errno, f"cannot write the video to {path}: {exc.strerror}") from None
     frames = 0
+    bar = tqdm(total=len(frame_keyframes(timeline)), desc=f"writing {path.name}", unit="frame",
+               disable=not progress, delay=_progress.SHOW_AFTER_SECONDS, leave=False, dynamic_ncols=True)
     try:
         with handle, av.open(handle, "w", format="mp4", options={"movflags": "+faststart"}) as container:
             rate = _fps_fraction(timeline.fps)
@@ -507,6 +515,7 @@ def write_video(
                 if pcm is not None:  # audio up to the end of this frame, so the muxer interleaves
                     push_audio(int(round((i + 1) / float(rate) * sample_rate)))
                 frames += 1
+                bar.update(1)
             if pcm is not None:
                 push_audio(pcm.shape[0])
                 container.mux(astream.encode(None))
@@ -518,4 +527,6 @@ def write_video(
         except FileNotFoundError:
             pass
         raise
+    finally:
+        bar.close()
     return Video(path, frames, float(timeline.fps), (width, height), has_audio, note)

@@ -10,6 +10,7 @@ Nothing here knows of segments or their readers: :mod:`.writer` writes them,
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import json
 import os
 import re
@@ -202,6 +203,8 @@ def cell(value: Any) -> Any:
         return value.item()
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, _dt.datetime):  # pandas Timestamps too: ISO 8601 text in a runs file
+        return value.isoformat()
     return json.dumps(value, sort_keys=True, default=str)
 
 
@@ -215,23 +218,75 @@ def runs_column(values: list[Any]) -> pa.Array:
         return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
+TIMESTAMP_COLUMNS = ("started_at",)
+"""Runs-table columns that are points in time: Arrow ``timestamp[us, UTC]`` (pandas
+``Timestamp``); written as ISO 8601 text, read from seconds since the epoch as well
+(datasets written before they were timestamps)."""
+
+LEGACY_COLUMNS = {"service_latency_ms": "latency_ms", "service_jitter_ms": "jitter_ms"}
+"""Columns of older runs tables folded into the one column that now holds the same value."""
+
+
+def timestamp_column(values: list[Any]) -> pa.Array:
+    """Points in time (ISO text, datetimes, or epoch seconds) as ``timestamp[us, UTC]``."""
+    import pandas as pd
+    import pyarrow as pa
+
+    micros: list[int | None] = []
+    for value in values:
+        if value is None or (isinstance(value, float) and not np.isfinite(value)):
+            micros.append(None)
+            continue
+        try:
+            stamp = (
+                pd.Timestamp(float(value), unit="s", tz="UTC")
+                if isinstance(value, (int, float)) and not isinstance(value, bool)
+                else pd.Timestamp(value)
+            )
+        except (TypeError, ValueError):
+            micros.append(None)
+            continue
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        micros.append(stamp.value // 1000)
+    return pa.array(micros, pa.timestamp("us", tz="UTC"))
+
+
+def _fold_legacy(row: dict[str, Any]) -> dict[str, Any]:
+    for old, new in LEGACY_COLUMNS.items():
+        if old in row:
+            value = row.pop(old)
+            if row.get(new) is None:
+                row[new] = value
+    return row
+
+
 def runs_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """The runs table from row dicts, exactly as :func:`load_results` reads it.
 
-    Columns in order of first appearance, a missing cell is null; sorted by ``run``
-    (the run's position in its sweep) when there is such a column, so the in-memory
-    table and the one read back from disk are equal.
+    Columns in order of first appearance, a missing cell is null; ``started_at`` a UTC
+    timestamp (:data:`TIMESTAMP_COLUMNS`); the columns of :data:`LEGACY_COLUMNS` folded
+    into their successors; sorted by ``started_at`` (by ``run``, a run's position in its
+    sweep, in datasets written before the run id alone named a run), so the same rows
+    give the same table in memory and read back from disk.
     """
     import pyarrow as pa
 
-    items = [{str(k): cell(v) for k, v in row.items()} for row in rows]
+    items = [_fold_legacy({str(k): cell(v) for k, v in row.items()}) for row in rows]
     names = list(dict.fromkeys(k for row in items for k in row))
     table = (
-        pa.table({name: runs_column([row.get(name) for row in items]) for name in names})
+        pa.table(
+            {
+                name: (timestamp_column if name in TIMESTAMP_COLUMNS else runs_column)(
+                    [row.get(name) for row in items]
+                )
+                for name in names
+            }
+        )
         if names
         else pa.table({})
     )
     frame = table.to_pandas()
-    if "run" in frame.columns and len(frame):
-        frame = frame.sort_values("run", kind="stable").reset_index(drop=True)
+    order = "run" if "run" in frame.columns else "started_at"
+    if order in frame.columns and len(frame):
+        frame = frame.sort_values(order, kind="stable").reset_index(drop=True)
     return frame

@@ -286,6 +286,28 @@ class Results:
         meta = one(parts[0]).iloc[:0]
         return dd.from_map(one, parts, meta=meta, enforce_metadata=False)
 
+    def explore(self, run_id: str, **options: Any) -> Any:
+        """Run ``run_id`` in the explorer (:func:`avatar_nb.explore`; ``options`` go to it),
+        built from its keyframe table: a dataset keeps no audio, so there is no audio track;
+        each request spans its keyframes. The keyframe rate is the run's ``fps`` when the
+        runs table has one, else read off the media times."""
+        from ..timeline_pyramid import RunSeries
+        from ..widgets.explorer import explore
+
+        frame = self.keyframes(runs=[run_id])
+        if self.engine == "dask":
+            frame = frame.compute()
+        if not len(frame):
+            raise KeyError(f"no keyframes of a run {run_id!r} in {self.path}")
+        row = self.catalog.rows.get(str(run_id), {})
+        fps = row.get("fps")
+        if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
+            steps = np.diff(np.sort(frame["media_time"].to_numpy(dtype=np.float64)))
+            steps = steps[steps > 0]
+            fps = 1.0 / float(np.median(steps)) if steps.size else 25.0
+        run = RunSeries.from_keyframes(frame.reset_index(drop=True), fps=float(fps), label=str(run_id))
+        return explore(run, **options)
+
     def iter_keyframes(
         self, columns: Sequence[str] | None = None, filters: Any = None
     ) -> Iterator[pd.DataFrame]:

@@ -262,7 +262,7 @@ def prepare_clip(clip: Clip, sample_rate: int) -> PreparedClip:
             samples, rate = np.asarray(clip.samples), int(clip.rate or 0)
             channels = samples.shape[1] if samples.ndim == 2 else 1
             frames = samples.shape[0] if samples.ndim else 0
-        pcm = prepare_audio(samples, rate, target_rate=sample_rate)
+        pcm = prepare_audio(samples, rate, target_rate=sample_rate, label=clip.source)
     except BadInput:
         raise
     except OSError as exc:

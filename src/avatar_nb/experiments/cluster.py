@@ -33,19 +33,18 @@ import asyncio
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .clips import Clip
-from .executors import Executor, Outcome
+from .executors import Executor, Job, Outcome
 from .planning import RunSpec
 from .runs import error_text, prepare_all, run_row, stream_run, where
 from .worker_services import close_worker_services, services, worker_service
 
 if TYPE_CHECKING:
     from ..endpoints import ServiceSpec
-    from ..server import LocalService
 
 __all__ = ["OnDask", "close_worker_services", "run_batch_on_worker", "worker_service"]
 
@@ -245,35 +244,13 @@ class OnDask(Executor):
             )
         return root.resolve()
 
-    async def run(
-        self,
-        todo: Sequence[RunSpec],
-        clips: Mapping[str, Clip],
-        service: ServiceSpec,
-        root: Path | None,
-        *,
-        given: LocalService | None,
-        concurrency: int,
-        seed: int,
-        timeout: float | None,
-        done: Callable[[Sequence[dict[str, Any]]], None],
-    ) -> Outcome:
-        assert root is not None
-        return await asyncio.to_thread(
-            self._run, todo, clips, service, root, concurrency, seed, timeout, done
-        )
+    async def run(self, job: Job) -> Outcome:
+        assert job.root is not None
+        return await asyncio.to_thread(self._run, job)
 
-    def _run(
-        self,
-        todo: Sequence[RunSpec],
-        clips: Mapping[str, Clip],
-        service: ServiceSpec,
-        root: Path,
-        concurrency: int,
-        seed: int,
-        timeout: float | None,
-        done: Callable[[Sequence[dict[str, Any]]], None],
-    ) -> Outcome:
+    def _run(self, job: Job) -> Outcome:
+        todo, clips, service, root = job.todo, job.clips, job.service, job.root
+        concurrency, seed, timeout, done = job.concurrency, job.seed, job.timeout, job.done
         distributed = _require_distributed()
         client = self.client
         if todo:

@@ -9,6 +9,10 @@ never an exception.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import os
+import socket
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +22,7 @@ from ..pacing import DEFAULT_CHUNK_MS, DEFAULT_PACING, Pacing, check_chunk_ms, c
 from ..pipeline import service_meta, stream_clip
 from ..protocol import DEFAULT_SAMPLE_RATE, check_sample_rate
 from ..timeline import ms_text
+from ..timeline_text import times_real_time
 from .clips import BadInput, Clip, PreparedClip, prepare_clip
 
 if TYPE_CHECKING:
@@ -103,6 +108,9 @@ class ClipResult:
     service: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     traceback: str = field(default="", repr=False)
+    started_at: dt.datetime | None = field(default=None, repr=False)
+    wall_seconds: float | None = field(default=None, repr=False)
+    worker: str = field(default="", repr=False)
 
     @property
     def name(self) -> str:
@@ -128,13 +136,18 @@ class ClipResult:
             "error": self.error,
             **self.settings.row(),
             "service": self.service.get("service"),
-            "service_latency_ms": self.service.get("service_latency_ms"),
-            "service_jitter_ms": self.service.get("service_jitter_ms"),
+            # the local service's simulated processing latency and jitter (ms); a sweep's
+            # grid names them so too (older datasets: service_latency_ms, service_jitter_ms)
+            "latency_ms": self.service.get("service_latency_ms"),
+            "jitter_ms": self.service.get("service_jitter_ms"),
             "source_rate": prepared.source_rate if prepared else None,
             "source_channels": prepared.source_channels if prepared else None,
             "clip_seconds": round(prepared.clip_seconds, 6) if prepared else None,
         }
         record.update({key: s.get(key) for key in _SUMMARY_COLUMNS})
+        record.update(
+            started_at=self.started_at, wall_seconds=self.wall_seconds, worker=self.worker or None
+        )
         for kind in dict.fromkeys([*writer_kinds, *self.outputs]):
             record[kind] = self.outputs.get(kind, "")
         return record
@@ -145,12 +158,14 @@ class ClipResult:
             return f"{self.clip.source}: FAILED: {self.error}"
         s = self.summary
         rtf = "n/a" if s.get("real_time_factor") is None else f"{s['real_time_factor']:.3f}"
+        speed = (f"processing {times_real_time(s.get('real_time_factor'))} real time"  # RTF 0.003 says little
+                 if self.settings.pacing == "fast" else f"RTF {rtf}")
         outputs = ", ".join(self.outputs.values())
         late = "n/a (fast)" if self.settings.pacing == "fast" else ms_text(s.get("lateness_p99"))
         return (
             f"{self.clip.source}: {s.get('audio_seconds') or 0:.2f} s audio, {s.get('keyframes')} keyframes, "
             f"{self.settings.pacing} pacing, first frame {ms_text(s.get('first_frame_latency'))}, "
-            f"latency p99 {ms_text(s.get('latency_p99'))}, lateness p99 {late}, RTF {rtf}"
+            f"latency p99 {ms_text(s.get('latency_p99'))}, lateness p99 {late}, {speed}"
             + (f" -> {outputs}" if outputs else "")
         )
 
@@ -174,7 +189,9 @@ async def run_clip(
     Timeline (``result.timeline``) and the flat record (``result.row()``).
     """
     settings = settings or RunSettings()
-    result = ClipResult(clip, settings)
+    result = ClipResult(clip, settings, worker=f"{socket.gethostname()}:{os.getpid()}")
+    result.started_at = dt.datetime.now(dt.timezone.utc)
+    t0 = time.perf_counter()
     try:
         if prepared is None:
             prepared = await asyncio.to_thread(prepare_clip, clip, settings.sample_rate)
@@ -207,4 +224,5 @@ async def run_clip(
         result.status, result.error = "failed", str(exc) or type(exc).__name__
         result.timeline = getattr(exc, "timeline", None)
         result.traceback = traceback.format_exc()
+    result.wall_seconds = time.perf_counter() - t0
     return result

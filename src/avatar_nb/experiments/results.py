@@ -24,10 +24,16 @@ class SweepResult:
     """
 
     def __init__(
-        self, runs: pd.DataFrame, path: Path | None, timelines: dict[str, Timeline] | None = None
+        self,
+        runs: pd.DataFrame,
+        path: Path | None,
+        timelines: dict[str, Timeline] | None = None,
+        *,
+        reused: int = 0,
     ) -> None:
         self.runs = runs
         self.path = path
+        self.reused = int(reused)  # runs found finished in ``path`` by an earlier call
         self.timelines: dict[str, Timeline] = dict(timelines or {})
 
     def __repr__(self) -> str:
@@ -38,7 +44,8 @@ class SweepResult:
         runs = self.runs
         ok = int((runs["status"] == "ok").sum()) if "status" in runs else 0
         failed = len(runs) - ok
-        return f"{len(runs)} runs, {ok} ok" + (f", {failed} failed" if failed else "")
+        text = f"{len(runs)} runs, {ok} ok" + (f", {failed} failed" if failed else "")
+        return text + (f", {self.reused} reused from an earlier call" if self.reused else "")
 
     def _repr_html_(self) -> str:
         where = f" in <code>{html.escape(str(self.path))}</code>" if self.path else ""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 import socket
-import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -52,8 +51,7 @@ def run_row(spec: RunSpec, result: Any = None, **extra: Any) -> dict[str, Any]:
     record, then any further summary figure of its Timeline), or ``None`` for a run
     that never reached the engine (``extra`` then carries ``status`` and ``error``).
     """
-    row: dict[str, Any] = {
-        "run": spec.run,
+    row: dict[str, Any] = {  # the run id names the run (its position is the plan's order)
         "run_id": spec.run_id,
         "clip": spec.clip,
         "repeat": spec.repeat,
@@ -89,8 +87,6 @@ async def run_one(
     Never raises for a failed run: the row says ``status="failed"`` with the error text,
     and a partial Timeline (what arrived before the failure) is returned with it.
     """
-    started = time.time()
-    t0 = time.perf_counter()
     settings = RunSettings(
         pacing=spec.pacing,  # type: ignore[arg-type]
         chunk_ms=spec.chunk_ms,
@@ -103,9 +99,7 @@ async def run_one(
         spec,
         result,
         seed=seed,
-        worker=worker or where(),
-        started_at=started,
-        wall_seconds=time.perf_counter() - t0,
+        worker=worker or result.worker or where(),
     )
     return row, result.timeline
 

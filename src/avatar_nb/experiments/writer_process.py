@@ -47,7 +47,13 @@ class WriterProcess:
             [
                 sys.executable,
                 "-c",
-                f"from avatar_nb.dataset import serve_writes; serve_writes(commit_seconds={seconds!r})",
+                # Ctrl-C reaches the whole process group: the writer ignores it and is told
+                # by the sweep to commit what it holds and stop (close), so it exits quietly
+                (
+                    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                    "from avatar_nb.dataset import serve_writes; "
+                    f"serve_writes(commit_seconds={seconds!r})"
+                ),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -113,6 +119,9 @@ class WriterProcess:
             self._process.wait(timeout)
         except subprocess.TimeoutExpired:
             self._process.kill()
+            self._process.wait()
+        if not self._reader.is_alive() and self._process.stdout is not None:
+            self._process.stdout.close()  # the reader is done with it (no ResourceWarning)
         failed = []
         for run_id, row in self._rows.items():
             error = self._errors.get(run_id, "the writer process ended before writing it")

@@ -22,9 +22,11 @@ one-run report, the audio-to-motion offset), ``_comparisons`` (several runs), ``
 (the face, drawn from :mod:`avatar_nb.face`) and ``_live`` (SVG lanes for live views).
 The modules are private: every public name is here, as ``avatar_nb.plots.X``.
 
-Times are seconds in the data and milliseconds on the axes made for people. Figures
-that have no meaning under a run's pacing (lateness under ``"fast"`` pacing, where
-there is no playback clock) say so instead of plotting it.
+Times are seconds in the data and milliseconds on the axes made for people. A panel
+that has no meaning under a run's pacing (lateness under ``"fast"`` pacing, where
+there is no playback clock) is left out, or says so where other runs share it; a fast
+run's speed is shown as a multiple of real time (``"310x"``), not as a real-time factor
+near zero.
 """
 
 from __future__ import annotations

@@ -69,16 +69,47 @@ def pixel_width(ax: Axes) -> int:
     return max(50, int(ax.get_position().width * fig.get_figwidth() * fig.dpi))
 
 
-def draw_series(ax: Axes, t: _np.ndarray, y: _np.ndarray, *, label: str | None = None, **kw: Any) -> None:
-    """A line for short series; a min/max band plus its midline per pixel for long ones."""
+Track = tuple["Timeline", str, float, "tuple[float, float] | None"]
+
+
+def draw_series(ax: Axes, t: _np.ndarray, y: _np.ndarray, *, label: str | None = None,
+                track: Track | None = None, **kw: Any) -> None:
+    """A line for short series; a min/max band plus its midline per pixel for long ones.
+
+    ``track``: ``(timeline, column, scale, window)`` when ``y`` is ``column`` (one of
+    :data:`avatar_nb.timeline_pyramid.LINE_COLUMNS`) times ``scale``, of the whole
+    timeline (``window`` None) or of the keyframes in ``window`` (media time, s): a long
+    one is then read from the timeline's pyramid (built once, kept with it) instead of
+    reduced again for every figure."""
     bins = pixel_width(ax)
     if y.shape[0] <= 2 * bins:
         ax.plot(t, y, label=label, **kw)
         return
-    centers, mins, maxs = envelope(y, bins)
-    tc = _np.interp(centers, _np.arange(t.shape[0]), t)
+    band = pyramid_band(track, bins) if track is not None else None
+    if band is not None:
+        tc, mins, maxs = band
+    else:
+        centers, mins, maxs = envelope(y, bins)
+        tc = _np.interp(centers, _np.arange(t.shape[0]), t)
     (line,) = ax.plot(tc, (mins + maxs) / 2, label=label, **kw)
     ax.fill_between(tc, mins, maxs, color=line.get_color(), alpha=0.35, linewidth=0)
+
+
+def pyramid_band(track: Track, bins: int) -> tuple[_np.ndarray, _np.ndarray, _np.ndarray] | None:
+    """``(bucket centres, mins, maxs)`` of a timeline's line column over the whole run (or
+    ``window``), from the pyramid level whose buckets are one or two pixels wide (of
+    ``bins``: the fewest vertices for Agg to fill); None when the run is too short to have one."""
+    from ..timeline_pyramid import LINE_COLUMNS, pyramid_of
+
+    timeline, column, scale, window = track
+    lines = pyramid_of(timeline).lines
+    t0, t1 = window if window is not None else (lines.start, lines.start + lines.n / lines.rate)
+    view = lines.window(t0, t1, bins)  # buckets of one or two pixels
+    if view.level < 0:
+        return None
+    c = LINE_COLUMNS.index(column)
+    centers = view.times + view.bucket / lines.rate / 2.0
+    return centers, view.mins[:, c].astype(_np.float64) * scale, view.maxs[:, c].astype(_np.float64) * scale
 
 
 def mark_utterances(ax: Axes, tl: Timeline) -> None:

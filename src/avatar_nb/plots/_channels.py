@@ -47,27 +47,42 @@ def draw_channels(axes: Sequence[Axes], timeline: Timeline, span: tuple[int, int
     jaw_ax, lid_ax, head_ax, expr_ax = axes
     sel = slice(*span) if span is not None else slice(None)
     t = tl.media_time[sel]
-    draw_series(jaw_ax, t, tl.channel("jaw_open")[sel].astype(_np.float64), label="jaw open", color="C3")
+
+    # long series come from the run's pyramid: the whole run, or the span's media time
+    window = None if span is None or not t.size else (float(t[0]), float(t[-1]) + 1.0 / tl.fps)
+
+    def track(name: str) -> tuple[Timeline, str, float, tuple[float, float] | None]:
+        return (tl, name, 1.0, window)
+
+    draw_series(jaw_ax, t, tl.channel("jaw_open")[sel].astype(_np.float64), label="jaw open", color="C3",
+                track=track("jaw_open"))
     jaw_ax.set_ylabel("jaw (rad)")
-    draw_series(lid_ax, t, tl.channel("eyelid_left")[sel].astype(_np.float64), label="left", color="C1")
+    draw_series(lid_ax, t, tl.channel("eyelid_left")[sel].astype(_np.float64), label="left", color="C1",
+                track=track("eyelid_left"))
     draw_series(lid_ax, t, tl.channel("eyelid_right")[sel].astype(_np.float64), label="right", color="C2",
-                 linestyle="--")
+                 linestyle="--", track=track("eyelid_right"))
     lid_ax.set_ylabel("eyelids")
     lid_ax.set_ylim(-0.05, 1.05)
     lid_ax.legend(loc="upper right", fontsize="small", ncols=2)
     for name, color in (("head_pitch", "C0"), ("head_yaw", "C4"), ("head_roll", "C5")):
-        draw_series(head_ax, t, tl.channel(name)[sel].astype(_np.float64), label=name.split("_")[1], color=color)
+        draw_series(head_ax, t, tl.channel(name)[sel].astype(_np.float64), label=name.split("_")[1], color=color,
+                    track=track(name))
     head_ax.set_ylabel("head (rad)")
     head_ax.legend(loc="upper right", fontsize="small", ncols=3)
     expr = tl.channel("expression")[sel]
     image = None
     if expr.shape[0] and expr.shape[1]:
         bins = pixel_width(expr_ax)
-        if expr.shape[0] > bins:  # mean per pixel column keeps the heatmap honest and small
-            edges = (_np.arange(bins + 1) * expr.shape[0]) // bins
-            expr = _np.add.reduceat(expr, edges[:-1], axis=0) / _np.diff(edges)[:, None].astype(_np.float32)
-        lim = float(_np.max(_np.abs(expr))) or 1.0
         t0, t1 = (float(t[0]), float(t[-1]) + 1.0 / tl.fps) if t.size else (0.0, 1.0)
+        if expr.shape[0] > bins:  # a mean per pixel column (from the pyramid) keeps it honest and small
+            from ..timeline_pyramid import pyramid_of
+
+            pyramid = pyramid_of(tl)
+            whole = (pyramid.slot_start, pyramid.slot_start + pyramid.n_slots / tl.fps)
+            start, step, expr = pyramid.heat_means(*(window or whole), bins)
+            t0, t1 = start, start + expr.shape[0] * step
+        lim = float(_np.nanmax(_np.abs(expr))) if _np.isfinite(expr).any() else 1.0
+        lim = lim or 1.0
         image = expr_ax.imshow(
             expr.T,
             aspect="auto",
@@ -103,11 +118,32 @@ def draw_animation(fig: Figure, axes: Sequence[Axes], timeline: Timeline, with_a
     """The column of :func:`animation_timeline` and of :func:`report`'s left side: the
     waveform (``with_audio``, in ``axes[0]``) above the four channel panels."""
     if with_audio:
-        draw_waveform(axes[0], timeline.audio, int(timeline.sample_rate))
+        if not _waveform_from_pyramid(axes[0], timeline):
+            draw_waveform(axes[0], timeline.audio, int(timeline.sample_rate))
         mark_utterances(axes[0], timeline)
     image = draw_channels(axes[-4:], timeline)
     _colorbar(fig, image, axes[-1])
     axes[-1].set_xlabel("media time (s)")
+
+
+def _waveform_from_pyramid(ax: Axes, timeline: Timeline) -> bool:
+    """A long run's waveform drawn from its audio pyramid (as :func:`draw_waveform` draws
+    it, from buckets of at least a pixel); False for audio short enough to reduce at once."""
+    from ..timeline_pyramid import pyramid_of
+
+    audio = timeline.audio
+    if audio is None or audio.shape[0] < 1024 * pixel_width(ax):  # a minute or more at 16 kHz
+        return False
+    pyramid = pyramid_of(timeline).audio
+    view = pyramid.window(0.0, pyramid.duration, pixel_width(ax))  # buckets of one or two pixels
+    if view.level < 0:
+        return False
+    t = view.times + view.bucket / pyramid.rate / 2.0
+    ax.fill_between(t, view.mins, view.maxs, color="C0", linewidth=0, step="mid")
+    ax.set_xlim(0.0, pyramid.duration)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_ylabel("amplitude")
+    return True
 
 
 def waveform(audio: Any, sample_rate: int | None = None, *, title: str | None = None, width: float = 10.0) -> Figure:

@@ -20,11 +20,23 @@ if TYPE_CHECKING:
 
 
 def compare_runs(timelines: Sequence[Timeline], labels: Sequence[str] | None = None, *, width: float = 12.0) -> Figure:
-    """Side-by-side timing of several runs: first-frame latency, lateness spread, jitter, RTF.
+    """Side-by-side timing of several runs: first-frame latency, lateness spread, jitter, speed.
 
     Runs are labelled from their metadata (pacing, chunk, sample rate; see :func:`run_label`)
-    unless ``labels`` are given. A run whose pacing gives lateness no meaning shows no box.
+    unless ``labels`` are given. A panel appears only when it means something for at
+    least one run:
+
+    - first-frame latency and inter-arrival jitter: always;
+    - lateness (a box per run): for runs paced against a playback clock, so not when
+      every run was streamed under ``"fast"`` pacing;
+    - real-time factor: for paced runs (about 1, above by the final latency);
+    - processing speed as a multiple of real time (``"310x"``): for ``"fast"`` runs,
+      where the real-time factor is the service's speed and reads as 0.003.
+
+    In a panel that does not apply to a run, the run's place says ``n/a``.
     """
+    from ..timeline_text import times_real_time
+
     if not timelines:
         raise ValueError("compare_runs() needs at least one Timeline")
     if labels is None:
@@ -34,32 +46,60 @@ def compare_runs(timelines: Sequence[Timeline], labels: Sequence[str] | None = N
     labels = list(labels)
     if len(labels) != len(timelines):
         raise ValueError(f"got {len(labels)} labels for {len(timelines)} timelines")
-    fig = new_figure(width, 3.8)
-    lat_ax, late_ax, jit_ax, rtf_ax = fig.subplots(1, 4)
     x = _np.arange(len(timelines))
+    fast = [i for i, t in enumerate(timelines) if t.pacing == "fast"]
+    paced = [i for i, t in enumerate(timelines) if t.pacing != "fast"]
+    timed = [i for i, t in enumerate(timelines) if lateness_applies(t)]
+    panels = ["latency", *(["lateness"] if timed else []), "jitter", *(["rtf"] if paced else []),
+              *(["speed"] if fast else [])]
+    fig = new_figure(width, 3.8)
+    axes = dict(zip(panels, _np.atleast_1d(fig.subplots(1, len(panels)))))
 
     def values(attr: str) -> _np.ndarray:
         return _np.array([getattr(t, attr) for t in timelines], dtype=_np.float64)
 
+    def not_applicable(ax: Any, where: Sequence[int], why: str) -> None:
+        for i in where:
+            ax.text(x[i], 0.5, f"n/a\n({why})", transform=ax.get_xaxis_transform(), ha="center", va="center",
+                    color="0.4", fontsize="small")
+
+    lat_ax = axes["latency"]
     lat_ax.bar(x, values("first_frame_latency") * 1000.0, color="C0")
     lat_ax.set_ylabel("first-frame latency (ms)")
-    timed = [i for i, t in enumerate(timelines) if lateness_applies(t)]
-    if timed:
+    if "lateness" in axes:
+        late_ax = axes["lateness"]
         late_ax.boxplot([timelines[i].lateness[_np.isfinite(timelines[i].lateness)] * 1000.0 for i in timed],
                         positions=x[timed], widths=0.6, showfliers=False)
-    for i in sorted(set(range(len(timelines))) - set(timed)):
-        late_ax.text(x[i], 0.5, "n/a\n(fast)", transform=late_ax.get_xaxis_transform(), ha="center", va="center",
-                     color="0.4", fontsize="small")
-    late_ax.set_ylabel("lateness (ms)" if timed else "lateness (n/a: fast pacing)")
+        for i in sorted(set(range(len(timelines))) - set(timed)):
+            not_applicable(late_ax, [i], "fast" if i in fast else "no data")
+        late_ax.set_ylabel("lateness (ms)")
+    jit_ax = axes["jitter"]
     jit_ax.bar(x, values("jitter") * 1000.0, color="C2")
     jit_ax.set_ylabel("inter-arrival jitter (ms)")
-    rtf_ax.bar(x, values("real_time_factor"), color="C4")
-    rtf_ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1, label="real time")
-    rtf_ax.set_ylabel("real-time factor")
-    for ax in (lat_ax, late_ax, jit_ax, rtf_ax):
+    rtf = values("real_time_factor")
+    if "rtf" in axes:
+        rtf_ax = axes["rtf"]
+        rtf_ax.bar(x[paced], rtf[paced], color="C4")
+        rtf_ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1, label="real time")
+        not_applicable(rtf_ax, fast, "fast")
+        rtf_ax.set_ylabel("real-time factor")
+    if "speed" in axes:
+        speed_ax = axes["speed"]
+        with _np.errstate(divide="ignore", invalid="ignore"):
+            speed = _np.where(rtf[fast] > 0, 1.0 / rtf[fast], _np.nan)
+        bars = speed_ax.bar(x[fast], speed, color="C5")
+        speed_ax.bar_label(bars, labels=[times_real_time(r) for r in rtf[fast]], fontsize="small")
+        speed_ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1, label="real time")
+        speed_ax.margins(y=0.12)  # room for the labels above the bars
+        not_applicable(speed_ax, paced, "paced")
+        speed_ax.set_ylabel("processing speed (x real time)")
+    for ax in axes.values():
         ax.set_xticks(x, labels, rotation=30, ha="right", fontsize="small")
         ax.set_xlim(-0.6, len(timelines) - 0.4)
-    fig.suptitle(f"comparison of {len(timelines)} runs")
+    title = f"comparison of {len(timelines)} runs"
+    if not timed and fast:
+        title += " (fast pacing: no lateness)"
+    fig.suptitle(title)
     return fig
 
 

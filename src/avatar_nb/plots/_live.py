@@ -6,6 +6,7 @@ a few hundred points of markup costs well under a millisecond."""
 
 from __future__ import annotations
 
+import html
 import math as _math
 from typing import TYPE_CHECKING
 
@@ -42,13 +43,15 @@ def _nice_step(span: float, target: int) -> float:
     return next((m * base for m in (1, 2, 5, 10) if m * base >= raw), 10 * base)
 
 
-def live_svg(timeline: Timeline, *, window: float = 8.0, width: int = 640, height: int = 220) -> str:
+def live_svg(timeline: Timeline, *, window: float = 8.0, width: int = 640, height: int = 220,
+             empty_text: str = "waiting for keyframes") -> str:
     """The last ``window`` seconds of a run as SVG: jaw opening and eyelid closure over media
     time (top lane), per-keyframe lateness in ms with the one-frame budget dashed (bottom
     lane), a shared time axis in seconds. Under ``"fast"`` pacing the bottom lane shows the
     per-keyframe latency instead (lateness has no meaning there) and says so. Built as
     markup from the Timeline's arrays (about a third of a millisecond), so a live view can
-    redraw it many times a second."""
+    redraw it many times a second. Without keyframes it shows ``empty_text`` (a view whose
+    run has ended says so, rather than waiting)."""
     n = timeline.n_keyframes
     left, top, axis_h, gap = _LANE_LEFT, 16, 18, 22
     lane_w = width - left - _LANE_RIGHT
@@ -59,7 +62,7 @@ def live_svg(timeline: Timeline, *, window: float = 8.0, width: int = 640, heigh
     body: list[str] = [f'<rect width="{width}" height="{height}" fill="white"/>']
     if not n:
         body.append(f'<text x="{width / 2}" y="{height / 2}" font-size="13" text-anchor="middle" fill="#777" '
-                    'font-family="sans-serif">waiting for keyframes</text>')
+                    f'font-family="sans-serif">{html.escape(empty_text)}</text>')
         return svg_document(width, height, body)
 
     mt = timeline.media_time

@@ -10,6 +10,7 @@ import numpy as _np
 
 from ..timeline import Timeline as _Timeline
 from ..timeline import ms_text as _ms_text
+from ..timeline_text import speed_text as _speed_text
 from ._base import NO_LATENESS, draw_series, lateness_applies, new_figure, run_label, set_margins
 from ._channels import draw_animation, has_audio
 
@@ -26,22 +27,41 @@ if TYPE_CHECKING:
 
 def draw_timing(axes: Sequence[Axes], timeline: Timeline) -> None:
     """Arrival against media time (with the real-time line), lateness per keyframe against
-    the one-frame budget, and the inter-arrival histogram, into three Axes.
+    the one-frame budget, and the inter-arrival histogram, into three Axes; or into two
+    (arrival, histogram) to leave lateness out, as :func:`frame_timing` and :func:`report`
+    do under ``"fast"`` pacing.
 
-    Under ``"fast"`` pacing there is no playback clock: the lateness panel says so and
+    Under ``"fast"`` pacing there is no playback clock: a lateness panel says so and
     the real-time line is left out."""
     tl = timeline
-    arr_ax, late_ax, hist_ax = axes
+    if len(axes) == 2:
+        arr_ax, hist_ax = axes
+        late_ax = None
+    else:
+        arr_ax, late_ax, hist_ax = axes
     mt, arrival = tl.media_time, tl.arrival
     timed = lateness_applies(tl)
     if mt.size:
-        draw_series(arr_ax, mt, arrival, label="arrival", color="C0")
+        draw_series(arr_ax, mt, arrival, label="arrival", color="C0", track=(tl, "arrival", 1.0, None))
         if tl.pacing != "fast":
             lim = max(float(mt[-1]), float(arrival.max()))
             arr_ax.plot([0, lim], [0, lim], color="0.3", linestyle="--", linewidth=1, label="real time")
         arr_ax.legend(loc="upper left", fontsize="small")
+    if late_ax is not None:
+        _draw_lateness(late_ax, tl, timed)
+    arr_ax.set_xlabel("media time (s)")
+    arr_ax.set_ylabel("arrival (s)")
+    gaps = tl.inter_arrival * 1000.0
+    if gaps.size:
+        hist_ax.hist(gaps, bins=min(60, max(10, int(_math.sqrt(gaps.size)))), color="C2")
+    hist_ax.set_xlabel("inter-arrival (ms)")
+    hist_ax.set_ylabel("messages")
+
+
+def _draw_lateness(late_ax: Axes, tl: Timeline, timed: bool) -> None:
+    mt = tl.media_time
     if mt.size and timed:
-        draw_series(late_ax, mt, tl.lateness * 1000.0, color="C3", label="lateness")
+        draw_series(late_ax, mt, tl.lateness * 1000.0, color="C3", label="lateness", track=(tl, "lateness_ms", 1.0, None))
         budget = 1000.0 / tl.fps
         late_ax.axhline(budget, color="0.3", linestyle=":", linewidth=1, label=f"one frame ({budget:.0f} ms)")
         late_ax.legend(loc="best", fontsize="small")  # the line sits near the top under capture pacing
@@ -52,21 +72,19 @@ def draw_timing(axes: Sequence[Axes], timeline: Timeline) -> None:
         late_ax.set_ylabel("lateness (n/a: fast pacing)")
     else:
         late_ax.set_ylabel("lateness (ms)")
-    arr_ax.set_xlabel("media time (s)")
-    arr_ax.set_ylabel("arrival (s)")
     late_ax.set_xlabel("media time (s)")
-    gaps = tl.inter_arrival * 1000.0
-    if gaps.size:
-        hist_ax.hist(gaps, bins=min(60, max(10, int(_math.sqrt(gaps.size)))), color="C2")
-    hist_ax.set_xlabel("inter-arrival (ms)")
-    hist_ax.set_ylabel("messages")
+
+
+def _timing_panels(tl: Timeline) -> int:
+    """Three timing panels, or two without lateness under fast pacing (no playback clock)."""
+    return 2 if tl.pacing == "fast" else 3
 
 
 def _timing_text(tl: Timeline) -> str:
     s = tl.summary()
-    rtf = "n/a" if s["real_time_factor"] is None else f"{s['real_time_factor']:.3f}"
+    speed = " ".join(_speed_text(s))
     text = (f"first-frame latency {_ms_text(s['first_frame_latency'])}   jitter {_ms_text(s['jitter'])}   "
-            f"real-time factor {rtf}   pacing {tl.pacing}")
+            f"{speed}   pacing {tl.pacing}")
     if tl.pacing == "fast":
         text += " (lateness n/a)"
     return text
@@ -75,19 +93,23 @@ def _timing_text(tl: Timeline) -> str:
 def frame_timing(timeline: Timeline, *, width: float = 11.0) -> Figure:
     """When keyframes arrived: arrival against media time (with the real-time line),
     lateness per keyframe against the one-frame budget, and the inter-arrival histogram;
-    headline figures and the pacing in the title."""
+    headline figures and the pacing in the title.
+
+    Under ``"fast"`` pacing lateness has no meaning and its panel is left out (the title
+    says so), and the speed reads as a multiple of real time (``"310x real time"``)."""
     fig = new_figure(width, 3.6, constrained=False)  # fixed margins: the layout engine costs a third
     set_margins(fig, left=0.75, top=0.4)
     fig.subplots_adjust(wspace=0.3)
-    axes = fig.subplots(1, 3)
+    axes = fig.subplots(1, _timing_panels(timeline))
     draw_timing(axes, timeline)
     fig.suptitle(f"frame timing: {_timing_text(timeline)}", fontsize="medium")
     return fig
 
 
 def report(timeline: Timeline, *, width: float = 14.0) -> Figure:
-    """One figure for a run: waveform and animation channels (left), frame timing (right);
-    the run's settings and headline figures in the title."""
+    """One figure for a run: waveform and animation channels (left), frame timing (right,
+    as in :func:`frame_timing`: no lateness under ``"fast"`` pacing); the run's settings
+    and headline figures in the title."""
     with_audio = has_audio(timeline)
     fig = new_figure(width, 9.0)
     outer = fig.add_gridspec(1, 2, width_ratios=[1.7, 1.0])
@@ -96,8 +118,9 @@ def report(timeline: Timeline, *, width: float = 14.0) -> Figure:
     first = fig.add_subplot(left[0])
     axes = [first] + [fig.add_subplot(left[i], sharex=first) for i in range(1, n)]
     draw_animation(fig, axes, timeline, with_audio)
-    right = outer[1].subgridspec(3, 1)
-    draw_timing([fig.add_subplot(right[i]) for i in range(3)], timeline)
+    n_timing = _timing_panels(timeline)
+    right = outer[1].subgridspec(n_timing, 1)
+    draw_timing([fig.add_subplot(right[i]) for i in range(n_timing)], timeline)
     fig.suptitle(f"{run_label(timeline)}: {timeline.n_keyframes} keyframes @ {timeline.fps:g} fps\n"
                  f"{_timing_text(timeline)}")
     return fig

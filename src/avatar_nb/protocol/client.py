@@ -17,6 +17,7 @@ from ..logid import generate_log_id
 from ..proto import message_pb2 as pb
 from .messages import (
     DEFAULT_SAMPLE_RATE,
+    MAX_AUDIO_CHUNK_BYTES,
     MessageType,
     RequestStatus,
     WirePlaybackState,
@@ -71,6 +72,18 @@ class AnimationReceived:
     anomaly: str | None = None
     duplicate_end: bool = False
     status: RequestStatus | None = None
+
+
+_ANIMATION = int(MessageType.SERVER_RESPONSE_ANIMATION)
+
+
+def _animation_event(**fields: Any) -> AnimationReceived:
+    """An :class:`AnimationReceived` with every field given, made without the frozen
+    dataclass's ``object.__setattr__`` per field (the ten of them cost more than decoding
+    the message). The instance is the same: frozen, equal, same repr."""
+    event = object.__new__(AnimationReceived)
+    event.__dict__.update(fields)
+    return event
 
 
 @dataclass(frozen=True)
@@ -247,6 +260,16 @@ class ClientConnection:
         protocolError. In OPEN, every message becomes an event; bytes that are not a
         valid Message raise a protocolError (the connection stays usable).
         """
+        if self.state is ClientState.OPEN and type(data) is bytes:  # the usual case, checked cheaply
+            try:
+                msg = _wire.decode_message(data)
+            except ValueError as exc:
+                raise AvatarSDKError(
+                    AvatarSDKErrorCode.protocolError, f"invalid protobuf message: {exc}", phase="websocket_runtime"
+                ) from None
+            if msg.type == _ANIMATION:
+                return self._animation(msg, data)
+            return self._runtime_message(msg, data, "websocket_runtime")
         self._require(ClientState.AWAITING_CONFIRM, ClientState.OPEN, action="receive messages")
         phase = "websocket_handshake" if self.state is ClientState.AWAITING_CONFIRM else "websocket_runtime"
         if isinstance(data, str):
@@ -283,7 +306,11 @@ class ClientConnection:
                 phase=phase,
             )
 
-        if msg.type == MessageType.SERVER_RESPONSE_ANIMATION:
+        return self._runtime_message(msg, data, phase)
+
+    def _runtime_message(self, msg: Any, data: Any, phase: str) -> ClientEvent:
+        """The event of one decoded message in OPEN."""
+        if msg.type == _ANIMATION:
             return self._animation(msg, data)
         if msg.type == MessageType.SERVER_ERROR:
             error = server_error_to_exception(msg, phase)
@@ -316,7 +343,7 @@ class ClientConnection:
                 request.end_received = True
                 if not request.sending:
                     status = self._finish(req_id, request)
-        return AnimationReceived(
+        return _animation_event(
             req_id=req_id,
             end=msg.end,
             keyframes=msg.keyframes,
@@ -369,7 +396,21 @@ class ClientConnection:
         sessions take slices of an Ogg Opus stream (:func:`check_ogg_chunk`). Nothing
         changes when the chunk is refused.
         """
-        self._require(ClientState.OPEN, action="send audio")
+        if self.state is not ClientState.OPEN:
+            self._require(ClientState.OPEN, action="send audio")
+        if type(audio) is bytes and self.audio_format == pb.AUDIO_FORMAT_PCM_S16LE:
+            # the seed's per-chunk path: bytes need no view, and an even count encodes as one message
+            n = len(audio)
+            if n % 2 or n > MAX_AUDIO_CHUNK_BYTES or not n:
+                check_pcm_chunk(audio)  # raises the error that names the problem, or passes an empty chunk
+            req_id = self.current_req_id or self.open_request()
+            message = _wire.encode_audio_messages(audio, req_id, n, end=bool(end))[0] if n else build_audio(
+                req_id, audio, bool(end)
+            )
+            self._requests[req_id].bytes_sent += n
+            if end:
+                self._ended_by_client(req_id)
+            return req_id, message
         if self.audio_format == pb.AUDIO_FORMAT_OGG_OPUS:
             current = self._requests.get(self.current_req_id or "")
             n = check_ogg_chunk(audio, first=current is None or current.bytes_sent == 0)

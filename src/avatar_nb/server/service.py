@@ -449,9 +449,29 @@ def describe(service: LocalService) -> str:
             f"  avatar_id            = {service.avatar_id}",
             f"  fps = {service.fps:g}, realtime = {service.state.realtime}, latency = {service.state.latency_ms:g} ms",
             f"  idle_timeout = {_seconds(service.state.idle_timeout)}",
+            _conditions_line(service.state),
+            _limits_line(service.state),
+            f"  playout = on (pause_limit {service.state.pause_limit:g} s)" if service.state.playout
+            else "  playout = off (pause and resume are ignored)",
             *_egress_lines(service.egress),
             *([f"  replaying {service.state.replay!r}"] if service.state.replay is not None else []),
         ]
+    )
+
+
+def _conditions_line(state: ServiceState) -> str:
+    bandwidth = "unlimited" if state.bandwidth_bps is None else f"{state.bandwidth_bps:g} bit/s"
+    return (
+        f"  conditions: jitter {state.jitter_ms:g} ms, av_offset {state.av_offset_ms:g} ms, "
+        f"net_delay {state.net_delay_ms:g} ms, bandwidth {bandwidth}"
+    )
+
+
+def _limits_line(state: ServiceState) -> str:
+    sessions = "none" if state.max_sessions is None else str(state.max_sessions)
+    return (
+        f"  limits: session_time_limit {_seconds(state.session_time_limit)}, max_sessions {sessions}, "
+        f"credits_seconds {_seconds(state.credits_seconds)}"
     )
 
 

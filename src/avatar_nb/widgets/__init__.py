@@ -5,6 +5,8 @@
   slider that scrub keyframes, a face preview and an audio player kept in step;
 - :class:`SessionPanel`: start and interrupt a live session and watch it arrive;
 - :class:`MicrophonePanel`: speak into the browser's microphone and watch the avatar answer;
+- :func:`explore`: one run (or two) on a zoomable time axis, drawn in the browser from
+  the run's pyramid (:class:`Explorer`; hour-long runs stay fluid);
 - :func:`show`: everything about one Timeline in one widget.
 
 The views draw only through the public functions of :mod:`avatar_nb.plots`.
@@ -18,6 +20,7 @@ import ipywidgets as _w
 
 from .. import plots as _plots
 from ..timeline import Timeline as _Timeline
+from .explorer import Explorer, explore
 from .microphone import MicrophonePanel
 from .panel import SessionPanel
 from .player import AudioPlayer
@@ -27,7 +30,7 @@ from .waveform import WaveformView
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["AudioPlayer", "MicrophonePanel", "SessionPanel", "TimelineView", "WaveformView", "show"]
+__all__ = ["AudioPlayer", "Explorer", "MicrophonePanel", "SessionPanel", "TimelineView", "WaveformView", "explore", "show"]
 
 
 def __dir__() -> list[str]:

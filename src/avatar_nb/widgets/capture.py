@@ -4,7 +4,10 @@ chunks to send to the session out.
 The browser sends the microphone as numbered s16le chunks of a fixed length (the last
 one may be shorter); :class:`CaptureSequencer` decides, for each arrival, what goes to
 the session at once: gaps filled with silence, late and repeated chunks dropped, chunks
-of the wrong size replaced by silence, each case counted and explained. The widget
+of the wrong size replaced by silence, each case counted and explained. A gap longer
+than ``max_gap`` chunks (a sequence number far ahead: a broken or hostile page) is not
+filled: it ends the capture with :class:`CaptureGapError`, before any silence is made,
+so one message cannot make the kernel allocate more than ``max_gap`` chunks. The widget
 (:mod:`avatar_nb.widgets.microphone`) does the I/O around it.
 """
 
@@ -13,9 +16,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CaptureSequencer", "OutgoingChunk"]
+__all__ = ["MAX_GAP_CHUNKS", "CaptureGapError", "CaptureSequencer", "OutgoingChunk"]
 
 _MAX_ERRORS = 20  # error messages kept per run; further ones are only counted
+
+MAX_GAP_CHUNKS = 250
+"""The longest gap :class:`CaptureSequencer` fills with silence by default, in chunks
+(10 s of 40 ms chunks: as many as the microphone panel queues for its session)."""
+
+
+class CaptureGapError(ValueError):
+    """A chunk's sequence number is further ahead than the sequencer fills with silence;
+    the capture has ended (``CaptureSequencer.ended`` and ``failure`` are set)."""
 
 
 @dataclass(frozen=True)
@@ -35,10 +47,13 @@ class CaptureSequencer:
 
     ``accept(seq, data, end)`` returns the chunks to send now (gap fillers first), never
     holding a chunk back. Counters say what happened; ``errors`` keeps the first
-    :data:`_MAX_ERRORS` messages, ``n_errors`` counts them all.
+    :data:`_MAX_ERRORS` messages, ``n_errors`` counts them all. A gap of more than
+    ``max_gap`` chunks raises :class:`CaptureGapError` and ends the capture (``failure``
+    says why); nothing is allocated for it. All silence fillers share one bytes object.
     """
 
     chunk_samples: int
+    max_gap: int = MAX_GAP_CHUNKS
     next_seq: int = 0
     ended: bool = False
     gaps: int = 0
@@ -49,7 +64,9 @@ class CaptureSequencer:
     after_end: int = 0
     n_errors: int = 0
     errors: list[str] = field(default_factory=list)
+    failure: str | None = None
     _filled: set[int] = field(default_factory=set)
+    _zeros: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         if (
@@ -58,6 +75,9 @@ class CaptureSequencer:
             or self.chunk_samples <= 0
         ):
             raise ValueError(f"chunk_samples must be a positive int, got {self.chunk_samples!r}")
+        if isinstance(self.max_gap, bool) or not isinstance(self.max_gap, int) or self.max_gap < 0:
+            raise ValueError(f"max_gap must be an int >= 0 (chunks), got {self.max_gap!r}")
+        self._zeros = bytes(self.chunk_bytes)
 
     @property
     def chunk_bytes(self) -> int:
@@ -70,7 +90,7 @@ class CaptureSequencer:
 
     def _silence(self, seq: int, end: bool = False) -> OutgoingChunk:
         self._filled.add(seq)
-        return OutgoingChunk(seq, bytes(self.chunk_bytes), end, "silence")
+        return OutgoingChunk(seq, self._zeros, end, "silence")
 
     def accept(self, seq: Any, data: bytes, end: bool = False) -> list[OutgoingChunk]:
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
@@ -92,6 +112,16 @@ class CaptureSequencer:
                 self.error(f"chunk {seq} arrived twice; the repeat was dropped")
             return []
         out: list[OutgoingChunk] = []
+        if seq - self.next_seq > self.max_gap:
+            missing = seq - self.next_seq
+            self.ended = True
+            self.failure = (
+                f"chunk {seq} arrived when chunk {self.next_seq} was expected: a gap of {missing} "
+                f"chunks ({missing * self.chunk_samples} samples), more than the {self.max_gap} "
+                "filled with silence; capture stopped"
+            )
+            self.error(self.failure)
+            raise CaptureGapError(self.failure)
         if seq > self.next_seq:
             missing = seq - self.next_seq
             self.gaps += missing

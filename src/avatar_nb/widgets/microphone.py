@@ -16,7 +16,9 @@ same path for :meth:`MicrophonePanel.feed_file`; the ordering itself, without I/
   leaves when it was captured, as from any live client; nothing waits for reordering;
 - sequence numbers: a gap (chunks ``n..m-1`` missing when ``m`` arrives) is filled at
   once with silence of the missing length, so media time stays that of the capture,
-  and counted (``gaps``, ``gap_seconds``); a chunk arriving after its slot was filled
+  and counted (``gaps``, ``gap_seconds``); a gap longer than the queue holds (250
+  chunks, 10 s of 40 ms chunks) is not filled: it ends the capture with an error saying
+  so (``error``, the Timeline's errors, status "error"); a chunk arriving after its slot was filled
   (reordered) is dropped and counted ``late``, a repeated one ``duplicates``;
 - sizes: a chunk must hold exactly ``chunk_ms`` of s16le, except the last (``end``),
   which may be shorter; anything else (an odd number of bytes, another length) is
@@ -55,7 +57,7 @@ from ..pacing import DEFAULT_CHUNK_MS, check_chunk_ms, send_offset
 from ..protocol import DEFAULT_SAMPLE_RATE, check_sample_rate
 from ..session import AvatarSession
 from ..timeline import Timeline
-from .capture import CaptureSequencer, OutgoingChunk
+from .capture import CaptureGapError, CaptureSequencer, OutgoingChunk
 from .live import LiveCounters, LiveRefresher, outcome_text, stats_html
 
 __all__ = ["CaptureSequencer", "MicrophonePanel", "OutgoingChunk", "stats_html"]
@@ -156,7 +158,7 @@ class MicrophonePanel(LiveCounters, anywidget.AnyWidget):
     def _reset_run(self) -> None:
         self.timeline = Timeline(sample_rate=self.sample_rate, meta={"pacing": "capture"})
         self.refresher.forget()  # drawn from (Timeline version, captured samples)
-        self.sequencer = CaptureSequencer(self.chunk_samples)
+        self.sequencer = CaptureSequencer(self.chunk_samples, max_gap=_MAX_QUEUED)
         self._origin: float | None = None  # kernel monotonic time of the capture start
         # (page stamp, capture time) of the first chunk
         self._page_first: tuple[float, float] | None = None
@@ -402,7 +404,15 @@ class MicrophonePanel(LiveCounters, anywidget.AnyWidget):
             data = bytes(buffers[0])
         stamp = content.get("t")
         stamp = float(stamp) if isinstance(stamp, (int, float)) and math.isfinite(stamp) else None
-        for chunk in self.sequencer.accept(seq, data, end):
+        try:
+            chunks = self.sequencer.accept(seq, data, end)
+        except CaptureGapError as exc:
+            # a sequence number far ahead: filling it would exhaust memory, so the run ends
+            seconds = (int(seq) - self.sequencer.next_seq) * self.chunk_samples / self.sample_rate
+            self.error = f"Capture stopped ({seconds:.1f} s of audio missing): {exc}"  # recorded by _record_capture
+            self._request_stop(abort=True)
+            return
+        for chunk in chunks:
             self._queue_chunk(chunk, now, stamp if chunk.kind == "audio" else None)
         if end:
             self._end_queued.set()
@@ -574,7 +584,12 @@ class MicrophonePanel(LiveCounters, anywidget.AnyWidget):
     def _final_status(self) -> str:
         stopped = None
         if self.error:
-            stopped = "microphone unavailable" if self.error.startswith("Microphone unavailable") else "error"
+            if self.error.startswith("Microphone unavailable"):
+                stopped = "microphone unavailable"
+            elif self.error.startswith("Capture stopped"):
+                stopped = "a chunk far out of sequence (see error)"
+            else:
+                stopped = "error"
         return outcome_text(self.timeline, stopped=stopped, capture=True)
 
     def _record_capture(self) -> None:
@@ -680,12 +695,22 @@ class MicrophonePanel(LiveCounters, anywidget.AnyWidget):
             width=self.trace_width,
         )
         yield
-        self.traces = plots.live_svg(tl, window=self.window, width=self.trace_width)
+        self.traces = plots.live_svg(
+            tl, window=self.window, width=self.trace_width, empty_text=self._no_keyframes_text()
+        )
         yield
         keyframes = tl.keyframes
         last = keyframes[-1] if keyframes.shape[0] else np.zeros(keyframes.shape[1])
         self.face = plots.face_svg(last, size=_FACE_SIZE)
         self.stats = stats_html(tl, self.sequencer)
+
+    def _no_keyframes_text(self) -> str:
+        """What the trace lanes say while they hold no keyframe: waiting while a run goes
+        on (or none was started), else that it stopped, with what was captured."""
+        if self.running or self._task is None:
+            return "waiting for keyframes"
+        captured = self._captured_samples / self.sample_rate
+        return f"stopped: {captured:.1f} s captured, no keyframes arrived"
 
     @property
     def trace_width(self) -> int:
