@@ -18,9 +18,9 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
+from .._loopback import LoopbackServer
 from ..errors import InvalidStateError
 from ..flame import DEFAULT_FPS
-from ..http_api import CONSOLE_SUFFIX as CONSOLE_PATH
 from ..http_api import (
     CONSOLE_TOKEN_SUFFIX,
     INGRESS_PATH,
@@ -57,7 +57,7 @@ def _positive(name: str, value: Any, *, allow_zero: bool = False, allow_none: bo
         )
 
 
-class LocalService:
+class LocalService(LoopbackServer):
     """A real avatar service on loopback that speaks the driven-ingress v2 protocol.
 
     Credentials are generated per instance unless given: ``api_key`` (for the console),
@@ -120,6 +120,9 @@ class LocalService:
     relative to the client's message it followed in the capture
     (:mod:`avatar_nb.tap.replay`); the app id and avatar id default to the capture's.
     """
+
+    _what = "the local service"
+    _thread_name = "avatar_nb-local-service"
 
     def __init__(
         self,
@@ -241,26 +244,10 @@ class LocalService:
     def running(self) -> bool:
         return self._runner is not None
 
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise InvalidStateError(
-                "the service is not running: call start() or use it as a context manager"
-            )
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    @property
-    def console_url(self) -> str:
-        return self.base_url + CONSOLE_PATH
-
-    @property
-    def ingress_url(self) -> str:
-        return self.base_url + INGRESS_PATH
+    def _not_running(self) -> Exception:
+        return InvalidStateError(
+            "the service is not running: call start() or use it as a context manager"
+        )
 
     @property
     def api_key(self) -> str:
@@ -361,68 +348,9 @@ class LocalService:
             await session.close(WSCloseCode.GOING_AWAY, "service stopping")
         await runner.cleanup()
 
-    async def __aenter__(self) -> LocalService:
-        await self._astart()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._astop()
-
-    # ------------------------------------------------------------------ running in a thread
-
-    def start(self, timeout: float = 10.0) -> LocalService:
-        """Run the service in a background thread with its own loop; return self."""
+    def _check_startable(self) -> None:
         if self._thread is not None or self._runner is not None:
             raise InvalidStateError("the service is already running")
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def main() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._astart())
-            except BaseException as exc:  # reported to the caller of start()
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(self._astop())
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.close()
-
-        thread = threading.Thread(target=main, name="avatar_nb-local-service", daemon=True)
-        self._thread = thread
-        thread.start()
-        if not ready.wait(timeout):
-            raise TimeoutError(f"the local service did not start within {timeout} s")
-        if failure:
-            self._thread = None
-            thread.join()
-            raise failure[0]
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop a service started with :meth:`start` (idempotent)."""
-        thread, loop = self._thread, self._loop
-        if thread is None or loop is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout)
-        self._thread = None
-        self._loop = None
-        self._port = None
-
-    def __enter__(self) -> LocalService:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 async def _serve(service: LocalService, ready: Any = None) -> None:

@@ -39,6 +39,7 @@ from aiohttp import WSMsgType, web
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from .. import _wire
+from .._loopback import LoopbackServer
 from ..http_api import (
     CONSOLE_SUFFIX,
     INGRESS_PATH,
@@ -68,7 +69,7 @@ _WS_HANDSHAKE = frozenset(
 _UNSENDABLE = (1005, 1006, 1015)  # close codes a peer may report but never send
 
 
-class TapProxy:
+class TapProxy(LoopbackServer):
     """A recording proxy between clients and an avatar service (see the module docs).
 
     ``upstream_console``: the service's console URL (``.../v1/console`` or a root);
@@ -78,6 +79,9 @@ class TapProxy:
     ``stop()``, or ``with``). :attr:`console_url` and :attr:`ingress_url` are what a
     client is pointed at; :attr:`captures` lists the files written so far.
     """
+
+    _what = "the proxy"
+    _thread_name = "avatar_nb-tap"
 
     def __init__(
         self,
@@ -119,24 +123,8 @@ class TapProxy:
 
     # ------------------------------------------------------------------ addresses
 
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("the proxy is not running")
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    @property
-    def console_url(self) -> str:
-        return self.base_url + CONSOLE_SUFFIX
-
-    @property
-    def ingress_url(self) -> str:
-        return self.base_url + INGRESS_PATH
+    def _not_running(self) -> Exception:
+        return RuntimeError("the proxy is not running")
 
     def __repr__(self) -> str:
         where = self.base_url if self._port else "not started"
@@ -176,59 +164,6 @@ class TapProxy:
             self._http = None
         if runner is not None:
             await runner.cleanup()
-
-    async def __aenter__(self) -> TapProxy:
-        await self._astart()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._astop()
-
-    def start(self, timeout: float = 10.0) -> TapProxy:
-        """Run the proxy in a background thread with its own loop; return self."""
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def main() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._astart())
-            except BaseException as exc:  # noqa: BLE001 - reported to the caller of start()
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(self._astop())
-                loop.close()
-
-        self._thread = threading.Thread(target=main, name="avatar_nb-tap", daemon=True)
-        self._thread.start()
-        if not ready.wait(timeout):
-            raise TimeoutError(f"the proxy did not start within {timeout} s")
-        if failure:
-            self._thread = None
-            raise failure[0]
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        thread, loop = self._thread, self._loop
-        if thread is None or loop is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout)
-        self._thread = self._loop = None
-        self._port = None
-
-    def __enter__(self) -> TapProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ console (HTTP)
 
