@@ -14,38 +14,43 @@ The views draw only through the public functions of :mod:`avatar_nb.plots`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import ipywidgets as _w
-
-from .. import plots as _plots
-from ..timeline import Timeline as _Timeline
-from .explorer import Explorer, explore
-from .microphone import MicrophonePanel
-from .panel import SessionPanel
-from .player import AudioPlayer
-from .timeline import TimelineView
-from .waveform import WaveformView
+import importlib as _importlib
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from typing import Any
+    from ._show import show
+    from .explorer import Explorer, explore
+    from .microphone import MicrophonePanel
+    from .panel import SessionPanel
+    from .player import AudioPlayer
+    from .timeline import TimelineView
+    from .waveform import WaveformView
+
+# each name from its own module, imported on first use: ``an.explore`` needs anywidget
+# only, not matplotlib and the microphone's machinery (about half a second on import)
+_EXPORTS = {
+    "AudioPlayer": ".player",
+    "Explorer": ".explorer",
+    "MicrophonePanel": ".microphone",
+    "SessionPanel": ".panel",
+    "TimelineView": ".timeline",
+    "WaveformView": ".waveform",
+    "explore": ".explorer",
+    "show": "._show",
+}
 
 __all__ = ["AudioPlayer", "Explorer", "MicrophonePanel", "SessionPanel", "TimelineView", "WaveformView", "explore", "show"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'avatar_nb.widgets' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
 
 def __dir__() -> list[str]:
     # the public names only (not the submodules or what they import), for tab completion
     return sorted(__all__)
-
-
-def show(timeline: _Timeline, *, width: int = 900, **kwargs: Any) -> _w.VBox:
-    """A summary, the animation view and the frame-timing figure of ``timeline``."""
-    if not isinstance(timeline, _Timeline):
-        raise TypeError(f"show() takes a Timeline, got {type(timeline).__name__}")
-    summary = _w.HTML(timeline._repr_html_())
-    timing = _w.Image(value=_plots.to_png(_plots.frame_timing(timeline, width=width / 100)), format="png")
-    if timeline.n_keyframes == 0:
-        return _w.VBox([summary, timing])
-    tabs = _w.Tab([TimelineView(timeline, width=width, **kwargs), timing])
-    tabs.titles = ("animation", "frame timing")
-    return _w.VBox([summary, tabs])
