@@ -20,20 +20,27 @@ test: $(TEST_STAMP)
 
 install: $(BASE_STAMP)
 
+# what a wheel's data files do and an editable install does not: enable the Jupyter
+# server extension avatar_nb.jupyter_server for servers run from the venv
+JUPYTER_CONFIG = install -D -m 644 jupyter-config/jupyter_server_config.d/avatar_nb.json \
+	$(VENV)/etc/jupyter/jupyter_server_config.d/avatar_nb.json
+
 CORE_SOURCES := $(wildcard src/avatar_nb/*.pyx src/avatar_nb/*.pxd src/avatar_nb/*.h)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 
-$(BASE_STAMP): pyproject.toml setup.py $(CORE_SOURCES) | $(PY)
+$(BASE_STAMP): pyproject.toml setup.py $(CORE_SOURCES) jupyter-config/jupyter_server_config.d/avatar_nb.json | $(PY)
 	@echo "installing avatar_nb into $(VENV) (compiles the Cython core; about a minute the first time)"
 	$(PIP) install -e .
+	$(JUPYTER_CONFIG)
 	touch $(BASE_STAMP)
 
-$(TEST_STAMP): pyproject.toml setup.py $(CORE_SOURCES) | $(PY)
+$(TEST_STAMP): pyproject.toml setup.py $(CORE_SOURCES) jupyter-config/jupyter_server_config.d/avatar_nb.json | $(PY)
 	@echo "installing avatar_nb with its test extra into $(VENV)"
 	$(PIP) install -e '.[test]'
+	$(JUPYTER_CONFIG)
 	touch $(BASE_STAMP) $(TEST_STAMP)
 
 # the documentation site (Sphinx, pydata-sphinx-theme, myst-nb executing the notebooks),

@@ -66,4 +66,8 @@ setup(
         force=checked,
         build_dir="build/checked" if checked else None,
     ),
+    # enables the Jupyter server extension avatar_nb.jupyter_server (kernel websockets
+    # without Nagle's delay) for Jupyter servers of the environment a wheel of avatar_nb is
+    # installed in (an editable install leaves data files out: the Makefile copies it)
+    data_files=[("etc/jupyter/jupyter_server_config.d", ["jupyter-config/jupyter_server_config.d/avatar_nb.json"])],
 )

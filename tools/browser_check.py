@@ -690,10 +690,17 @@ def explorer_in_browser(url: str, n_code: int, out: Path, timeout: float, intera
           f"p95 {percentile([s['ms'] for s in trips], 95):.1f} ms; from prefetched tiles (no round trip): "
           f"{len(held)}, p50 {percentile(held, 50):.1f} ms, p95 {percentile(held, 95):.1f} ms, "
           f"max {max(held, default=float('nan')):.1f} ms")
-    by_kind: dict[str, list[float]] = {}
+    by_kind: dict[str, list[dict]] = {}
     for s in stats:
-        by_kind.setdefault(s["kind"], []).append(s["ms"])
-    print("  by kind: " + ", ".join(f"{k} {len(v)} (p50 {percentile(v, 50):.1f} ms)" for k, v in sorted(by_kind.items())))
+        by_kind.setdefault(s["kind"], []).append(s)
+    print("  by kind: " + ", ".join(
+        f"{k} {len(v)} (p50 {percentile([s['ms'] for s in v], 50):.1f} ms, "
+        f"p95 {percentile([s['ms'] for s in v], 95):.1f} ms; input event to its handler p50 "
+        f"{percentile([s['input'] for s in v], 50):.1f} ms)" for k, v in sorted(by_kind.items())))
+    slow = sorted(stats, key=lambda s: -s["ms"])[:3]
+    print("  slowest: " + ", ".join(
+        f"{s['kind']} {s['ms']:.0f} ms ({'kernel round trip' if s['roundTrip'] else 'held'}, "
+        f"handler after {s['input']:.0f} ms, drawn after {s['queued'] + s['draw']:.0f} ms)" for s in slow))
     print(f"  first paint {since_call:.0f} ms after an.explore(tl) was called (pyramid built in it), "
           f"{first_paint:.0f} ms after the view was created; {record['requests']} requests, "
           f"{record['bytes'] / 1024:.0f} KB received in all ({record['bytes'] / 1024 / max(1, len(stats)):.1f} KB "
