@@ -536,6 +536,36 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+def pinch_in_browser(page: Any, x: float, y: float, span: Any) -> list[str]:
+    """Two fingers on a touch screen (CDP touch events): spread from 100 to 300 px, then
+    pinch back; the span shown must shrink about 3x, then grow back."""
+    cdp = page.context.new_cdp_session(page)
+
+    def gesture(start: float, end: float) -> None:
+        def points(d: float) -> list[dict[str, float]]:
+            return [{"x": x - d / 2, "y": y, "id": 0}, {"x": x + d / 2, "y": y, "id": 1}]
+
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": points(start)})
+        for k in range(1, 7):
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": points(start + (end - start) * k / 6)})
+            page.wait_for_timeout(20)
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        page.wait_for_timeout(100)
+
+    page.keyboard.press("+")  # from the whole run to a quarter of it: room to zoom either way
+    page.keyboard.press("+")
+    page.wait_for_timeout(100)
+    before = span()
+    gesture(100, 300)
+    spread = span()
+    gesture(300, 100)
+    back = span()
+    print(f"  pinch: span {before:.1f} s, fingers spread 3x -> {spread:.1f} s, pinched back -> {back:.1f} s")
+    if not (before / 3.6 < spread < before / 2.4 and before / 1.25 < back < before * 1.25):
+        return [f"pinch zoom: span {before:.2f} s -> {spread:.2f} s -> {back:.2f} s (wanted about 1/3, then back)"]
+    return []
+
+
 def explorer_in_browser(url: str, n_code: int, out: Path, timeout: float, interactions: int = 200,
                         seed: int = 5) -> list[str]:
     """The explorer pass: run the notebook, then script ``interactions`` inputs into the
@@ -555,7 +585,7 @@ def explorer_in_browser(url: str, n_code: int, out: Path, timeout: float, intera
     out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, has_touch=True)  # touch: the pinch
         console_errors: list[str] = []
         page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
         page.on("pageerror", lambda exc: console_errors.append(f"page error: {exc}"))
@@ -663,6 +693,7 @@ def explorer_in_browser(url: str, n_code: int, out: Path, timeout: float, intera
             act(kind)
         act("all")
         stats = page.evaluate("() => window.__avatarNbExplorer[0].stats")[base:]
+        problems.extend(pinch_in_browser(page, (left + right) / 2, mid_y, span))
         # play from the cursor: the kernel sends the audio, the page plays it (not timed)
         page.locator(".avatar-nb-explorer-bar button").first.click()
         try:

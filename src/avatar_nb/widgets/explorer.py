@@ -33,6 +33,7 @@ from typing import Any
 import anywidget
 import traitlets
 
+from ..plots import face_svg  # imported with the view, not at the first click (a fifth of a second)
 from ..timeline import Timeline
 from ..timeline_pyramid import (
     HEAT_COLUMNS,
@@ -201,8 +202,6 @@ class Explorer(anywidget.AnyWidget):
 
     @staticmethod
     def _cursor_entry(p: TimelinePyramid, index: int) -> dict[str, Any]:
-        from ..plots import face_svg
-
         entry = p.cursor(index)
         entry["svg"] = face_svg(p.run.keyframes[index], size=_FACE_SIZE) if index >= 0 else ""
         return entry

@@ -341,13 +341,40 @@ function render({ model, el }) {
     if (at < 3 || at > frames.length - 4) refill();
   }
 
+  // one pointer drags (pans) or clicks (places the cursor); two pointers (fingers on a
+  // touch screen) pinch: the span shrinks or grows with their distance, about their midpoint
   let drag = null;
+  let pinch = null;
+  const touching = new Map();  // pointerId -> clientX
+  const pinchState = () => {
+    const [a, b] = [...touching.values()];
+    const rect = canvas.getBoundingClientRect();
+    return { d: Math.max(8, Math.abs(a - b)), mid: (a + b) / 2 - rect.left };
+  };
   stage.addEventListener("pointerdown", (ev) => {
     stage.focus({ preventScroll: true });
-    drag = { x: ev.clientX, t0: view.t0, t1: view.t1, moved: false };
+    touching.set(ev.pointerId, ev.clientX);
     stage.setPointerCapture(ev.pointerId);
+    if (touching.size === 2) {  // the second finger: a pinch, not a drag or a click
+      drag = null;
+      const { d, mid } = pinchState();
+      pinch = { d, anchor: T(Math.max(LEFT, mid)), t0: view.t0, t1: view.t1 };
+      return;
+    }
+    if (touching.size === 1) drag = { x: ev.clientX, t0: view.t0, t1: view.t1, moved: false };
   });
   stage.addEventListener("pointermove", (ev) => {
+    if (touching.has(ev.pointerId)) touching.set(ev.pointerId, ev.clientX);
+    if (pinch && touching.size === 2) {
+      const { d, mid } = pinchState();
+      begin("pinch", ev);
+      // the time under the fingers' midpoint at the start stays under their midpoint now
+      const s = (pinch.t1 - pinch.t0) * (pinch.d / d);
+      const f = (Math.max(LEFT, mid) - LEFT) / plotW();
+      setView(pinch.anchor - f * s, pinch.anchor - f * s + s);
+      paint(false);
+      return;
+    }
     if (!drag) return;
     const dx = ev.clientX - drag.x;
     if (!drag.moved && Math.abs(dx) < 3) return;
@@ -357,7 +384,18 @@ function render({ model, el }) {
     setView(drag.t0 + dt, drag.t1 + dt);
     paint(false);
   });
+  const lift = (ev) => {
+    touching.delete(ev.pointerId);
+    if (pinch) {  // a pinch ends when a finger lifts; the other does not start a drag
+      if (touching.size < 2) pinch = null;
+      drag = null;
+      return false;
+    }
+    return true;
+  };
+  stage.addEventListener("pointercancel", (ev) => { lift(ev); drag = null; });
   stage.addEventListener("pointerup", (ev) => {
+    if (!lift(ev)) return;
     if (drag && !drag.moved) {
       const rect = canvas.getBoundingClientRect();
       const x = ev.clientX - rect.left;
