@@ -7,10 +7,12 @@ import asyncio
 import math
 import time
 
+import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from avatar_nb import _wire
+from avatar_nb import _pcm, _wire
+from avatar_nb.audio import speech_like
 from avatar_nb.proto import message_pb2 as pb
 from avatar_nb.server import LocalService
 
@@ -115,3 +117,31 @@ async def test_the_largest_audio_chunk_is_taken_and_a_larger_message_closes_1009
             await ws.send(build_audio("r2", bytes(MAX_AUDIO_CHUNK_BYTES + 8192), True))
             await receive(ws, 30)
         assert ws.close_code == 1009
+
+
+async def test_a_long_pcm_message_is_animated_in_slices_with_the_same_keyframes():
+    """A 16 MB PCM message is 500 s of audio: the service animates it a few seconds at a
+    time, the event loop let run between two (its first keyframes leave before the rest are
+    made), and the keyframes are those of the same audio sent in small chunks."""
+    from avatar_nb.protocol import build_audio
+    from avatar_nb.server import ingress
+
+    from .helpers import collect_until_end, keyframes_of
+
+    pcm = _pcm.to_s16le(np.tile(speech_like(10.0, 16000, seed=3), 6))  # 60 s
+    async with LocalService(realtime=False) as svc:
+        ws = await open_raw(svc)  # a session each: the animator starts from the same state
+        await handshake(ws)
+        await ws.send(build_audio("20260101000000_onebigmessage", pcm, True))
+        whole = await collect_until_end(ws, "20260101000000_onebigmessage")
+        await ws.close()
+        ws = await open_raw(svc)
+        await handshake(ws)
+        await stream(ws, pcm, "20260101000000_smallchunks00", chunk=1280)
+        small = await collect_until_end(ws, "20260101000000_smallchunks00")
+        await ws.close()
+    np.testing.assert_array_equal(keyframes_of(whole), keyframes_of(small))
+    slice_frames = round(ingress._PCM_SLICE_SECONDS * 25)
+    animations = [m for m in whole if m.type == pb.MESSAGE_SERVER_RESPONSE_ANIMATION and m.keyframes.shape[0]]
+    assert len(animations) >= 60 // ingress._PCM_SLICE_SECONDS - 1
+    assert animations[0].keyframes.shape[0] <= slice_frames + 1

@@ -67,6 +67,7 @@ logger = logging.getLogger("avatar_nb.server")
 _MAX_MESSAGE = MAX_AUDIO_CHUNK_BYTES + 4096
 _CLOSE_POLICY = WSCloseCode.POLICY_VIOLATION  # 1008: a handshake the client got wrong
 _CLOSE_TIMEOUT = 2.0  # the polite close (error, close frame, the peer's answer) before an abort
+_PCM_SLICE_SECONDS = 2.0  # a PCM message is animated in slices of this much audio, the loop let run between
 _KEYFRAMES_PER_MESSAGE = 250  # 10 s at 25 fps; 70-120 KB for 50-100 expression coefficients
 _SMALL_SEND = 16 * 1024  # bytes a send may write into an empty socket buffer without a timeout
 _EMPTY = np.zeros((0, FIXED_COLUMNS), dtype=np.float32)
@@ -367,6 +368,9 @@ class IngressSession:
             audio = decoded
         if not await self._charge(audio):
             return
+        audio = await self._feed_slices(event.req_id, audio, now)
+        if audio is None:
+            return
         keyframes = animator.feed(audio)
         if event.end:
             tail = animator.finish()
@@ -375,6 +379,27 @@ class IngressSession:
             await self._emit(event.req_id, keyframes, True, now)
         elif keyframes.shape[0]:
             await self._emit(event.req_id, keyframes, False, now)
+
+    async def _feed_slices(self, req_id: str, audio: bytes, arrived: float) -> bytes | None:
+        """Animate all but the last :data:`_PCM_SLICE_SECONDS` of ``audio``, a slice at a
+        time with the event loop let run between two (a 16 MB message is 500 s of 16 kHz
+        audio, about a quarter of a second of animation: other sessions keep their pace);
+        the rest, to be fed by the caller. None when the session closed meanwhile."""
+        step = 2 * max(1, round(_PCM_SLICE_SECONDS * self.sample_rate))
+        if len(audio) <= step:
+            return audio
+        assert self.animator is not None
+        view = memoryview(audio)
+        start = 0
+        while len(audio) - start > step:
+            keyframes = self.animator.feed(view[start : start + step])
+            start += step
+            if keyframes.shape[0]:
+                await self._emit(req_id, keyframes, False, arrived)
+            await asyncio.sleep(0)
+            if self.closing:
+                return None
+        return bytes(view[start:])
 
     async def _decode_ogg(self, event: AudioReceived, arrived: float) -> bytes | None:
         """The last slice of an Ogg Opus chunk's audio; the slices before it are animated
