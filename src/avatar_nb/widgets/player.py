@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import anywidget
 import numpy as np
@@ -12,41 +13,15 @@ from ..audio import wav_bytes
 
 __all__ = ["AudioPlayer"]
 
-_ESM = """
-function render({ model, el }) {
-  const audio = document.createElement("audio");
-  audio.controls = true;
-  audio.style.width = "100%";
-  audio.src = model.get("src");
-  model.on("change:src", () => { audio.src = model.get("src"); });
-  let last = 0;
-  const report = (force) => {
-    const now = performance.now();
-    if (force || now - last > 50) {
-      last = now;
-      model.set("time", audio.currentTime);
-      model.save_changes();
-    }
-  };
-  const tick = () => { report(false); if (!audio.paused) requestAnimationFrame(tick); };
-  audio.addEventListener("play", () => { model.set("playing", true); model.save_changes(); requestAnimationFrame(tick); });
-  audio.addEventListener("pause", () => { model.set("playing", false); report(true); });
-  audio.addEventListener("seeked", () => report(true));
-  model.on("change:seek", () => {
-    const t = model.get("seek");
-    if (Math.abs(audio.currentTime - t) > 0.06) { audio.currentTime = t; }
-  });
-  el.appendChild(audio);
-}
-export default { render };
-"""
+_STATIC = Path(__file__).resolve().parent / "static"
+
 
 
 class AudioPlayer(anywidget.AnyWidget):
     """An ``<audio>`` element: ``time`` follows playback (about 20 updates a second),
     setting ``seek`` moves the playback position, ``playing`` says whether it plays."""
 
-    _esm = _ESM
+    _esm = (_STATIC / "player.js").read_text(encoding="utf-8")
     src = traitlets.Unicode("").tag(sync=True)
     time = traitlets.Float(0.0).tag(sync=True)
     seek = traitlets.Float(0.0).tag(sync=True)
