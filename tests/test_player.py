@@ -108,3 +108,13 @@ def test_time_and_seek_are_seconds_of_the_whole_run(hour, view):
     # and the window asked for there starts there, in the run's seconds
     reply, _ = view.player.handle({"type": "window", "req": 1, "t": view.player.seek, "seconds": 60})
     assert reply["start"] == pytest.approx(view.player.seek, abs=1 / RATE)
+
+
+def test_s16le_bytes_are_samples_too():
+    pcm = (np.arange(10 * 60 * RATE) % 1000).astype("<i2")
+    player = AudioPlayer(pcm.tobytes(), RATE)
+    assert player.duration == pytest.approx(600.0) and player.window_seconds == WINDOW_SECONDS
+    _, (buffer,) = player.handle({"type": "window", "req": 1, "t": 300.0, "seconds": 2.0})
+    np.testing.assert_array_equal(np.frombuffer(buffer, "<i2"), pcm[300 * RATE : 302 * RATE])
+    short = AudioPlayer(pcm[:RATE].tobytes(), RATE)
+    assert short.src == "data:audio/wav;base64," + base64.b64encode(wav_bytes(pcm[:RATE], RATE)).decode("ascii")

@@ -56,7 +56,9 @@ class AudioPlayer(anywidget.AnyWidget):
     duration = traitlets.Float(0.0).tag(sync=True)
     window_seconds = traitlets.Float(0.0).tag(sync=True)
 
-    def __init__(self, samples: np.ndarray, sample_rate: int, **kwargs: object) -> None:
+    def __init__(self, samples: np.ndarray | bytes, sample_rate: int, **kwargs: object) -> None:
+        if isinstance(samples, (bytes, bytearray, memoryview)):
+            samples = np.frombuffer(samples, dtype="<i2")  # s16le, as the library's audio travels
         self.sample_rate = int(sample_rate)
         duration = len(samples) / self.sample_rate
         if duration <= FULL_AUDIO_SECONDS:
