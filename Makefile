@@ -75,7 +75,9 @@ bench: $(TEST_STAMP)
 # notebook 07's microphone panel without a microphone, then fed by a fake one playing a WAV
 # file (Start, Interrupt after 2 s, Stop), its captured audio and Timeline checked
 # (build/browser-check/microphone); then the explorer on a synthetic 1-hour run, 200 scripted
-# zooms, pans, clicks and keys timed in the page (build/browser-check/explorer)
+# zooms, pans, clicks and keys timed in the page (build/browser-check/explorer); then show() of
+# a 1-hour run, its audio player seeking and playing across the windows it asks the kernel for
+# (build/browser-check/player)
 # (needs Debian's chromium: apt-get install -y chromium; not part of `make test`)
 browser-check: $(TEST_STAMP)
 	$(PIP) install -e '.[browser]'
@@ -83,6 +85,7 @@ browser-check: $(TEST_STAMP)
 	$(PY) tools/browser_check.py --notebook notebooks/07_microphone.ipynb --microphone --interrupt-after 2 \
 		--out build/browser-check/microphone
 	$(PY) tools/browser_check.py --explorer --out build/browser-check/explorer
+	$(PY) tools/browser_check.py --player --out build/browser-check/player
 
 clean:
 	rm -rf build

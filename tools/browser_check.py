@@ -63,13 +63,19 @@ page already held apart, the kernel round trips by message, the first paint; sav
 ``explorer-hour.png``, ``-minute``, ``-second``, ``-100ms``, ``-100ms-cursor``,
 ``-playing`` and ``-end``.
 
+The player pass (``--player``) shows a synthetic 1-hour run with ``an.show``, whose audio
+player holds one minute of it at a time: the run bar under the player seeks to 30:00 (a
+window asked of the kernel; the keyframe readout must follow), playback crosses that
+window's end into the next, and typing the last keyframe into the keyframe slider must
+move the player into the run's last window; ``player.png`` is the player.
+
 Options: ``--notebook`` (the notebook to run), ``--out`` (screenshots and logs),
 ``--timeout`` (seconds for the notebook), ``--microphone`` (run the microphone check),
 ``--wav`` (the fake microphone's file; default: six seconds of generated speech-like
 audio written to ``<out>/fake-microphone.wav``), ``--capture-seconds``, ``--timeline``
 (where the Timeline is saved; default ``<out>/microphone.npz``), ``--panel`` (the
 notebook variable holding the panel; default ``panel``), ``--min-ncc``,
-``--interrupt-after``, ``--explorer``, ``--interactions``.
+``--interrupt-after``, ``--explorer``, ``--interactions``, ``--player``.
 """
 
 from __future__ import annotations
@@ -184,6 +190,22 @@ class MicrophoneCheck:
         ]
 
 
+def run_all_cells(page: Any, url: str) -> None:
+    """Open the notebook at ``url`` and start Run > Run All Cells once its kernel is idle."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.goto(url)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    # a fresh JupyterLab asks which kernel to start even when the notebook names one
+    dialog = page.locator(".jp-Dialog")
+    with contextlib.suppress(PlaywrightTimeout):
+        dialog.get_by_role("button", name="Select", exact=True).click(timeout=10_000)
+    # wait for the kernel before running (the toolbar shows its status)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+
 def run_notebook(
     url: str, n_code: int, out: Path, timeout: float, mic: MicrophoneCheck | None = None, *, refusal: str = ""
 ) -> list[str]:
@@ -193,7 +215,6 @@ def run_notebook(
     with ``refusal`` (one of :data:`REFUSALS`: a browser without any microphone, or one
     that refuses the permission), check that pressing Start explains it
     (:func:`refusal_in_browser`)."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -206,16 +227,7 @@ def run_notebook(
         page = browser.new_page(viewport={"width": 1400, "height": 2400})
         console_errors: list[str] = []
         page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
-        page.goto(url)
-        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-        # a fresh JupyterLab asks which kernel to start even when the notebook names one
-        dialog = page.locator(".jp-Dialog")
-        with contextlib.suppress(PlaywrightTimeout):
-            dialog.get_by_role("button", name="Select", exact=True).click(timeout=10_000)
-        # wait for the kernel before running (the toolbar shows its status)
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-        page.get_by_role("menuitem", name="Run", exact=True).click()
-        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        run_all_cells(page, url)
 
         code_cells = page.locator(".jp-Notebook .jp-CodeCell")
         if code_cells.count() != n_code:
@@ -521,10 +533,15 @@ EXPLORER_CELLS = [
 
 def explorer_notebook(path: Path) -> int:
     """Write the explorer pass's notebook (a synthetic 1-hour run, explored); its code cells."""
+    return write_notebook(path, EXPLORER_CELLS)
+
+
+def write_notebook(path: Path, cells: list[str]) -> int:
+    """Write a notebook of these code cells; their count."""
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(code) for code in EXPLORER_CELLS]
+    nb.cells = [nbformat.v4.new_code_cell(code) for code in cells]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, str(path))
     return len(nb.cells)
@@ -589,14 +606,7 @@ def explorer_in_browser(url: str, n_code: int, out: Path, timeout: float, intera
         console_errors: list[str] = []
         page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
         page.on("pageerror", lambda exc: console_errors.append(f"page error: {exc}"))
-        page.goto(url)
-        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-        dialog = page.locator(".jp-Dialog")
-        with contextlib.suppress(PlaywrightTimeout):
-            dialog.get_by_role("button", name="Select", exact=True).click(timeout=10_000)
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-        page.get_by_role("menuitem", name="Run", exact=True).click()
-        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        run_all_cells(page, url)
         try:
             page.wait_for_function("() => (window.__avatarNbExplorer || []).some(r => r.firstPaint !== null)",
                                    timeout=timeout * 1000)
@@ -769,9 +779,13 @@ def main() -> int:
     parser.add_argument("--explorer", action="store_true",
                         help="the explorer pass: a synthetic 1-hour run explored by 200 scripted interactions")
     parser.add_argument("--interactions", type=int, default=200, help="interactions of the explorer pass")
+    parser.add_argument("--player", action="store_true",
+                        help="the player pass: show() of a synthetic 1-hour run, its audio player a window at a time")
     args = parser.parse_args()
     if args.explorer:
         return explorer_main(args)
+    if args.player:
+        return player_main(args)
     mic = None
     if args.microphone:
         out = args.out.resolve()
@@ -821,6 +835,103 @@ def explorer_main(args: argparse.Namespace) -> int:
     for problem in problems:
         print("PROBLEM:", problem)
     print("explorer check " + ("failed" if problems else "passed") + f"; screenshots in {out}")
+    return 1 if problems else 0
+
+
+# ----------------------------------------------------------------------------- the player
+
+PLAYER_CELLS = [
+    "import avatar_nb as an\nfrom avatar_nb.timeline_pyramid import synthetic_timeline\n"
+    "tl = synthetic_timeline(3600.0, n_expression=8)",
+    "an.show(tl)",
+]
+
+
+def player_in_browser(url: str, out: Path, timeout: float) -> list[str]:
+    """The player pass: ``show()`` of a 1-hour run, whose audio player holds one window of it.
+    The run bar seeks to 30:00 (a window asked of the kernel, the keyframe readout follows),
+    playback crosses that window's end into the next, the keyframe slider's last keyframe
+    seeks the player into the run's last window; saves ``player.png``."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        raise SystemExit("chromium not found: apt-get install -y chromium")
+    problems: list[str] = []
+    out.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True,
+                                    args=CHROMIUM_ARGS + ["--autoplay-policy=no-user-gesture-required"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        console_errors: list[str] = []
+        page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: console_errors.append(f"page error: {exc}"))
+        run_all_cells(page, url)
+        audio = "document.querySelector('audio')"
+        bar = f"{audio}.parentElement.querySelector('input[type=range]')"
+        label = f"{audio}.parentElement.querySelector('span').textContent"
+        readout = page.locator(".widget-html").filter(has_text="media time")
+
+        def step(what: str, action: str | None, *, shows: str = "", until: str = "", wait: float = 30_000) -> bool:
+            """Run ``action`` in the page, then wait until the keyframe readout ``shows`` a text
+            or the expression ``until`` holds; a problem if neither comes within ``wait`` ms."""
+            if action:
+                page.evaluate(action)
+            try:
+                if shows:
+                    readout.filter(has_text=shows).first.wait_for(timeout=wait)
+                else:
+                    page.wait_for_function(until, timeout=wait)
+            except PlaywrightTimeout:
+                problems.append(f"{what}: not {shows or until!r} within {wait / 1000:g} s")
+                return False
+            return True
+
+        def seek_bar(t: float) -> str:
+            return f"{bar}.value = {t}; {bar}.dispatchEvent(new Event('input')); {bar}.dispatchEvent(new Event('change'))"
+
+        ok = step("the player", None, until=f"{audio} && {audio}.readyState >= 1 && !!({bar})", wait=timeout * 1000)
+        if ok:
+            print(f"  the player holds {page.evaluate(f'{audio}.duration'):.0f} s of the hour "
+                  f"(a {page.evaluate(f'{audio}.src.length') / 1e6:.2f} MB data URL)")
+            t0 = time.monotonic()
+            if step("the run bar to 30:00", seek_bar(1800), shows="media time 1800.00 s"):
+                print(f"  run bar to 30:00: a window from the kernel, keyframe shown in {time.monotonic() - t0:.2f} s")
+            step("playing across the window's end", seek_bar(1853.5), shows="media time 1853.")
+            if step("playing across the window's end", f"{audio}.play()", shows="media time 1857."):
+                print(f"  played across a window's end: {readout.first.inner_text().splitlines()[1]}")
+            page.evaluate(f"{audio}.pause()")
+            slider = page.locator(".widget-slider").filter(has_text="keyframe").first.locator(".widget-readout")
+            slider.click()
+            page.keyboard.press("Control+A")
+            page.keyboard.type("89999")
+            page.keyboard.press("Enter")
+            if step("the last keyframe seeks the player", None, until=f"{label}.startsWith('59:59')"):
+                print(f"  last keyframe: the player at {page.evaluate(label)}")
+            player = page.locator("audio").first
+            player.scroll_into_view_if_needed()
+            player.locator("xpath=..").screenshot(path=str(out / "player.png"))
+        browser.close()
+    # page errors and the widgets' own; not JupyterLab's (a 404 for an optional resource)
+    problems += [f"browser console: {e[:300]}" for e in console_errors
+                 if "page error" in e or "widget" in e.lower() or "player" in e.lower()]
+    return problems
+
+
+def player_main(args: argparse.Namespace) -> int:
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="avatar-nb-browser-") as tmp:
+        folder = Path(tmp) / "notebooks"
+        folder.mkdir()
+        write_notebook(folder / "player.ipynb", PLAYER_CELLS)
+        print("show() of a synthetic 1-hour run, its audio player, in JupyterLab + headless Chromium")
+        with jupyterlab(folder, out / "jupyterlab.log") as url:
+            problems = player_in_browser(url.format(path="player.ipynb"), out, args.timeout)
+    for problem in problems:
+        print("PROBLEM:", problem)
+    print("player check " + ("failed" if problems else "passed") + f"; screenshot in {out}")
     return 1 if problems else 0
 
 
