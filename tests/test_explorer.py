@@ -154,6 +154,43 @@ def test_audio_from_the_cursor_is_int16(run):
     assert widget.handle({"type": "nonsense"}) == (None, [])
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "tiles", "req": 1, "tiles": "0,0,0"},
+        {"type": "tiles", "req": 1, "tiles": None},
+        {"type": "cursor", "req": 1, "t": "12"},
+        {"type": "cursor", "req": 1, "t": float("nan")},
+        {"type": "cursor", "req": 1, "t": True},
+        {"type": "cursor", "req": 1, "index": 10**12, "step": 1},
+        {"type": "cursor", "req": 1, "index": 3, "step": 0.5},
+        {"type": "cursor", "req": 1, "t": 1.0, "neighbours": 10**9},
+        {"type": "cursor", "req": 1, "t": 1.0, "neighbours": -1},
+        {"type": "audio", "req": 1, "t": "x"},
+        {"type": "audio", "req": 1, "t": 1.0, "seconds": float("inf")},
+        {"type": "audio", "req": 1, "t": 1.0, "seconds": -2},
+        {"type": "audio", "req": 1, "t": 1.0, "run": 7},
+        {"type": "audio", "req": 1, "t": 1.0, "run": [0]},
+        "tiles",
+        ["tiles"],
+    ],
+)
+def test_garbled_browser_messages_are_ignored(run, message):
+    """A message whose numbers are not what the browser sends gets no reply and raises
+    nothing in the kernel (the widget's handler runs there)."""
+    assert explore(run).handle(message) == (None, [])
+
+
+def test_tiles_outside_the_run_are_left_out(run):
+    widget = explore(run)
+    z_max = widget.spec["z_max"]
+    reply, buffers = widget.handle({"type": "tiles", "req": 2, "tiles": [
+        [0, z_max + 1, 0], [0, 0, 10**9], [1, 0, 0], [0, -1, 0], [0, 0, 0.5], ["0", 0, 0], [0, 0], [0, z_max, 0],
+    ]})
+    assert [(m["z"], m["i"]) for m in reply["tiles"]] == [(z_max, 0)] and reply["req"] == 2
+    assert widget.handle({"type": "tiles", "req": "x", "tiles": []})[0]["req"] is None
+
+
 def test_two_runs_share_one_axis():
     a, b = synthetic_timeline(20.0, n_expression=3, seed=1), synthetic_timeline(35.0, n_expression=3, seed=2)
     widget = an.explore(a, b)

@@ -1,4 +1,5 @@
-"""Small pieces the views share: throttled rendering and figures with fixed pixel margins.
+"""Small pieces the views share: throttled rendering, figures with fixed pixel margins,
+and numbers read from browser messages.
 
 PNG and WAV bytes come from the library's one writer of each (``avatar_nb.plots.to_png``,
 ``avatar_nb.audio.wav_bytes``); nothing here writes files of its own.
@@ -7,13 +8,25 @@ PNG and WAV bytes come from the library's one writer of each (``avatar_nb.plots.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-__all__ = ["Throttle", "new_figure"]
+__all__ = ["Throttle", "finite_number", "new_figure"]
+
+
+def finite_number(value: Any) -> float | None:
+    """``value`` (from a browser message) as a float if it is a finite int or float (not a
+    bool), else None: what the views' message handlers accept, so a garbled message is
+    ignored instead of raising in the kernel."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 class Throttle:
@@ -57,6 +70,9 @@ MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 82, 12, 8, 44
 
 def new_figure(width_px: int, height_px: int, dpi: int = 100) -> Figure:
     """An Agg figure of ``width_px`` x ``height_px`` with the views' fixed margins."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
     FigureCanvasAgg(fig)
     fig.subplots_adjust(

@@ -46,6 +46,7 @@ from ..timeline_pyramid import (
     TimelinePyramid,
     pyramid_of,
 )
+from ._util import finite_number
 
 __all__ = ["Explorer", "explore"]
 
@@ -141,18 +142,23 @@ class Explorer(anywidget.AnyWidget):
             self.send(reply, buffers=out)
 
     def handle(self, content: Any) -> tuple[dict[str, Any] | None, list[bytes]]:
-        """The reply to one browser message and its binary buffers (``(None, [])`` for a
-        message it does not know)."""
+        """The reply to one browser message and its binary buffers; ``(None, [])`` for a
+        message it does not know or whose numbers are not what the browser sends (checked
+        here: a garbled message is ignored, never an exception in the kernel)."""
         if not isinstance(content, dict):
             return None, []
         kind = content.get("type")
-        req = content.get("req")
+        req = content.get("req") if finite_number(content.get("req")) is not None else None
         if kind == "tiles":
+            entries = content.get("tiles")
+            if not isinstance(entries, list):
+                return None, []
             metas, buffers = [], []
-            for entry in content.get("tiles", [])[:64]:
-                run, z, i = (int(v) for v in entry)
-                if not (0 <= run < len(self.runs)) or z < 0 or i < 0:
+            for entry in entries[:64]:
+                tile = self._tile_address(entry)
+                if tile is None:
                     continue
+                run, z, i = tile
                 meta, bufs = self.runs[run].tile(z, i).buffers()
                 for part in ("audio", "lines"):
                     if part in meta:
@@ -165,16 +171,53 @@ class Explorer(anywidget.AnyWidget):
                 buffers.extend(bufs)
             return {"type": "tiles", "req": req, "tiles": metas}, buffers
         if kind == "cursor":
-            return {"type": "cursor", "req": req, **self.cursor(content)}, []
+            asked = self._cursor_request(content)
+            if asked is None:
+                return None, []
+            return {"type": "cursor", "req": req, **self.cursor(asked)}, []
         if kind == "audio":
-            t = float(content.get("t", 0.0))
-            seconds = min(float(content.get("seconds", 10.0)), _MAX_AUDIO_SECONDS)
-            run = int(content.get("run", 0))
-            p = self.runs[run] if 0 <= run < len(self.runs) else self.runs[0]
-            pcm = p.audio_from(t, seconds)
+            t = finite_number(content.get("t", 0.0))
+            seconds = finite_number(content.get("seconds", 10.0))
+            run = _whole(content.get("run", 0), 0, len(self.runs) - 1)
+            if t is None or seconds is None or seconds <= 0 or run is None:
+                return None, []
+            p = self.runs[run]
+            pcm = p.audio_from(max(0.0, t), min(seconds, _MAX_AUDIO_SECONDS))
             return ({"type": "audio", "req": req, "t": t, "sample_rate": p.run.sample_rate, "n": int(pcm.shape[0])},
                     [pcm.astype("<i2").tobytes()])
         return None, []
+
+    def _tile_address(self, entry: Any) -> tuple[int, int, int] | None:
+        """``[run, z, i]`` of a tile the runs have, else None."""
+        if not isinstance(entry, (list, tuple)) or len(entry) != 3:
+            return None
+        run = _whole(entry[0], 0, len(self.runs) - 1)
+        z = _whole(entry[1], 0, self.spec["z_max"])
+        if run is None or z is None:
+            return None
+        last = max(0, math.ceil(self.spec["duration"] / (TILE_SECONDS * 2**z)) - 1)
+        i = _whole(entry[2], 0, last)
+        return None if i is None else (run, z, i)
+
+    def _cursor_request(self, content: dict[str, Any]) -> dict[str, Any] | None:
+        """The cursor message's numbers, checked: ``t``, or ``index`` and ``step``, and
+        ``neighbours``; None when one is not a number in its range."""
+        n = int(self.runs[0].run.keyframes.shape[0])
+        asked: dict[str, Any] = {}
+        if content.get("index") is not None and content.get("step") is not None:
+            asked["index"] = _whole(content["index"], 0, max(0, n - 1))
+            asked["step"] = _whole(content["step"], -n, n)
+            if asked["index"] is None or asked["step"] is None:
+                return None
+        else:
+            asked["t"] = finite_number(content.get("t", 0.0))
+            if asked["t"] is None:
+                return None
+        if content.get("neighbours") is not None:
+            asked["neighbours"] = _whole(content["neighbours"], 0, 4 * CURSOR_NEIGHBOURS)
+            if asked["neighbours"] is None:
+                return None
+        return asked
 
     def cursor(self, content: dict[str, Any]) -> dict[str, Any]:
         """The cursor's keyframe and its neighbours: nearest to ``t``, or ``step`` keyframes
@@ -205,6 +248,14 @@ class Explorer(anywidget.AnyWidget):
         entry = p.cursor(index)
         entry["svg"] = face_svg(p.run.keyframes[index], size=_FACE_SIZE) if index >= 0 else ""
         return entry
+
+
+def _whole(value: Any, lo: int, hi: int) -> int | None:
+    """``value`` as an int if it is a whole number in ``[lo, hi]``, else None."""
+    number = finite_number(value)
+    if number is None or number != int(number) or not lo <= number <= hi:
+        return None
+    return int(number)
 
 
 def _finite_pair(lo: float, hi: float) -> list[float]:

@@ -14,7 +14,6 @@ whole run, never of the window.
 from __future__ import annotations
 
 import base64
-import math
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import traitlets
 
 from .. import _pcm
 from ..audio import wav_bytes
+from ._util import finite_number
 
 __all__ = ["AudioPlayer"]
 
@@ -89,11 +89,11 @@ class AudioPlayer(anywidget.AnyWidget):
         is not a finite number) gets ``(None, [])``: it is ignored."""
         if self._samples is None or not isinstance(content, dict) or content.get("type") != "window":
             return None, []
-        t, seconds, req = _number(content.get("t")), _number(content.get("seconds")), content.get("req")
+        t, seconds, req = finite_number(content.get("t")), finite_number(content.get("seconds")), content.get("req")
         if t is None or seconds is None or not (0.0 <= t < self.duration) or seconds <= 0.0:
             return None, []
         start, pcm = self.window(t, seconds)
-        reply = {"type": "window", "req": req if _number(req) is not None else None,
+        reply = {"type": "window", "req": req if finite_number(req) is not None else None,
                  "start": start, "sample_rate": self.sample_rate, "n": int(pcm.shape[0])}
         return reply, [pcm.astype("<i2", copy=False).tobytes()]
 
@@ -102,13 +102,6 @@ class AudioPlayer(anywidget.AnyWidget):
         if reply is not None:
             self.send(reply, buffers=buffers)
 
-
-def _number(value: Any) -> float | None:
-    """``value`` as a float if it is a finite int or float (not a bool), else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _int16(samples: Any) -> np.ndarray:
