@@ -3,7 +3,9 @@ over both workers, a killed worker survived, credentials kept out of keys and lo
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import signal
 import sys
 import threading
@@ -150,6 +152,94 @@ def test_a_worker_killed_during_a_sweep_loses_no_run(client, tmp_path):
     # a re-run finds everything finished: nothing is streamed again
     again = run()
     assert list(again.runs["started_at"]) == list(runs["started_at"])
+
+
+async def test_an_interrupted_cluster_sweep_cancels_its_batches_and_keeps_what_was_committed(
+    client, tmp_path, monkeypatch, capsys
+):
+    """Ctrl-C on a cluster sweep (its task cancelled, as asyncio.run and a kernel interrupt
+    do) once its first batch has come back: the batches not finished are cancelled, so the
+    scheduler has nothing of the sweep left to start, the runs committed stay in the
+    dataset, the interrupted line says how many runs were cancelled, and the same call
+    resumes the rest without running a committed one again."""
+    from avatar_nb.sweeps import sweep_async
+    from avatar_nb.experiments import executors
+
+    loop = asyncio.get_running_loop()
+    submitted: list[Any] = []
+    real_submit = client.submit
+
+    def recording_submit(fn, *args, **kwargs):
+        future = real_submit(fn, *args, **kwargs)
+        if str(kwargs.get("key")).startswith("avatar_nb-sweep-"):
+            submitted.append(future)
+        return future
+
+    monkeypatch.setattr(client, "submit", recording_submit)
+    sweep_task: asyncio.Task[Any] | None = None
+    reported: list[int] = []
+
+    class InterruptOnFirstRun:
+        """The sweep's progress hook: told of the first finished runs, it interrupts."""
+
+        def update(self, n: int) -> None:
+            assert sweep_task is not None
+            reported.append(n)
+            loop.call_soon_threadsafe(sweep_task.cancel)
+
+        def set_postfix_str(self, text: str) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(executors, "progress_bar", lambda *args: InterruptOnFirstRun())
+    out = tmp_path / "study"
+    kwargs: dict[str, Any] = dict(
+        grid={"chunk_ms": [20, 40]}, repeats=3, pacing="capture", out=out, client=client, concurrency=1
+    )
+    planned = 2 * 2 * 3  # one batch (one Dask task) per run
+    sweep_task = asyncio.ensure_future(sweep_async(clips(0.6), **kwargs))
+    with pytest.raises(asyncio.CancelledError):
+        await sweep_task
+    # the sweep's tasks leave the scheduler (a cancel is a message to it: polled, bounded),
+    # so no worker gets one of them to start
+    def left() -> list[str]:
+        return client.run_on_scheduler(
+            lambda dask_scheduler: [k for k in dask_scheduler.tasks if str(k).startswith("avatar_nb-sweep-")]
+        )
+
+    for _ in range(600):
+        if not left():
+            break
+        await asyncio.sleep(0.1)
+    assert left() == []
+    # every batch came back or was cancelled (a released one reads "cancelled" too)
+    statuses = [f.status for f in submitted]
+    assert len(statuses) == planned and set(statuses) <= {"finished", "cancelled"}, statuses
+    line = next(line for line in capsys.readouterr().err.splitlines() if "interrupted" in line)
+    cancelled = int(re.search(r", (\d+) cancelled on the cluster; ", line).group(1))
+    assert 1 <= cancelled <= planned - sum(reported), line
+
+    # a batch a worker was already running when it was cancelled still finishes (Dask cannot
+    # stop it) and writes its run: wait until no worker runs anything (a bounded poll)
+    def busy() -> int:
+        return sum(client.run(lambda dask_worker: len(dask_worker.state.executing)).values())
+
+    for _ in range(600):
+        if not busy():
+            break
+        await asyncio.sleep(0.1)
+    assert not busy()
+    saved = load_results(out).runs
+    assert 1 <= len(saved) < planned and set(saved["status"]) == {"ok"}
+    # the same call resumes: the committed runs are kept as they were, the others run now
+    monkeypatch.setattr(executors, "progress_bar", lambda *args: None)
+    whole = await sweep_async(clips(0.6), **kwargs)
+    assert len(whole.runs) == planned and set(whole.runs["status"]) == {"ok"}
+    assert whole.reused == len(saved)
+    kept = whole.runs.set_index("run_id").loc[saved["run_id"], "started_at"]
+    assert list(kept) == list(saved["started_at"])
 
 
 def test_credentials_stay_out_of_keys_and_logs(client, tmp_path, monkeypatch):

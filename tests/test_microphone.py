@@ -335,7 +335,8 @@ async def test_a_refused_microphone_is_explained_and_the_session_closed(realtime
 
 
 async def test_a_stopped_panel_says_stopped_with_what_was_captured(realtime_service, speech):
-    """Once a run has ended without keyframes, the trace lanes no longer say "waiting"."""
+    """Once a run has ended without keyframes, the trace lanes no longer say "waiting" but
+    why none came, with what was captured, in the words of the session panel."""
     panel = MicrophonePanel(realtime_service)
     assert "waiting for keyframes" in panel.traces  # not started yet
     task = await started(panel)
@@ -343,13 +344,13 @@ async def test_a_stopped_panel_says_stopped_with_what_was_captured(realtime_serv
     page_msg(panel, {"type": "error", "name": "NotAllowedError", "message": "Permission denied"})
     await asyncio.wait_for(task, 30.0)
     assert "waiting for keyframes" not in panel.traces
-    assert "stopped: 0.0 s captured, no keyframes arrived" in panel.traces
+    assert "no keyframes: Microphone unavailable: it could not be\u2026 (0.0 s captured)" in panel.traces
     assert panel.status == "stopped: microphone unavailable"
     # the figure is the panel's capture counter (set here: audio sent would bring keyframes)
     await started(panel)
     panel._captured_samples = 3 * CHUNK
     tl = await panel.stop()
-    assert tl.n_keyframes == 0 and "stopped: 0.1 s captured, no keyframes arrived" in panel.traces
+    assert tl.n_keyframes == 0 and "no keyframes: nothing was sent (0.1 s captured)" in panel.traces
 
 
 async def test_closing_the_widget_stops_the_capture_and_closes_the_session(

@@ -6,6 +6,7 @@ message; the capture format's checks."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -407,3 +408,141 @@ def test_a_capture_without_messages_is_an_empty_timeline(tmp_path):
     path = _write(tmp_path / "empty.anbcap", 0, end=False)
     timeline = an.load_capture(path)
     assert timeline.n_keyframes == 0 and timeline.errors == [] and timeline.meta["avatar_id"] == "v"
+
+
+# ----------------------------------------------------------------------------- Ctrl-C on avatar-nb tap
+
+_PATIENCE = 120.0  # a bound for a broken stop to fail the test, not a timing expectation
+
+
+def _start_tap(console: str, ingress: str, out: Path) -> tuple[subprocess.Popen, str]:
+    """``avatar-nb tap`` in a process group of its own (SIGINT to it is a terminal's Ctrl-C);
+    returns it and its base URL once its banner says it listens (bounded poll loop)."""
+    import re
+    import selectors
+
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AVATAR_NB_")},
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parent.parent / "src"), os.environ.get("PYTHONPATH")])
+        ),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "avatar_nb", "tap", "--listen", "127.0.0.1:0",
+         "--upstream-console", console, "--upstream-ingress", ingress, "--out", str(out),
+         # a stop that waited on a peer would wait this long: past _PATIENCE, the test fails
+         "--io-timeout", "3600", "--idle-timeout", "3600"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
+    )
+    seen = b""
+    deadline = time.monotonic() + _PATIENCE
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while b"press Ctrl-C to stop" not in seen:
+            assert time.monotonic() < deadline, seen
+            if selector.select(timeout=1.0):
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                assert chunk, f"the tap ended: {seen!r} {proc.stderr.read()!r}"
+                seen += chunk
+    return proc, re.search(rb"listening on (http://127\.0\.0\.1:\d+)", seen).group(1).decode()
+
+
+async def _ctrl_c(proc: subprocess.Popen) -> str:
+    """Ctrl-C to the tap; its stderr once it exited (bounded)."""
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = await asyncio.to_thread(proc.communicate, timeout=_PATIENCE)
+    return err.decode()
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def _one_stop_line(proc: subprocess.Popen, err: str) -> str:
+    # Ctrl-C is how the tap ends, as for serve: exit 0, one line saying what it left
+    assert proc.returncode == 0, (proc.returncode, err)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("avatar-nb tap: stopped; "), err
+    return lines[0]
+
+
+async def test_cli_tap_ctrl_c_while_recording_finishes_the_capture_and_says_so(tmp_path):
+    """Ctrl-C on ``avatar-nb tap`` while a session is open: the tap stops without waiting on
+    a peer, the session's capture is finished whole (END record) with every message of the
+    session, and the stop is one line on stderr naming it, no traceback."""
+    out = tmp_path / "captures"
+    with LocalService(realtime=False) as svc:
+        proc, base = _start_tap(svc.console_url, svc.ingress_url, out)
+        try:
+            received: list[bytes] = []
+            session = an.new_avatar_session(
+                **svc.session_kwargs(console_endpoint_url=base + "/v1/console",
+                                     ingress_endpoint_url=base + "/v2/driveningress"),
+                transport_frames=lambda d, e: received.append(d),
+            )
+            async with session:
+                await session.stream(PCM, chunk_ms=40, pacing="fast")
+                await session.wait_for_end(timeout=_PATIENCE)
+                # the session is open and idle: the tap is recording it when Ctrl-C comes
+                err = await _ctrl_c(proc)
+            tl = session.timeline
+        finally:
+            _kill(proc)
+    line = _one_stop_line(proc, err)
+    (path,) = out.glob("*.anbcap")
+    assert line == (
+        f"avatar-nb tap: stopped; 1 capture in {out} (1 was recording and ended with the stop, "
+        f"finished whole: {path.name})"
+    )
+    capture = read_capture(path)  # whole: no cut-off record, no checksum mismatch
+    assert capture.complete and not capture.truncated and capture.status == 101
+    assert [n["note"] for n in capture.notes] == ["the proxy stopped"]
+    # every message the client received, and every chunk it sent (after its configure)
+    assert [m.data for m in capture.server_messages()[1:]] == received
+    assert len(capture.client_messages()) == 1 + len(tl.chunk_sent_at)
+    replayed = an.load_capture(path)
+    assert replayed.n_keyframes == tl.n_keyframes == 25
+    assert list(replayed.requests["status"]) == ["complete"]
+
+
+async def test_cli_tap_ctrl_c_during_an_upgrade_leaves_a_readable_capture(tmp_path):
+    """Ctrl-C while the service has not answered a session's upgrade yet: its capture still
+    starts with its header (the upgrade, unanswered) and ends whole, so the folder reads."""
+    out = tmp_path / "captures"
+    asked = asyncio.Event()
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent_service(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # takes the upgrade request and never answers it
+        await reader.readuntil(b"\r\n\r\n")
+        asked.set()
+
+    server = await asyncio.start_server(silent_service, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    proc, base = _start_tap(f"http://127.0.0.1:{port}/v1/console", f"http://127.0.0.1:{port}/v2/driveningress", out)
+    client = asyncio.ensure_future(
+        websockets.connect(base.replace("http", "ws") + "/v2/driveningress/websocket?id=someone", open_timeout=None)
+    )
+    try:
+        await asyncio.wait_for(asked.wait(), _PATIENCE)  # the tap waits for the service's answer
+        err = await _ctrl_c(proc)
+    finally:
+        _kill(proc)
+        client.cancel()
+        with contextlib.suppress(BaseException):
+            await client
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    line = _one_stop_line(proc, err)
+    (path,) = out.glob("*.anbcap")
+    assert line.endswith(f"(1 was recording and ended with the stop, finished whole: {path.name})")
+    capture = read_capture(path)
+    assert capture.complete and capture.status is None and capture.avatar_id == "someone"
+    assert [n["note"] for n in capture.notes] == ["the proxy stopped during the upgrade"]
+    timeline = an.load_capture(out)[0]
+    assert timeline.n_keyframes == 0 and timeline.meta["avatar_id"] == "someone"

@@ -147,6 +147,46 @@ async def test_session_panel_reports_errors_in_its_status():
         assert tl.errors and tl.n_keyframes == 0
 
 
+async def test_session_panel_says_why_a_run_ended_without_keyframes():
+    """A refused run leaves the live view empty: it says what happened, not "waiting"."""
+    async with LocalService(realtime=False, api_key="right") as svc:
+        panel = widgets.SessionPanel(speech_like(0.5), 16000, service=svc, api_key="wrong")
+        assert "waiting for keyframes" in panel.live.value  # before a run
+        tl = await panel.start()
+        assert tl.n_keyframes == 0 and tl.errors[0].startswith("sessionTokenInvalid")
+        assert "waiting for keyframes" not in panel.live.value
+        assert "no keyframes: sessionTokenInvalid: session token request failed (HTTP 401)" in panel.live.value
+        # a second run of the same panel waits again while it lasts
+        drawn_while_running = []
+        panel.live.observe(lambda change: drawn_while_running.append(change["new"]), names="value")
+        panel.status.observe(
+            lambda change: drawn_while_running.append(panel.live.value) if "connecting" in change["new"] else None,
+            names="value",
+        )
+        await panel.start()
+        assert "waiting for keyframes" in drawn_while_running[0]
+        assert "no keyframes: sessionTokenInvalid" in panel.live.value
+
+
+async def test_session_panel_cancelled_before_keyframes_says_cancelled():
+    async with LocalService(realtime=False) as svc:
+        panel = widgets.SessionPanel(speech_like(0.5), 16000, service=svc)
+        task: asyncio.Task | None = None
+
+        def cancel_while_connecting(change):
+            if "connecting" in change["new"]:
+                assert task is not None
+                task.cancel()  # raised at the run's next await: nothing is ever sent
+
+        panel.status.observe(cancel_while_connecting, names="value")
+        task = panel.start()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert panel.timeline.n_keyframes == 0
+        assert "no keyframes: cancelled" in panel.live.value and "waiting" not in panel.live.value
+        assert panel.status.value == "<b>stopped: cancelled</b>"
+
+
 async def test_session_panel_opens_its_own_service_when_none_is_given(monkeypatch):
     for var in ("AVATAR_NB_CONSOLE_URL", "AVATAR_NB_INGRESS_URL", "AVATAR_NB_API_KEY"):
         monkeypatch.delenv(var, raising=False)
@@ -215,6 +255,23 @@ def test_both_panels_word_their_outcome_and_stats_in_one_place():
     tl.set_request_status("r1", "preempted")
     assert live.outcome_text(tl, capture=True).endswith("(preempted 1 of 2 requests)")
     line = live.stats_html(tl, current=True, count_label="frames received:")
+    # the empty live view: waiting while a run lasts, else one line saying why nothing came
+    empty = Timeline()
+    assert live.empty_text(empty, ended=False, error="ignored while running") == "waiting for keyframes"
+    assert live.empty_text(empty, ended=True) == "no keyframes: nothing was sent"
+    assert live.empty_text(empty, ended=True, error="\nrefused: bad key\n  details") == "no keyframes: refused: bad key"
+    assert live.empty_text(empty, ended=True, stopped="cancelled", captured=1.25) == (
+        "no keyframes: cancelled (1.2 s captured)"
+    )
+    cut = live.empty_text(empty, ended=True, error="x" * 500, captured=0.0, max_chars=60)
+    assert len(cut) == 60 and cut.startswith("no keyframes: xxx") and cut.endswith("\u2026 (0.0 s captured)")
+    words = live.empty_text(empty, ended=True, error="refused: " + "word " * 40, max_chars=40)
+    assert words == "no keyframes: refused: word word word\u2026"
+    empty.add_audio_chunk("r0", 0.0, 640)
+    empty.set_request_status("r0", "interrupted")
+    assert live.empty_text(empty, ended=True) == "no keyframes: interrupted"
+    empty.add_error("capture: the kernel was interrupted")
+    assert live.empty_text(empty, ended=True) == "no keyframes: capture: the kernel was interrupted"
     assert line.startswith(f"frames received: <b>{tl.n_keyframes}</b>") and "current late" in line
 
 

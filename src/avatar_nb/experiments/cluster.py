@@ -20,6 +20,11 @@ per batch. On a worker:
   tasks at once (``threads_per_worker > 1``);
 - only the small run rows go back through the scheduler.
 
+Interrupted (Ctrl-C: the sweep's task cancelled), the sweep cancels the batches it
+submitted that have not finished: queued ones never start; one a worker is already
+running finishes (Dask cannot stop a running task) and writes its runs as usual. The
+runs already committed stay; the interrupted line says how many runs were cancelled.
+
 A worker lost mid-sweep loses no finished run: its rows and keyframes are already on
 disk, Dask reschedules its unfinished batch on another worker, a batch that still
 cannot run is recorded as failed rows, and a re-run with the same ``out=`` completes them.
@@ -224,9 +229,40 @@ def _plug(client: Any) -> None:
     _plugged.add(client)
 
 
+class _Submitted:
+    """The batches a sweep submitted, shared by the thread that waits on them and the
+    sweep's task, which stops them when it is interrupted."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.futures: dict[Any, Sequence[RunSpec]] = {}  # not yet taken back by the thread
+        self.stopped = False
+
+    def take(self, future: Any) -> Sequence[RunSpec]:
+        with self.lock:
+            return self.futures.pop(future)
+
+    def stop(self, client: Any) -> int:
+        """Cancel every batch not finished (queued ones never start; Dask cannot stop one
+        a worker is already running: it finishes and its runs are written as usual); the
+        number of runs in them."""
+        with self.lock:
+            self.stopped = True
+            pending = [f for f in self.futures if not f.done()]
+            runs = sum(len(self.futures[f]) for f in pending)
+        if pending:
+            client.cancel(pending)
+        return runs
+
+
 class OnDask(Executor):
     """Runs a sweep's runs on ``client``'s workers in batches of ``concurrency``; they write
-    into ``out`` (a path every worker shares) and send back only the run rows."""
+    into ``out`` (a path every worker shares) and send back only the run rows.
+
+    Interrupted (the sweep's task cancelled, or ``KeyboardInterrupt``), it cancels the
+    batches it submitted that had not finished, so the workers start no new run;
+    :attr:`cancelled` is then the number of runs in them (the sweep's interrupted line
+    says it). Runs already committed stay in the dataset."""
 
     label = "sweep (dask)"
     info = {"cluster": True}  # noqa: RUF012
@@ -234,6 +270,7 @@ class OnDask(Executor):
     def __init__(self, client: Any, retries: int = 1) -> None:
         self.client = client
         self.retries = retries
+        self.cancelled = 0
 
     def check(self, root: Path | None) -> Path:
         _require_distributed()
@@ -246,9 +283,16 @@ class OnDask(Executor):
 
     async def run(self, job: Job) -> Outcome:
         assert job.root is not None
-        return await asyncio.to_thread(self._run, job)
+        submitted = _Submitted()
+        self.cancelled = 0
+        try:
+            return await asyncio.to_thread(self._run, job, submitted)
+        except BaseException:  # CancelledError, KeyboardInterrupt: stop what still waits
+            # here, not in the thread: it is blocked waiting for the next batch to finish
+            self.cancelled = submitted.stop(self.client)
+            raise
 
-    def _run(self, job: Job) -> Outcome:
+    def _run(self, job: Job, submitted: _Submitted) -> Outcome:
         todo, clips, service, root = job.todo, job.clips, job.service, job.root
         concurrency, seed, timeout, done = job.concurrency, job.seed, job.timeout, job.done
         distributed = _require_distributed()
@@ -273,26 +317,31 @@ class OnDask(Executor):
             by_name[clip.name] = client.submit(
                 _clip, clip, key=f"avatar_nb-clip-{token}-{index:05d}", pure=False
             )
-        futures = {}
-        for index, batch in enumerate(batches):
-            needed = {spec.clip: by_name[spec.clip] for spec in batch}
-            future = client.submit(
-                run_batch_on_worker,
-                batch,
-                needed,
-                service,
-                str(root),
-                timeout,
-                seed,
-                key=f"avatar_nb-sweep-{token}-{index:05d}",
-                pure=False,
-                retries=self.retries,
-            )
-            futures[future] = batch
         outcome = Outcome()
+        with submitted.lock:  # the sweep's interruption, if it comes now, waits for all of them
+            for index, batch in enumerate(batches):
+                if submitted.stopped:
+                    return outcome
+                needed = {spec.clip: by_name[spec.clip] for spec in batch}
+                future = client.submit(
+                    run_batch_on_worker,
+                    batch,
+                    needed,
+                    service,
+                    str(root),
+                    timeout,
+                    seed,
+                    key=f"avatar_nb-sweep-{token}-{index:05d}",
+                    pure=False,
+                    retries=self.retries,
+                )
+                submitted.futures[future] = batch
+            waiting = list(submitted.futures)
         try:
-            for future in distributed.as_completed(list(futures)):
-                batch = futures.pop(future)
+            for future in distributed.as_completed(waiting):
+                batch = submitted.take(future)
+                if submitted.stopped and future.cancelled():  # the sweep was interrupted (see run)
+                    continue
                 try:
                     rows = future.result()
                 except Exception as exc:  # noqa: BLE001 - the batch could not run anywhere
@@ -308,9 +357,13 @@ class OnDask(Executor):
                     ]
                     outcome.lost.extend(rows)
                 future.release()
+                if submitted.stopped:  # interrupted: the sweep reports nothing more
+                    continue
                 outcome.rows.extend(rows)
                 done(rows)
         finally:
-            for future in futures:
+            with submitted.lock:
+                rest = list(submitted.futures)
+            for future in rest:
                 future.cancel()
         return outcome

@@ -73,6 +73,7 @@ class Executor:
 
     label = "sweep"
     info: Mapping[str, Any] = {}  # read only: what sweep.json adds for this executor
+    cancelled = 0  # runs an interruption cancelled before they finished (a cluster's queued tasks)
 
     def check(self, root: Path | None) -> Path | None:
         """``out`` as this executor needs it (before anything is written)."""
@@ -194,7 +195,7 @@ async def execute(
         if bar is not None:
             bar.close()
             bar = None
-        print(_interrupted_line(specs, root), file=sys.stderr, flush=True)
+        print(_interrupted_line(specs, root, executor.cancelled), file=sys.stderr, flush=True)
         raise
     finally:
         if bar is not None:
@@ -204,8 +205,8 @@ async def execute(
     return await asyncio.to_thread(_finish, outcome, root, specs, reused)
 
 
-def _interrupted_line(specs: Sequence[RunSpec], root: Path | None) -> str:
-    """The one line a sweep says when interrupted."""
+def _interrupted_line(specs: Sequence[RunSpec], root: Path | None, cancelled: int = 0) -> str:
+    """The one line a sweep says when interrupted (with the runs it ``cancelled`` on a cluster)."""
     if root is None:
         return "sweep interrupted: nothing is kept without out=; give out= to keep finished runs"
     from ..dataset import finished_runs
@@ -215,8 +216,9 @@ def _interrupted_line(specs: Sequence[RunSpec], root: Path | None) -> str:
         saved = len(finished_runs(root) & wanted)
     except (OSError, ValueError):
         saved = 0
+    on_cluster = f", {cancelled} cancelled on the cluster" if cancelled else ""
     return (
-        f"sweep interrupted: {saved} of {len(specs)} runs saved in {root}; "
+        f"sweep interrupted: {saved} of {len(specs)} runs saved in {root}{on_cluster}; "
         f"the same sweep call resumes the other {len(specs) - saved}"
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 __all__ = ["add_tap_parser"]
@@ -34,11 +35,24 @@ def _cmd_tap(args: argparse.Namespace) -> int:
         print("point a client at these two URLs; press Ctrl-C to stop", flush=True)
 
     try:
-        run_tap(args.listen, args.upstream_console, args.upstream_ingress, args.out, ready=ready,
-                io_timeout=args.io_timeout, idle_timeout=args.idle_timeout)
+        proxy = run_tap(args.listen, args.upstream_console, args.upstream_ingress, args.out, ready=ready,
+                        io_timeout=args.io_timeout, idle_timeout=args.idle_timeout)
     except ValueError as exc:
         raise BadInput(str(exc)) from exc
     except OSError as exc:
         raise BadInput(f"cannot listen on {args.listen}: {exc.strerror or exc}") from exc
-    print("stopped", flush=True)
+    # Ctrl-C is how the tap ends (as for serve): exit 0, with what it left behind in one line
+    print(f"avatar-nb tap: {_stopped_line(proxy)}", file=sys.stderr, flush=True)
     return 0
+
+
+def _stopped_line(proxy: Any) -> str:
+    """What a stopped tap recorded, in one line: the captures and the sessions the stop cut short."""
+    n = len(proxy.captures)
+    text = f"stopped; {n} capture{'' if n == 1 else 's'} in {proxy.out}"
+    cut = [path.name for path in proxy.cut_short]
+    if cut:
+        names = ", ".join(cut[:3]) + (f" and {len(cut) - 3} more" if len(cut) > 3 else "")
+        were = "was" if len(cut) == 1 else "were"
+        text += f" ({len(cut)} {were} recording and ended with the stop, finished whole: {names})"
+    return text

@@ -72,6 +72,7 @@ class CaptureWriter:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        self.has_header = False
         self.messages = 0
         self.bytes = 0
         self._write(_PREFIX.pack(MAGIC, VERSION))
@@ -94,6 +95,7 @@ class CaptureWriter:
 
     def header(self, content: dict[str, Any]) -> None:
         self._json(HEADER, {"format": "avatar_nb capture", "version": VERSION, **content})
+        self.has_header = True
 
     def message(self, direction: int, t: float, data: bytes | str, *, redacted: bool = False) -> None:
         if isinstance(data, str):

@@ -112,6 +112,8 @@ class TapProxy(LoopbackServer):
         self.idle_timeout = float(idle_timeout)
         self.max_message = int(max_message)
         self.captures: list[Path] = []
+        self.cut_short: list[Path] = []  # captures of the sessions a stop ended (see _astop)
+        self._stopping = False
         self.stats = {"sessions": 0, "refused": 0, "console_requests": 0, "messages": 0, "bytes": 0}
         self._seq = 0
         self._runner: web.AppRunner | None = None
@@ -133,6 +135,7 @@ class TapProxy(LoopbackServer):
     # ------------------------------------------------------------------ running
 
     async def _astart(self) -> None:
+        self._stopping = False
         self.out.mkdir(parents=True, exist_ok=True)
         app = web.Application(client_max_size=self.max_message)
         app.router.add_get(INGRESS_PATH + WEBSOCKET_PATH, self._ingress)
@@ -153,6 +156,7 @@ class TapProxy(LoopbackServer):
         )
 
     async def _astop(self) -> None:
+        self._stopping = True
         runner, self._runner = self._runner, None
         for task in list(self._tasks):
             task.cancel()
@@ -294,6 +298,18 @@ class TapProxy(LoopbackServer):
             self.stats["sessions"] += 1
             await _Relay(self, ws, upstream, capture, request.transport).run()
             return ws
+        except asyncio.CancelledError:  # the proxy stops (_astop): this session ends with it
+            if self._stopping:
+                self.cut_short.append(capture.path)
+            if not capture.has_header:  # still upgrading: no answer from the service yet
+                capture.header({**meta, "upgrade": upgrade})
+                capture.note("the proxy stopped during the upgrade" if self._stopping else "cancelled during the upgrade")
+            raise
+        except BaseException as exc:
+            if not capture.has_header:  # a file read back must start with its header, whatever happened
+                capture.header({**meta, "upgrade": upgrade})
+                capture.note(f"the upgrade failed: {type(exc).__name__}: {exc}")
+            raise
         finally:
             capture.end()
 
@@ -494,8 +510,10 @@ class _Relay:
 
 
 def run_tap(listen: str, upstream_console: str, upstream_ingress: str, out: str | Path,
-            *, ready: Any = None, **options: Any) -> None:
-    """Run a :class:`TapProxy` in this thread until interrupted (``avatar-nb tap``)."""
+            *, ready: Any = None, **options: Any) -> TapProxy:
+    """Run a :class:`TapProxy` in this thread until interrupted (``avatar-nb tap``); return
+    it, stopped: every capture it wrote is finished (:attr:`TapProxy.captures`, and
+    :attr:`TapProxy.cut_short` for the sessions the stop ended)."""
     host, _, port_text = listen.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
     try:
@@ -516,3 +534,4 @@ def run_tap(listen: str, upstream_console: str, upstream_ingress: str, out: str 
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
+    return proxy

@@ -18,8 +18,9 @@ counters:
 The counters restart when a run's refresher starts. :class:`LiveCounters` gives both
 panels the same read-only names for them.
 
-:func:`outcome_text` is the status a panel shows when its run ends, and
-:func:`stats_html` its line of timing figures.
+:func:`outcome_text` is the status a panel shows when its run ends, :func:`empty_text`
+what its live view says while it holds no keyframe, and :func:`stats_html` its line of
+timing figures.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from ..timeline import Timeline
 if TYPE_CHECKING:
     from .capture import CaptureSequencer
 
-__all__ = ["LiveCounters", "LiveRefresher", "final_status", "outcome_text", "stats_html"]
+__all__ = ["LiveCounters", "LiveRefresher", "empty_text", "final_status", "outcome_text", "stats_html"]
 
 _NEVER = object()  # the drawn state before the first redraw: differs from every state
 
@@ -256,6 +257,48 @@ def outcome_text(
         done = f"done: {timeline.n_keyframes} keyframes for {timeline.audio_duration:.2f} s of capture"
         return done if requests in ("complete", "nothing was sent") else f"{done} ({requests})"
     return requests
+
+
+WAITING = "waiting for keyframes"
+
+
+def _one_line(text: str | None) -> str:
+    """The first non-blank line of ``text`` ("" for none)."""
+    return next((line.strip() for line in (text or "").splitlines() if line.strip()), "")
+
+
+def empty_text(
+    timeline: Timeline,
+    *,
+    ended: bool,
+    error: str | None = None,
+    stopped: str | None = None,
+    captured: float | None = None,
+    max_chars: int = 90,
+) -> str:
+    """What a live view shows while ``timeline`` holds no keyframe, in one short line.
+
+    Before a run and while one goes on: ``"waiting for keyframes"``. Once it ``ended``,
+    why none came: ``"no keyframes: <why>"``, where the reason is the first line of
+    ``error`` (the run failed or was refused), else ``stopped`` (it was ended early, e.g.
+    ``"cancelled"``), else the first error the Timeline recorded, else the requests'
+    outcome (``"interrupted"``, ``"nothing was sent"``; a run whose requests completed says
+    so). ``captured`` (seconds) adds what was captured. The reason is cut so that the line
+    keeps to ``max_chars``.
+    """
+    if not ended:
+        return WAITING
+    why = _one_line(error) or _one_line(stopped) or next(filter(None, map(_one_line, timeline.errors)), "")
+    if not why:
+        requests = final_status(timeline)
+        why = "the run completed without any" if requests == "complete" else requests
+    prefix, suffix = "no keyframes: ", "" if captured is None else f" ({captured:.1f} s captured)"
+    room = max(int(max_chars) - len(prefix) - len(suffix), 12)  # the reason is what gets cut
+    if len(why) > room:
+        cut = why[: room - 1]
+        word = cut.rsplit(" ", 1)[0]  # at a word's end, unless that drops most of it
+        why = (word if len(word) >= room // 2 else cut).rstrip(" ,;:-") + "\u2026"
+    return prefix + why + suffix
 
 
 def _ms(value: float | None) -> str:

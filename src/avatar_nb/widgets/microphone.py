@@ -58,7 +58,7 @@ from ..protocol import DEFAULT_SAMPLE_RATE, check_sample_rate
 from ..session import AvatarSession
 from ..timeline import Timeline
 from .capture import CaptureGapError, CaptureSequencer, OutgoingChunk
-from .live import LiveCounters, LiveRefresher, outcome_text, stats_html
+from .live import LiveCounters, LiveRefresher, empty_text, outcome_text, stats_html
 
 __all__ = ["CaptureSequencer", "MicrophonePanel", "OutgoingChunk", "stats_html"]
 
@@ -176,6 +176,7 @@ class MicrophonePanel(LiveCounters, anywidget.AnyWidget):
         self._end_queued = asyncio.Event()  # the request's end is in the queue
         self._page_capturing = False
         self._use_microphone = True
+        self._stopped: str | None = None  # the run was cancelled (the live view says so)
 
     @property
     def is_running(self) -> bool:
@@ -507,6 +508,7 @@ class MicrophonePanel(LiveCounters, anywidget.AnyWidget):
                     await self._wait_last_frames(session)
             self._set_status(self._final_status())
         except asyncio.CancelledError:
+            self._stopped = "cancelled"
             self._set_status("stopped (cancelled); session closed")
             raise
         except Exception as exc:  # noqa: BLE001 - whatever ended the run is shown and recorded
@@ -706,11 +708,16 @@ class MicrophonePanel(LiveCounters, anywidget.AnyWidget):
 
     def _no_keyframes_text(self) -> str:
         """What the trace lanes say while they hold no keyframe: waiting while a run goes
-        on (or none was started), else that it stopped, with what was captured."""
-        if self.running or self._task is None:
-            return "waiting for keyframes"
-        captured = self._captured_samples / self.sample_rate
-        return f"stopped: {captured:.1f} s captured, no keyframes arrived"
+        on (or none was started), else why none came, with what was captured
+        (:func:`~avatar_nb.widgets.live.empty_text`, as on the session panel)."""
+        return empty_text(
+            self.timeline,
+            ended=not self.running and self._task is not None,
+            error=self.error,
+            stopped=self._stopped,
+            captured=self._captured_samples / self.sample_rate,
+            max_chars=self.trace_width // 7,
+        )
 
     @property
     def trace_width(self) -> int:

@@ -21,7 +21,7 @@ from ..pacing import DEFAULT_CHUNK_MS, Pacing, pacing_from_realtime
 from ..protocol import DEFAULT_SAMPLE_RATE
 from ..session import AvatarSession
 from ..timeline import Timeline
-from .live import LiveCounters, LiveRefresher, final_status, outcome_text, stats_html
+from .live import LiveCounters, LiveRefresher, empty_text, final_status, outcome_text, stats_html
 
 __all__ = ["SessionPanel", "final_status"]
 
@@ -36,7 +36,8 @@ class SessionPanel(LiveCounters, w.VBox):
     ``service``, else the endpoints in ``session_kwargs`` or the ``AVATAR_NB_*`` variables,
     else an embedded LocalService for the run. When the run ends the status shows each
     request's outcome (complete, interrupted, preempted, failed) from
-    ``timeline.requests``. From code: ``panel.start()`` returns the session task,
+    ``timeline.requests``; a run that ended without keyframes (refused, failed, cancelled,
+    interrupted) says why on the live view too, as the microphone panel does. From code: ``panel.start()`` returns the session task,
     ``await panel.interrupt()``, ``await panel.wait()``; ``panel.timeline`` is the run's
     Timeline. ``wakeups``, ``redraws``, ``redraw_seconds`` and ``redraw_ms`` count the live
     view's work during the last run, as on every live panel (see :mod:`avatar_nb.widgets.live`).
@@ -73,7 +74,13 @@ class SessionPanel(LiveCounters, w.VBox):
         self.timeline = Timeline(sample_rate=target_rate)
         self.session: AvatarSession | None = None
         self._task: asyncio.Task[Timeline] | None = None
-        self.refresher = LiveRefresher(self.refresh_interval, lambda: self.timeline.version, self._draw)
+        # how the last run ended, for the live view while it holds no keyframe
+        self._ended = False
+        self._error: str | None = None
+        self._stopped: str | None = None
+        self.refresher = LiveRefresher(
+            self.refresh_interval, lambda: (self.timeline.version, self._ended), self._draw
+        )
 
         self.start_button = w.Button(description="Start", icon="play", button_style="success")
         self.stop_button = w.Button(description="Interrupt", icon="stop", button_style="warning", disabled=True)
@@ -95,7 +102,9 @@ class SessionPanel(LiveCounters, w.VBox):
         if self.running:
             raise RuntimeError("a session is already running in this panel")
         self.timeline = Timeline(sample_rate=self.target_rate)
+        self._ended, self._error, self._stopped = False, None, None
         self.refresher.forget()
+        self._render()  # the last run's view (and what it said) is gone at once
         self._task = asyncio.get_running_loop().create_task(self._run())
         return self._task
 
@@ -120,6 +129,7 @@ class SessionPanel(LiveCounters, w.VBox):
         self.refresher.start()
         tl = self.timeline
         error: str | None = None
+        stopped: str | None = None
         try:
             self._set_status("connecting")
             async with open_service(self.service, local_options={"realtime": self.pacing != "fast"},
@@ -133,13 +143,17 @@ class SessionPanel(LiveCounters, w.VBox):
                     req = await session.stream(self.pcm, chunk_ms=self.chunk_ms, pacing=self.pacing)
                     self._set_status("waiting for the last frames")
                     await session.wait_for_end(req, timeout=30.0)
+        except asyncio.CancelledError:
+            stopped = "cancelled"
+            raise
         except Exception as exc:
-            error = str(exc)
+            error = str(exc) or type(exc).__name__
             tl.add_error(error)
         finally:
             await self.refresher.stop()
-            self._render()
-            self._set_status(outcome_text(tl, error=error))
+            self._ended, self._error, self._stopped = True, error, stopped
+            self._render()  # the view's state changed (the run ended): a redraw
+            self._set_status(outcome_text(tl, error=error, stopped=stopped))
             self.start_button.disabled = False
             self.stop_button.disabled = True
         return tl
@@ -155,5 +169,6 @@ class SessionPanel(LiveCounters, w.VBox):
 
     def _draw(self) -> None:
         tl = self.timeline
-        self.live.value = plots.live_svg(tl, window=self.window, width=self.width)
+        why = empty_text(tl, ended=self._ended, error=self._error, stopped=self._stopped, max_chars=self.width // 7)
+        self.live.value = plots.live_svg(tl, window=self.window, width=self.width, empty_text=why)
         self.stats.value = stats_html(tl, current=True, count_label="frames received:")
