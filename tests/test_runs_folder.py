@@ -68,8 +68,8 @@ def _wait_for(process: subprocess.Popen, stream: str, needle: bytes) -> bytes:
     return seen
 
 
-def _interrupt(process: subprocess.Popen) -> tuple[int, str, str]:
-    os.killpg(process.pid, signal.SIGINT)
+def _interrupt(process: subprocess.Popen, sig: int = signal.SIGINT) -> tuple[int, str, str]:
+    os.killpg(process.pid, sig)
     out, err = process.communicate(timeout=PATIENCE)
     return process.returncode, out.decode(), err.decode()
 
@@ -217,13 +217,15 @@ def test_an_older_runs_table_is_read_with_the_new_columns():
 # ----------------------------------------------------------------------------- avatar-nb run
 
 
-def test_run_ctrl_c_keeps_finished_clips_says_what_was_interrupted_and_resumes(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_run_ctrl_c_keeps_finished_clips_says_what_was_interrupted_and_resumes(tmp_path, sig):
+    """Ctrl-C, or SIGTERM as ``kill`` or a job scheduler sends it: the same ending."""
     _clips(tmp_path / "clips", {"c1": 0.6, "c2": 0.6, "c3": 0.6})
     args = ["-m", "avatar_nb", "run", "clips", "--concurrency", "1", "--out", "o", "--quiet", "--no-plot"]
     process = _start(args, tmp_path)
     first = _wait_for(process, "stdout", b"\n")
     assert first.startswith(b"clips/c1.wav: ")
-    code, _, err = _interrupt(process)
+    code, _, err = _interrupt(process, sig)
     assert code == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     (line,) = [x for x in err.splitlines() if "interrupted" in x]

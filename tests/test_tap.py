@@ -447,9 +447,10 @@ def _start_tap(console: str, ingress: str, out: Path) -> tuple[subprocess.Popen,
     return proc, re.search(rb"listening on (http://127\.0\.0\.1:\d+)", seen).group(1).decode()
 
 
-async def _ctrl_c(proc: subprocess.Popen) -> str:
-    """Ctrl-C to the tap; its stderr once it exited (bounded)."""
-    os.killpg(proc.pid, signal.SIGINT)
+async def _ctrl_c(proc: subprocess.Popen, sig: int = signal.SIGINT) -> str:
+    """Ctrl-C (or ``sig``: SIGTERM is a ``kill`` or a container's stop) to the tap; its
+    stderr once it exited (bounded)."""
+    os.killpg(proc.pid, sig)
     _, err = await asyncio.to_thread(proc.communicate, timeout=_PATIENCE)
     return err.decode()
 
@@ -469,10 +470,12 @@ def _one_stop_line(proc: subprocess.Popen, err: str) -> str:
     return lines[0]
 
 
-async def test_cli_tap_ctrl_c_while_recording_finishes_the_capture_and_says_so(tmp_path):
-    """Ctrl-C on ``avatar-nb tap`` while a session is open: the tap stops without waiting on
-    a peer, the session's capture is finished whole (END record) with every message of the
-    session, and the stop is one line on stderr naming it, no traceback."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+async def test_cli_tap_ctrl_c_while_recording_finishes_the_capture_and_says_so(tmp_path, sig):
+    """Ctrl-C on ``avatar-nb tap`` while a session is open (or SIGTERM, as ``kill`` or a
+    container's stop sends it): the tap stops without waiting on a peer, the session's
+    capture is finished whole (END record) with every message of the session, and the stop
+    is one line on stderr naming it, no traceback."""
     out = tmp_path / "captures"
     with LocalService(realtime=False) as svc:
         proc, base = _start_tap(svc.console_url, svc.ingress_url, out)
@@ -487,7 +490,7 @@ async def test_cli_tap_ctrl_c_while_recording_finishes_the_capture_and_says_so(t
                 await session.stream(PCM, chunk_ms=40, pacing="fast")
                 await session.wait_for_end(timeout=_PATIENCE)
                 # the session is open and idle: the tap is recording it when Ctrl-C comes
-                err = await _ctrl_c(proc)
+                err = await _ctrl_c(proc, sig)
             tl = session.timeline
         finally:
             _kill(proc)

@@ -18,7 +18,9 @@ import asyncio
 import contextvars
 import json
 import math
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Any
@@ -661,9 +663,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    # SIGINT itself, not a KeyboardInterrupt raised here: whatever handles Ctrl-C at this
+    # moment (asyncio.run cancels its main task, letting it close what it holds) handles it
+    signal.raise_signal(signal.SIGINT)
+
+
+def _terminate_as_ctrl_c() -> Any:
+    """SIGTERM (``kill``, a container's stop, a job scheduler's) ends a command as Ctrl-C
+    does: finished runs kept and summarised, captures and datasets closed whole. Installed
+    only over the default action, from the main thread; returns what to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+    signal.signal(signal.SIGTERM, _interrupt)
+    return signal.SIG_DFL
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    restore = _terminate_as_ctrl_c()
     try:
         # in a context of its own: what a command sets (its streaming bars) ends with it
         return int(contextvars.copy_context().run(args.func, args))
@@ -679,6 +700,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"avatar-nb: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        if restore is not None:
+            signal.signal(signal.SIGTERM, restore)
 
 
 if __name__ == "__main__":
