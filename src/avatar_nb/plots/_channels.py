@@ -203,7 +203,7 @@ def _draw_long_animation(fig: Figure, axes: Sequence[Axes], timeline: Timeline, 
     min/max band and its midline per series, the heatmap's mean per pixel column), with
     coloured names beside a panel instead of legends."""
     from ..timeline_pyramid import LINE_COLUMNS
-    from ._light import Verticals, bands, light_axes, place_labels, side_labels
+    from ._light import Verticals, bands, label_room, light_axes, place_labels, side_labels
 
     pixels = pixel_width(axes[0])
     for ax in axes:
@@ -257,8 +257,9 @@ def _draw_long_animation(fig: Figure, axes: Sequence[Axes], timeline: Timeline, 
         _colorbar(fig, image, expr_ax, light=True)
     axes[-1].set_xlim(t0, t1)
     axes[-1].set_xlabel("media time (s)")
+    room = max(label_room(ax) for ax in axes)  # the y labels in one column, as the panels are
     for ax in axes:
-        place_labels(ax)
+        place_labels(ax, ylabel=room)
     starts = timeline.utterance_start[1:]
     if starts.size:
         fig.add_artist(Verticals(axes, starts, label="utterance start"))

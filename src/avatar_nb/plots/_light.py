@@ -63,12 +63,14 @@ class Ticks(Artist):
 
     ``axis``: ``"x"`` or ``"y"``; ``side``: ``"bottom"``/``"top"`` or ``"left"``/``"right"``
     (default bottom, left). The ticks are at most ``nbins + 1`` values of
-    :class:`~matplotlib.ticker.MaxNLocator` inside the current view limits, or ``fixed``
-    ``(value, label)`` pairs. Sizes, pad and colour are the rcParams' major ticks'.
+    :class:`~matplotlib.ticker.MaxNLocator` (with :class:`~matplotlib.ticker.AutoLocator`'s
+    steps) inside the current view limits, labelled by :func:`tick_labels`; marks point
+    outwards; sizes, pad and colours are the rcParams' major ticks'. The Axes' own ticks
+    are left to the caller (:func:`light_axes` sets them to none).
     """
 
     def __init__(self, axis: str = "x", *, side: str | None = None, nbins: int = 4, labels: bool = True,
-                 fixed: Sequence[tuple[float, str]] | None = None, fontsize: Any = None) -> None:
+                 fontsize: Any = None) -> None:
         super().__init__()
         if axis not in ("x", "y"):
             raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
@@ -76,7 +78,6 @@ class Ticks(Artist):
         self.side = side or ("bottom" if axis == "x" else "left")
         self.locator = MaxNLocator(nbins=nbins, steps=[1, 2, 2.5, 5, 10])  # as matplotlib's AutoLocator
         self.labels = labels
-        self.fixed = list(fixed) if fixed is not None else None
         rc = "xtick" if axis == "x" else "ytick"
         self._length = float(rcParams[f"{rc}.major.size"])
         self._width = float(rcParams[f"{rc}.major.width"])
@@ -98,9 +99,6 @@ class Ticks(Artist):
         lo, hi = ax.get_xlim() if self.axis_name == "x" else ax.get_ylim()
         lo, hi = min(lo, hi), max(lo, hi)
         eps = (hi - lo) * 1e-9
-        if self.fixed is not None:
-            pairs = [(v, s) for v, s in self.fixed if lo - eps <= v <= hi + eps]
-            return np.array([v for v, _ in pairs], dtype=np.float64), [s for _, s in pairs]
         locs = np.asarray(self.locator.tick_values(lo, hi), dtype=np.float64)
         locs = locs[(locs >= lo - eps) & (locs <= hi + eps)]
         return locs, tick_labels(locs)
@@ -180,13 +178,29 @@ def light_axes(ax: Axes, *, x: bool | None = True, y: bool = True, xbins: int = 
         ax.add_artist(Ticks("y", side=yside, nbins=ybins))
 
 
-def place_labels(ax: Axes, *, ylabel: float = 0.6, xlabel: float = 0.3) -> None:
-    """Put ``ax``'s axis labels ``ylabel`` inches left of it and ``xlabel`` inches below it
-    (where :class:`Ticks` leave room), instead of matplotlib measuring the tick labels
+def label_room(ax: Axes) -> float:
+    """Inches left of ``ax`` its y label needs to clear its :class:`Ticks`' widest label now
+    (the label's width estimated from its length, a digit's width a character): call it
+    once the limits are set."""
+    from matplotlib.font_manager import FontProperties
+
+    room = 0.06  # a gap
+    for ticks in ax.artists:
+        if isinstance(ticks, Ticks) and ticks.axis_name == "y" and ticks.side == "left" and ticks.labels:
+            widest = max((len(s) for s in ticks.values()[1]), default=0)
+            size = FontProperties(size=ticks._text.get_fontsize()).get_size_in_points()
+            room += (ticks._length + ticks._pad + 0.64 * widest * size) / 72.0
+    return room
+
+
+def place_labels(ax: Axes, *, ylabel: float | None = None, xlabel: float = 0.3) -> None:
+    """Put ``ax``'s y label ``ylabel`` inches left of it (default :func:`label_room`) and its
+    x label ``xlabel`` inches below it, instead of matplotlib measuring every tick label
     for every draw."""
     fig = ax.figure
     box = ax.get_position()
     w, h = fig.get_size_inches()
+    ylabel = label_room(ax) if ylabel is None else ylabel
     ax.yaxis.set_label_coords(-ylabel / (box.width * w), 0.5)
     ax.xaxis.set_label_coords(0.5, -xlabel / (box.height * h))
 

@@ -124,7 +124,7 @@ def _draw_long_timing(axes: Sequence[Axes], timeline: Timeline, pyramid: Timelin
     hist_ax.set_xlabel("inter-arrival (ms)")
     hist_ax.set_ylabel("messages")
     for ax in axes:
-        place_labels(ax, ylabel=0.5)
+        place_labels(ax)
 
 
 def _draw_lateness(late_ax: Axes, tl: Timeline, timed: bool) -> None:
