@@ -179,7 +179,12 @@ def waveform(audio: Any, sample_rate: int | None = None, *, title: str | None = 
 def animation_timeline(timeline: Timeline, *, audio: bool = True, width: float = 11.0) -> Figure:
     """Animation channels over media time: waveform (if any), jaw, eyelids, head, expression
     heatmap (with its colour bar). All panels share the time axis; dotted lines mark where
-    each utterance starts."""
+    each utterance starts.
+
+    A run of more keyframes than two a pixel is drawn from its pyramid: each series as the
+    min/max band of its keyframes per pixel column and the band's midline, the heatmap as
+    the mean per column, with light ticks (placed when drawn) and the lines of a panel
+    named beside it in their colour instead of in a legend."""
     with_audio = audio and has_audio(timeline)
     n = 5 if with_audio else 4
     fig = new_figure(width, 1.55 * n + 0.6, constrained=False)

@@ -165,7 +165,11 @@ def frame_timing(timeline: Timeline, *, width: float = 11.0) -> Figure:
     headline figures and the pacing in the title.
 
     Under ``"fast"`` pacing lateness has no meaning and its panel is left out (the title
-    says so), and the speed reads as a multiple of real time (``"310x real time"``)."""
+    says so), and the speed reads as a multiple of real time (``"310x real time"``).
+
+    A run of more keyframes than two a pixel is drawn from its pyramid (arrival and
+    lateness as min/max bands per pixel column and their midlines, the histogram as one
+    step patch), with light ticks and the lines named in their colour, not in legends."""
     fig = new_figure(width, 3.6, constrained=False)  # fixed margins: the layout engine costs a third
     set_margins(fig, left=0.75, top=0.4)
     fig.subplots_adjust(wspace=0.3)
