@@ -180,6 +180,9 @@ def test_long_run_figures_carry_what_the_short_ones_do():
     (xticks,) = [a for a in expr_ax.artists if isinstance(a, Ticks) and a.axis_name == "x"]
     values, labels = xticks.values()
     assert labels == ["0", "50", "100", "150", "200"] and [float(s) for s in labels] == values.tolist()
+    jaw_ax.set_xlim(100.0, 160.0)  # placed when drawn: they follow the limits (all panels share them)
+    assert xticks.values()[1] == ["100", "120", "140", "160"]
+    jaw_ax.set_xlim(0.0, 200.0)
     for ax in fig.axes:
         (yticks,) = [a for a in ax.artists if isinstance(a, Ticks) and a.axis_name == "y"]
         assert len(yticks.values()[1]) >= 2
