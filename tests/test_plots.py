@@ -187,6 +187,14 @@ def test_long_run_figures_carry_what_the_short_ones_do():
         (yticks,) = [a for a in ax.artists if isinstance(a, Ticks) and a.axis_name == "y"]
         assert len(yticks.values()[1]) >= 2
     assert plots.to_png(fig)[:4] == b"\x89PNG"
+    # ticks asked of matplotlib take the light ones' place, never both
+    (jaw_yticks,) = [a for a in jaw_ax.artists if isinstance(a, Ticks) and a.axis_name == "y"]
+    assert not xticks.handed_over() and len(jaw_ax.get_xticks()) == 0
+    expr_ax.set_xticks([0, 60, 120, 180])
+    assert xticks.handed_over() and not jaw_yticks.handed_over()
+    assert xticks.get_window_extent(fig.canvas.get_renderer()).width == 0
+    assert expr_ax.get_xticks().tolist() == [0, 60, 120, 180]
+    assert plots.to_png(fig)[:4] == b"\x89PNG"
 
     timing = plots.frame_timing(tl)
     arr_ax, late_ax, hist_ax = timing.axes

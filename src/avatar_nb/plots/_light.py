@@ -9,7 +9,8 @@ polygon). What those figures use instead:
 
 - :class:`Ticks`: the tick marks and labels of one side of an Axes, placed from the view
   limits each time it is drawn (so they follow ``set_xlim``): one path for the marks and
-  one Text drawn once per label; the Axes' own locators are set to none;
+  one Text drawn once per label; the Axes' own locators are set to none (``set_xticks``
+  or a locator set on an axis brings matplotlib's ticks back in their place);
 - :func:`bands`: the min/max bands and midlines of several series as one PolyCollection
   and one LineCollection;
 - :class:`Verticals`: dotted vertical lines (utterance starts) over several Axes sharing a
@@ -126,8 +127,14 @@ class Ticks(Artist):
             self._text.set_figure(self.figure)
         return self._text
 
+    def handed_over(self) -> bool:
+        """True once the Axes' own ticks were asked for (``set_xticks``, a locator set on the
+        axis): matplotlib's ticks then show instead of these, never both."""
+        axis = self.axes.xaxis if self.axis_name == "x" else self.axes.yaxis
+        return not isinstance(axis.get_major_locator(), NullLocator)
+
     def draw(self, renderer: Any) -> None:
-        if not self.get_visible() or self.axes is None:
+        if not self.get_visible() or self.axes is None or self.handed_over():
             return
         segments, anchors, texts = self._place(renderer)
         if not segments.shape[0]:
@@ -150,7 +157,7 @@ class Ticks(Artist):
         self.stale = False
 
     def get_window_extent(self, renderer: Any = None) -> Bbox:
-        if self.axes is None:
+        if self.axes is None or self.handed_over():
             return Bbox.null()
         if renderer is None:
             renderer = self.figure._get_renderer()
