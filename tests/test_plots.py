@@ -192,7 +192,7 @@ def test_long_run_figures_carry_what_the_short_ones_do():
     assert not xticks.handed_over() and len(jaw_ax.get_xticks()) == 0
     expr_ax.set_xticks([0, 60, 120, 180])
     assert xticks.handed_over() and not jaw_yticks.handed_over()
-    assert xticks.get_window_extent(fig.canvas.get_renderer()).width == 0
+    assert xticks.get_window_extent(fig.canvas.get_renderer()).width < 0  # Bbox.null(): nothing to lay out
     assert expr_ax.get_xticks().tolist() == [0, 60, 120, 180]
     assert plots.to_png(fig)[:4] == b"\x89PNG"
 
