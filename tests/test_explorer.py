@@ -252,16 +252,18 @@ def test_static_figures_of_long_runs_read_the_pyramid(run):
     from avatar_nb import plots
     from avatar_nb.plots._base import pixel_width, pyramid_band
 
+    from matplotlib.collections import LineCollection
+
     fig = plots.animation_timeline(run)
     jaw_ax = fig.axes[1]  # below the waveform
-    (line,) = [ln for ln in jaw_ax.lines if ln.get_label() == "jaw open"]
+    (line,) = [c for c in jaw_ax.collections if isinstance(c, LineCollection) and c.get_label() == "jaw open"]
     centres, lo, hi = pyramid_band((run, "jaw_open", 1.0, None), pixel_width(jaw_ax))
-    np.testing.assert_array_equal(line.get_xdata(), centres)
-    np.testing.assert_allclose(line.get_ydata(), (lo + hi) / 2)
+    np.testing.assert_array_equal(line.get_segments()[0][:, 0], centres)
+    np.testing.assert_allclose(line.get_segments()[0][:, 1], (lo + hi) / 2)
     # buckets of one or two pixels, each the exact min and max of its frames
     assert pixel_width(jaw_ax) / 2 <= centres.size <= pixel_width(jaw_ax) + 2
     size = round((centres[1] - centres[0]) * run.fps)
     np.testing.assert_array_equal(hi[:3], [run.jaw_open[k * size : (k + 1) * size].max() for k in range(3)])
     timing = plots.frame_timing(run)
-    (late,) = [ln for ln in timing.axes[1].lines if ln.get_label() == "lateness"]
-    assert late.get_xdata().size <= pixel_width(timing.axes[1]) + 2
+    (late,) = [c for c in timing.axes[1].collections if isinstance(c, LineCollection) and c.get_label() == "lateness"]
+    assert late.get_segments()[0].shape[0] <= pixel_width(timing.axes[1]) + 2

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from matplotlib.collections import PolyCollection
+from matplotlib.collections import LineCollection, PolyCollection
+from matplotlib.colors import to_rgba
 from matplotlib.image import AxesImage
 from matplotlib.patches import Ellipse
 
 from avatar_nb import plots
+from avatar_nb.plots._base import pixel_width
 from avatar_nb.timeline import Timeline
 
 
@@ -89,14 +91,141 @@ def test_long_timelines_are_decimated():
     tl = synthetic((90000,), e=100, with_audio=False)
     fig = plots.animation_timeline(tl)
     jaw_ax = fig.axes[0]
-    line = jaw_ax.get_lines()[0]
-    assert len(line.get_xdata()) <= 2000  # a point per pixel column
-    band = [c for c in jaw_ax.collections if isinstance(c, PolyCollection)]
-    assert band  # the min/max band keeps peaks visible
-    ys = band[0].get_paths()[0].vertices[:, 1]
+    (midline,) = [c for c in jaw_ax.collections if isinstance(c, LineCollection)]
+    assert len(midline.get_segments()[0]) <= 2000  # a point per pixel column
+    (band,) = [c for c in jaw_ax.collections if isinstance(c, PolyCollection)]  # the min/max band keeps peaks visible
+    ys = np.concatenate([path.vertices[:, 1] for path in band.get_paths()])
     assert ys.max() == pytest.approx(tl.jaw_open.max(), abs=1e-6)
     image = [c for c in fig.axes[3].get_children() if isinstance(c, AxesImage)][0]
     assert image.get_array().shape[1] <= 2000
+
+
+def _bucket_minmax(values: np.ndarray, size: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Min and max of ``values`` over buckets of ``size``, by numpy (the last may be short)."""
+    edges = np.arange(count) * size
+    return np.minimum.reduceat(values, edges), np.maximum.reduceat(values, edges)
+
+
+def _band(ax, label: str):
+    """(centres, mins, maxs, midline) of the band series named ``label`` in ``ax``, read
+    back from the drawn artists: one polygon per series (lower edge forwards, upper edge
+    backwards) and one midline per series."""
+    lines = [c for c in ax.collections if isinstance(c, LineCollection) and c.get_label() == label]
+    band = f"{label} (min-max)" if lines else label
+    polys = [c for c in ax.collections if isinstance(c, PolyCollection) and c.get_label() == band]
+    out = []
+    for k, path in enumerate(polys[0].get_paths()):
+        v = path.vertices[:-1] if len(path.vertices) % 2 else path.vertices  # a closing vertex, if any
+        half = len(v) // 2
+        mid = lines[0].get_segments()[k] if lines else None
+        out.append((v[:half, 0], v[:half, 1], v[half:, 1][::-1], mid))
+    return out
+
+
+def test_long_run_figures_carry_what_the_short_ones_do():
+    """A run too long to draw keyframe by keyframe is drawn from its pyramid with cheaper
+    artists: the same panels and labels, over the whole run, each series' band the exact
+    min and max of its keyframes per bucket (of one or two pixels), the heatmap the mean."""
+    from avatar_nb.plots._light import Ticks, Verticals
+    from avatar_nb.timeline_pyramid import synthetic_timeline
+
+    tl = synthetic_timeline(200.0, n_expression=12, utterance=40.0, seed=1)  # 5000 keyframes, 5 utterances
+    fig = plots.animation_timeline(tl)
+    wave_ax, jaw_ax, lid_ax, head_ax, expr_ax = fig.axes
+    assert [a.get_ylabel() for a in fig.axes] == ["amplitude", "jaw (rad)", "eyelids", "head (rad)", "expression"]
+    assert expr_ax.get_xlabel() == "media time (s)"
+    assert "5000 keyframes @ 25 fps" in fig._suptitle.get_text()
+    for ax in fig.axes:  # the whole run on one time axis
+        assert ax.get_xlim() == pytest.approx((0.0, 200.0))
+    # each series: the exact min and max of its keyframes per bucket, the midline between them
+    expected = {"jaw open": [tl.jaw_open], "eyelids": [tl.eyelid_left, tl.eyelid_right],
+                "head": [tl["head_pitch"], tl["head_yaw"], tl["head_roll"]]}
+    for ax, label in ((jaw_ax, "jaw open"), (lid_ax, "eyelids"), (head_ax, "head")):
+        drawn = _band(ax, label)
+        assert len(drawn) == len(expected[label])
+        for (t, lo, hi, mid), values in zip(drawn, expected[label]):
+            size = round((t[1] - t[0]) * tl.fps)
+            assert 930 / 2 <= t.size <= 930 + 2 and size >= 2  # buckets of one or two pixels, not 5000 points
+            np.testing.assert_allclose(t, (np.arange(t.size) + 0.5) * size / tl.fps)
+            want_lo, want_hi = _bucket_minmax(np.asarray(values, np.float32), size, t.size)
+            np.testing.assert_array_equal(lo, want_lo)
+            np.testing.assert_array_equal(hi, want_hi)
+            np.testing.assert_allclose(mid[:, 1], (lo + hi) / 2)
+        lo_all = min(d[1].min() for d in drawn)
+        hi_all = max(d[2].max() for d in drawn)
+        assert ax.get_ylim()[0] <= lo_all and ax.get_ylim()[1] >= hi_all  # nothing cut off
+    assert [t.get_text() for t in lid_ax.texts] == ["left", "right"]
+    assert [t.get_text() for t in head_ax.texts] == ["pitch", "yaw", "roll"]
+    colours = [c.tolist() for c in [c for c in head_ax.collections if isinstance(c, LineCollection)][0].get_colors()]
+    assert colours == [list(to_rgba(t.get_color())) for t in head_ax.texts]  # each name in its line's colour
+    # the waveform: the exact peaks of the audio per bucket
+    ((t, lo, hi, _),) = _band(wave_ax, "waveform")
+    size = round((t[1] - t[0]) * tl.sample_rate)
+    want_lo, want_hi = _bucket_minmax(tl.audio, size, t.size)
+    np.testing.assert_allclose(lo, want_lo / 32768.0, atol=1e-6)
+    np.testing.assert_allclose(hi, want_hi / 32768.0, atol=1e-6)
+    # the heatmap: each column the mean of its frames; the colour bar says what the colours are
+    (image,) = [c for c in expr_ax.get_children() if isinstance(c, AxesImage)]
+    cells = image.get_array()
+    assert cells.shape[0] == 12 and cells.shape[1] <= 930
+    frames = round(200.0 * tl.fps / cells.shape[1])
+    np.testing.assert_allclose(cells[:, 3], tl.expression[3 * frames : 4 * frames].mean(axis=0), rtol=1e-5, atol=1e-6)
+    assert image.get_extent()[:2] == pytest.approx((0.0, 200.0))
+    assert image.colorbar is not None and image.colorbar.ax.get_ylabel() == "coefficient"
+    # utterance starts dotted across every panel
+    (marks,) = [a for a in fig.artists if isinstance(a, Verticals)]
+    assert marks.get_label() == "utterance start" and marks.panels == list(fig.axes)
+    np.testing.assert_allclose(marks.xs, [40.0, 80.0, 120.0, 160.0])
+    # ticks in seconds on the time axis, values on each panel
+    (xticks,) = [a for a in expr_ax.artists if isinstance(a, Ticks) and a.axis_name == "x"]
+    values, labels = xticks.values()
+    assert labels == ["0", "50", "100", "150", "200"] and [float(s) for s in labels] == values.tolist()
+    jaw_ax.set_xlim(100.0, 160.0)  # placed when drawn: they follow the limits (all panels share them)
+    assert xticks.values()[1] == ["100", "120", "140", "160"]
+    jaw_ax.set_xlim(0.0, 200.0)
+    for ax in fig.axes:
+        (yticks,) = [a for a in ax.artists if isinstance(a, Ticks) and a.axis_name == "y"]
+        assert len(yticks.values()[1]) >= 2
+    assert plots.to_png(fig)[:4] == b"\x89PNG"
+    # ticks asked of matplotlib take the light ones' place, never both
+    (jaw_yticks,) = [a for a in jaw_ax.artists if isinstance(a, Ticks) and a.axis_name == "y"]
+    assert not xticks.handed_over() and len(jaw_ax.get_xticks()) == 0
+    expr_ax.set_xticks([0, 60, 120, 180])
+    assert xticks.handed_over() and not jaw_yticks.handed_over()
+    assert xticks.get_window_extent(fig.canvas.get_renderer()).width < 0  # Bbox.null(): nothing to lay out
+    assert expr_ax.get_xticks().tolist() == [0, 60, 120, 180]
+    assert plots.to_png(fig)[:4] == b"\x89PNG"
+
+    timing = plots.frame_timing(tl)
+    arr_ax, late_ax, hist_ax = timing.axes
+    assert [a.get_xlabel() for a in timing.axes] == ["media time (s)", "media time (s)", "inter-arrival (ms)"]
+    assert [a.get_ylabel() for a in timing.axes] == ["arrival (s)", "lateness (ms)", "messages"]
+    short = plots.frame_timing(synthetic())  # the same headline figures as the short run's title has
+    assert timing._suptitle.get_text().split(":")[0] == short._suptitle.get_text().split(":")[0] == "frame timing"
+    assert "first-frame latency" in timing._suptitle.get_text() and "pacing playback" in timing._suptitle.get_text()
+    for ax, label, values in ((arr_ax, "arrival", tl.arrival), (late_ax, "lateness", tl.lateness * 1000.0)):
+        ((t, lo, hi, mid),) = _band(ax, label)
+        size = round((t[1] - t[0]) * tl.fps)
+        want_lo, want_hi = _bucket_minmax(np.asarray(values, np.float32), size, t.size)
+        np.testing.assert_array_equal(lo, want_lo)
+        np.testing.assert_array_equal(hi, want_hi)
+        assert t.size <= 2 * pixel_width(ax) and ax.get_xlim()[0] <= 0.0 and ax.get_xlim()[1] >= 200.0
+    (ideal,) = [ln for ln in arr_ax.get_lines() if ln.get_label() == "real time"]
+    assert ideal.get_xdata()[-1] == pytest.approx(max(tl.media_time[-1], tl.arrival.max()))
+    assert [t.get_text() for t in arr_ax.texts] == ["arrival", "real time (dashed)"]
+    (budget,) = [ln for ln in late_ax.get_lines() if ln.get_label() == "one frame (40 ms)"]
+    assert budget.get_ydata()[0] == pytest.approx(40.0)
+    assert [t.get_text() for t in late_ax.texts] == ["one frame (40 ms)"]
+    (bars,) = hist_ax.patches
+    counts, edges = bars.get_data()[:2]
+    assert counts.sum() == tl.inter_arrival.size
+    assert edges[0] == pytest.approx(tl.inter_arrival.min() * 1000) and edges[-1] == pytest.approx(tl.inter_arrival.max() * 1000)
+    assert plots.to_png(timing)[:4] == b"\x89PNG"
+
+    tl.meta["pacing"] = "fast"  # no playback clock: no lateness panel, no real-time line
+    fast = plots.frame_timing(tl)
+    assert [a.get_ylabel() for a in fast.axes] == ["arrival (s)", "messages"]
+    assert [ln.get_label() for ln in fast.axes[0].get_lines()] == [] and [t.get_text() for t in fast.axes[0].texts] == ["arrival"]
 
 
 def test_frame_timing_content():

@@ -4,7 +4,11 @@ Nothing here touches pyplot's global state or calls ``plt.show``: figures are bu
 with ``matplotlib.figure.Figure`` so they can be shown inline, saved, or rendered into
 a widget. Long series are reduced to a min/max envelope per pixel column before
 drawing (the waveform through the compiled :func:`avatar_nb.peak_envelope`), so an
-hour of audio or 90,000 keyframes draw about as fast as a second of them.
+hour of audio or 90,000 keyframes draw about as fast as a second of them. The figures
+of such runs (:func:`animation_timeline`, :func:`frame_timing`) are drawn with cheaper
+artists than matplotlib's defaults: fewer ticks placed when drawn, one band and one
+midline collection a panel, lines named in their colour beside the panel instead of in
+a legend.
 
 - One run: :func:`waveform`, :func:`animation_timeline`, :func:`frame_timing`,
   :func:`report`, :func:`face`, :func:`av_offset`.
@@ -19,7 +23,8 @@ hour of audio or 90,000 keyframes draw about as fast as a second of them.
 The package is split where its concerns part: ``_base`` (shared helpers, PNG and SVG
 output), ``_channels`` (waveform and animation channels), ``_timing`` (frame timing, the
 one-run report, the audio-to-motion offset), ``_comparisons`` (several runs), ``_faces``
-(the face, drawn from :mod:`avatar_nb.face`) and ``_live`` (SVG lanes for live views).
+(the face, drawn from :mod:`avatar_nb.face`), ``_live`` (SVG lanes for live views) and
+``_light`` (the cheaper ticks, bands and names of long runs' figures).
 The modules are private: every public name is here, as ``avatar_nb.plots.X``.
 
 Times are seconds in the data and milliseconds on the axes made for people. A panel

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ..timeline import Timeline
+    from ..timeline_pyramid import TimelinePyramid
 
 
 _DPI = 100
@@ -93,6 +94,32 @@ def draw_series(ax: Axes, t: _np.ndarray, y: _np.ndarray, *, label: str | None =
         tc = _np.interp(centers, _np.arange(t.shape[0]), t)
     (line,) = ax.plot(tc, (mins + maxs) / 2, label=label, **kw)
     ax.fill_between(tc, mins, maxs, color=line.get_color(), alpha=0.35, linewidth=0)
+
+
+def long_run_pyramid(timeline: Timeline, pixels: int) -> TimelinePyramid | None:
+    """The run's pyramid when its keyframes are too many to draw one by one ``pixels``
+    wide (more than two a pixel, as :func:`draw_series` decides), else None."""
+    if timeline.n_keyframes <= 2 * pixels:
+        return None
+    from ..timeline_pyramid import pyramid_of
+
+    pyramid = pyramid_of(timeline)
+    lines = pyramid.lines
+    if lines.level_for(lines.start, lines.start + lines.n / lines.rate, pixels) < 0:
+        return None
+    return pyramid
+
+
+def padded_limits(*values: _np.ndarray, pad: float = 0.05) -> tuple[float, float]:
+    """Limits holding every finite value of ``values`` with ``pad`` of their span each side
+    (as matplotlib's default margins); (-1, 1) when there is none."""
+    finite = _np.concatenate([_np.asarray(v, dtype=_np.float64).ravel() for v in values])
+    finite = finite[_np.isfinite(finite)]
+    if not finite.size:
+        return (-1.0, 1.0)
+    a, b = float(finite.min()), float(finite.max())
+    margin = (b - a) * pad or max(abs(a), 1.0) * pad
+    return a - margin, b + margin
 
 
 def pyramid_band(track: Track, bins: int) -> tuple[_np.ndarray, _np.ndarray, _np.ndarray] | None:

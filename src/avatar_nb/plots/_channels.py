@@ -9,7 +9,8 @@ import numpy as _np
 
 from .. import _pcm
 from ..timeline import Timeline as _Timeline
-from ._base import audio_samples, draw_series, mark_utterances, new_figure, pixel_width, set_margins
+from ._base import (audio_samples, draw_series, long_run_pyramid, mark_utterances, new_figure, padded_limits,
+                    pixel_width, set_margins)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from matplotlib.image import AxesImage
 
     from ..timeline import Timeline
+    from ..timeline_pyramid import TimelinePyramid
 
 
 def draw_waveform(ax: Axes, samples: _np.ndarray, sample_rate: int, t0: float = 0.0) -> None:
@@ -99,15 +101,27 @@ def draw_channels(axes: Sequence[Axes], timeline: Timeline, span: tuple[int, int
     return image
 
 
-def _colorbar(fig: Figure, image: AxesImage | None, ax: Axes) -> None:
+def _colorbar(fig: Figure, image: AxesImage | None, ax: Axes, *, light: bool = False) -> None:
     """A slim colour bar just right of ``ax`` (an inset: the panel keeps its width, so the
-    time axes of all panels stay aligned)."""
+    time axes of all panels stay aligned). ``light``: its ticks drawn by
+    :class:`._light.Ticks` and its label placed without measuring them (long runs' figures)."""
     if image is None:
         return
     cax = ax.inset_axes((1.01, 0.0, 0.015, 1.0))
     bar = fig.colorbar(image, cax=cax)
     bar.set_label("coefficient", fontsize="small")
-    bar.ax.tick_params(labelsize="small")
+    if not light:
+        bar.ax.tick_params(labelsize="small")
+        return
+    from matplotlib.ticker import NullLocator
+
+    from ._light import Ticks
+
+    bar.locator = NullLocator()
+    bar.minorticks_off()
+    bar.ax.add_artist(Ticks("y", side="right", nbins=3, fontsize="small"))
+    width = 0.015 * ax.get_position().width * fig.get_size_inches()[0]  # inches
+    bar.ax.yaxis.set_label_coords(1.0 + 0.42 / width, 0.5)
 
 
 def has_audio(timeline: Timeline) -> bool:
@@ -165,13 +179,92 @@ def waveform(audio: Any, sample_rate: int | None = None, *, title: str | None = 
 def animation_timeline(timeline: Timeline, *, audio: bool = True, width: float = 11.0) -> Figure:
     """Animation channels over media time: waveform (if any), jaw, eyelids, head, expression
     heatmap (with its colour bar). All panels share the time axis; dotted lines mark where
-    each utterance starts."""
+    each utterance starts.
+
+    A run of more keyframes than two a pixel is drawn from its pyramid: each series as the
+    min/max band of its keyframes per pixel column and the band's midline, the heatmap as
+    the mean per column, with light ticks (placed when drawn) and the lines of a panel
+    named beside it in their colour instead of in a legend."""
     with_audio = audio and has_audio(timeline)
     n = 5 if with_audio else 4
     fig = new_figure(width, 1.55 * n + 0.6, constrained=False)
     set_margins(fig, right=0.85)
     ratios = [1.0] * (n - 1) + [1.6]
     axes = fig.subplots(n, 1, sharex=True, gridspec_kw={"height_ratios": ratios})
-    draw_animation(fig, axes, timeline, with_audio)
+    pyramid = long_run_pyramid(timeline, pixel_width(axes[0]))
+    if pyramid is None:
+        draw_animation(fig, axes, timeline, with_audio)
+    else:
+        _draw_long_animation(fig, axes, timeline, pyramid, with_audio)
     fig.suptitle(f"animation timeline: {timeline.n_keyframes} keyframes @ {timeline.fps:g} fps")
     return fig
+
+
+def _draw_long_animation(fig: Figure, axes: Sequence[Axes], timeline: Timeline, pyramid: TimelinePyramid,
+                         with_audio: bool) -> None:
+    """The panels of :func:`animation_timeline` for a run too long to draw keyframe by
+    keyframe, from its pyramid and with the cheaper parts of :mod:`._light` (see there
+    why): the panels, labels and data the short-run path draws from the pyramid (a
+    min/max band and its midline per series, the heatmap's mean per pixel column), with
+    coloured names beside a panel instead of legends."""
+    from ..timeline_pyramid import LINE_COLUMNS
+    from ._light import Verticals, bands, label_room, light_axes, place_labels, side_labels
+
+    pixels = pixel_width(axes[0])
+    for ax in axes:
+        light_axes(ax, x=ax is axes[-1])
+    lines = pyramid.lines
+    t0 = min(0.0, pyramid.slot_start)
+    t1 = max(pyramid.duration, t0 + 1.0 / pyramid.fps)
+    view = lines.window(lines.start, lines.start + lines.n / lines.rate, pixels)  # buckets of one or two pixels
+    centres = view.times + view.bucket / lines.rate / 2.0
+
+    def series(name: str, color: str, style: str = "-") -> tuple:
+        c = LINE_COLUMNS.index(name)
+        return (centres, view.mins[:, c].astype(_np.float64), view.maxs[:, c].astype(_np.float64), color, style)
+
+    panels = list(axes)
+    if with_audio:
+        wave_ax = panels.pop(0)
+        audio = pyramid.audio
+        if audio is None:  # a Timeline with an empty audio array
+            wave_ax.text(0.5, 0.5, "no audio", transform=wave_ax.transAxes, ha="center", va="center")
+        else:
+            aview = audio.window(0.0, audio.duration, pixels)
+            at = aview.times + aview.bucket / audio.rate / 2.0
+            bands(wave_ax, [(at, aview.mins.astype(_np.float64), aview.maxs.astype(_np.float64), "C0", "-")],
+                  alpha=1.0, midlines=False, label="waveform")
+        wave_ax.set_ylim(-1.05, 1.05)
+        wave_ax.set_ylabel("amplitude")
+    jaw_ax, lid_ax, head_ax, expr_ax = panels
+    jaw = series("jaw_open", "C3")
+    bands(jaw_ax, [jaw], label="jaw open")
+    jaw_ax.set_ylim(*padded_limits(jaw[1], jaw[2]))
+    jaw_ax.set_ylabel("jaw (rad)")
+    bands(lid_ax, [series("eyelid_left", "C1"), series("eyelid_right", "C2", "--")], label="eyelids")
+    lid_ax.set_ylim(-0.05, 1.05)
+    lid_ax.set_ylabel("eyelids")
+    side_labels(lid_ax, [("left", "C1"), ("right", "C2")])
+    head = [series(name, color) for name, color in (("head_pitch", "C0"), ("head_yaw", "C4"), ("head_roll", "C5"))]
+    bands(head_ax, head, label="head")
+    head_ax.set_ylim(*padded_limits(*[s[1] for s in head], *[s[2] for s in head]))
+    head_ax.set_ylabel("head (rad)")
+    side_labels(head_ax, [("pitch", "C0"), ("yaw", "C4"), ("roll", "C5")])
+    expr_ax.set_ylabel("expression")
+    if pyramid.n_expression:
+        start, step, expr = pyramid.heat_means(pyramid.slot_start, pyramid.slot_start + pyramid.n_slots / pyramid.fps,
+                                               pixels)
+        lim = float(_np.nanmax(_np.abs(expr))) if _np.isfinite(expr).any() else 1.0
+        lim = lim or 1.0
+        image = expr_ax.imshow(expr.T, aspect="auto", origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim,
+                               extent=(start, start + expr.shape[0] * step, -0.5, expr.shape[1] - 0.5),
+                               interpolation="none")  # as "nearest" here (a column a pixel at most), and cheaper
+        _colorbar(fig, image, expr_ax, light=True)
+    axes[-1].set_xlim(t0, t1)
+    axes[-1].set_xlabel("media time (s)")
+    room = max(label_room(ax) for ax in axes)  # the y labels in one column, as the panels are
+    for ax in axes:
+        place_labels(ax, ylabel=room)
+    starts = timeline.utterance_start[1:]
+    if starts.size:
+        fig.add_artist(Verticals(axes, starts, label="utterance start"))

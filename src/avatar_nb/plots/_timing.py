@@ -11,7 +11,8 @@ import numpy as _np
 from ..timeline import Timeline as _Timeline
 from ..timeline import ms_text as _ms_text
 from ..timeline_text import speed_text as _speed_text
-from ._base import NO_LATENESS, draw_series, lateness_applies, new_figure, run_label, set_margins
+from ._base import (NO_LATENESS, draw_series, lateness_applies, long_run_pyramid, new_figure, padded_limits,
+                    pixel_width, run_label, set_margins)
 from ._channels import draw_animation, has_audio
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
     from ..analysis import AVOffset
     from ..timeline import Timeline
+    from ..timeline_pyramid import TimelinePyramid
 
 
 def draw_timing(axes: Sequence[Axes], timeline: Timeline) -> None:
@@ -56,6 +58,73 @@ def draw_timing(axes: Sequence[Axes], timeline: Timeline) -> None:
         hist_ax.hist(gaps, bins=min(60, max(10, int(_math.sqrt(gaps.size)))), color="C2")
     hist_ax.set_xlabel("inter-arrival (ms)")
     hist_ax.set_ylabel("messages")
+
+
+def _draw_long_timing(axes: Sequence[Axes], timeline: Timeline, pyramid: TimelinePyramid) -> None:
+    """:func:`draw_timing`'s panels for a run too long to draw keyframe by keyframe, from
+    its pyramid and with the cheaper parts of :mod:`._light` (see there why): arrival and
+    lateness as a min/max band and its midline per pixel column, the histogram as one
+    step patch, lines named beside them instead of in legends."""
+    from matplotlib.transforms import blended_transform_factory
+
+    from ..timeline_pyramid import LINE_COLUMNS
+    from ._light import bands, light_axes, place_labels, side_labels
+
+    tl = timeline
+    if len(axes) == 2:
+        arr_ax, hist_ax = axes
+        late_ax = None
+    else:
+        arr_ax, late_ax, hist_ax = axes
+    for ax in axes:
+        light_axes(ax, xbins=4, ybins=4)
+    lines = pyramid.lines
+    view = lines.window(lines.start, lines.start + lines.n / lines.rate, pixel_width(arr_ax))  # 1-2 px buckets
+    centres = view.times + view.bucket / lines.rate / 2.0
+    span = (min(0.0, pyramid.slot_start), pyramid.slot_start + pyramid.n_slots / pyramid.fps)
+
+    def column(name: str) -> tuple[_np.ndarray, _np.ndarray]:
+        c = LINE_COLUMNS.index(name)
+        return view.mins[:, c].astype(_np.float64), view.maxs[:, c].astype(_np.float64)
+
+    lo, hi = column("arrival")
+    bands(arr_ax, [(centres, lo, hi, "C0", "-")], label="arrival")
+    names = [("arrival", "C0")]
+    if tl.pacing != "fast":
+        lim = max(float(tl.media_time[-1]), float(_np.nanmax(hi)))
+        arr_ax.plot([0, lim], [0, lim], color="0.3", linestyle="--", linewidth=1, label="real time")
+        names.append(("real time (dashed)", "0.3"))
+        arr_ax.set_xlim(*padded_limits(_np.array(span), [0.0, lim]))
+        arr_ax.set_ylim(*padded_limits(lo, hi, [0.0, lim]))
+    else:
+        arr_ax.set_xlim(*padded_limits(_np.array(span)))
+        arr_ax.set_ylim(*padded_limits(lo, hi))
+    side_labels(arr_ax, names, x=0.03, y=0.97)
+    arr_ax.set_xlabel("media time (s)")
+    arr_ax.set_ylabel("arrival (s)")
+    if late_ax is not None:
+        if lateness_applies(tl):
+            lo, hi = column("lateness_ms")
+            bands(late_ax, [(centres, lo, hi, "C3", "-")], label="lateness")
+            budget = 1000.0 / tl.fps
+            name = f"one frame ({budget:.0f} ms)"
+            late_ax.axhline(budget, color="0.3", linestyle=":", linewidth=1, label=name)
+            late_ax.text(0.98, budget, name, transform=blended_transform_factory(late_ax.transAxes, late_ax.transData),
+                         ha="right", va="bottom", fontsize="small", color="0.3")
+            late_ax.set_xlim(*padded_limits(_np.array(span)))
+            late_ax.set_ylim(*padded_limits(lo, hi, [budget]))
+            late_ax.set_ylabel("lateness (ms)")
+            late_ax.set_xlabel("media time (s)")
+        else:
+            _draw_lateness(late_ax, tl, False)
+    gaps = tl.inter_arrival * 1000.0
+    if gaps.size:
+        counts, edges = _np.histogram(gaps, bins=min(60, max(10, int(_math.sqrt(gaps.size)))))
+        hist_ax.stairs(counts, edges, fill=True, color="C2", label="messages")
+    hist_ax.set_xlabel("inter-arrival (ms)")
+    hist_ax.set_ylabel("messages")
+    for ax in axes:
+        place_labels(ax)
 
 
 def _draw_lateness(late_ax: Axes, tl: Timeline, timed: bool) -> None:
@@ -96,12 +165,20 @@ def frame_timing(timeline: Timeline, *, width: float = 11.0) -> Figure:
     headline figures and the pacing in the title.
 
     Under ``"fast"`` pacing lateness has no meaning and its panel is left out (the title
-    says so), and the speed reads as a multiple of real time (``"310x real time"``)."""
+    says so), and the speed reads as a multiple of real time (``"310x real time"``).
+
+    A run of more keyframes than two a pixel is drawn from its pyramid (arrival and
+    lateness as min/max bands per pixel column and their midlines, the histogram as one
+    step patch), with light ticks and the lines named in their colour, not in legends."""
     fig = new_figure(width, 3.6, constrained=False)  # fixed margins: the layout engine costs a third
     set_margins(fig, left=0.75, top=0.4)
     fig.subplots_adjust(wspace=0.3)
     axes = fig.subplots(1, _timing_panels(timeline))
-    draw_timing(axes, timeline)
+    pyramid = long_run_pyramid(timeline, pixel_width(axes[0]))
+    if pyramid is None:
+        draw_timing(axes, timeline)
+    else:
+        _draw_long_timing(axes, timeline, pyramid)
     fig.suptitle(f"frame timing: {_timing_text(timeline)}", fontsize="medium")
     return fig
 
