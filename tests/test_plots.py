@@ -489,3 +489,24 @@ def test_av_offset_of_a_timeline_uses_the_analysis():
     expected = av_offset(tl)
     curve = plots.av_offset(tl).axes[0].get_lines()[0]
     np.testing.assert_allclose(curve.get_ydata(), expected.correlation)
+
+
+def test_importing_plots_in_ipython_leaves_matplotlib_for_the_first_figure():
+    """In a kernel, ``import avatar_nb.plots`` (the explorer imports it for its faces) does
+    not import matplotlib; a bare Figure still displays as PNG once there is one."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance()\n"
+        "import avatar_nb.plots as plots\n"
+        "print('before', 'matplotlib.figure' in sys.modules)\n"
+        "from avatar_nb.timeline_pyramid import synthetic_timeline\n"
+        "fig = plots.frame_timing(synthetic_timeline(5.0, n_expression=3))\n"
+        "data, _ = ip.display_formatter.format(fig, include=['image/png'])\n"
+        "print('png', data['image/png'][:4] == b'\\x89PNG')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert out.split() == ["before", "False", "png", "True"]
