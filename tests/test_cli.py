@@ -412,3 +412,42 @@ def test_the_figure_names_its_clip(tmp_path, monkeypatch):
     write_wav(tmp_path / "hello.wav", speech_like(0.4, 16000), 16000)
     assert cli_module.main(["run", str(tmp_path / "hello.wav"), "--out", str(tmp_path / "o"), "--fast", "--quiet"]) == 0
     assert len(titles) == 1 and titles[0].startswith("hello")
+
+
+def test_an_interrupt_the_command_did_not_turn_into_its_line_is_still_one_line(monkeypatch, capsys):
+    """A second Ctrl-C during a command's wind-down ends it at once: exit 130 and one line,
+    and asyncio's report of the task it ended is not printed beside it."""
+    import logging
+
+    def wound_down(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module, "_cmd_run", wound_down)
+    assert cli_module.main(["run", "nothing.wav", "--out", "o"]) == 130
+    assert capsys.readouterr().err == "avatar-nb: interrupted (files already written are whole)\n"
+    log = logging.getLogger("asyncio")
+    kept = []
+
+    def record(exc):
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "Task exception was never retrieved",
+                                 None, (type(exc), exc, None))
+
+    assert not log.filter(record(KeyboardInterrupt())) and log.filter(record(ValueError("a real failure")))
+    kept.append(log.filters.count(cli_module._QUIET_INTERRUPTS))
+    cli_module.main(["run", "nothing.wav", "--out", "o"])
+    capsys.readouterr()
+    assert log.filters.count(cli_module._QUIET_INTERRUPTS) == kept[0] == 1  # added once however often main runs
+
+
+def test_a_second_ctrl_c_inside_a_finaliser_is_not_printed(monkeypatch):
+    import types
+
+    seen = []
+    hook = cli_module._quiet_unraisable(seen.append)
+    hook(types.SimpleNamespace(exc_value=KeyboardInterrupt()))
+    failure = types.SimpleNamespace(exc_value=ValueError("a real failure"))
+    hook(failure)
+    assert seen == [failure]
+    before = sys.unraisablehook
+    monkeypatch.setattr(cli_module, "_cmd_run", lambda args: 0)
+    assert cli_module.main(["run", "x.wav", "--out", "o"]) == 0 and sys.unraisablehook is before  # restored

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextvars
 import json
+import logging
 import math
 import signal
 import sys
@@ -681,10 +682,36 @@ def _terminate_as_ctrl_c() -> Any:
     return signal.SIG_DFL
 
 
+class _InterruptedTasks(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" report of a task a second
+    Ctrl-C ended during the wind-down: the command's one interrupted line says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, KeyboardInterrupt)
+
+
+_QUIET_INTERRUPTS = _InterruptedTasks()
+
+
+def _quiet_unraisable(hook: Any) -> Any:
+    """``sys.unraisablehook`` that says nothing of a KeyboardInterrupt a second Ctrl-C
+    raised inside a callback or finaliser (Python can only print those), else ``hook``."""
+
+    def unraisable(info: Any) -> None:
+        if not isinstance(info.exc_value, KeyboardInterrupt):
+            hook(info)
+
+    return unraisable
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     restore = _terminate_as_ctrl_c()
+    logging.getLogger("asyncio").addFilter(_QUIET_INTERRUPTS)  # once: a filter is kept in a set
+    unraisable_hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_unraisable(unraisable_hook)
     try:
         # in a context of its own: what a command sets (its streaming bars) ends with it
         return int(contextvars.copy_context().run(args.func, args))
@@ -694,6 +721,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"avatar-nb: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
+        # a Ctrl-C the command did not turn into its own line (a second one during its
+        # wind-down): what it wrote is whole (every file is written whole or not at all)
+        print("avatar-nb: interrupted (files already written are whole)", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - any other failure is one line, exit 1
         if args.debug:
@@ -701,6 +731,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"avatar-nb: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     finally:
+        sys.unraisablehook = unraisable_hook
         if restore is not None:
             signal.signal(signal.SIGTERM, restore)
 
