@@ -88,13 +88,19 @@ def test_tiles_are_exact_at_every_level(run, z):
             first = round((m["t0"] - start) * rate / size)
             assert m["t0"] <= t0 + 1e-9 and m["t0"] + m["n"] * m["dt"] >= min(t1, start + series.shape[0] / rate) - 1e-9
             lo, hi = lo.reshape(m["n"], cols), hi.reshape(m["n"], cols)
+            means = None
+            if part == "lines" and not m["raw"]:  # the line inside the band: each bucket's mean
+                means = np.frombuffer(buffers[m["mean"]], dtype="<f4").reshape(m["n"], cols)
             for k in range(m["n"]):
                 block = series[(first + k) * size : (first + k + 1) * size].reshape(-1, cols)
                 with _quiet():
                     np.testing.assert_array_equal(lo[k], np.nanmin(block, axis=0))
                     np.testing.assert_array_equal(hi[k], np.nanmax(block, axis=0))
+                    if means is not None:
+                        np.testing.assert_allclose(means[k], np.nanmean(block.astype(np.float64), axis=0), rtol=1e-5,
+                                                   atol=1e-6)
             if m["raw"]:
-                assert m["min"] == m["max"] and size == 1
+                assert m["min"] == m["max"] and size == 1 and "mean" not in m
         # the heatmap: at most HEAT_COLUMNS columns of E cells, the mean of each bucket
         h = meta["heat"]
         cells = np.frombuffer(buffers[h["buffer"]], dtype=np.uint8).reshape(h["n"], run.n_expression)

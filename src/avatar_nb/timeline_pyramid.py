@@ -207,7 +207,9 @@ def _arrival_to_media(arrival: np.ndarray, media: np.ndarray) -> Any:
 class Tile:
     """One tile of one run: per track ``(t0, dt, raw, mins, maxs)`` (``maxs`` is ``mins``
     when ``raw``: the samples themselves), and the heatmap as ``(t0, dt, bytes)`` with
-    ``E`` cells a column (0: no data; 1..255 the mean from ``-heat_limit`` to ``+heat_limit``)."""
+    ``E`` cells a column (0: no data; 1..255 the mean from ``-heat_limit`` to ``+heat_limit``).
+    ``means``: the mean of each bucket of the keyframe tracks (None when they are raw), the
+    line drawn inside a min/max band, which alone cannot tell a blink from a closed eye."""
 
     z: int
     index: int
@@ -216,6 +218,7 @@ class Tile:
     audio: tuple[float, float, bool, np.ndarray, np.ndarray] | None
     lines: tuple[float, float, bool, np.ndarray, np.ndarray]
     heat: tuple[float, float, np.ndarray] | None
+    means: np.ndarray | None = None
 
     def buffers(self) -> tuple[dict[str, Any], list[bytes]]:
         """The tile as a widget message: its description (JSON) and its binary buffers,
@@ -236,6 +239,8 @@ class Tile:
             if raw:
                 meta[name]["max"] = meta[name]["min"]
                 buffers.pop()
+        if self.means is not None:
+            meta["lines"]["mean"] = put(self.means, "<f4")
         if self.heat is not None:
             t0, dt, cells = self.heat
             meta["heat"] = {"t0": t0, "dt": dt, "n": int(cells.shape[0]), "buffer": put(cells, "u1")}
@@ -362,8 +367,22 @@ class TimelinePyramid:
             audio = _span(self.audio, t0, t1)
         t_first, dt, raw, lo, hi = _span(self.lines, t0, t1)
         lines = (t_first, dt, raw, lo[:, :TILE_LINES], lo[:, :TILE_LINES] if raw else hi[:, :TILE_LINES])
+        means = None if raw else self._line_means(t_first, dt, lo.shape[0])
         heat = self._heat(t0, t1) if self.n_expression else None
-        return Tile(int(z), int(index), t0, t1, audio, lines, heat)
+        return Tile(int(z), int(index), t0, t1, audio, lines, heat, means)
+
+    def _line_means(self, t_first: float, dt: float, n: int) -> np.ndarray:
+        """The mean of each of ``n`` buckets of ``dt`` seconds from ``t_first`` of the
+        keyframe tracks (NaN for a bucket without a keyframe), from the slots themselves
+        (the compiled core's bucket sums: time linear in the tile's keyframes, no memory kept)."""
+        size = max(1, round(dt * self.fps))
+        a = max(0, round((t_first - self.slot_start) * self.fps))
+        part = self.lines.values[a : a + n * size, :TILE_LINES]
+        finite = np.isfinite(part)
+        sums = _pyramid.bucket_sum(np.where(finite, part, np.float32(0.0)), size)
+        counts = _pyramid.bucket_sum(finite.astype(np.float32), size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (sums / counts).astype(np.float32)
 
     def heat_means(self, t0: float, t1: float, columns: int) -> tuple[float, float, np.ndarray]:
         """The expression heatmap over ``[t0, t1)`` in at most about ``columns`` columns:

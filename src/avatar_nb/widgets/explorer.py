@@ -161,9 +161,9 @@ class Explorer(anywidget.AnyWidget):
                 run, z, i = tile
                 meta, bufs = self.runs[run].tile(z, i).buffers()
                 for part in ("audio", "lines"):
-                    if part in meta:
-                        meta[part]["min"] += len(buffers)
-                        meta[part]["max"] += len(buffers)
+                    for key in ("min", "max", "mean"):
+                        if key in meta.get(part, ()):
+                            meta[part][key] += len(buffers)
                 if "heat" in meta:
                     meta["heat"]["buffer"] += len(buffers)
                 meta["run"] = run

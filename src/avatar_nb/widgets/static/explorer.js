@@ -200,7 +200,8 @@ function render({ model, el }) {
       const m = meta[part];
       if (!m) continue;
       const mins = floats(buffers[m.min]);
-      tile[part] = { t0: m.t0, dt: m.dt, raw: m.raw, n: m.n, mins, maxs: m.raw ? mins : floats(buffers[m.max]) };
+      tile[part] = { t0: m.t0, dt: m.dt, raw: m.raw, n: m.n, mins, maxs: m.raw ? mins : floats(buffers[m.max]),
+        means: m.mean === undefined ? null : floats(buffers[m.mean]) };
     }
     const h = meta.heat;
     if (h && h.n > 0) {
@@ -627,7 +628,7 @@ function render({ model, el }) {
     }
     // a min/max band: one polygon per run of finite buckets
     ctx.fillStyle = color;
-    ctx.globalAlpha = symmetric ? alpha : Math.min(1, alpha + 0.25);
+    ctx.globalAlpha = symmetric || s.means ? alpha : Math.min(1, alpha + 0.25);  // lighter under a mean line
     let j = 0;
     while (j < n) {
       while (j < n && !Number.isFinite(s.mins[j * stride + c])) j++;
@@ -651,6 +652,22 @@ function render({ model, el }) {
       ctx.fill();
     }
     ctx.globalAlpha = 1;
+    if (!s.means) return;
+    // each bucket's mean inside its band: where the values mostly were, which the band
+    // alone does not say (a blink and a closed eye fill the same band)
+    ctx.strokeStyle = color;
+    ctx.lineWidth = 1;
+    ctx.setLineDash(k === 1 && row.track.name === "eyelids" ? [4, 3] : []);
+    ctx.beginPath();
+    let open = false;
+    for (let q = 0; q < n; q++) {
+      const v = s.means[q * stride + c];
+      if (!Number.isFinite(v)) { open = false; continue; }
+      const px = X(s.t0 + (q + 0.5) * s.dt), py = Y(v);
+      if (open) ctx.lineTo(px, py); else { ctx.moveTo(px, py); open = true; }
+    }
+    ctx.stroke();
+    ctx.setLineDash([]);
   }
 
   const marks = model.get("marks");
