@@ -4,7 +4,10 @@
 (and the token routes clients derive from it: ``/v1/auth/session-token``,
 ``/v1/console/session-tokens``) and the ingress under ``/v2/driveningress``. Console
 requests are forwarded to the upstream console as they are (method, headers, body;
-the answer likewise, not decompressed) and not recorded. Each WebSocket session is
+the answer likewise, not decompressed, at most ``max_message`` bytes) and each is
+written as one line of ``console.jsonl`` in the output folder (:mod:`.console`: method,
+path, status, seconds, sizes, the error of a refusal, a small JSON answer with every
+credential redacted; never a session token or an API key). Each WebSocket session is
 forwarded message by message, in both directions, unchanged (binary stays binary,
 text stays text; the close code and reason are passed on), and recorded into its
 own capture file (:mod:`avatar_nb.tap.fileformat`): the upgrade with credentials
