@@ -29,6 +29,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .redact import REDACTED, redact_json, redact_query, secret_name
 
@@ -51,6 +52,14 @@ CONSOLE_COLUMNS = [
 
 def _cut(text: str, limit: int = _MAX_TEXT) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _without_userinfo(url: str) -> str:
+    """A URL without the ``user:password@`` a console URL may carry."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment))
 
 
 def _error_text(body: Any) -> str | None:
@@ -125,7 +134,7 @@ def console_entry(
         "method": method,
         "path": _cut(path),
         "query": _cut(redact_query(query)) if query else "",
-        "upstream": _cut(upstream),
+        "upstream": _cut(_without_userinfo(upstream)),
         "status": status,
         "seconds": seconds,
         "request_bytes": request_bytes,

@@ -239,7 +239,8 @@ class TapProxy(LoopbackServer):
                 else:
                     reason = str(exc) or type(exc).__name__
                 response = web.json_response({"message": f"upstream console unavailable: {reason}"}, status=502)
-                result.update(status=502, content=response.body, headers=response.headers)
+                result.update(status=502, content=response.body, headers=response.headers,
+                              error=f"upstream console unavailable: {reason}")
                 return response
         except web.HTTPException as exc:  # the client's body over max_message (413): aiohttp answers it
             result.update(status=exc.status, error=exc.text or exc.reason)
