@@ -1,7 +1,8 @@
 """The recording proxy: avatarkit, spatialreal and avatar_nb through it against the local
 service; every message forwarded byte for byte and in the capture, in order, with no
 secret; refusals and close codes passed on; a killed proxy's capture reads to its last
-message; the capture format's checks."""
+message; the capture format's checks; console requests in console.jsonl, with their
+status, duration and error, and no credential anywhere in the out folder."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import aiohttp
 import avatarkit
 import pytest
 import spatialreal
@@ -26,7 +28,7 @@ from avatar_nb.audio import speech_like
 from avatar_nb.config import LiveKitEgressConfig
 from avatar_nb.server import LocalService
 from avatar_nb.server.ingress import IngressSession
-from avatar_nb.tap import TapProxy, read_capture
+from avatar_nb.tap import TapProxy, read_capture, read_console
 from avatar_nb.tap.fileformat import CaptureWriter
 
 CHUNK = 1280  # 40 ms at 16 kHz
@@ -280,6 +282,140 @@ async def test_upstream_down_is_a_502_and_a_capture(tmp_path):
             await websockets.connect(url)
         assert info.value.response.status_code == 502
     assert read_capture(tap.captures[0]).status == 502
+    console = read_console(tmp_path)  # the token request, answered by the proxy itself
+    assert len(console) >= 1 and set(console["status"]) == {502}
+    assert all("upstream console unavailable" in e for e in console["error"])
+    assert console["upstream"].str.startswith("http://127.0.0.1:9/").all()
+    assert (console["seconds"] >= 0).all() and (console["response_bytes"] > 0).all()
+
+
+# ----------------------------------------------------------------------------- console requests
+
+
+def _nowhere_in(folder: Path, secrets) -> None:
+    """No secret in the bytes of any file under ``folder`` (captures, console.jsonl, anything)."""
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        data = path.read_bytes()
+        for secret in secrets:
+            assert secret and secret.encode() not in data, f"{path.name} holds a secret"
+
+
+async def test_token_requests_are_recorded_without_the_token(tmp_path, upstream):
+    async with TapProxy(upstream.console_url, upstream.ingress_url, tmp_path) as tap:
+        await _avatar_nb(_through(upstream, tap))
+        # the seed's route, with a credential in the query as well
+        async with aiohttp.ClientSession() as http:
+            async with http.post(tap.console_url + "/session-tokens?apiKey=" + upstream.api_key + "&x=1",
+                                 json={"expireAt": int(time.time()) + 300},
+                                 headers={"X-Api-Key": upstream.api_key}) as answer:
+                assert answer.status == 200 and (await answer.json())["sessionToken"] == upstream.tokens[-1]
+        await _closed(tap, 1)
+    assert len(upstream.tokens) == 2
+    console = read_console(tmp_path)
+    assert list(console["path"]) == ["/v1/auth/session-token", "/v1/console/session-tokens"]
+    assert list(console["status"]) == [200, 200] and list(console["method"]) == ["POST", "POST"]
+    assert console["seconds"].dtype == "float64" and (console["seconds"] > 0).all()
+    assert (console["request_bytes"] > 0).all() and (console["response_bytes"] > 0).all()
+    assert console["error"].isna().all()
+    first, second = console["body"]
+    assert first["session_token"] == "<redacted>" and isinstance(first["expireAt"], int)
+    assert second["sessionToken"] == "<redacted>"
+    assert console["query"][1] == "apiKey=%3Credacted%3E&x=1"
+    assert ["X-Api-Key", "<redacted>"] in console["request_headers"][0]
+    # the console request came before the session's upgrade, on the same clock
+    assert console["t"][0] < read_capture(tap.captures[0]).header["t_upgrade"]
+    _nowhere_in(tmp_path, [upstream.api_key, *upstream.tokens])
+
+
+async def test_a_refused_token_request_is_recorded_with_its_status_and_message(tmp_path, upstream):
+    wrong = "sk-wrong-" + "7" * 24
+    async with TapProxy(upstream.console_url, upstream.ingress_url, tmp_path) as tap:
+        kwargs = {**_through(upstream, tap), "api_key": wrong}
+        session = an.new_avatar_session(**kwargs)
+        with pytest.raises(an.SessionTokenError):
+            await session.init()
+        await session.close()
+    assert tap.captures == [] and upstream.tokens == []
+    console = read_console(tmp_path)
+    assert len(console) == 1
+    row = console.iloc[0]
+    assert row["status"] == 401 and row["path"] == "/v1/auth/session-token"
+    assert row["error"] == "the X-Api-Key header is wrong" and row["seconds"] > 0
+    assert row["body"]["errors"][0]["code"] == "INVALID_API_KEY"
+    _nowhere_in(tmp_path, [wrong, upstream.api_key])
+
+
+async def test_console_answers_are_bounded_and_echoed_credentials_redacted(tmp_path):
+    """An answer over 4 KB is not kept (its size is), an encoded one neither; a JSON answer
+    echoing the request's key has it replaced whatever the field's name; an answer over
+    max_message is a 502 with the reason."""
+    import gzip
+
+    from aiohttp import web
+
+    key, token = "sk-echoed-" + "5" * 20, "tok-" + "9" * 40
+
+    async def big(request):
+        return web.json_response({"sessionToken": token, "padding": "x" * 8000})
+
+    async def echo(request):
+        return web.json_response({"note": f"your key {request.headers['X-Api-Key']} is fine", "n": 1})
+
+    async def zipped(request):
+        body = gzip.compress(b'{"session_token": "' + token.encode() + b'"}')
+        return web.Response(body=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+
+    async def huge(request):
+        return web.Response(body=b"y" * 300_000, content_type="application/json")
+
+    app = web.Application()
+    for name, handler in (("big", big), ("echo", echo), ("zipped", zipped), ("huge", huge)):
+        app.router.add_get(f"/v1/console/{name}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with TapProxy(f"http://127.0.0.1:{port}/v1/console", f"http://127.0.0.1:{port}/v2/driveningress",
+                            tmp_path, max_message=100_000) as tap:
+            async with aiohttp.ClientSession(auto_decompress=False) as http:
+                for name in ("big", "echo", "zipped", "huge"):
+                    async with http.get(f"{tap.console_url}/{name}", headers={"X-Api-Key": key}) as answer:
+                        await answer.read()
+                        assert answer.status == (502 if name == "huge" else 200)
+    finally:
+        await runner.cleanup()
+    console = read_console(tmp_path).set_index(read_console(tmp_path)["path"].str.rsplit("/", n=1).str[-1])
+    assert console.loc["big", "body"] is None and console.loc["big", "response_bytes"] > 8000
+    assert "more than 4096" in console.loc["big", "body_note"]
+    assert console.loc["echo", "body"] == {"note": "<redacted>", "n": 1}
+    assert console.loc["zipped", "body"] is None and "gzip" in console.loc["zipped", "body_note"]
+    assert console.loc["huge", "status"] == 502 and "larger than max_message" in console.loc["huge", "error"]
+    _nowhere_in(tmp_path, [key, token])
+
+
+def test_captures_without_a_console_log_still_read(tmp_path):
+    """A folder from before console requests were recorded: the captures read as they did,
+    and its console table is empty, with its columns."""
+    path = _write(tmp_path / "old.anbcap", 0)
+    assert read_capture(path).complete and an.load_capture(tmp_path)[0].meta["avatar_id"] == "v"
+    assert len(an.sweep(captures=tmp_path).runs) == 1
+    console = read_console(tmp_path)
+    assert console.empty and {"status", "seconds", "error", "body"} <= set(console.columns)
+
+
+def test_console_log_cut_off_or_corrupt_names_the_line(tmp_path):
+    log = tmp_path / "console.jsonl"
+    log.write_bytes(b'{"method":"POST","status":200,"seconds":0.5}\n{"method":"GE')
+    with pytest.raises(ValueError, match=r"console\.jsonl: line 2 .*cut off"):
+        read_console(tmp_path)
+    assert list(read_console(log, partial=True)["status"]) == [200]
+    log.write_bytes(b'{"status":200}\nnot json\n')
+    with pytest.raises(ValueError, match=r"console\.jsonl: line 2 .*corrupt"):
+        read_console(log)
 
 
 # ----------------------------------------------------------------------------- a killed proxy

@@ -5,6 +5,9 @@
 - :func:`load_capture`: a capture as the :class:`~avatar_nb.Timeline` the client's
   session would have built (a folder: a list of them);
 - :func:`read_capture`: the raw records (the upgrade, every message, the closes);
+- :func:`read_console`: the console (HTTP) requests a tap run forwarded, token
+  requests above all, as a DataFrame: status, seconds, sizes, the error of a refusal,
+  the answer's JSON with every credential redacted (``console.jsonl``, :mod:`.console`);
 - replay: ``LocalService(replay=capture)`` answers a client with the recorded
   messages, timed as in the capture (:mod:`.replay`);
 - :func:`captures_to_dataset`: many captures as runs of a dataset.
@@ -20,6 +23,7 @@ _EXPORTS = {
     "CaptureMessage": ".fileformat",
     "CaptureWriter": ".fileformat",
     "read_capture": ".fileformat",
+    "read_console": ".console",
     "TapProxy": ".proxy",
     "run_tap": ".proxy",
     "load_capture": ".timeline",

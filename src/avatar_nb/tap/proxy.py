@@ -4,7 +4,10 @@
 (and the token routes clients derive from it: ``/v1/auth/session-token``,
 ``/v1/console/session-tokens``) and the ingress under ``/v2/driveningress``. Console
 requests are forwarded to the upstream console as they are (method, headers, body;
-the answer likewise, not decompressed) and not recorded. Each WebSocket session is
+the answer likewise, not decompressed, at most ``max_message`` bytes) and each is
+written as one line of ``console.jsonl`` in the output folder (:mod:`.console`: method,
+path, status, seconds, sizes, the error of a refusal, a small JSON answer with every
+credential redacted; never a session token or an API key). Each WebSocket session is
 forwarded message by message, in both directions, unchanged (binary stays binary,
 text stays text; the close code and reason are passed on), and recorded into its
 own capture file (:mod:`avatar_nb.tap.fileformat`): the upgrade with credentials
@@ -48,6 +51,7 @@ from ..http_api import (
     check_ingress_url,
 )
 from ..protocol import MessageType
+from .console import ConsoleLog, console_entry
 from .fileformat import CAPTURE_SUFFIX, CLIENT, SERVER, CaptureWriter
 from .redact import redact_configure, redact_headers, redact_query
 
@@ -67,6 +71,10 @@ _WS_HANDSHAKE = frozenset(
      "sec-websocket-protocol", "user-agent"}
 )
 _UNSENDABLE = (1005, 1006, 1015)  # close codes a peer may report but never send
+
+
+class _AnswerTooLarge(Exception):
+    """The upstream console's answer is over ``max_message`` bytes (args: its size so far)."""
 
 
 class TapProxy(LoopbackServer):
@@ -112,6 +120,7 @@ class TapProxy(LoopbackServer):
         self.idle_timeout = float(idle_timeout)
         self.max_message = int(max_message)
         self.captures: list[Path] = []
+        self._console_log = ConsoleLog(self.out)
         self.cut_short: list[Path] = []  # captures of the sessions a stop ended (see _astop)
         self._stopping = False
         self.stats = {"sessions": 0, "refused": 0, "console_requests": 0, "messages": 0, "bytes": 0}
@@ -137,6 +146,7 @@ class TapProxy(LoopbackServer):
     async def _astart(self) -> None:
         self._stopping = False
         self.out.mkdir(parents=True, exist_ok=True)
+        self._console_log.open()
         app = web.Application(client_max_size=self.max_message)
         app.router.add_get(INGRESS_PATH + WEBSOCKET_PATH, self._ingress)
         app.router.add_route("*", "/{tail:.*}", self._console)
@@ -168,6 +178,7 @@ class TapProxy(LoopbackServer):
             self._http = None
         if runner is not None:
             await runner.cleanup()
+        self._console_log.close()  # after the cleanup: the last console handlers have written their lines
 
     # ------------------------------------------------------------------ console (HTTP)
 
@@ -180,25 +191,71 @@ class TapProxy(LoopbackServer):
         query = request.rel_url.raw_query_string
         return url + ("?" + query if query else "")
 
+    async def _read_answer(self, answer: aiohttp.ClientResponse) -> bytes:
+        """The upstream's answer body, at most ``max_message`` bytes (``_AnswerTooLarge``
+        beyond); the session's total timeout (``io_timeout``) bounds the wait."""
+        limit = self.max_message
+        if answer.content_length is not None and answer.content_length > limit:
+            raise _AnswerTooLarge(answer.content_length)
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            part = await answer.content.read(min(64 * 1024, limit + 1 - size))
+            if not part:
+                return b"".join(parts)
+            parts.append(part)
+            size += len(part)
+            if size > limit:
+                raise _AnswerTooLarge(size)
+
     async def _console(self, request: web.Request) -> web.StreamResponse:
         self.stats["console_requests"] += 1
         assert self._http is not None
+        t0 = time.monotonic()
+        started = datetime.now(timezone.utc).isoformat()
+        target = self._console_target(request)
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
+        result: dict[str, Any] = {"status": None, "request_bytes": 0, "content": b"", "headers": None, "error": None}
         try:
-            body = await asyncio.wait_for(request.read(), self.io_timeout)
-            async with self._http.request(
-                request.method, self._console_target(request), headers=headers, data=body,
-                allow_redirects=False, skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
-            ) as answer:
-                content = await answer.read()
-                out = [(k, v) for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP]
-                response = web.Response(status=answer.status, body=content)
-                for k, v in out:
-                    response.headers.add(k, v)
+            try:
+                body = await asyncio.wait_for(request.read(), self.io_timeout)
+                result["request_bytes"] = len(body)
+                async with self._http.request(
+                    request.method, target, headers=headers, data=body,
+                    allow_redirects=False, skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
+                ) as answer:
+                    content = await self._read_answer(answer)
+                    result.update(status=answer.status, content=content, headers=answer.headers)
+                    out = [(k, v) for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP]
+                    response = web.Response(status=answer.status, body=content)
+                    for k, v in out:
+                        response.headers.add(k, v)
+                    return response
+            except (aiohttp.ClientError, TimeoutError, OSError, _AnswerTooLarge) as exc:
+                if isinstance(exc, _AnswerTooLarge):
+                    reason = f"answer larger than max_message ({exc.args[0]} > {self.max_message} bytes)"
+                elif isinstance(exc, TimeoutError):
+                    reason = type(exc).__name__
+                else:
+                    reason = str(exc) or type(exc).__name__
+                response = web.json_response({"message": f"upstream console unavailable: {reason}"}, status=502)
+                result.update(status=502, content=response.body, headers=response.headers,
+                              error=f"upstream console unavailable: {reason}")
                 return response
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            reason = type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-            return web.json_response({"message": f"upstream console unavailable: {reason}"}, status=502)
+        except web.HTTPException as exc:  # the client's body over max_message (413): aiohttp answers it
+            result.update(status=exc.status, error=exc.text or exc.reason)
+            raise
+        except asyncio.CancelledError:
+            result["error"] = "the proxy stopped before the answer" if self._stopping else "cancelled before the answer"
+            raise
+        finally:
+            self._console_log.write(console_entry(
+                time=started, t=t0, method=request.method, path=request.rel_url.raw_path,
+                query=request.rel_url.raw_query_string, upstream=target.partition("?")[0],
+                request_headers=request.headers.items(), request_bytes=result["request_bytes"],
+                status=result["status"], seconds=time.monotonic() - t0, response_headers=result["headers"],
+                content=result["content"], error=result["error"],
+            ))
 
     # ------------------------------------------------------------------ ingress (WebSocket)
 
