@@ -190,7 +190,7 @@ def batch_clip() -> tuple[BatchProgress, str] | None:
 class _Running:
     """One clip streaming in a batch, as the loop registered it and the thread draws it."""
 
-    __slots__ = ("bar", "counts", "ended", "name", "ok", "slot", "started", "total")
+    __slots__ = ("animated", "bar", "counts", "ended", "name", "ok", "slot", "started", "total")
 
     def __init__(self, timeline: Timeline, total: float, name: str) -> None:
         self.counts = _Counts(timeline)
@@ -201,6 +201,7 @@ class _Running:
         self.ok = False
         self.bar: Any = None
         self.slot = 0
+        self.animated = 0.0
 
 
 class BatchProgress:
@@ -215,7 +216,8 @@ class BatchProgress:
     :data:`SHOW_AFTER_SECONDS` (``delay``). ``clip_bars=False`` keeps the runs bar only;
     ``enabled=False`` draws nothing and starts no thread.
 
-    ``finished`` lists, for each clip bar closed, ``(name, seconds shown, clip length)``.
+    ``finished`` lists, for each clip bar closed, ``(name, seconds animated as last counted,
+    clip length)``; ``most_lines`` is the most clip lines open at once.
     """
 
     def __init__(
@@ -237,6 +239,7 @@ class BatchProgress:
         self.bar: Any = None
         self.polls = 0
         self.finished: list[tuple[str, float, float]] = []
+        self.most_lines = 0
         self._done = 0
         self._audio_seconds = 0.0
         self._running: list[_Running] = []
@@ -328,6 +331,7 @@ class BatchProgress:
             with self._lock:
                 taken = {e.slot for e in self._running if e.bar is not None}
             entry.slot = next(i for i in range(1, len(taken) + 2) if i not in taken)
+            self.most_lines = max(self.most_lines, len(taken) + 1)
             label = entry.name if len(entry.name) <= 24 else entry.name[:21] + "..."
             entry.bar = tqdm(
                 total=entry.total,
@@ -343,6 +347,7 @@ class BatchProgress:
                 dynamic_ncols=True,
             )
         animated, sent = entry.counts.read()
+        entry.animated = animated
         if entry.ended and entry.ok:  # the clip streamed to its end: the whole clip is done
             animated = sent = entry.total
         entry.bar.set_postfix_str(f"sent {min(sent, entry.total):.1f} s", refresh=False)
@@ -354,6 +359,6 @@ class BatchProgress:
             return
         if entry.ok and time.monotonic() - entry.started >= self.delay:
             bar.refresh()  # its full state, once, before its line is cleared
-        self.finished.append((entry.name, float(bar.n), entry.total))
+        self.finished.append((entry.name, entry.animated, entry.total))
         bar.close()
         entry.bar = None
