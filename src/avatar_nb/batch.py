@@ -129,7 +129,9 @@ async def run_batch(
     ``on_result(result)`` is called as each run finishes streaming (keep it light: other
     sessions are still running). Returns the results in input order; a failed run is a
     result, never an exception. Interrupted (Ctrl-C), the runs that finished have their
-    files written before the interruption goes on.
+    files written before the interruption goes on. ``progress`` shows a bar counting the
+    runs and a line per clip streaming (:class:`avatar_nb.progress.BatchProgress`, drawn by a
+    thread of its own).
     """
     from .endpoints import open_service
     from .progress import BatchProgress, bars_wanted

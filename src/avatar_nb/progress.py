@@ -14,6 +14,11 @@ end sooner print nothing; ``progress=False`` on the calling function turns it of
 Inside an enclosing :func:`streaming_bars` block (or after :func:`set_streaming_bars`,
 which the command line calls for ``demo`` and a ``run`` of one file), every clip streamed
 by :func:`avatar_nb.pipeline.stream_clip` gets one.
+
+A batch of many clips (:func:`avatar_nb.batch.run_batch`, ``avatar-nb run`` of a folder)
+has :class:`BatchProgress` instead: one thread draws the bar counting the runs and, below
+it, a line per clip streaming (its seconds animated out of its length), closed as the
+clip ends; the loop only registers each clip's Timeline and bumps a counter per run.
 """
 
 from __future__ import annotations
