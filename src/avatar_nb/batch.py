@@ -129,11 +129,12 @@ async def run_batch(
     ``on_result(result)`` is called as each run finishes streaming (keep it light: other
     sessions are still running). Returns the results in input order; a failed run is a
     result, never an exception. Interrupted (Ctrl-C), the runs that finished have their
-    files written before the interruption goes on.
+    files written before the interruption goes on. ``progress`` shows a bar counting the
+    runs and a line per clip streaming (:class:`avatar_nb.progress.BatchProgress`, drawn by a
+    thread of its own).
     """
-    from tqdm.auto import tqdm
-
     from .endpoints import open_service
+    from .progress import BatchProgress, bars_wanted
 
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
@@ -157,36 +158,33 @@ async def run_batch(
     results: list[ClipResult | None] = [None] * len(runs)
     options = {"realtime": any(s.pacing != "fast" for s in all_settings), **dict(local_options or {})}
     semaphore = asyncio.Semaphore(concurrency)
-    bar = tqdm(total=len(runs), unit="clip", desc="streaming", disable=not progress, file=sys.stderr,
-               dynamic_ncols=True)
-    hours = 0.0
+    # a bar counting runs, and a line per clip streaming (unless the caller's streaming_bars
+    # already gives each clip a bar), all drawn by a thread from counters the loop bumps
+    bars = BatchProgress(len(runs), enabled=progress, clip_bars=not bars_wanted(), file=sys.stderr,
+                         label_width=max((len(c.name) for c in clip_list), default=0))
 
     async def one(position: int, index: int, clip: Clip, run_settings: RunSettings, handle: ServiceHandle) -> None:
-        nonlocal hours
         ready = prepared[index, run_settings.sample_rate]
         if isinstance(ready, BadInput):
             result = ClipResult(clip, run_settings, "failed", str(ready), True)
             result.traceback = "".join(traceback.format_exception(ready))
         else:
             async with semaphore:
-                result = await run_clip(handle, clip, run_settings, prepared=ready)
+                with bars.clip(clip.name):
+                    result = await run_clip(handle, clip, run_settings, prepared=ready)
         results[position] = result
-        hours += (result.summary.get("audio_seconds") or 0.0) / 3600.0
-        bar.update(1)
-        bar.set_postfix_str(f"{hours:.4f} h audio", refresh=False)
+        bars.run_done(result.summary.get("audio_seconds") or 0.0)
         if on_result is not None:
             on_result(result)
 
     try:
-        async with open_service(service, local_options=options, **session_kwargs) as handle:
-            await asyncio.gather(*(one(p, i, c, s, handle) for p, (i, c, s) in enumerate(runs)))
+        with bars:
+            async with open_service(service, local_options=options, **session_kwargs) as handle:
+                await asyncio.gather(*(one(p, i, c, s, handle) for p, (i, c, s) in enumerate(runs)))
     except asyncio.CancelledError:  # Ctrl-C: the runs that finished keep their files
-        bar.close()
         if out is not None:
             render([r for r in results if r is not None], out, writers, progress=False)
         raise
-    finally:
-        bar.close()
     done = [r for r in results if r is not None]
 
     # phase 3: files, once nothing streams any more

@@ -139,7 +139,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finished: dict[str, ClipResult] = {}
     printer = _InputOrder([c.name for c in todo], quiet=args.json)
 
-    # one file: a bar of its seconds animated (the batch's bar counts clips); never with --json
+    # one file: a bar of its seconds animated (many: the batch's bars, a line per running clip
+    # below the clips bar); never with --json or --quiet
     set_streaming_bars(_one_file(args.audio) and not args.json and not args.quiet)
 
     def report(result: ClipResult) -> None:

@@ -25,7 +25,7 @@ from .audio import prepare_audio
 from .endpoints import ENV_VARS, ServiceHandle, endpoints_from_env, open_service
 from .errors import AvatarSDKError, AvatarSDKErrorCode
 from .pacing import DEFAULT_CHUNK_MS, Pacing, check_chunk_ms, pacing_from_realtime
-from .progress import StreamProgress, bars_wanted, streaming_bars
+from .progress import StreamProgress, bars_wanted, batch_clip, streaming_bars
 from .protocol import DEFAULT_SAMPLE_RATE
 from .session import AvatarSession
 from .sync import run_sync  # its home is avatar_nb.sync; importable from here as before
@@ -90,12 +90,17 @@ async def stream_clip(
     handle's session sample rate. Waits for the end frame (``timeout``, default 30 s plus
     the clip's duration); raises :class:`AnimationTimeout` or the session's
     :class:`AvatarSDKError`, each carrying the partial Timeline as ``.timeline``.
-    Inside a :func:`avatar_nb.progress.streaming_bars` block the clip gets a progress bar.
+    Inside a :func:`avatar_nb.progress.streaming_bars` block the clip gets a progress bar;
+    a batch's clip gets a line among the batch's bars (:class:`avatar_nb.progress.BatchProgress`).
     """
     session = AvatarSession(handle.config(**session_overrides), timeline=timeline)
     tl = session.timeline
     rate = session.config.sample_rate
-    with StreamProgress(tl, len(pcm) / 2 / rate, enabled=bars_wanted(), leave=False):
+    seconds = len(pcm) / 2 / rate
+    in_batch = batch_clip()  # a batch's clip: a line among the batch's bars, drawn by its thread
+    bar = (in_batch[0].track(tl, seconds, in_batch[1]) if in_batch is not None
+           else StreamProgress(tl, seconds, enabled=bars_wanted(), leave=False))
+    with bar:
         return await _stream(session, tl, pcm, rate, chunk_ms=chunk_ms, pacing=pacing, timeout=timeout,
                              handle=handle)
 
