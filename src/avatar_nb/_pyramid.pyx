@@ -101,6 +101,15 @@ cdef void _minmax_i16(const int16_t[:, ::1] x, Py_ssize_t bucket, float[:, ::1] 
             hi[b, c] = <float>(mx / 32768.0)
 
 
+def _fill_minmax(const series_t[:, ::1] x, Py_ssize_t bucket, float[:, ::1] lo, float[:, ::1] hi):
+    # one kernel per input type, chosen by Cython's fused-type dispatch from the array's dtype
+    with nogil:
+        if series_t is int16_t:
+            _minmax_i16(x, bucket, lo, hi)
+        else:
+            _minmax(x, bucket, 1.0, lo, hi)
+
+
 def bucket_minmax(values, Py_ssize_t bucket):
     """Min and max of each ``bucket`` samples of ``values``: the pyramid's level 0.
 
@@ -115,24 +124,8 @@ def bucket_minmax(values, Py_ssize_t bucket):
     cdef Py_ssize_t nb = (n + bucket - 1) // bucket
     mins = np.empty((nb, cols), dtype=np.float32)
     maxs = np.empty((nb, cols), dtype=np.float32)
-    cdef float[:, ::1] lo = mins
-    cdef float[:, ::1] hi = maxs
-    cdef const float[:, ::1] f32
-    cdef const double[:, ::1] f64
-    cdef const int16_t[:, ::1] i16
     if nb:
-        if x.dtype == np.float32:
-            f32 = x
-            with nogil:
-                _minmax(f32, bucket, 1.0, lo, hi)
-        elif x.dtype == np.float64:
-            f64 = x
-            with nogil:
-                _minmax(f64, bucket, 1.0, lo, hi)
-        else:
-            i16 = x
-            with nogil:
-                _minmax_i16(i16, bucket, lo, hi)
+        _fill_minmax(x, bucket, mins, maxs)
     if one_d:
         return mins[:, 0], maxs[:, 0]
     return mins, maxs
@@ -207,6 +200,15 @@ cdef void _sums(const series_t[:, ::1] x, Py_ssize_t bucket, double scale, doubl
                 out[b, c] += <double>x[i, c] * scale
 
 
+def _fill_sums(const series_t[:, ::1] x, Py_ssize_t bucket, double[:, ::1] out):
+    # int16 audio is summed scaled to [-1, 1), as bucket_minmax scales it
+    with nogil:
+        if series_t is int16_t:
+            _sums(x, bucket, 1.0 / 32768.0, out)
+        else:
+            _sums(x, bucket, 1.0, out)
+
+
 def bucket_sum(values, Py_ssize_t bucket):
     """Sum of each ``bucket`` samples of ``values`` (float64; NaN propagates): level 0 of
     a mean pyramid, as the expression heatmap uses. Same input and buckets as
@@ -217,23 +219,8 @@ def bucket_sum(values, Py_ssize_t bucket):
     cdef Py_ssize_t n = x.shape[0], cols = x.shape[1]
     cdef Py_ssize_t nb = (n + bucket - 1) // bucket
     sums = np.empty((nb, cols), dtype=np.float64)
-    cdef double[:, ::1] out = sums
-    cdef const float[:, ::1] f32
-    cdef const double[:, ::1] f64
-    cdef const int16_t[:, ::1] i16
     if nb:
-        if x.dtype == np.float32:
-            f32 = x
-            with nogil:
-                _sums(f32, bucket, 1.0, out)
-        elif x.dtype == np.float64:
-            f64 = x
-            with nogil:
-                _sums(f64, bucket, 1.0, out)
-        else:
-            i16 = x
-            with nogil:
-                _sums(i16, bucket, 1.0 / 32768.0, out)
+        _fill_sums(x, bucket, sums)
     return sums[:, 0] if one_d else sums
 
 
