@@ -80,7 +80,35 @@ def bars_wanted() -> bool:
     return _WANTED.get()
 
 
-class StreamProgress:
+class _Polled:
+    """The polling thread of a bar: :meth:`poll` every 1/:data:`POLLS_PER_SECOND` s from
+    :meth:`_start` until :meth:`_finish`, which stops it and polls once more from the
+    caller (the sessions have ended: the last redraw is the caller's)."""
+
+    polls = 0
+    _thread: threading.Thread | None = None
+
+    def _start(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="avatar_nb-progress", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        interval = 1.0 / POLLS_PER_SECOND
+        while not self._stop.wait(interval):
+            self.poll()
+
+    def _finish(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.poll()
+
+    def poll(self) -> None:  # pragma: no cover - each bar has its own
+        raise NotImplementedError
+
+
+class StreamProgress(_Polled):
     """A bar of one clip's streaming: seconds animated out of ``total_seconds`` of audio,
     with the seconds sent beside it, redrawn by a polling thread (see the module's notes).
 
@@ -109,9 +137,6 @@ class StreamProgress:
         self.delay = SHOW_AFTER_SECONDS if delay is None else float(delay)
         self.leave = leave
         self.bar: Any = None
-        self.polls = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._counts = _Counts(timeline)
 
     def __enter__(self) -> Self:
@@ -130,25 +155,16 @@ class StreamProgress:
             dynamic_ncols=True,
             leave=self.leave,
         )
-        self._thread = threading.Thread(target=self._run, name="avatar_nb-progress", daemon=True)
-        self._thread.start()
+        self._start()
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if self.bar is None:
             return
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self.poll()
+        self._finish()
         if exc_type is None:  # the call ended normally: the whole clip is done
             self.bar.update(self.bar.total - self.bar.n)
         self.bar.close()
-
-    def _run(self) -> None:
-        interval = 1.0 / POLLS_PER_SECOND
-        while not self._stop.wait(interval):
-            self.poll()
 
     def poll(self) -> None:
         """Read the Timeline's new entries and redraw (the thread's work; also called once at the end)."""
@@ -209,7 +225,7 @@ class _Running:
         self.animated = 0.0
 
 
-class BatchProgress:
+class BatchProgress(_Polled):
     """The bars of a batch (``avatar-nb run`` of many clips, :func:`avatar_nb.batch.run_batch`):
     one counting the runs finished (with the hours of audio), and one per clip streaming
     (its seconds animated out of its length, the seconds sent beside it), at positions
@@ -242,15 +258,12 @@ class BatchProgress:
         self.delay = SHOW_AFTER_SECONDS if delay is None else float(delay)
         self.label_width = max(0, int(label_width))
         self.bar: Any = None
-        self.polls = 0
         self.finished: list[tuple[str, float, float]] = []
         self.most_lines = 0
         self._done = 0
         self._audio_seconds = 0.0
         self._running: list[_Running] = []
         self._lock = threading.Lock()  # held only to copy or change the list of running clips
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     # -- the loop's side: cheap
 
@@ -290,26 +303,17 @@ class BatchProgress:
 
         self.bar = tqdm(total=self.runs, unit="clip", desc="streaming", file=self.file or sys.stderr,
                         dynamic_ncols=True, position=0)
-        self._thread = threading.Thread(target=self._run, name="avatar_nb-progress", daemon=True)
-        self._thread.start()
+        self._start()
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if self.bar is None:
             return
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self.poll()  # the sessions have ended: the last redraw is the caller's
+        self._finish()
         for entry in self._running:  # interrupted: the clips that did not end
             self._close(entry)
         self._running.clear()
         self.bar.close()
-
-    def _run(self) -> None:
-        interval = 1.0 / POLLS_PER_SECOND
-        while not self._stop.wait(interval):
-            self.poll()
 
     def poll(self) -> None:
         """Redraw every bar from the counters (the thread's work; also called once at the end)."""

@@ -27,6 +27,14 @@ if TYPE_CHECKING:
     from ..timeline_pyramid import TimelinePyramid
 
 
+def _panels(axes: Sequence[Axes]) -> tuple[Axes, Axes | None, Axes]:
+    """The arrival, lateness (None when left out: two Axes) and histogram Axes."""
+    if len(axes) == 2:
+        return axes[0], None, axes[1]
+    arr_ax, late_ax, hist_ax = axes
+    return arr_ax, late_ax, hist_ax
+
+
 def draw_timing(axes: Sequence[Axes], timeline: Timeline) -> None:
     """Arrival against media time (with the real-time line), lateness per keyframe against
     the one-frame budget, and the inter-arrival histogram, into three Axes; or into two
@@ -36,11 +44,7 @@ def draw_timing(axes: Sequence[Axes], timeline: Timeline) -> None:
     Under ``"fast"`` pacing there is no playback clock: a lateness panel says so and
     the real-time line is left out."""
     tl = timeline
-    if len(axes) == 2:
-        arr_ax, hist_ax = axes
-        late_ax = None
-    else:
-        arr_ax, late_ax, hist_ax = axes
+    arr_ax, late_ax, hist_ax = _panels(axes)
     mt, arrival = tl.media_time, tl.arrival
     timed = lateness_applies(tl)
     if mt.size:
@@ -71,11 +75,7 @@ def _draw_long_timing(axes: Sequence[Axes], timeline: Timeline, pyramid: Timelin
     from ._light import bands, light_axes, place_labels, side_labels
 
     tl = timeline
-    if len(axes) == 2:
-        arr_ax, hist_ax = axes
-        late_ax = None
-    else:
-        arr_ax, late_ax, hist_ax = axes
+    arr_ax, late_ax, hist_ax = _panels(axes)
     for ax in axes:
         light_axes(ax, xbins=4, ybins=4)
     lines = pyramid.lines

@@ -610,22 +610,24 @@ function render({ model, el }) {
     const { y, h } = row;
     const Y = (v) => y + h - ((v - lo) / (hi - lo || 1)) * h;
     const n = s.n;
-    if (s.raw) {
+    // a line through one value a bucket (the samples themselves, or each bucket's mean
+    // inside its band), broken where there is none; the right eyelid dashed
+    const line = (values, offset, width) => {
       ctx.strokeStyle = color;
-      ctx.lineWidth = 1.2;
+      ctx.lineWidth = width;
       ctx.setLineDash(k === 1 && row.track.name === "eyelids" ? [4, 3] : []);
       ctx.beginPath();
       let open = false;
       for (let j = 0; j < n; j++) {
-        const v = s.mins[j * stride + c];
+        const v = values[j * stride + c];
         if (!Number.isFinite(v)) { open = false; continue; }
-        const px = X(s.t0 + j * s.dt), py = Y(v);
+        const px = X(s.t0 + (j + offset) * s.dt), py = Y(v);
         if (open) ctx.lineTo(px, py); else { ctx.moveTo(px, py); open = true; }
       }
       ctx.stroke();
       ctx.setLineDash([]);
-      return;
-    }
+    };
+    if (s.raw) return line(s.mins, 0, 1.2);
     // a min/max band: one polygon per run of finite buckets
     ctx.fillStyle = color;
     ctx.globalAlpha = symmetric || s.means ? alpha : Math.min(1, alpha + 0.25);  // lighter under a mean line
@@ -652,22 +654,9 @@ function render({ model, el }) {
       ctx.fill();
     }
     ctx.globalAlpha = 1;
-    if (!s.means) return;
     // each bucket's mean inside its band: where the values mostly were, which the band
     // alone does not say (a blink and a closed eye fill the same band)
-    ctx.strokeStyle = color;
-    ctx.lineWidth = 1;
-    ctx.setLineDash(k === 1 && row.track.name === "eyelids" ? [4, 3] : []);
-    ctx.beginPath();
-    let open = false;
-    for (let q = 0; q < n; q++) {
-      const v = s.means[q * stride + c];
-      if (!Number.isFinite(v)) { open = false; continue; }
-      const px = X(s.t0 + (q + 0.5) * s.dt), py = Y(v);
-      if (open) ctx.lineTo(px, py); else { ctx.moveTo(px, py); open = true; }
-    }
-    ctx.stroke();
-    ctx.setLineDash([]);
+    if (s.means) line(s.means, 0.5, 1);
   }
 
   const marks = model.get("marks");
