@@ -11,6 +11,8 @@ import importlib as _importlib
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
+from ._lazy import lazy_getattr as _lazy_getattr
+
 _CORE_MODULES = ("_pcm", "_envelope", "_flame", "_wire", "_pyramid")
 """The compiled core (Cython extensions), all loaded by ``import avatar_nb``."""
 
@@ -96,15 +98,7 @@ _SUBMODULES = ("analysis", "batch", "experiments", "flame", "plots", "tap", "tid
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "show"])
 
 
-def __getattr__(name: str) -> _Any:
-    module = _EXPORTS.get(name)
-    if module is not None:
-        value = getattr(_importlib.import_module(module, __name__), name)
-        globals()[name] = value  # later lookups skip this function
-        return value
-    if name in _SUBMODULES:
-        return _importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'avatar_nb' has no attribute {name!r}")
+__getattr__ = _lazy_getattr(__name__, globals(), _EXPORTS, _SUBMODULES)
 
 
 def __dir__() -> list[str]:

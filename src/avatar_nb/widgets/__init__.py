@@ -14,8 +14,9 @@ The views draw only through the public functions of :mod:`avatar_nb.plots`.
 
 from __future__ import annotations
 
-import importlib as _importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_getattr as _lazy_getattr
 
 if TYPE_CHECKING:
     from ._show import show
@@ -42,13 +43,7 @@ _EXPORTS = {
 __all__ = ["AudioPlayer", "Explorer", "MicrophonePanel", "SessionPanel", "TimelineView", "WaveformView", "explore", "show"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'avatar_nb.widgets' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module, __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+__getattr__ = _lazy_getattr(__name__, globals(), _EXPORTS)
 
 
 def __dir__() -> list[str]:

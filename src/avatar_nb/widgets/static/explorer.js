@@ -39,11 +39,11 @@ function buildLut() {
 }
 const LUT = buildLut();
 
-function floats(dv) {
-  // a DataView (or ArrayBuffer) from the widget message, copied so it is 4-byte aligned
-  const buf = dv.buffer ? dv.buffer.slice(dv.byteOffset, dv.byteOffset + dv.byteLength) : dv.slice(0);
-  return new Float32Array(buf);
+function aligned(dv) {
+  // a DataView (or ArrayBuffer) from the widget message, copied so that it starts aligned
+  return dv.buffer ? dv.buffer.slice(dv.byteOffset, dv.byteOffset + dv.byteLength) : dv.slice(0);
 }
+function floats(dv) { return new Float32Array(aligned(dv)); }
 function bytes(dv) {
   return dv.buffer ? new Uint8Array(dv.buffer, dv.byteOffset, dv.byteLength) : new Uint8Array(dv);
 }
@@ -454,8 +454,7 @@ function render({ model, el }) {
     const from = cursor ? cursor.t : view.t0;
     const { msg, buffers } = await ask({ type: "audio", run, t: from, seconds: 15 });
     if (!msg.n) return;
-    const raw = buffers[0];
-    const pcm = new Int16Array(raw.buffer ? raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength) : raw.slice(0));
+    const pcm = new Int16Array(aligned(buffers[0]));
     audioCtx = audioCtx || new AudioContext();
     const buf = audioCtx.createBuffer(1, pcm.length, msg.sample_rate);
     const ch = buf.getChannelData(0);
